@@ -1,0 +1,46 @@
+"""Installs vae_jax: `pip install -e .` (library) or `pip install -e '.[test]'`."""
+
+import setuptools
+
+INSTALL_REQUIRES = [
+    "absl-py>=2.1",
+    "clu>=0.0.12",
+    "etils[epath]>=1.7",
+    "flax>=0.10.4",
+    # tensorflow_datasets.dataset_builders imports it without declaring it.
+    "importlib_resources>=6.0",
+    "jax>=0.5.3",
+    "ml_collections>=1.0",
+    "numpy>=1.26",
+    "optax>=0.2.4",
+    "orbax-checkpoint>=0.11.5",
+    "tensorboard>=2.16",
+    # TensorFlow is only used for tf.data and TensorBoard summaries, so the
+    # CPU build is enough (and avoids pulling CUDA libraries next to JAX's).
+    "tensorflow-cpu>=2.16; sys_platform != 'darwin'",
+    "tensorflow>=2.16; sys_platform == 'darwin'",
+    "tensorflow-datasets>=4.9.6",
+]
+
+TEST_REQUIRES = [
+    "pytest>=8.0",
+    "pytest-xdist>=3.5",
+]
+
+setuptools.setup(
+    name="vae_jax",
+    version="0.1.0",
+    description="Variational autoencoders and their relatives in JAX/Flax.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    packages=setuptools.find_packages(include=["vae_jax", "vae_jax.*"]),
+    python_requires=">=3.11",
+    install_requires=INSTALL_REQUIRES,
+    extras_require={"test": TEST_REQUIRES},
+    classifiers=[
+        "Programming Language :: Python :: 3.11",
+        "Programming Language :: Python :: 3.12",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)

@@ -1,0 +1,40 @@
+"""Shared test setup: cheap compilation, strict shapes, tiny configs."""
+
+import os
+import sys
+
+# Must be set before TensorFlow or JAX start threads.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import jax  # pylint: disable=g-import-not-at-top
+import pytest  # pylint: disable=g-import-not-at-top
+
+# Compile time dominates tiny models; silent broadcasting hides shape bugs.
+jax.config.update("jax_disable_most_optimizations", True)
+jax.config.update("jax_numpy_rank_promotion", "raise")
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO_ROOT)
+
+from configs import mnist_linear  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+
+def make_tiny_config():
+  """mnist_linear shrunk so a whole run takes seconds on mock data."""
+  config = mnist_linear.get_config()
+  config.num_epochs = 2
+  config.batch_size = 8
+  config.log_every_steps = 2
+  config.checkpoint_every_steps = 3
+  config.num_image_samples = 8
+  config.model.hidden_sizes = (32, 16)
+  config.model.latent_size = 4
+  # Under tfds.testing.mock_data, TFDS's (mocked) download is the source;
+  # 'auto' would look for the network and the registry mirror instead.
+  config.input.mnist_source = "tfds"
+  return config
+
+
+@pytest.fixture
+def tiny_config():
+  return make_tiny_config()

@@ -1,0 +1,80 @@
+"""The ELBO and its pieces, per image and in nats.
+
+A VAE decoder returns `logits` with the image's shape. Every likelihood reads
+them the same way: `sigmoid(logits)` is the mean image in [0, 1], which is what
+reconstructions and samples show. The training objective is the negative ELBO
+
+    loss = reconstruction + kl_weight * KL(q(z|x) || N(0, I)),
+
+with the reconstruction term the negative log-likelihood of the image.
+"""
+
+import math
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+
+
+def _sum_per_image(values: jax.Array) -> jax.Array:
+  return values.reshape(values.shape[0], -1).sum(axis=-1)
+
+
+def bernoulli_nll(logits: jax.Array, images: jax.Array, **unused) -> jax.Array:
+  """-log p(x|z) for pixels in [0, 1] read as Bernoulli probabilities (BCE)."""
+  return _sum_per_image(optax.sigmoid_binary_cross_entropy(logits, images))
+
+
+def gaussian_nll(logits: jax.Array, images: jax.Array, *,
+                 gaussian_variance: float, **unused) -> jax.Array:
+  """-log N(x; sigmoid(logits), variance I): MSE scaled, plus its constant."""
+  squared_error = jnp.square(images - jax.nn.sigmoid(logits))
+  return _sum_per_image(
+      0.5 * squared_error / gaussian_variance
+      + 0.5 * math.log(2 * math.pi * gaussian_variance))
+
+
+LIKELIHOODS: dict[str, Callable[..., jax.Array]] = {
+    "bernoulli": bernoulli_nll,
+    "gaussian": gaussian_nll,
+}
+
+
+def kl_to_standard_normal(mu: jax.Array, logvar: jax.Array) -> jax.Array:
+  """KL(N(mu, exp(logvar)) || N(0, I)) per image, in closed form."""
+  return 0.5 * jnp.sum(jnp.exp(logvar) + jnp.square(mu) - 1.0 - logvar,
+                       axis=-1)
+
+
+def reparameterize(rng: jax.Array, mu: jax.Array,
+                   logvar: jax.Array) -> jax.Array:
+  """z = mu + sigma * eps, so gradients flow through the sample to mu, sigma."""
+  eps = jax.random.normal(rng, mu.shape, mu.dtype)
+  return mu + jnp.exp(0.5 * logvar) * eps
+
+
+def kl_weight_at(step: jax.Array, kl_weight: float,
+                 kl_warmup_steps: int) -> jax.Array:
+  """β at `step`: ramps linearly from 0 over the warm-up, then stays."""
+  if kl_warmup_steps <= 0:
+    return jnp.asarray(kl_weight, jnp.float32)
+  ramp = jnp.minimum(1.0, step.astype(jnp.float32) / kl_warmup_steps)
+  return kl_weight * ramp
+
+
+def negative_elbo(logits: jax.Array, mu: jax.Array, logvar: jax.Array,
+                  images: jax.Array, *, likelihood: str, kl_weight: jax.Array,
+                  gaussian_variance: float = 1.0) -> dict[str, jax.Array]:
+  """Per-image terms of the objective; `loss` is what training minimizes."""
+  recon = LIKELIHOODS[likelihood](
+      logits, images, gaussian_variance=gaussian_variance)
+  kl = kl_to_standard_normal(mu, logvar)
+  return {
+      "loss": recon + kl_weight * kl,
+      "recon": recon,
+      "kl": kl,
+      "mse": jnp.mean(
+          jnp.square(images - jax.nn.sigmoid(logits)).reshape(
+              images.shape[0], -1), axis=-1),
+  }

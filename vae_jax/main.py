@@ -1,0 +1,66 @@
+r"""Trains and evaluates a model from a config file.
+
+    python -m vae_jax.main --config=configs/mnist_linear.py --workdir=/tmp/vae
+
+Any config field can be overridden, e.g. `--config.num_epochs=5`. The logic
+lives in `vae_jax.train` so that tests, notebooks and launch scripts call it
+directly; this file only parses flags.
+"""
+
+import logging as python_logging
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+import tensorflow as tf
+
+from vae_jax import train
+from vae_jax import validation
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file(
+    "config", None, "Path to a config file, optionally `path:argument`.",
+    lock_config=True)
+flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs, images.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+class _OrbaxWarningsOnly(python_logging.Filter):
+  """Orbax logs every step of every save at INFO; keep the training log."""
+
+  def filter(self, record: python_logging.LogRecord) -> bool:
+    return (record.levelno >= python_logging.WARNING
+            or "/orbax/" not in record.pathname)
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's parsing, with config mistakes reported as one line."""
+  try:
+    return FLAGS(argv)
+  except flags.Error as e:
+    message = str(e)
+  except AttributeError as e:  # ml_collections: no such config field.
+    cause = e.args[0] if e.args else e
+    if isinstance(cause, KeyError) and cause.args:  # Unwrap its repr.
+      cause = cause.args[0]
+    message = f"unknown config field {cause}"
+  raise SystemExit("vae_jax: error: " + " ".join(message.split()))
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  logging.get_absl_handler().addFilter(_OrbaxWarningsOnly())
+  # TensorFlow only feeds data; keep it off the accelerators JAX uses.
+  tf.config.set_visible_devices([], "GPU")
+  tf.config.set_visible_devices([], "TPU")
+  logging.info("Config:\n%s", FLAGS.config)
+  try:
+    train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  except validation.UserInputError as e:
+    raise SystemExit(f"vae_jax: error: {e}") from None
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=parse_flags)

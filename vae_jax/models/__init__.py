@@ -1,0 +1,27 @@
+"""Model families, chosen by `config.model.name`.
+
+Each family module exports `build(model_config, image_shape) -> nn.Module`.
+Adding a family means adding its module and one line here.
+"""
+
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import ml_collections
+
+from vae_jax.models import mlp_vae
+
+MODELS = {
+    "mlp_vae": mlp_vae.build,
+}
+
+
+def build_model(model_config: ml_collections.ConfigDict,
+                image_shape: Sequence[int]) -> nn.Module:
+  return MODELS[model_config.name](model_config, image_shape)
+
+
+def count_params(params) -> int:
+  """Number of trainable scalars (BatchNorm statistics are not params)."""
+  return sum(leaf.size for leaf in jax.tree.leaves(params))

@@ -1,0 +1,31 @@
+"""The VAE wiring shared by every encoder/decoder family.
+
+A family module supplies an encoder (images -> mu, logvar) and a decoder
+(z -> logits shaped like the images); `VAE` joins them with the
+reparameterized sample in between.
+"""
+
+import flax.linen as nn
+import jax
+
+from vae_jax import losses
+
+
+class VAE(nn.Module):
+  """q(z|x) from `encoder`, p(x|z) from `decoder`, prior N(0, I)."""
+  encoder: nn.Module
+  decoder: nn.Module
+  latent_size: int
+
+  def encode(self, images: jax.Array,
+             train: bool = False) -> tuple[jax.Array, jax.Array]:
+    return self.encoder(images, train=train)
+
+  def decode(self, z: jax.Array, train: bool = False) -> jax.Array:
+    return self.decoder(z, train=train)
+
+  def __call__(self, images: jax.Array, rng: jax.Array,
+               train: bool = False) -> tuple[jax.Array, jax.Array, jax.Array]:
+    mu, logvar = self.encode(images, train)
+    z = losses.reparameterize(rng, mu, logvar)
+    return self.decode(z, train), mu, logvar

@@ -1,0 +1,74 @@
+"""Checks on what the user gives us, so mistakes stop the run before it starts.
+
+Every problem a user can fix raises `UserInputError` with a message that names
+the cause; `main.py` prints it as one line instead of a traceback.
+"""
+
+import os
+
+import jax
+import ml_collections
+
+
+class UserInputError(ValueError):
+  """A problem with the config, the workdir or the data that the user can fix."""
+
+
+class ConfigError(UserInputError):
+  """A config field has a value the run cannot use."""
+
+
+class DataError(UserInputError):
+  """The dataset is missing, corrupt or unusable."""
+
+
+def _require(condition: bool, message: str) -> None:
+  if not condition:
+    raise ConfigError(message)
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+  """Raises ConfigError for values no run could use."""
+  # Imported here: models and losses import this module for the error types.
+  from vae_jax import input_pipeline, losses, mnist_mirror, models  # pylint: disable=g-import-not-at-top
+
+  _require(config.batch_size > 0,
+           f"batch_size must be positive, got {config.batch_size}.")
+  _require(config.num_epochs > 0,
+           f"num_epochs must be positive, got {config.num_epochs}.")
+  _require(config.batch_size % jax.device_count() == 0,
+           f"batch_size {config.batch_size} is not divisible by the "
+           f"{jax.device_count()} devices that share it.")
+  for field in ("log_every_steps", "checkpoint_every_steps",
+                "max_checkpoints_to_keep"):
+    _require(config[field] > 0, f"{field} must be positive, got {config[field]}.")
+  _require(config.input.dataset in input_pipeline.DATASETS,
+           f"input.dataset {config.input.dataset!r} is unknown; choose one of "
+           f"{list(input_pipeline.DATASETS)}.")
+  _require(config.input.mnist_source in mnist_mirror.SOURCES,
+           f"input.mnist_source {config.input.mnist_source!r} is unknown; "
+           f"choose one of {list(mnist_mirror.SOURCES)}.")
+  _require(config.model.name in models.MODELS,
+           f"model.name {config.model.name!r} is unknown; choose one of "
+           f"{sorted(models.MODELS)}.")
+  _require(config.model.latent_size > 0,
+           f"model.latent_size must be positive, got {config.model.latent_size}.")
+  _require(config.loss.likelihood in losses.LIKELIHOODS,
+           f"loss.likelihood {config.loss.likelihood!r} is unknown; choose one "
+           f"of {sorted(losses.LIKELIHOODS)}.")
+  _require(config.loss.kl_weight >= 0,
+           f"loss.kl_weight must be >= 0, got {config.loss.kl_weight}.")
+  _require(config.loss.kl_warmup_steps >= 0,
+           f"loss.kl_warmup_steps must be >= 0, got {config.loss.kl_warmup_steps}.")
+  _require(config.loss.gaussian_variance > 0,
+           "loss.gaussian_variance must be positive, got "
+           f"{config.loss.gaussian_variance}.")
+  _require(config.optimizer.learning_rate > 0,
+           "optimizer.learning_rate must be positive, got "
+           f"{config.optimizer.learning_rate}.")
+
+
+def validate_workdir(workdir: str) -> None:
+  """Raises UserInputError when `workdir` cannot hold a run's outputs."""
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise UserInputError(f"workdir {workdir!r} exists and is not a directory.")
