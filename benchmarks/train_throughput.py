@@ -24,7 +24,6 @@ from ml_collections import config_flags
 import numpy as np
 
 from vae_jax import input_pipeline
-from vae_jax import models
 from vae_jax import sharding
 from vae_jax import train
 
@@ -61,12 +60,12 @@ def main(argv):
   mesh = sharding.make_mesh()
   replicated = sharding.replicated(mesh)
   data_sharding = sharding.batch_sharded(mesh)
-  model = models.build_model(config.model, image_shape)
+  model = train.build_model(config, image_shape)
   state = jax.jit(functools.partial(train.create_train_state, config, model,
                                     image_shape, total_steps=10**6),
                   out_shardings=replicated)(jax.random.PRNGKey(0))
   rng = jax.device_put(jax.random.PRNGKey(1), replicated)
-  step, _ = train.make_jitted_steps(config, mesh)
+  step, _ = train.make_jitted_steps(config, model, mesh)
 
   local_batches = input_pipeline.train_batches(
       config.input, sharding.local_batch_size(config.batch_size), seed=0)

@@ -32,6 +32,38 @@ def get_config() -> ml_collections.ConfigDict:
   # of streaming it through tf.data each epoch.
   config.input.in_memory = True
   config.input.shuffle_buffer_size = 60_000  # Streaming only: full shuffle.
+  # 'unit' ([0, 1]) for VAEs; 'symmetric' ([-1, 1]) for the plain
+  # autoencoders' tanh outputs.
+  config.input.pixel_range = "unit"
+  # Square side images are resized to; None keeps the dataset's own (MNIST
+  # 28, celeb_a's 140 center crop). The seed: 32 for MNIST's conv and
+  # 1024-input MLPs, 32 or 64 for stanford_dogs (which needs one), 64 celeb_a.
+  config.input.image_size = config_dict.placeholder(int)
+  config.input.grayscale = False  # RGB to one channel, after resizing.
+  # stanford_dogs: crop to the first annotated box (the dog) before resizing.
+  config.input.crop_to_bbox = False
+  # celeb_a: attributes kept as 'attributes' (int32 [n]); the first is also
+  # the 'label' used for conditioning and for coloring plots.
+  config.input.attributes = ("Smiling",)
+  # image_folder: a root laid out <root>/<split>/<class>/*.png|jpg; labels
+  # are the sorted class folder names' indices.
+  config.input.folder_path = config_dict.placeholder(str)
+  # Splits for training and evaluation ('training' and 'testing' for the
+  # seed's mnist_png folder; celeb_a also has 'validation').
+  config.input.train_split = "train"
+  config.input.test_split = "test"
+  # stanford_dogs and celeb_a when not yet in the data dir: 'auto' lets TFDS
+  # download them if their host answers within 3 s; 'always' skips that
+  # probe (behind a proxy; tests set it, as under tfds.testing.mock_data the
+  # download is a no-op); 'never' only prepares from archives placed in
+  # <data_dir>/downloads/manual, as any mode does when they are there.
+  config.input.download = "auto"
+  # Training-only augmentations, a pure function of (seed, step) in both the
+  # in-memory and the streamed paths; 0 is off.
+  config.input.rotation_degrees = 0.0  # Uniform in ±this; the seed used 45.
+  config.input.autocontrast_prob = 0.0  # Per image; the seed used 0.5.
+  # Brightness scaled by U[max(0, 1 - j), 1 + j]; the seed used 0.5.
+  config.input.brightness_jitter = 0.0
 
   config.model = ml_collections.ConfigDict()
   config.model.name = "mlp_vae"  # A key of vae_jax.models.MODELS.
@@ -39,8 +71,12 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.latent_size = 20  # Dimensions of z.
 
   config.loss = ml_collections.ConfigDict()
-  config.loss.likelihood = "bernoulli"  # 'bernoulli' (BCE) or 'gaussian'.
+  # 'bernoulli' (BCE), 'gaussian' (fixed variance: MSE) or
+  # 'gaussian_learned' (variance learned with the model).
+  config.loss.likelihood = "bernoulli"
   config.loss.gaussian_variance = 1.0  # Fixed pixel variance of 'gaussian'.
+  # 'gaussian_learned': one 'shared' variance or one per pixel ('per_pixel').
+  config.loss.learned_variance = "per_pixel"
   config.loss.kl_weight = 1.0  # β; 1.0 is the true ELBO.
   config.loss.kl_warmup_steps = 0  # Steps over which β ramps up from 0.
 

@@ -1,4 +1,9 @@
-"""Batches are a pure function of (seed, step), so resumes do not replay."""
+"""Batches: preprocessed per dataset, a pure function of (seed, step).
+
+Every dataset runs under tfds.testing.mock_data; stanford_dogs and celeb_a
+need input.download='always' there, as mock_data makes TFDS's download a
+no-op but leaves the builders looking unprepared.
+"""
 
 import itertools
 
@@ -53,3 +58,117 @@ def test_split_smaller_than_a_batch_is_an_error(tiny_config):
   with tfds.testing.mock_data(num_examples=3):
     with pytest.raises(DataError, match="fewer than one batch"):
       input_pipeline.steps_per_epoch(tiny_config.input, 4)
+
+
+def first_train_batch(config, batch_size=4):
+  return next(input_pipeline.train_batches(config, batch_size, seed=0))
+
+
+def first_eval_batch(config, batch_size=4):
+  return next(input_pipeline.eval_dataset(config, batch_size)
+              .as_numpy_iterator())
+
+
+# MNIST is held in memory; the larger datasets stream (one dogs case is held
+# in memory too).
+@pytest.mark.parametrize("dataset,options,shape", [
+    ("mnist", {}, (28, 28, 1)),
+    ("mnist", {"image_size": 32}, (32, 32, 1)),
+    ("stanford_dogs", {"image_size": 32, "in_memory": False}, (32, 32, 3)),
+    ("stanford_dogs", {"image_size": 64, "crop_to_bbox": True,
+                       "in_memory": False}, (64, 64, 3)),
+    ("stanford_dogs", {"image_size": 32, "crop_to_bbox": True,
+                       "grayscale": True}, (32, 32, 1)),
+    ("celeb_a", {"image_size": 64, "in_memory": False}, (64, 64, 3)),
+])
+def test_datasets_give_preprocessed_shapes_and_unit_range(
+    tiny_config, dataset, options, shape):
+  config = tiny_config.input
+  config.update(dataset=dataset, download="always", **options)
+  with tfds.testing.mock_data(num_examples=8):
+    input_pipeline.prepare(config)
+    assert input_pipeline.image_shape(config) == shape
+    train, test = first_train_batch(config), first_eval_batch(config)
+  for batch in (train, test):
+    assert batch["image"].shape == (4, *shape)
+    assert batch["image"].dtype == np.float32
+    assert batch["label"].dtype == np.int32 and batch["label"].shape == (4,)
+    assert 0.0 <= batch["image"].min() and batch["image"].max() <= 1.0
+
+
+def test_celeb_a_keeps_listed_attributes_and_crops_the_center(tiny_config):
+  config = tiny_config.input
+  config.update(dataset="celeb_a", download="always",
+                attributes=("Male", "Smiling"))
+  with tfds.testing.mock_data(num_examples=8):
+    raw = next(iter(tfds.load("celeb_a", split="test")))
+    # No image_size: the 140x140 crop itself.
+    assert input_pipeline.image_shape(config) == (140, 140, 3)
+    batch = first_eval_batch(config)
+    train = first_train_batch(config)
+  for b in (batch, train):
+    assert b["attributes"].shape == (4, 2)
+    assert b["attributes"].dtype == np.int32
+    np.testing.assert_array_equal(b["label"], b["attributes"][:, 0])
+  assert batch["attributes"][0].tolist() == [
+      int(raw["attributes"]["Male"]), int(raw["attributes"]["Smiling"])]
+  # 218x178 -> the 140x140 square around the center.
+  np.testing.assert_array_equal(np.round(batch["image"][0] * 255),
+                                raw["image"].numpy()[39:179, 19:159])
+
+
+def test_symmetric_range_maps_unit_pixels_to_minus_one_one(tiny_config):
+  symmetric = tiny_config.input.copy_and_resolve_references()
+  symmetric.pixel_range = "symmetric"
+  with tfds.testing.mock_data(num_examples=8):
+    unit_train = first_train_batch(tiny_config.input)["image"]
+    unit_test = first_eval_batch(tiny_config.input)["image"]
+    train = first_train_batch(symmetric)["image"]
+    test = first_eval_batch(symmetric)["image"]
+  np.testing.assert_allclose(train, unit_train * 2 - 1, atol=1e-6)
+  np.testing.assert_allclose(test, unit_test * 2 - 1, atol=1e-6)
+  assert -1.0 <= train.min() < 0.0 and train.max() <= 1.0
+
+
+def augmented(config, rotation=45.0, autocontrast=0.5, brightness=0.5):
+  config = config.copy_and_resolve_references()
+  config.update(rotation_degrees=rotation, autocontrast_prob=autocontrast,
+                brightness_jitter=brightness)
+  return config
+
+
+@pytest.mark.parametrize("in_memory", [True, False])
+def test_augmentations_are_deterministic_per_seed_and_step(tiny_config,
+                                                          in_memory):
+  tiny_config.input.in_memory = in_memory
+  config = augmented(tiny_config.input)
+  with tfds.testing.mock_data(num_examples=16):
+    full = take(input_pipeline.train_batches(config, 4, seed=3), 7)
+    again = take(input_pipeline.train_batches(config, 4, seed=3), 7)
+    resumed = take(input_pipeline.train_batches(config, 4, seed=3,
+                                                start_step=3), 4)
+    other_seed = take(input_pipeline.train_batches(config, 4, seed=4), 7)
+    plain = take(input_pipeline.train_batches(tiny_config.input, 4, seed=3), 7)
+  for a, b in zip(full, again):
+    np.testing.assert_array_equal(a, b)
+  for a, b in zip(full[3:], resumed):  # Crosses the epoch boundary at 4.
+    np.testing.assert_array_equal(a, b)
+  assert not any(np.array_equal(a, b) for a, b in zip(full, other_seed))
+  # The same examples as without augmentation, other pixels.
+  assert not any(np.array_equal(a, b) for a, b in zip(full, plain))
+  assert all(0.0 <= a.min() and a.max() <= 1.0 for a in full)
+
+
+def test_each_augmentation_changes_training_images_only(tiny_config):
+  # Autocontrast leaves mock MNIST's full-range noise almost unchanged; its
+  # effect is tested in test_augment.py.
+  rotation_only = augmented(tiny_config.input, autocontrast=0.0, brightness=0.0)
+  brightness_only = augmented(tiny_config.input, rotation=0.0, autocontrast=0.0)
+  with tfds.testing.mock_data(num_examples=8):
+    plain_train = first_train_batch(tiny_config.input)["image"]
+    plain_test = first_eval_batch(tiny_config.input)["image"]
+    for config in (rotation_only, brightness_only):
+      assert not np.array_equal(first_train_batch(config)["image"],
+                                plain_train)
+    np.testing.assert_array_equal(
+        first_eval_batch(augmented(tiny_config.input))["image"], plain_test)

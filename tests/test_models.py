@@ -6,6 +6,8 @@ import ml_collections
 import pytest
 
 from vae_jax import models
+from vae_jax import validation
+from vae_jax.models import autoencoders
 
 
 def linear_params(sizes):
@@ -48,3 +50,167 @@ def test_mlp_vae_shapes():
   assert mu.shape == logvar.shape == (5, 3)
   decoded = model.apply(variables, jnp.zeros((7, 3)), method="decode")
   assert decoded.shape == (7, 28, 28, 1)
+
+
+def conv_params(in_channels, out_channels, kernel_size, bias):
+  """Weights (plus biases) of one square nn.Conv2d or nn.ConvTranspose2d."""
+  return (in_channels * out_channels * kernel_size**2
+          + (out_channels if bias else 0))
+
+
+def batchnorm_params(channels):
+  """nn.BatchNorm2d(affine=True): scale and shift; running stats not params."""
+  return 2 * channels
+
+
+def convs_params(channels, kernel_size, bias):
+  """Convolutions chained through `channels`."""
+  return sum(conv_params(a, b, kernel_size, bias)
+             for a, b in zip(channels[:-1], channels[1:]))
+
+
+def count_listing_params(model_config, image_shape):
+  model = models.build_model(model_config, image_shape)
+  variables = jax.eval_shape(model.init, jax.random.PRNGKey(0),
+                             jnp.zeros((1, *image_shape)),
+                             jax.random.PRNGKey(1))
+  return models.count_params(variables["params"])
+
+
+def dcgan_listing_params(image_channels, flatten_size, latent_size):
+  """The seed's DCGAN VAE listing, from its PyTorch layer shapes."""
+  encoder = (convs_params([image_channels, 64, 128, 256, 128], 4, bias=False)
+             + sum(batchnorm_params(c) for c in (64, 128, 256, 128))
+             + 2 * linear_params([flatten_size, latent_size]))  # mu, σ heads.
+  decoder = (linear_params([latent_size, 512, flatten_size])
+             + convs_params([128, 256, 128, 64, image_channels], 4, bias=False)
+             + sum(batchnorm_params(c) for c in (256, 128, 64)))
+  return encoder + decoder
+
+
+@pytest.mark.parametrize("image_shape,flatten_size", [
+    ((32, 32, 1), 2 * 2 * 128),  # The listing: 32x32 MNIST, 512 -> 128 heads.
+    ((64, 64, 3), 4 * 4 * 128),
+])
+def test_dcgan_vae_param_count_equals_pytorch_listing(image_shape,
+                                                      flatten_size):
+  config = ml_collections.ConfigDict({"name": "dcgan_vae", "latent_size": 128})
+  assert count_listing_params(config, image_shape) == dcgan_listing_params(
+      image_shape[-1], flatten_size, 128)
+
+
+@pytest.mark.parametrize("latent_size", [16, 256])
+def test_small_conv_vae_param_count_equals_pytorch_listing(latent_size):
+  # The seed's three-layer conv VAE on 32x32x1, d = 32: encoder convs
+  # 1->32->64->128 (3x3, bias), Linear 2048->256, mu/σ heads 256->latent;
+  # decoder Linear latent->256->2048, ConvTranspose 128->64->32->1 (3x3, bias).
+  expected = (convs_params([1, 32, 64, 128], 3, bias=True)
+              + linear_params([4 * 4 * 128, 256])
+              + 2 * linear_params([256, latent_size])
+              + linear_params([latent_size, 256, 4 * 4 * 128])
+              + convs_params([128, 64, 32, 1], 3, bias=True))
+  config = ml_collections.ConfigDict({"name": "small_conv_vae",
+                                      "latent_size": latent_size})
+  assert count_listing_params(config, (32, 32, 1)) == expected
+
+
+@pytest.mark.parametrize("variant,encoder,decoder", [
+    # The seed's fcn1/fcn2/fcn3 listings on 64x64x3 (12288 inputs); fcn2/fcn3
+    # with the evident 64->32->12->3 for the listing's Linear(64,32), (12,3).
+    ("fcn1", [12288, 2048, 1024, 512, 256, 128, 3],
+     [3, 12, 256, 512, 1024, 2048, 12288]),
+    ("fcn2", [12288, 1024, 128, 64, 32, 12, 3],
+     [3, 12, 32, 64, 128, 1024, 12288]),
+    ("fcn3", [12288, 512, 128, 64, 32, 12, 3],
+     [3, 12, 32, 64, 128, 512, 12288]),
+])
+def test_fc_autoencoder_param_count_equals_pytorch_listing(variant, encoder,
+                                                           decoder):
+  encoder_sizes, decoder_sizes = autoencoders.SEED_FC_SIZES[variant]
+  assert [12288, *encoder_sizes] == encoder
+  assert [3, *decoder_sizes, 12288] == decoder
+  config = ml_collections.ConfigDict({
+      "name": "fc_autoencoder", "encoder_sizes": encoder_sizes,
+      "decoder_sizes": decoder_sizes})
+  assert count_listing_params(config, (64, 64, 3)) == (
+      linear_params(encoder) + linear_params(decoder))
+
+
+def test_conv_autoencoder_param_count_equals_pytorch_listing():
+  # The seed's conv autoencoder: Conv 4x4 3->64->128->256->512 and
+  # ConvTranspose 4x4 512->256->128->64->3, all with bias.
+  expected = (convs_params([3, 64, 128, 256, 512], 4, bias=True)
+              + convs_params([512, 256, 128, 64, 3], 4, bias=True))
+  config = ml_collections.ConfigDict({"name": "conv_autoencoder"})
+  assert count_listing_params(config, (64, 64, 3)) == expected
+
+
+def check_vae_shapes(model, image_shape, latent_size):
+  images = jax.random.uniform(jax.random.PRNGKey(3), (2, *image_shape))
+  variables = model.init(jax.random.PRNGKey(0), images, jax.random.PRNGKey(1))
+  logits, mu, logvar = model.apply(variables, images, jax.random.PRNGKey(2))
+  assert logits.shape == images.shape
+  assert mu.shape == logvar.shape == (2, latent_size)
+  decoded = model.apply(variables, jnp.zeros((3, latent_size)),
+                        method="decode")
+  assert decoded.shape == (3, *image_shape)
+  return images, variables
+
+
+def test_dcgan_vae_shapes_and_batch_stats():
+  config = ml_collections.ConfigDict({
+      "name": "dcgan_vae", "latent_size": 5, "channels": (4, 8, 8, 6),
+      "dense_size": 16})
+  model = models.build_model(config, (32, 48, 3))
+  images, variables = check_vae_shapes(model, (32, 48, 3), 5)
+  assert "batch_stats" in variables
+  rng = jax.random.PRNGKey(2)
+  _, trained = model.apply(variables, images, rng, train=True,
+                           mutable=["batch_stats"])
+  changed = jax.tree.map(lambda a, b: bool(jnp.any(a != b)),
+                         variables["batch_stats"], trained["batch_stats"])
+  assert all(jax.tree.leaves(changed))
+  _, evaluated = model.apply(variables, images, rng, train=False,
+                             mutable=["batch_stats"])
+  unchanged = jax.tree.map(lambda a, b: bool(jnp.all(a == b)),
+                           variables["batch_stats"], evaluated["batch_stats"])
+  assert all(jax.tree.leaves(unchanged))
+
+
+def test_small_conv_vae_shapes():
+  config = ml_collections.ConfigDict({
+      "name": "small_conv_vae", "latent_size": 4, "base_channels": 4,
+      "dense_size": 16})
+  model = models.build_model(config, (32, 48, 1))
+  _, variables = check_vae_shapes(model, (32, 48, 1), 4)
+  assert "batch_stats" not in variables
+
+
+@pytest.mark.parametrize("name", ["small_conv_vae", "dcgan_vae"])
+def test_conv_vaes_reject_sizes_they_cannot_rebuild(name):
+  config = ml_collections.ConfigDict({"name": name, "latent_size": 4})
+  with pytest.raises(validation.ConfigError):
+    models.build_model(config, (28, 28, 1))
+
+
+@pytest.mark.parametrize("model_config,image_shape,code_size", [
+    ({"name": "fc_autoencoder", "encoder_sizes": (16, 3),
+      "decoder_sizes": (12,)}, (8, 8, 3), 3),
+    ({"name": "conv_autoencoder", "channels": (4, 8, 8, 6)}, (64, 64, 3),
+     4 * 4 * 6),
+])
+def test_autoencoder_shapes(model_config, image_shape, code_size):
+  model = models.build_model(ml_collections.ConfigDict(model_config),
+                             image_shape)
+  assert model.code_size == code_size
+  images = jax.random.uniform(jax.random.PRNGKey(3), (2, *image_shape),
+                              minval=-1.0, maxval=1.0)
+  variables = model.init(jax.random.PRNGKey(0), images, jax.random.PRNGKey(1))
+  assert set(variables) == {"params"}
+  outputs = model.apply(variables, images, jax.random.PRNGKey(2))
+  assert outputs.shape == images.shape
+  code = model.apply(variables, images, method="encode")
+  assert code.shape == (2, code_size)
+  decoded = model.apply(variables, code, method="decode")
+  assert decoded.shape == images.shape
+  assert jnp.allclose(decoded, outputs)

@@ -16,9 +16,14 @@ from vae_jax import train
 
 
 def make_state(config, image_shape=(28, 28, 1)):
-  model = models.build_model(config.model, image_shape)
+  model = train.build_model(config, image_shape)
   return train.create_train_state(config, model, image_shape,
                                   jax.random.PRNGKey(0), total_steps=100)
+
+
+def terms_fn(config, image_shape=(28, 28, 1)):
+  return train.terms_fn_for(train.build_model(config, image_shape),
+                            config.loss)
 
 
 def random_batch(size=8, seed=0):
@@ -29,7 +34,7 @@ def random_batch(size=8, seed=0):
 
 def test_train_step_compiles_once_and_learns(tiny_config):
   step = jax.jit(functools.partial(train.train_step,
-                                   loss_config=tiny_config.loss),
+                                   terms_fn=terms_fn(tiny_config)),
                  donate_argnums=0)
   state = make_state(tiny_config)
   batch = random_batch()
@@ -50,7 +55,7 @@ def test_train_step_uses_a_fresh_sample_each_step(tiny_config):
   state = make_state(tiny_config)
   batch = random_batch()
   rng = jax.random.PRNGKey(1)
-  step = functools.partial(train.train_step, loss_config=tiny_config.loss)
+  step = functools.partial(train.train_step, terms_fn=terms_fn(tiny_config))
   _, first = step(state, batch, rng)
   _, same_step = step(state, batch, rng)
   _, next_step = step(state.replace(step=state.step + 1), batch, rng)
@@ -58,15 +63,36 @@ def test_train_step_uses_a_fresh_sample_each_step(tiny_config):
   assert float(first["loss"]) != float(next_step["loss"])
 
 
+@pytest.mark.parametrize("learned_variance,shape", [("shared", ()),
+                                                    ("per_pixel", (28, 28, 1))])
+def test_learned_gaussian_variance_is_a_trained_parameter(
+    tiny_config, learned_variance, shape):
+  tiny_config.loss.likelihood = "gaussian_learned"
+  tiny_config.loss.learned_variance = learned_variance
+  state = make_state(tiny_config)
+  assert state.params["pixel_logvar"].shape == shape
+  step = functools.partial(train.train_step, terms_fn=terms_fn(tiny_config))
+  new_state, metrics = step(state, random_batch(), jax.random.PRNGKey(1))
+  assert np.isfinite(float(metrics["loss"]))
+  assert not np.allclose(new_state.params["pixel_logvar"],
+                         state.params["pixel_logvar"])
+
+
+def test_pixel_range_must_match_the_model(tiny_config):
+  tiny_config.input.pixel_range = "symmetric"
+  with pytest.raises(train.validation.ConfigError, match="pixel_range='unit'"):
+    make_state(tiny_config)
+
+
 def test_eval_step_ignores_padding(tiny_config):
   state = make_state(tiny_config)
   batch = random_batch(size=8)
   batch["mask"] = np.array([True] * 5 + [False] * 3)
   sums = train.eval_step(state, batch, jax.random.PRNGKey(0),
-                         loss_config=tiny_config.loss)
+                         terms_fn=terms_fn(tiny_config))
   unpadded = {k: v[:5] for k, v in batch.items()}
   unpadded_sums = train.eval_step(state, unpadded, jax.random.PRNGKey(0),
-                                  loss_config=tiny_config.loss)
+                                  terms_fn=terms_fn(tiny_config))
   assert float(sums["count"]) == 5
   # The same key draws different noise for different batch sizes, so compare
   # the deterministic reconstruction error only.

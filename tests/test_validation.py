@@ -17,6 +17,8 @@ from vae_jax import validation
     ("optimizer.learning_rate", 0.0, "learning_rate must be positive"),
     ("input.dataset", "imagenet_typo", "input.dataset 'imagenet_typo'"),
     ("input.mnist_source", "ftp", "input.mnist_source 'ftp'"),
+    ("input.pixel_range", "0-255", "input.pixel_range must be"),
+    ("loss.learned_variance", "diagonal", "loss.learned_variance must be"),
 ])
 def test_bad_values_name_the_field(tiny_config, field, value, message):
   parent, _, name = field.rpartition(".")

@@ -1,10 +1,13 @@
-"""tf.data pipelines over TFDS datasets, one process's share at a time.
+"""Deterministic training batches and padded eval batches, one process's share.
 
 Training batches are a pure function of (seed, step): each epoch is shuffled
-with a seed derived from (seed, epoch), so a run resumed at step s sees exactly
-the batches an uninterrupted run would have seen from s on.
+with a seed derived from (seed, epoch), and batch k of epoch e is augmented
+with a key derived from (seed, e, k), so a run resumed at step s sees exactly
+the batches an uninterrupted run would have seen from s on. Which datasets
+exist and how their images are preprocessed lives in `datasets`.
 """
 
+import functools
 import math
 from typing import Iterator
 
@@ -12,93 +15,119 @@ import jax
 import ml_collections
 import numpy as np
 import tensorflow as tf
-import tensorflow_datasets as tfds
 
-from vae_jax import mnist_mirror
+from vae_jax import augment
+from vae_jax import datasets
 from vae_jax.validation import DataError
 
-DATASETS = ("mnist",)
+DATASETS = datasets.DATASETS
 
 
 def prepare(input_config: ml_collections.ConfigDict) -> str:
-  """Makes the dataset readable from the TFDS data dir; returns its source."""
-  return mnist_mirror.ensure_mnist(input_config.data_dir,
-                                   input_config.mnist_source)
+  """Makes the data readable from the TFDS data dir; returns its source."""
+  return datasets.prepare(input_config)
 
 
 def image_shape(input_config: ml_collections.ConfigDict) -> tuple[int, ...]:
-  builder = tfds.builder(input_config.dataset, data_dir=input_config.data_dir)
-  return tuple(builder.info.features["image"].shape)
+  """The shape of one image after preprocessing (resize, grayscale)."""
+  return datasets.image_shape(input_config)
 
 
-def _load(input_config: ml_collections.ConfigDict, split: str) -> tf.data.Dataset:
-  """Decoded examples of `split`: 'image' float32 in [0, 1], 'label' int32."""
-  ds = tfds.load(input_config.dataset, split=split, shuffle_files=False,
-                 data_dir=input_config.data_dir)
-
-  def preprocess(example):
-    return {"image": tf.cast(example["image"], tf.float32) / 255.0,
-            "label": tf.cast(example["label"], tf.int32)}
-
-  return ds.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)
-
-
-def _epoch_seed(seed: int, epoch: int) -> int:
-  return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+def _epoch_seed(seed: int, epoch: int, *stream: int) -> int:
+  state = np.random.SeedSequence([seed, epoch, *stream]).generate_state(1)
+  return int(state[0])
 
 
 def _num_examples(ds: tf.data.Dataset) -> int:
   return int(ds.cardinality())
 
 
-def _train_split() -> str:
-  return tfds.split_for_jax_process("train", drop_remainder=True)
+def _train_examples(input_config: ml_collections.ConfigDict) -> tf.data.Dataset:
+  return datasets.load(input_config, "train", drop_remainder=True)
 
 
 def steps_per_epoch(input_config: ml_collections.ConfigDict,
                     local_batch_size: int) -> int:
-  num_examples = _num_examples(_load(input_config, _train_split()))
+  num_examples = _num_examples(_train_examples(input_config))
   if num_examples < local_batch_size:
     raise DataError(f"the training split has {num_examples} examples per "
                     f"process, fewer than one batch of {local_batch_size}.")
   return num_examples // local_batch_size
 
 
+def _to_unit_range(images: tf.Tensor) -> tf.Tensor:
+  return tf.cast(images, tf.float32) / 255.0
+
+
+def _to_pixel_range(unit_images: tf.Tensor,
+                    input_config: ml_collections.ConfigDict) -> tf.Tensor:
+  """[0, 1] images as the model sees them: [0, 1] or, 'symmetric', [-1, 1]."""
+  if input_config.pixel_range == "symmetric":
+    return unit_images * 2.0 - 1.0
+  return unit_images
+
+
+def _augment_seed(seed: int, epoch: int) -> int:
+  # Its own stream, so the shuffle seeds (MNIST's batch order) stay as before.
+  return _epoch_seed(seed, epoch, 1)
+
+
+def _finish_train_batch(index: tf.Tensor, batch: dict[str, tf.Tensor],
+                        augment_seed: tf.Tensor,
+                        input_config: ml_collections.ConfigDict):
+  """Batch `index` of an epoch, augmented with key (augment_seed, index)."""
+  images = _to_unit_range(batch["image"])
+  if augment.is_enabled(input_config):
+    images = augment.augment_batch(images, tf.stack([augment_seed, index]),
+                                   input_config)
+  return {**batch, "image": _to_pixel_range(images, input_config)}
+
+
 def _in_memory_batches(input_config, local_batch_size, seed, start_step):
-  """Batches gathered from the decoded split held in host memory as uint8.
+  """Batches gathered from the preprocessed split held in memory as uint8.
 
   For datasets that fit in memory this keeps tf.data's per-example work off
   the cores that run the train step.
   """
-  chunks = list(tfds.load(
-      input_config.dataset, split=_train_split(), shuffle_files=False,
-      data_dir=input_config.data_dir).batch(4096).as_numpy_iterator())
-  images = np.concatenate([chunk["image"] for chunk in chunks])
-  labels = np.concatenate([chunk["label"] for chunk in chunks]).astype(np.int32)
-  num_steps = len(images) // local_batch_size
+  chunks = list(_train_examples(input_config).batch(4096).as_numpy_iterator())
+  arrays = {name: np.concatenate([chunk[name] for chunk in chunks])
+            for name in chunks[0]}
+  num_examples = len(arrays["label"])
+  num_steps = num_examples // local_batch_size
   epoch, skip = divmod(start_step, num_steps)
   while True:
     order = np.random.default_rng(_epoch_seed(seed, epoch)).permutation(
-        len(images))
+        num_examples)
+    augment_seed = tf.constant(_augment_seed(seed, epoch), tf.int64)
     for i in range(skip, num_steps):
       index = np.sort(order[i * local_batch_size:(i + 1) * local_batch_size])
-      yield {"image": images[index].astype(np.float32) / 255.0,
-             "label": labels[index]}
+      # Eager, not a tf.function: in a graph, TF turns x / 255 into
+      # x * (1 / 255), which would change MNIST's pixels in the last bit.
+      batch = _finish_train_batch(
+          tf.constant(i, tf.int64),
+          {name: value[index] for name, value in arrays.items()},
+          augment_seed, input_config)
+      yield {name: np.asarray(value) for name, value in batch.items()}
     epoch, skip = epoch + 1, 0
 
 
 def _streamed_batches(input_config, local_batch_size, seed, start_step):
   """Batches from a tf.data pipeline, for datasets too large for memory."""
-  examples = _load(input_config, _train_split())
+  examples = _train_examples(input_config)
   num_steps = _num_examples(examples) // local_batch_size
   buffer_size = min(input_config.shuffle_buffer_size, _num_examples(examples))
   epoch, skip = divmod(start_step, num_steps)
   while True:
+    finish = functools.partial(
+        _finish_train_batch, input_config=input_config,
+        augment_seed=tf.constant(_augment_seed(seed, epoch), tf.int64))
     epoch_ds = (examples
                 .shuffle(buffer_size, seed=_epoch_seed(seed, epoch),
                          reshuffle_each_iteration=False)
                 .batch(local_batch_size, drop_remainder=True)
+                .enumerate()
                 .skip(skip)
+                .map(finish, num_parallel_calls=tf.data.AUTOTUNE)
                 .prefetch(tf.data.AUTOTUNE))
     yield from epoch_ds.as_numpy_iterator()
     epoch, skip = epoch + 1, 0
@@ -107,7 +136,7 @@ def _streamed_batches(input_config, local_batch_size, seed, start_step):
 def train_batches(input_config: ml_collections.ConfigDict,
                   local_batch_size: int, seed: int,
                   start_step: int = 0) -> Iterator[dict[str, np.ndarray]]:
-  """Endless shuffled training batches of this process, from `start_step`.
+  """Endless shuffled, augmented training batches of this process.
 
   Batch k of epoch e depends only on (seed, e, k), so a resumed run continues
   with exactly the batches an uninterrupted run would have used.
@@ -119,17 +148,18 @@ def train_batches(input_config: ml_collections.ConfigDict,
 
 def eval_dataset(input_config: ml_collections.ConfigDict,
                  local_batch_size: int, split: str = "test") -> tf.data.Dataset:
-  """Every example of `split` once, in padded batches with a 'mask' field.
+  """Every example of `split` once, unaugmented, in padded batches with 'mask'.
 
-  Processes may hold unequal shares of the split, but each must contribute
-  the same number of batches to a global array, so all pad to the largest.
+  'test' means input.test_split. Processes may hold unequal shares of the
+  split, but each must contribute the same number of batches to a global
+  array, so all pad to the largest.
   """
-  total = _num_examples(_load(input_config, split))
-  examples = _load(input_config,
-                   tfds.split_for_jax_process(split, drop_remainder=False))
+  total = _num_examples(datasets.load(input_config, split, per_process=False))
+  examples = datasets.load(input_config, split).map(
+      lambda ex: {**ex, "mask": tf.constant(True), "image": _to_pixel_range(
+          _to_unit_range(ex["image"]), input_config)})
   largest_share = math.ceil(total / jax.process_count())
   num_batches = math.ceil(largest_share / local_batch_size)
-  examples = examples.map(lambda ex: {**ex, "mask": tf.constant(True)})
   filler = examples.take(1).map(
       lambda ex: tf.nest.map_structure(tf.zeros_like, ex)).repeat(
           num_batches * local_batch_size - _num_examples(examples))

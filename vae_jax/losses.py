@@ -26,18 +26,30 @@ def bernoulli_nll(logits: jax.Array, images: jax.Array, **unused) -> jax.Array:
   return _sum_per_image(optax.sigmoid_binary_cross_entropy(logits, images))
 
 
+def _gaussian_nll(images: jax.Array, mean: jax.Array,
+                  logvar: jax.Array) -> jax.Array:
+  logvar = jnp.broadcast_to(logvar, images.shape)  # Shared or per pixel.
+  return _sum_per_image(0.5 * (jnp.square(images - mean) * jnp.exp(-logvar)
+                               + logvar + math.log(2 * math.pi)))
+
+
 def gaussian_nll(logits: jax.Array, images: jax.Array, *,
                  gaussian_variance: float, **unused) -> jax.Array:
   """-log N(x; sigmoid(logits), variance I): MSE scaled, plus its constant."""
-  squared_error = jnp.square(images - jax.nn.sigmoid(logits))
-  return _sum_per_image(
-      0.5 * squared_error / gaussian_variance
-      + 0.5 * math.log(2 * math.pi * gaussian_variance))
+  logvar = jnp.full((), math.log(gaussian_variance), logits.dtype)
+  return _gaussian_nll(images, jax.nn.sigmoid(logits), logvar)
+
+
+def gaussian_learned_nll(logits: jax.Array, images: jax.Array, *,
+                         pixel_logvar: jax.Array, **unused) -> jax.Array:
+  """As `gaussian_nll`, with a learned log-variance (shared or per pixel)."""
+  return _gaussian_nll(images, jax.nn.sigmoid(logits), pixel_logvar)
 
 
 LIKELIHOODS: dict[str, Callable[..., jax.Array]] = {
     "bernoulli": bernoulli_nll,
     "gaussian": gaussian_nll,
+    "gaussian_learned": gaussian_learned_nll,
 }
 
 
@@ -63,18 +75,35 @@ def kl_weight_at(step: jax.Array, kl_weight: float,
   return kl_weight * ramp
 
 
+def squared_error(predictions: jax.Array, images: jax.Array) -> jax.Array:
+  """Mean squared error per image (over pixels and channels)."""
+  return jnp.mean(jnp.square(images - predictions).reshape(images.shape[0], -1),
+                  axis=-1)
+
+
 def negative_elbo(logits: jax.Array, mu: jax.Array, logvar: jax.Array,
                   images: jax.Array, *, likelihood: str, kl_weight: jax.Array,
-                  gaussian_variance: float = 1.0) -> dict[str, jax.Array]:
+                  gaussian_variance: float = 1.0,
+                  pixel_logvar: jax.Array | None = None
+                  ) -> dict[str, jax.Array]:
   """Per-image terms of the objective; `loss` is what training minimizes."""
   recon = LIKELIHOODS[likelihood](
-      logits, images, gaussian_variance=gaussian_variance)
+      logits, images, gaussian_variance=gaussian_variance,
+      pixel_logvar=pixel_logvar)
   kl = kl_to_standard_normal(mu, logvar)
   return {
       "loss": recon + kl_weight * kl,
       "recon": recon,
       "kl": kl,
-      "mse": jnp.mean(
-          jnp.square(images - jax.nn.sigmoid(logits)).reshape(
-              images.shape[0], -1), axis=-1),
+      "mse": squared_error(jax.nn.sigmoid(logits), images),
   }
+
+
+def autoencoder_loss(outputs: jax.Array,
+                     images: jax.Array) -> dict[str, jax.Array]:
+  """Plain autoencoders: MSE between tanh(outputs) and images in [-1, 1].
+
+  `mse` is reported on [0, 1] pixels like the VAEs': (a - b)^2 / 4.
+  """
+  error = squared_error(jnp.tanh(outputs), images)
+  return {"loss": error, "mse": error / 4}

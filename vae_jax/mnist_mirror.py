@@ -39,7 +39,8 @@ def _sha256(data: bytes) -> str:
   return hashlib.sha256(data).hexdigest()
 
 
-def _host_answers(address: tuple[str, int], timeout: float = 3.0) -> bool:
+def host_answers(address: tuple[str, int], timeout: float = 3.0) -> bool:
+  """Whether a TCP connection opens: a quick test before a slow download."""
   try:
     with socket.create_connection(address, timeout=timeout):
       return True
@@ -143,7 +144,7 @@ def ensure_mnist(data_dir: str | None, source: str = "auto") -> str:
     return "tfds_data_dir"
   data_dir = builder.data_dir_root
   if source == "tfds" or (source == "auto" and
-                          _host_answers(TFDS_DOWNLOAD_HOST)):
+                          host_answers(TFDS_DOWNLOAD_HOST)):
     logging.info("Downloading MNIST through TFDS into %s.", data_dir)
     builder.download_and_prepare()
     return "tfds_download"

@@ -30,6 +30,7 @@ from vae_jax import models
 from vae_jax import optimizers
 from vae_jax import sharding
 from vae_jax import validation
+from vae_jax.models import vae
 
 
 class TrainState(train_state.TrainState):
@@ -53,35 +54,78 @@ def create_train_state(config: ml_collections.ConfigDict, model,
   return state.replace(step=jnp.zeros((), jnp.int32))
 
 
-def _elbo_terms(params, state: TrainState, images: jax.Array, rng: jax.Array,
-                loss_config: ml_collections.ConfigDict,
-                train: bool) -> tuple[dict[str, jax.Array], Any]:
-  """Per-image objective terms and the (possibly updated) BatchNorm stats."""
+def _apply(params, state: TrainState, images: jax.Array, rng: jax.Array,
+           train: bool) -> tuple[Any, Any]:
+  """The model's outputs and BatchNorm statistics (updated when training)."""
   variables = {"params": params, "batch_stats": state.batch_stats}
-  if train:
-    (logits, mu, logvar), updates = state.apply_fn(
-        variables, images, rng, train=True, mutable=["batch_stats"])
-    batch_stats = updates.get("batch_stats", state.batch_stats)
-  else:
-    logits, mu, logvar = state.apply_fn(variables, images, rng, train=False)
-    batch_stats = state.batch_stats
+  if not train:
+    return state.apply_fn(variables, images, rng, train=False), state.batch_stats
+  outputs, updates = state.apply_fn(variables, images, rng, train=True,
+                                    mutable=["batch_stats"])
+  return outputs, updates.get("batch_stats", state.batch_stats)
+
+
+def elbo_terms(params, state: TrainState, images: jax.Array, rng: jax.Array, *,
+               loss_config: ml_collections.ConfigDict,
+               train: bool) -> tuple[dict[str, jax.Array], Any]:
+  """VAEs: per-image negative-ELBO terms, and the BatchNorm statistics."""
+  (logits, mu, logvar), batch_stats = _apply(params, state, images, rng, train)
   kl_weight = losses.kl_weight_at(state.step, loss_config.kl_weight,
                                   loss_config.kl_warmup_steps)
   terms = losses.negative_elbo(
       logits, mu, logvar, images, likelihood=loss_config.likelihood,
-      kl_weight=kl_weight, gaussian_variance=loss_config.gaussian_variance)
+      kl_weight=kl_weight, gaussian_variance=loss_config.gaussian_variance,
+      pixel_logvar=params.get("pixel_logvar"))
   return terms, batch_stats
 
 
+def autoencoder_terms(params, state: TrainState, images: jax.Array,
+                      rng: jax.Array, *, loss_config: ml_collections.ConfigDict,
+                      train: bool) -> tuple[dict[str, jax.Array], Any]:
+  """Plain autoencoders: per-image MSE on [-1, 1] pixels."""
+  del loss_config  # MSE has no settings.
+  outputs, batch_stats = _apply(params, state, images, rng, train)
+  return losses.autoencoder_loss(outputs, images), batch_stats
+
+
+def terms_fn_for(model, loss_config: ml_collections.ConfigDict):
+  """The objective follows the model: ELBO for VAEs, MSE for autoencoders."""
+  terms_fn = elbo_terms if isinstance(model, vae.VAE) else autoencoder_terms
+  return functools.partial(terms_fn, loss_config=loss_config)
+
+
+def build_model(config: ml_collections.ConfigDict,
+                image_shape: tuple[int, ...]):
+  """The configured model, with the likelihood's parameters if it has any."""
+  model = models.build_model(config.model, image_shape)
+  variational = isinstance(model, vae.VAE)
+  expected_range = "unit" if variational else "symmetric"
+  if config.input.pixel_range != expected_range:
+    raise validation.ConfigError(
+        f"model {config.model.name!r} needs input.pixel_range="
+        f"{expected_range!r}, got {config.input.pixel_range!r}.")
+  if config.loss.likelihood == "gaussian_learned":
+    if not variational:
+      raise validation.ConfigError(
+          "loss.likelihood 'gaussian_learned' needs a VAE model, got "
+          f"{config.model.name!r}.")
+    shared = config.loss.learned_variance == "shared"
+    model = model.clone(pixel_logvar_shape=() if shared else image_shape)
+  return model
+
+
 def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array,
-               *, loss_config: ml_collections.ConfigDict
-               ) -> tuple[TrainState, dict[str, jax.Array]]:
-  """One update on `batch`; `rng` is the run's base key, folded with the step."""
+               *, terms_fn) -> tuple[TrainState, dict[str, jax.Array]]:
+  """One update on `batch`; `rng` is the run's base key, folded with the step.
+
+  `terms_fn` (bound with functools.partial) gives per-image loss terms:
+  `elbo_terms` or `autoencoder_terms`.
+  """
   step_rng = jax.random.fold_in(rng, state.step)
 
   def objective(params):
-    terms, batch_stats = _elbo_terms(params, state, batch["image"], step_rng,
-                                     loss_config, train=True)
+    terms, batch_stats = terms_fn(params, state, batch["image"], step_rng,
+                                  train=True)
     return terms["loss"].mean(), (terms, batch_stats)
 
   (_, (terms, batch_stats)), grads = jax.value_and_grad(
@@ -91,28 +135,31 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array,
 
 
 def eval_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array,
-              *, loss_config: ml_collections.ConfigDict) -> dict[str, jax.Array]:
+              *, terms_fn) -> dict[str, jax.Array]:
   """Sums of the per-image terms over the unpadded images of `batch`."""
-  terms, _ = _elbo_terms(state.params, state, batch["image"], rng,
-                         loss_config, train=False)
+  terms, _ = terms_fn(state.params, state, batch["image"], rng, train=False)
   mask = batch["mask"].astype(jnp.float32)
   sums = {name: jnp.sum(value * mask) for name, value in terms.items()}
   return {**sums, "count": jnp.sum(mask)}
 
 
+def _variables(state: TrainState) -> dict[str, Any]:
+  return {"params": state.params, "batch_stats": state.batch_stats}
+
+
 def decode_images(state: TrainState, z: jax.Array) -> jax.Array:
-  """Mean images p(x|z) in [0, 1]."""
-  logits = state.apply_fn({"params": state.params,
-                           "batch_stats": state.batch_stats}, z,
-                          method="decode")
-  return jax.nn.sigmoid(logits)
+  """VAE mean images p(x|z), in [0, 1]."""
+  return jax.nn.sigmoid(state.apply_fn(_variables(state), z, method="decode"))
 
 
-def reconstruct_images(state: TrainState, images: jax.Array) -> jax.Array:
-  """Decodes the posterior mean of each image (no sampling noise)."""
-  variables = {"params": state.params, "batch_stats": state.batch_stats}
-  mu, _ = state.apply_fn(variables, images, method="encode")
-  return decode_images(state, mu)
+def reconstruct_images(state: TrainState, images: jax.Array, *,
+                       variational: bool) -> jax.Array:
+  """Reconstructions in [0, 1]; a VAE decodes its posterior mean (no noise)."""
+  code = state.apply_fn(_variables(state), images, method="encode")
+  if variational:
+    return decode_images(state, code[0])
+  outputs = state.apply_fn(_variables(state), code, method="decode")
+  return (jnp.tanh(outputs) + 1) / 2
 
 
 def evaluate(jitted_eval_step, state: TrainState, eval_ds: tf.data.Dataset,
@@ -128,23 +175,42 @@ def evaluate(jitted_eval_step, state: TrainState, eval_ds: tf.data.Dataset,
   return {f"test_{name}": float(value / count) for name, value in totals.items()}
 
 
-def make_jitted_steps(config: ml_collections.ConfigDict, mesh):
-  """`train_step` and `eval_step` compiled for `mesh`: data parallel.
+def make_jitted_steps(config: ml_collections.ConfigDict, model, mesh):
+  """`train_step` and `eval_step` of `model` compiled for `mesh`.
 
   The state is replicated and donated (updated in place); batches are split
   over the mesh's data axis.
   """
   replicated = sharding.replicated(mesh)
   data_sharding = sharding.batch_sharded(mesh)
+  terms_fn = terms_fn_for(model, config.loss)
   jitted_train_step = jax.jit(
-      functools.partial(train_step, loss_config=config.loss),
+      functools.partial(train_step, terms_fn=terms_fn),
       in_shardings=(replicated, data_sharding, replicated),
       out_shardings=(replicated, replicated), donate_argnums=0)
   jitted_eval_step = jax.jit(
-      functools.partial(eval_step, loss_config=config.loss),
+      functools.partial(eval_step, terms_fn=terms_fn),
       in_shardings=(replicated, data_sharding, replicated),
       out_shardings=replicated)
   return jitted_train_step, jitted_eval_step
+
+
+def image_grids(state: TrainState, test_images: np.ndarray, fixed_z: jax.Array,
+                reconstruct, decode, pixel_range: str) -> dict[str, np.ndarray]:
+  """Reconstruction grid, and for VAEs (`decode` given) a sample grid."""
+  originals = test_images if pixel_range == "unit" else (test_images + 1) / 2
+  recons = np.asarray(reconstruct(state, jnp.asarray(test_images)))
+  num_cols = min(16, len(originals))
+  # Rows alternate: num_cols test images, then their reconstructions.
+  rows = [part for start in range(0, len(originals), num_cols)
+          for part in (originals[start:start + num_cols],
+                       recons[start:start + num_cols])]
+  grids = {"reconstructions": image_grid.make_grid(
+      image_grid.to_uint8(np.concatenate(rows)), num_cols=num_cols)}
+  if decode is not None:
+    grids["samples"] = image_grid.make_grid(
+        image_grid.to_uint8(np.asarray(decode(state, fixed_z))))
+  return grids
 
 
 def _write_json_atomically(path: str, payload: Any) -> None:
@@ -186,7 +252,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   mesh = sharding.make_mesh()
   replicated = sharding.replicated(mesh)
   data_sharding = sharding.batch_sharded(mesh)
-  model = models.build_model(config.model, image_shape)
+  model = build_model(config, image_shape)
+  variational = isinstance(model, vae.VAE)
   init_rng, train_rng, eval_rng, sample_rng = jax.random.split(
       jax.random.PRNGKey(config.seed), 4)
   state = jax.jit(
@@ -203,16 +270,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   logging.info("Starting at step %d of %d (%d per epoch).", start_step,
                total_steps, steps_per_epoch)
 
-  jitted_train_step, jitted_eval_step = make_jitted_steps(config, mesh)
-  jitted_decode = jax.jit(decode_images, out_shardings=replicated)
-  jitted_reconstruct = jax.jit(reconstruct_images, out_shardings=replicated)
+  jitted_train_step, jitted_eval_step = make_jitted_steps(config, model, mesh)
+  reconstruct = jax.jit(functools.partial(reconstruct_images,
+                                          variational=variational))
+  decode = jax.jit(decode_images) if variational else None
 
   eval_ds = input_pipeline.eval_dataset(config.input, local_batch_size)
   # The same latents and test images every epoch, so the grids show progress.
-  fixed_z = jax.device_put(jax.random.normal(
-      sample_rng, (config.num_image_samples, config.model.latent_size)),
-      replicated)
-  recon_images = next(eval_ds.as_numpy_iterator())["image"][
+  fixed_z = (jax.random.normal(sample_rng, (config.num_image_samples,
+                                             model.latent_size))
+             if variational else None)
+  test_images = next(eval_ds.as_numpy_iterator())["image"][
       :config.num_image_samples // 2]
   batches = sharding.prefetch_to_mesh(
       input_pipeline.train_batches(config.input, local_batch_size,
@@ -228,16 +296,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     metrics = evaluate(jitted_eval_step, state, eval_ds, eval_rng,
                        data_sharding)
     writer.write_scalars(step, metrics)
-    samples = image_grid.to_uint8(np.asarray(jitted_decode(state, fixed_z)))
-    recons = image_grid.to_uint8(np.asarray(
-        jitted_reconstruct(state, jnp.asarray(recon_images))))
-    originals = image_grid.to_uint8(recon_images)
-    num_cols = len(originals)
-    _write_image_grids(writer, workdir, step, {
-        "samples": image_grid.make_grid(samples),
-        # Top row: test images; bottom row: their reconstructions.
-        "reconstructions": image_grid.make_grid(
-            np.concatenate([originals, recons]), num_cols=num_cols)})
+    _write_image_grids(writer, workdir, step, image_grids(
+        state, test_images, fixed_z, reconstruct, decode,
+        config.input.pixel_range))
     return metrics
 
   eval_metrics, eval_seconds = None, 0.0

@@ -30,7 +30,7 @@ def _require(condition: bool, message: str) -> None:
 def validate_config(config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError for values no run could use."""
   # Imported here: models and losses import this module for the error types.
-  from vae_jax import input_pipeline, losses, mnist_mirror, models  # pylint: disable=g-import-not-at-top
+  from vae_jax import augment, datasets, input_pipeline, losses, mnist_mirror, models  # pylint: disable=g-import-not-at-top
 
   _require(config.batch_size > 0,
            f"batch_size must be positive, got {config.batch_size}.")
@@ -51,11 +51,20 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   _require(config.model.name in models.MODELS,
            f"model.name {config.model.name!r} is unknown; choose one of "
            f"{sorted(models.MODELS)}.")
-  _require(config.model.latent_size > 0,
-           f"model.latent_size must be positive, got {config.model.latent_size}.")
+  datasets.check_config(config.input)
+  augment.check_config(config.input)
+  if "latent_size" in config.model:  # The plain autoencoders have none.
+    _require(config.model.latent_size > 0, "model.latent_size must be "
+             f"positive, got {config.model.latent_size}.")
   _require(config.loss.likelihood in losses.LIKELIHOODS,
            f"loss.likelihood {config.loss.likelihood!r} is unknown; choose one "
            f"of {sorted(losses.LIKELIHOODS)}.")
+  _require(config.loss.learned_variance in ("shared", "per_pixel"),
+           "loss.learned_variance must be 'shared' or 'per_pixel', got "
+           f"{config.loss.learned_variance!r}.")
+  _require(config.input.pixel_range in ("unit", "symmetric"),
+           "input.pixel_range must be 'unit' or 'symmetric', got "
+           f"{config.input.pixel_range!r}.")
   _require(config.loss.kl_weight >= 0,
            f"loss.kl_weight must be >= 0, got {config.loss.kl_weight}.")
   _require(config.loss.kl_warmup_steps >= 0,

@@ -10,10 +10,17 @@ import flax.linen as nn
 import jax
 import ml_collections
 
+from vae_jax.models import autoencoders
+from vae_jax.models import dcgan_vae
 from vae_jax.models import mlp_vae
+from vae_jax.models import small_conv_vae
 
 MODELS = {
     "mlp_vae": mlp_vae.build,
+    "dcgan_vae": dcgan_vae.build,
+    "small_conv_vae": small_conv_vae.build,
+    "fc_autoencoder": autoencoders.build_fc,
+    "conv_autoencoder": autoencoders.build_conv,
 }
 
 

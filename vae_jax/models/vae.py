@@ -5,6 +5,8 @@ A family module supplies an encoder (images -> mu, logvar) and a decoder
 reparameterized sample in between.
 """
 
+from typing import Sequence
+
 import flax.linen as nn
 import jax
 
@@ -16,6 +18,15 @@ class VAE(nn.Module):
   encoder: nn.Module
   decoder: nn.Module
   latent_size: int
+  # Shape of a learned log-variance of p(x|z) for the 'gaussian_learned'
+  # likelihood: () shares one variance, the image shape gives one per pixel.
+  # None: the likelihood has no learned parameters.
+  pixel_logvar_shape: Sequence[int] | None = None
+
+  def setup(self):
+    if self.pixel_logvar_shape is not None:
+      self.pixel_logvar = self.param("pixel_logvar", nn.initializers.zeros,
+                                     tuple(self.pixel_logvar_shape))
 
   def encode(self, images: jax.Array,
              train: bool = False) -> tuple[jax.Array, jax.Array]:

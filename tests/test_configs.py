@@ -1,0 +1,82 @@
+"""Every experiment config trains end to end on mock or test-written data.
+
+Only the run length and data size are shrunk: the models are the configs' own,
+so `num_params` in results.json must equal the seed listing's count.
+"""
+
+import contextlib
+import importlib
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from test_models import convs_params, dcgan_listing_params, linear_params
+from vae_jax import train
+
+SMALL_CONV_16 = (convs_params([1, 32, 64, 128], 3, bias=True)
+                 + linear_params([2048, 256]) + 2 * linear_params([256, 16])
+                 + linear_params([16, 256, 2048])
+                 + convs_params([128, 64, 32, 1], 3, bias=True))
+
+# (config module, argument, listing's parameter count).
+CONFIGS = [
+    ("mnist_linear", None,  # 784-400-200-(20, 20), 20-200-400-784.
+     linear_params([784, 400, 200]) + 2 * linear_params([200, 20])
+     + linear_params([20, 200, 400, 784])),
+    ("mnist_linear_4d", None,  # 1024-512-(4, 4), 4-512-1024.
+     linear_params([1024, 512]) + 2 * linear_params([512, 4])
+     + linear_params([4, 512, 1024])),
+    ("mnist_conv", None, dcgan_listing_params(1, 512, 128)),
+    ("mnist_convvae", "16", SMALL_CONV_16),
+    ("dogs_conv", None, dcgan_listing_params(3, 2048, 128)),
+    ("dogs_ae", "fcn3",
+     linear_params([12288, 512, 128, 64, 32, 12, 3])
+     + linear_params([3, 12, 32, 64, 128, 512, 12288])),
+    ("dogs_ae", "conv", convs_params([3, 64, 128, 256, 512], 4, bias=True)
+     + convs_params([512, 256, 128, 64, 3], 4, bias=True)),
+    ("celeba_vae", None, dcgan_listing_params(3, 2048, 128)),
+    ("folder_vae", "FOLDER",  # The MLP VAE on 28x28 grayscale PNGs.
+     linear_params([784, 400, 200]) + 2 * linear_params([200, 20])
+     + linear_params([20, 200, 400, 784])),
+]
+
+
+def write_png_folder(root):
+  """<root>/<split>/<digit>/*.png, like the seed's mnist_png."""
+  rng = np.random.default_rng(0)
+  for split in ("training", "testing"):
+    for label in ("3", "7"):
+      (root / split / label).mkdir(parents=True)
+      for i in range(4):
+        pixels = rng.integers(0, 256, (28, 28, 1), dtype=np.uint8)
+        tf.io.write_file(str(root / split / label / f"{i}.png"),
+                         tf.io.encode_png(pixels))
+  return str(root)
+
+
+@pytest.mark.parametrize("name,argument,listing_params", CONFIGS,
+                         ids=[f"{n}:{a}" if a else n for n, a, _ in CONFIGS])
+def test_config_trains_and_reports_listing_params(name, argument,
+                                                  listing_params, tmp_path):
+  module = importlib.import_module(f"configs.{name}")
+  # Image folders are real files the test writes; TFDS datasets are mocked.
+  data = tfds.testing.mock_data(num_examples=8)
+  if argument == "FOLDER":
+    argument = write_png_folder(tmp_path / "mnist_png")
+    data = contextlib.nullcontext()
+  config = module.get_config(argument) if argument else module.get_config()
+  config.num_epochs = 1
+  config.batch_size = 4
+  config.num_image_samples = 4
+  config.input.mnist_source = "tfds"  # TFDS's (mocked) download.
+  config.input.download = "always"  # Likewise for stanford_dogs, celeb_a.
+  with data:
+    results = train.train_and_evaluate(config, str(tmp_path / "run"))
+  assert results["steps"] == 2
+  assert results["num_params"] == listing_params
+  on_disk = json.loads((tmp_path / "run" / "results.json").read_text())
+  assert np.isfinite(on_disk["test_loss"]) and np.isfinite(on_disk["test_mse"])
+  assert (tmp_path / "run" / "reconstructions_000002.png").exists()

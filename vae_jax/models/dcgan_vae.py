@@ -1,0 +1,84 @@
+"""The seed's DCGAN-style VAE: strided convolutions with BatchNorm.
+
+Seed listing (32x32x1 MNIST, latent 128): encoder four Conv 4x4 stride 2
+(64, 128, 256, 128 channels, no bias), each followed by ReLU then BatchNorm,
+flattened to 2x2x128 = 512 and read by linear mu and σ heads; decoder Linear
+latent->512->512 with ReLU, reshaped to 2x2x128, then four ConvTranspose 4x4
+stride 2 (256, 128, 64, image channels) with ReLU then BatchNorm after all but
+the last. Other image sizes keep the layers and let the flattened size follow
+the input (64x64x3 flattens to 4x4x128 = 2048).
+
+Differences from the listing, on purpose:
+- The σ head predicts log σ² (same parameter count), like every family here,
+  so the KL and the sample are computed in one place (`losses`).
+- The decoder's final sigmoid is left to the likelihood: it returns logits.
+"""
+
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import ml_collections
+
+from vae_jax.models import layers
+from vae_jax.models import vae
+
+# The listing's sizes, used where the config leaves them out.
+DEFAULT_CHANNELS = (64, 128, 256, 128)
+DEFAULT_DENSE_SIZE = 512
+
+
+def _batch_norm(train: bool) -> nn.BatchNorm:
+  # momentum 0.9 keeps 90% of the old running average: PyTorch's momentum 0.1.
+  return nn.BatchNorm(use_running_average=not train, momentum=0.9,
+                      epsilon=1e-5)
+
+
+class DcganEncoder(nn.Module):
+  """Conv 4x4 stride 2 -> ReLU -> BatchNorm per level, then mu/logvar heads."""
+  channels: Sequence[int]
+  latent_size: int
+
+  @nn.compact
+  def __call__(self, images: jax.Array,
+               train: bool = False) -> tuple[jax.Array, jax.Array]:
+    h = images
+    for features in self.channels:
+      # No bias: the BatchNorm that follows has its own shift.
+      h = layers.StridedConv(features, use_bias=False)(h)  # k=4, s=2, p=1.
+      h = _batch_norm(train)(nn.relu(h))
+    h = h.reshape(h.shape[0], -1)
+    return (nn.Dense(self.latent_size, name="mu")(h),
+            nn.Dense(self.latent_size, name="logvar")(h))
+
+
+class DcganDecoder(nn.Module):
+  """Two dense layers, then ConvTranspose 4x4 stride 2 doubling each level."""
+  channels: Sequence[int]  # The encoder's, in encoder order.
+  dense_size: int
+  image_shape: Sequence[int]
+
+  @nn.compact
+  def __call__(self, z: jax.Array, train: bool = False) -> jax.Array:
+    height, width, image_channels = self.image_shape
+    scale = 2 ** len(self.channels)
+    start_shape = (height // scale, width // scale, self.channels[-1])
+    h = nn.relu(nn.Dense(self.dense_size)(z))
+    h = nn.relu(nn.Dense(start_shape[0] * start_shape[1] * start_shape[2])(h))
+    h = h.reshape((z.shape[0], *start_shape))
+    for features in tuple(self.channels[-2::-1]):
+      h = layers.UpConv(features, use_bias=False)(h)  # PyTorch k=4, s=2, p=1.
+      h = _batch_norm(train)(nn.relu(h))
+    return layers.UpConv(image_channels, use_bias=False, name="logits")(h)
+
+
+def build(model_config: ml_collections.ConfigDict,
+          image_shape: Sequence[int]) -> nn.Module:
+  channels = tuple(model_config.get("channels", DEFAULT_CHANNELS))
+  layers.require_halvable("dcgan_vae", image_shape, len(channels))
+  return vae.VAE(
+      encoder=DcganEncoder(channels, model_config.latent_size),
+      decoder=DcganDecoder(channels,
+                           model_config.get("dense_size", DEFAULT_DENSE_SIZE),
+                           tuple(image_shape)),
+      latent_size=model_config.latent_size)
