@@ -7,6 +7,7 @@ import ml_collections
 import numpy as np
 
 from vae_jax import checkpoints
+from vae_jax import objectives
 from vae_jax import train
 
 IMAGE_SHAPE = (16, 16, 1)
@@ -28,7 +29,7 @@ def test_batchnorm_model_evaluates_the_same_after_restore(tiny_config,
                                                           tmp_path):
   config = batchnorm_config(tiny_config)
   model = train.build_model(config, IMAGE_SHAPE)
-  terms_fn = train.terms_fn_for(model, config.loss)
+  terms_fn = objectives.terms_fn_for(model, config.loss)
   fresh = train.create_train_state(config, model, IMAGE_SHAPE,
                                    jax.random.PRNGKey(0), total_steps=10)
   state = fresh

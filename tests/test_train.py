@@ -12,6 +12,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from vae_jax import models
+from vae_jax import objectives
 from vae_jax import train
 
 
@@ -22,7 +23,7 @@ def make_state(config, image_shape=(28, 28, 1)):
 
 
 def terms_fn(config, image_shape=(28, 28, 1)):
-  return train.terms_fn_for(train.build_model(config, image_shape),
+  return objectives.terms_fn_for(train.build_model(config, image_shape),
                             config.loss)
 
 

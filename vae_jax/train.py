@@ -25,8 +25,8 @@ import tensorflow as tf
 from vae_jax import checkpoints
 from vae_jax import image_grid
 from vae_jax import input_pipeline
-from vae_jax import losses
 from vae_jax import models
+from vae_jax import objectives
 from vae_jax import optimizers
 from vae_jax import sharding
 from vae_jax import validation
@@ -54,46 +54,6 @@ def create_train_state(config: ml_collections.ConfigDict, model,
   return state.replace(step=jnp.zeros((), jnp.int32))
 
 
-def _apply(params, state: TrainState, images: jax.Array, rng: jax.Array,
-           train: bool) -> tuple[Any, Any]:
-  """The model's outputs and BatchNorm statistics (updated when training)."""
-  variables = {"params": params, "batch_stats": state.batch_stats}
-  if not train:
-    return state.apply_fn(variables, images, rng, train=False), state.batch_stats
-  outputs, updates = state.apply_fn(variables, images, rng, train=True,
-                                    mutable=["batch_stats"])
-  return outputs, updates.get("batch_stats", state.batch_stats)
-
-
-def elbo_terms(params, state: TrainState, images: jax.Array, rng: jax.Array, *,
-               loss_config: ml_collections.ConfigDict,
-               train: bool) -> tuple[dict[str, jax.Array], Any]:
-  """VAEs: per-image negative-ELBO terms, and the BatchNorm statistics."""
-  (logits, mu, logvar), batch_stats = _apply(params, state, images, rng, train)
-  kl_weight = losses.kl_weight_at(state.step, loss_config.kl_weight,
-                                  loss_config.kl_warmup_steps)
-  terms = losses.negative_elbo(
-      logits, mu, logvar, images, likelihood=loss_config.likelihood,
-      kl_weight=kl_weight, gaussian_variance=loss_config.gaussian_variance,
-      pixel_logvar=params.get("pixel_logvar"))
-  return terms, batch_stats
-
-
-def autoencoder_terms(params, state: TrainState, images: jax.Array,
-                      rng: jax.Array, *, loss_config: ml_collections.ConfigDict,
-                      train: bool) -> tuple[dict[str, jax.Array], Any]:
-  """Plain autoencoders: per-image MSE on [-1, 1] pixels."""
-  del loss_config  # MSE has no settings.
-  outputs, batch_stats = _apply(params, state, images, rng, train)
-  return losses.autoencoder_loss(outputs, images), batch_stats
-
-
-def terms_fn_for(model, loss_config: ml_collections.ConfigDict):
-  """The objective follows the model: ELBO for VAEs, MSE for autoencoders."""
-  terms_fn = elbo_terms if isinstance(model, vae.VAE) else autoencoder_terms
-  return functools.partial(terms_fn, loss_config=loss_config)
-
-
 def build_model(config: ml_collections.ConfigDict,
                 image_shape: tuple[int, ...]):
   """The configured model, with the likelihood's parameters if it has any."""
@@ -119,7 +79,7 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array,
   """One update on `batch`; `rng` is the run's base key, folded with the step.
 
   `terms_fn` (bound with functools.partial) gives per-image loss terms:
-  `elbo_terms` or `autoencoder_terms`.
+  see `objectives.terms_fn_for`.
   """
   step_rng = jax.random.fold_in(rng, state.step)
 
@@ -143,25 +103,6 @@ def eval_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array,
   return {**sums, "count": jnp.sum(mask)}
 
 
-def _variables(state: TrainState) -> dict[str, Any]:
-  return {"params": state.params, "batch_stats": state.batch_stats}
-
-
-def decode_images(state: TrainState, z: jax.Array) -> jax.Array:
-  """VAE mean images p(x|z), in [0, 1]."""
-  return jax.nn.sigmoid(state.apply_fn(_variables(state), z, method="decode"))
-
-
-def reconstruct_images(state: TrainState, images: jax.Array, *,
-                       variational: bool) -> jax.Array:
-  """Reconstructions in [0, 1]; a VAE decodes its posterior mean (no noise)."""
-  code = state.apply_fn(_variables(state), images, method="encode")
-  if variational:
-    return decode_images(state, code[0])
-  outputs = state.apply_fn(_variables(state), code, method="decode")
-  return (jnp.tanh(outputs) + 1) / 2
-
-
 def evaluate(jitted_eval_step, state: TrainState, eval_ds: tf.data.Dataset,
              rng: jax.Array, data_sharding) -> dict[str, float]:
   """Per-image means of every objective term over the whole eval split."""
@@ -183,7 +124,7 @@ def make_jitted_steps(config: ml_collections.ConfigDict, model, mesh):
   """
   replicated = sharding.replicated(mesh)
   data_sharding = sharding.batch_sharded(mesh)
-  terms_fn = terms_fn_for(model, config.loss)
+  terms_fn = objectives.terms_fn_for(model, config.loss)
   jitted_train_step = jax.jit(
       functools.partial(train_step, terms_fn=terms_fn),
       in_shardings=(replicated, data_sharding, replicated),
@@ -271,9 +212,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
                total_steps, steps_per_epoch)
 
   jitted_train_step, jitted_eval_step = make_jitted_steps(config, model, mesh)
-  reconstruct = jax.jit(functools.partial(reconstruct_images,
+  reconstruct = jax.jit(functools.partial(objectives.reconstruct_images,
                                           variational=variational))
-  decode = jax.jit(decode_images) if variational else None
+  decode = jax.jit(objectives.decode_images) if variational else None
 
   eval_ds = input_pipeline.eval_dataset(config.input, local_batch_size)
   # The same latents and test images every epoch, so the grids show progress.
