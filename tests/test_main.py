@@ -20,6 +20,8 @@ def run_main(*args):
 @pytest.mark.parametrize("override,message", [
     # Rejected while parsing flags.
     ("--config.num_epoch=3", "unknown config field 'num_epoch'"),
+    # Raised by the config file's get_config (its traceback is dropped).
+    ("--config=configs/dogs_ae.py:fcn9", "dogs_ae variant 'fcn9' is unknown"),
     # Rejected by validation.validate_config inside train_and_evaluate.
     ("--config.batch_size=0", "batch_size must be positive"),
 ])

@@ -40,6 +40,9 @@ def parse_flags(argv: list[str]) -> list[str]:
     return FLAGS(argv)
   except flags.Error as e:
     message = str(e)
+    if "Traceback (most recent call last)" in message:
+      # A config file's get_config raised; its last line names the cause.
+      message = message.strip().splitlines()[-1]
   except AttributeError as e:  # ml_collections: no such config field.
     cause = e.args[0] if e.args else e
     if isinstance(cause, KeyError) and cause.args:  # Unwrap its repr.
