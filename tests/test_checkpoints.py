@@ -5,10 +5,12 @@ import functools
 import jax
 import ml_collections
 import numpy as np
+import pytest
 
 from vae_jax import checkpoints
 from vae_jax import objectives
 from vae_jax import train
+from vae_jax import validation
 
 IMAGE_SHAPE = (16, 16, 1)
 
@@ -63,3 +65,20 @@ def test_no_checkpoint_restores_nothing(tiny_config, tmp_path):
   manager = checkpoints.make_manager(str(tmp_path), tiny_config)
   assert checkpoints.restore_latest(manager, {"w": np.zeros(2)},
                                     jax.random.PRNGKey(0)) is None
+
+
+def test_checkpoint_of_another_model_is_a_one_line_error(tiny_config,
+                                                         tmp_path):
+  def state_for(latent_size):
+    tiny_config.model.latent_size = latent_size
+    model = train.build_model(tiny_config, (28, 28, 1))
+    return train.create_train_state(tiny_config, model, (28, 28, 1),
+                                    jax.random.PRNGKey(0), total_steps=10)
+
+  rng = jax.random.PRNGKey(1)
+  manager = checkpoints.make_manager(str(tmp_path), tiny_config)
+  checkpoints.save(manager, state_for(4), rng)
+  manager.wait_until_finished()
+  with pytest.raises(validation.UserInputError, match="does not fit"):
+    checkpoints.restore_latest(
+        checkpoints.make_manager(str(tmp_path), tiny_config), state_for(6), rng)

@@ -62,6 +62,8 @@ def test_negative_elbo_weights_only_the_kl_term():
                                likelihood="bernoulli", kl_weight=0.25)
   np.testing.assert_allclose(terms["loss"], terms["recon"] + 0.25 * terms["kl"],
                              rtol=1e-6)
+  np.testing.assert_allclose(terms["nelbo"], terms["recon"] + terms["kl"],
+                             rtol=1e-6)
   np.testing.assert_allclose(terms["recon"], 3 * math.log(2), rtol=1e-6)
   np.testing.assert_allclose(terms["kl"], 1.0, rtol=1e-6)  # 2 dims * 1/2.
   np.testing.assert_allclose(terms["mse"], 0.0)
@@ -89,3 +91,13 @@ def test_reparameterize_has_the_posterior_moments_and_gradients():
   grad = jax.grad(lambda m: losses.reparameterize(
       jax.random.PRNGKey(1), m, logvar).sum())(mu)
   np.testing.assert_allclose(grad, 1.0)
+
+
+def test_learned_variance_has_a_floor():
+  images = jnp.zeros((1, 4))
+  logits = jnp.full((1, 4), -30.0)  # Predicts the zeros almost exactly.
+  nll = losses.gaussian_learned_nll(logits, images,
+                                    pixel_logvar=jnp.full((), -1e4))
+  # Bounded below by the density at the floor variance, not -infinity.
+  floor = 4 * 0.5 * (losses.MIN_PIXEL_LOGVAR + math.log(2 * math.pi))
+  assert np.isfinite(float(nll[0])) and float(nll[0]) >= floor - 1e-4

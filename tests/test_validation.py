@@ -18,6 +18,9 @@ from vae_jax import validation
     ("input.dataset", "imagenet_typo", "input.dataset 'imagenet_typo'"),
     ("input.mnist_source", "ftp", "input.mnist_source 'ftp'"),
     ("input.pixel_range", "0-255", "input.pixel_range must be"),
+    ("num_image_samples", 1, "num_image_samples must be >= 2"),
+    ("optimizer.name", "adagrad", "optimizer.name 'adagrad' is unknown"),
+    ("optimizer.schedule", "step", "optimizer.schedule 'step' is unknown"),
     ("loss.learned_variance", "diagonal", "loss.learned_variance must be"),
 ])
 def test_bad_values_name_the_field(tiny_config, field, value, message):

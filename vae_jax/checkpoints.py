@@ -12,6 +12,8 @@ import jax
 import ml_collections
 import orbax.checkpoint as ocp
 
+from vae_jax import validation
+
 
 def make_manager(workdir: str,
                  config: ml_collections.ConfigDict) -> ocp.CheckpointManager:
@@ -45,5 +47,13 @@ def restore_latest(manager: ocp.CheckpointManager, state: Any,
   if step is None:
     return None
   target = _abstract({"state": state, "rng": rng})
-  restored = manager.restore(step, args=ocp.args.StandardRestore(target))
+  try:
+    restored = manager.restore(step, args=ocp.args.StandardRestore(target))
+  # Orbax reports a different tree or shape in several exception types.
+  except Exception as e:  # pylint: disable=broad-exception-caught
+    cause = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    raise validation.UserInputError(
+        f"the checkpoint at step {step} in {manager.directory} does not fit "
+        f"this config's model or optimizer ({cause[:200]}); use a new "
+        "--workdir, or the config that wrote it.") from e
   return restored["state"], restored["rng"]

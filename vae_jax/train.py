@@ -180,21 +180,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   data_source = input_pipeline.prepare(config.input)
   logging.info("Reading %s from the TFDS data dir (source: %s).",
                config.input.dataset, data_source)
-  tf.io.gfile.makedirs(workdir)
-  if jax.process_index() == 0:
-    _write_json_atomically(os.path.join(workdir, "config.json"),
-                           config.to_json_best_effort(indent=2))
   image_shape = input_pipeline.image_shape(config.input)
+  model = build_model(config, image_shape)  # Can still reject the config.
+  variational = isinstance(model, vae.VAE)
   local_batch_size = sharding.local_batch_size(config.batch_size)
   steps_per_epoch = input_pipeline.steps_per_epoch(config.input,
                                                    local_batch_size)
   total_steps = steps_per_epoch * config.num_epochs
+  tf.io.gfile.makedirs(workdir)
+  if jax.process_index() == 0:
+    _write_json_atomically(os.path.join(workdir, "config.json"),
+                           config.to_json_best_effort(indent=2))
 
   mesh = sharding.make_mesh()
   replicated = sharding.replicated(mesh)
   data_sharding = sharding.batch_sharded(mesh)
-  model = build_model(config, image_shape)
-  variational = isinstance(model, vae.VAE)
   init_rng, train_rng, eval_rng, sample_rng = jax.random.split(
       jax.random.PRNGKey(config.seed), 4)
   state = jax.jit(
@@ -249,8 +249,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     state, metrics = jitted_train_step(state, next(batches), train_rng)
     pending_metrics.append(metrics)
     report_progress(step)
-    # Host reads happen only here, so the device queue stays full otherwise.
-    if step % config.log_every_steps == 0 or step == total_steps:
+    save_now = step % config.checkpoint_every_steps == 0 or step == total_steps
+    # Host reads happen only here, so the device queue stays full otherwise;
+    # before every save too, so a non-finite state is never checkpointed.
+    if step % config.log_every_steps == 0 or save_now:
       summary = jax.tree.map(lambda *v: float(np.mean(v)),
                              *jax.device_get(pending_metrics))
       pending_metrics = []
@@ -264,7 +266,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
       eval_start = time.perf_counter()
       eval_metrics = run_eval(state, step)
       eval_seconds += time.perf_counter() - eval_start
-    if step % config.checkpoint_every_steps == 0 or step == total_steps:
+    if save_now:
       checkpoints.save(manager, state, train_rng)
   jax.block_until_ready(state)
   train_seconds = time.perf_counter() - loop_start

@@ -30,7 +30,15 @@ def _require(condition: bool, message: str) -> None:
 def validate_config(config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError for values no run could use."""
   # Imported here: models and losses import this module for the error types.
-  from vae_jax import augment, datasets, input_pipeline, losses, mnist_mirror, models  # pylint: disable=g-import-not-at-top
+  # pylint: disable=g-import-not-at-top
+  from vae_jax import augment
+  from vae_jax import datasets
+  from vae_jax import input_pipeline
+  from vae_jax import losses
+  from vae_jax import mnist_mirror
+  from vae_jax import models
+  from vae_jax import optimizers
+  # pylint: enable=g-import-not-at-top
 
   _require(config.batch_size > 0,
            f"batch_size must be positive, got {config.batch_size}.")
@@ -39,6 +47,14 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   _require(config.batch_size % jax.device_count() == 0,
            f"batch_size {config.batch_size} is not divisible by the "
            f"{jax.device_count()} devices that share it.")
+  _require(config.num_image_samples >= 2,  # Half are reconstructed.
+           f"num_image_samples must be >= 2, got {config.num_image_samples}.")
+  _require(config.optimizer.name in optimizers.OPTIMIZERS,
+           f"optimizer.name {config.optimizer.name!r} is unknown; choose one "
+           f"of {list(optimizers.OPTIMIZERS)}.")
+  _require(config.optimizer.schedule in optimizers.SCHEDULES,
+           f"optimizer.schedule {config.optimizer.schedule!r} is unknown; "
+           f"choose one of {list(optimizers.SCHEDULES)}.")
   for field in ("log_every_steps", "checkpoint_every_steps",
                 "max_checkpoints_to_keep"):
     _require(config[field] > 0, f"{field} must be positive, got {config[field]}.")
