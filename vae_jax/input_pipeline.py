@@ -59,9 +59,11 @@ def _to_unit_range(images: tf.Tensor) -> tf.Tensor:
   return tf.cast(images, tf.float32) / 255.0
 
 
-def _to_pixel_range(unit_images: tf.Tensor,
-                    input_config: ml_collections.ConfigDict) -> tf.Tensor:
-  """[0, 1] images as the model sees them: [0, 1] or, 'symmetric', [-1, 1]."""
+def _to_pixel_range(unit_images, input_config: ml_collections.ConfigDict):
+  """[0, 1] images as the model sees them: [0, 1] or, 'symmetric', [-1, 1].
+
+  Works on NumPy arrays and TF tensors alike.
+  """
   if input_config.pixel_range == "symmetric":
     return unit_images * 2.0 - 1.0
   return unit_images
@@ -101,12 +103,17 @@ def _in_memory_batches(input_config, local_batch_size, seed, start_step):
     augment_seed = tf.constant(_augment_seed(seed, epoch), tf.int64)
     for i in range(skip, num_steps):
       index = np.sort(order[i * local_batch_size:(i + 1) * local_batch_size])
+      batch = {name: value[index] for name, value in arrays.items()}
+      if not augment.is_enabled(input_config):
+        # NumPy: a quarter of the host time of eager TF, on the cores the
+        # train step needs; the same true division, so the same pixels.
+        unit_images = batch["image"].astype(np.float32) / 255.0
+        yield {**batch, "image": _to_pixel_range(unit_images, input_config)}
+        continue
       # Eager, not a tf.function: in a graph, TF turns x / 255 into
       # x * (1 / 255), which would change MNIST's pixels in the last bit.
-      batch = _finish_train_batch(
-          tf.constant(i, tf.int64),
-          {name: value[index] for name, value in arrays.items()},
-          augment_seed, input_config)
+      batch = _finish_train_batch(tf.constant(i, tf.int64), batch,
+                                  augment_seed, input_config)
       yield {name: np.asarray(value) for name, value in batch.items()}
     epoch, skip = epoch + 1, 0
 

@@ -27,6 +27,16 @@ def _require(condition: bool, message: str) -> None:
     raise ConfigError(message)
 
 
+def _require_choice(config: ml_collections.ConfigDict, field: str,
+                    choices) -> None:
+  """`field` (dotted) must name one of `choices`, e.g. a registry's keys."""
+  value = config
+  for part in field.split("."):
+    value = value[part]
+  _require(value in choices, f"{field} {value!r} is unknown; choose one of "
+           f"{sorted(choices)}.")
+
+
 def validate_config(config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError for values no run could use."""
   # Imported here: models and losses import this module for the error types.
@@ -49,32 +59,20 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
            f"{jax.device_count()} devices that share it.")
   _require(config.num_image_samples >= 2,  # Half are reconstructed.
            f"num_image_samples must be >= 2, got {config.num_image_samples}.")
-  _require(config.optimizer.name in optimizers.OPTIMIZERS,
-           f"optimizer.name {config.optimizer.name!r} is unknown; choose one "
-           f"of {list(optimizers.OPTIMIZERS)}.")
-  _require(config.optimizer.schedule in optimizers.SCHEDULES,
-           f"optimizer.schedule {config.optimizer.schedule!r} is unknown; "
-           f"choose one of {list(optimizers.SCHEDULES)}.")
+  _require_choice(config, "optimizer.name", optimizers.OPTIMIZERS)
+  _require_choice(config, "optimizer.schedule", optimizers.SCHEDULES)
   for field in ("log_every_steps", "checkpoint_every_steps",
                 "max_checkpoints_to_keep"):
     _require(config[field] > 0, f"{field} must be positive, got {config[field]}.")
-  _require(config.input.dataset in input_pipeline.DATASETS,
-           f"input.dataset {config.input.dataset!r} is unknown; choose one of "
-           f"{list(input_pipeline.DATASETS)}.")
-  _require(config.input.mnist_source in mnist_mirror.SOURCES,
-           f"input.mnist_source {config.input.mnist_source!r} is unknown; "
-           f"choose one of {list(mnist_mirror.SOURCES)}.")
-  _require(config.model.name in models.MODELS,
-           f"model.name {config.model.name!r} is unknown; choose one of "
-           f"{sorted(models.MODELS)}.")
+  _require_choice(config, "input.dataset", input_pipeline.DATASETS)
+  _require_choice(config, "input.mnist_source", mnist_mirror.SOURCES)
+  _require_choice(config, "model.name", models.MODELS)
   datasets.check_config(config.input)
   augment.check_config(config.input)
   if "latent_size" in config.model:  # The plain autoencoders have none.
     _require(config.model.latent_size > 0, "model.latent_size must be "
              f"positive, got {config.model.latent_size}.")
-  _require(config.loss.likelihood in losses.LIKELIHOODS,
-           f"loss.likelihood {config.loss.likelihood!r} is unknown; choose one "
-           f"of {sorted(losses.LIKELIHOODS)}.")
+  _require_choice(config, "loss.likelihood", losses.LIKELIHOODS)
   _require(config.loss.learned_variance in ("shared", "per_pixel"),
            "loss.learned_variance must be 'shared' or 'per_pixel', got "
            f"{config.loss.learned_variance!r}.")
