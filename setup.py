@@ -10,10 +10,12 @@ INSTALL_REQUIRES = [
     # tensorflow_datasets.dataset_builders imports it without declaring it.
     "importlib_resources>=6.0",
     "jax>=0.5.3",
+    "matplotlib>=3.8",  # Figures of vae_jax.analyze and vae_jax.sweep.
     "ml_collections>=1.0",
     "numpy>=1.26",
     "optax>=0.2.4",
     "orbax-checkpoint>=0.11.5",
+    "scikit-learn>=1.4",  # t-SNE and the latent-space class metrics.
     "tensorboard>=2.16",
     # TensorFlow is only used for tf.data and TensorBoard summaries, so the
     # CPU build is enough (and avoids pulling CUDA libraries next to JAX's).

@@ -51,7 +51,7 @@ def test_batchnorm_model_evaluates_the_same_after_restore(tiny_config,
   checkpoints.save(manager, state, rng)
   manager.wait_until_finished()
 
-  restored_state, restored_rng = checkpoints.restore_latest(
+  restored_state, restored_rng = checkpoints.restore(
       checkpoints.make_manager(str(tmp_path), config), fresh, rng)
   assert int(restored_state.step) == 3
   np.testing.assert_array_equal(restored_rng, rng)
@@ -63,7 +63,7 @@ def test_batchnorm_model_evaluates_the_same_after_restore(tiny_config,
 
 def test_no_checkpoint_restores_nothing(tiny_config, tmp_path):
   manager = checkpoints.make_manager(str(tmp_path), tiny_config)
-  assert checkpoints.restore_latest(manager, {"w": np.zeros(2)},
+  assert checkpoints.restore(manager, {"w": np.zeros(2)},
                                     jax.random.PRNGKey(0)) is None
 
 
@@ -79,6 +79,6 @@ def test_checkpoint_of_another_model_is_a_one_line_error(tiny_config,
   manager = checkpoints.make_manager(str(tmp_path), tiny_config)
   checkpoints.save(manager, state_for(4), rng)
   manager.wait_until_finished()
-  with pytest.raises(validation.UserInputError, match="does not fit"):
-    checkpoints.restore_latest(
+  with pytest.raises(validation.UserInputError, match="fits this config"):
+    checkpoints.restore(
         checkpoints.make_manager(str(tmp_path), tiny_config), state_for(6), rng)

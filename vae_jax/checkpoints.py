@@ -8,6 +8,7 @@ target that carries shardings lets a run resume on any device count.
 import os
 from typing import Any
 
+from absl import logging
 import jax
 import ml_collections
 import orbax.checkpoint as ocp
@@ -36,24 +37,46 @@ def _abstract(tree: Any) -> Any:
       tree)
 
 
-def restore_latest(manager: ocp.CheckpointManager, state: Any,
-                   rng: jax.Array) -> tuple[Any, jax.Array] | None:
-  """The newest checkpoint laid out like `state` and `rng`, or None if none.
+def _first_line(error: Exception) -> str:
+  return ((str(error).strip().splitlines() or [type(error).__name__])[0])[:200]
+
+
+def restore(manager: ocp.CheckpointManager, state: Any, rng: jax.Array,
+            step: int | None = None) -> tuple[Any, jax.Array] | None:
+  """A checkpoint laid out like `state` and `rng`, or None if there is none.
 
   `state` and `rng` only give shapes, dtypes and shardings; their values are
-  not used.
+  not used. With `step` unset, the newest checkpoint that reads back: a
+  newer one left incomplete or corrupt (a crash during its save, a damaged
+  file) is reported and passed over, never deleted.
   """
-  step = manager.latest_step()
-  if step is None:
+  steps = sorted(manager.all_steps(), reverse=True)
+  if step is not None:
+    if step not in steps:
+      raise validation.UserInputError(
+          f"no checkpoint at step {step} in {manager.directory}; it has "
+          f"steps {sorted(steps) or 'none'}.")
+    steps = [step]
+  if not steps:
     return None
   target = _abstract({"state": state, "rng": rng})
-  try:
-    restored = manager.restore(step, args=ocp.args.StandardRestore(target))
-  # Orbax reports a different tree or shape in several exception types.
-  except Exception as e:  # pylint: disable=broad-exception-caught
-    cause = (str(e).strip().splitlines() or [type(e).__name__])[0]
-    raise validation.UserInputError(
-        f"the checkpoint at step {step} in {manager.directory} does not fit "
-        f"this config's model or optimizer ({cause[:200]}); use a new "
-        "--workdir, or the config that wrote it.") from e
-  return restored["state"], restored["rng"]
+  failures = []
+  for candidate in steps:
+    try:
+      restored = manager.restore(candidate,
+                                 args=ocp.args.StandardRestore(target))
+    # Orbax reports a different tree, a wrong shape or a damaged file in
+    # several exception types.
+    except Exception as e:  # pylint: disable=broad-exception-caught
+      failures.append((candidate, e))
+      continue
+    for failed_step, error in failures:
+      logging.warning("Checkpoint at step %d in %s is unreadable (%s); "
+                      "restored step %d instead.", failed_step,
+                      manager.directory, _first_line(error), candidate)
+    return restored["state"], restored["rng"]
+  failed_step, error = failures[0]
+  raise validation.UserInputError(
+      f"no checkpoint in {manager.directory} fits this config's model and "
+      f"optimizer (step {failed_step}: {_first_line(error)}); use a new "
+      "--workdir, or the config that wrote it.") from error

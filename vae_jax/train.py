@@ -204,7 +204,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   train_rng = jax.device_put(train_rng, replicated)
 
   manager = checkpoints.make_manager(workdir, config)
-  restored = checkpoints.restore_latest(manager, state, train_rng)
+  restored = checkpoints.restore(manager, state, train_rng)
   if restored is not None:
     state, train_rng = restored
   start_step = int(jax.device_get(state.step))
