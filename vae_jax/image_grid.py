@@ -1,10 +1,8 @@
-"""Image grids for TensorBoard and PNG files."""
+"""Image grids for TensorBoard and PNG files (see `outputs.write_png`)."""
 
 import math
-import os
 
 import numpy as np
-import tensorflow as tf
 
 
 def to_uint8(images: np.ndarray) -> np.ndarray:
@@ -27,10 +25,3 @@ def make_grid(images: np.ndarray, num_cols: int | None = None,
     left = padding + col * (width + padding)
     grid[top:top + height, left:left + width] = image
   return grid
-
-
-def write_png(path: str, image: np.ndarray) -> None:
-  """Writes a [H, W, C] uint8 image atomically (no half-written files)."""
-  tmp_path = path + ".tmp"
-  tf.io.write_file(tmp_path, tf.io.encode_png(image))
-  tf.io.gfile.rename(tmp_path, path, overwrite=True)

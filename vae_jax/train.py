@@ -7,7 +7,6 @@ jitted once with explicit shardings, so it runs data parallel on any mesh.
 """
 
 import functools
-import json
 import os
 import time
 from typing import Any
@@ -28,6 +27,7 @@ from vae_jax import input_pipeline
 from vae_jax import models
 from vae_jax import objectives
 from vae_jax import optimizers
+from vae_jax import outputs
 from vae_jax import sharding
 from vae_jax import validation
 from vae_jax.models import vae
@@ -154,20 +154,12 @@ def image_grids(state: TrainState, test_images: np.ndarray, fixed_z: jax.Array,
   return grids
 
 
-def _write_json_atomically(path: str, payload: Any) -> None:
-  tmp_path = path + ".tmp"
-  with tf.io.gfile.GFile(tmp_path, "w") as f:
-    f.write(payload if isinstance(payload, str) else
-            json.dumps(payload, indent=2, sort_keys=True))
-  tf.io.gfile.rename(tmp_path, path, overwrite=True)
-
-
 def _write_image_grids(writer, workdir: str, step: int,
                        grids: dict[str, np.ndarray]) -> None:
   writer.write_images(step, {name: grid[None] for name, grid in grids.items()})
   if jax.process_index() == 0:
     for name, grid in grids.items():
-      image_grid.write_png(os.path.join(workdir, f"{name}_{step:06d}.png"), grid)
+      outputs.write_png(os.path.join(workdir, f"{name}_{step:06d}.png"), grid)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict,
@@ -189,7 +181,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   total_steps = steps_per_epoch * config.num_epochs
   tf.io.gfile.makedirs(workdir)
   if jax.process_index() == 0:
-    _write_json_atomically(os.path.join(workdir, "config.json"),
+    outputs.write_json(os.path.join(workdir, "config.json"),
                            config.to_json_best_effort(indent=2))
 
   mesh = sharding.make_mesh()
@@ -289,6 +281,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
       "data_source": data_source,
   }
   if jax.process_index() == 0:
-    _write_json_atomically(os.path.join(workdir, "results.json"), results)
+    outputs.write_json(os.path.join(workdir, "results.json"), results)
   logging.info("Final metrics: %s", results)
   return results

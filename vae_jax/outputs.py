@@ -1,0 +1,47 @@
+"""Run outputs written atomically: a reader sees the old file or the new one.
+
+Everything a run leaves for people and tools (config.json, results.json,
+figures, sample arrays) goes through `atomic_open`, so a crash, a kill or a
+full disk never leaves a half-written file under the final name. Paths may
+be local or on any filesystem `tf.io.gfile` knows (gs://...).
+"""
+
+import contextlib
+import json
+import os
+from typing import Any, Iterator
+
+import numpy as np
+import tensorflow as tf
+
+
+@contextlib.contextmanager
+def atomic_open(path: str, mode: str = "w") -> Iterator[Any]:
+  """A file object for `path`; renamed into place only if the body succeeds."""
+  tmp_path = f"{path}.tmp-{os.getpid()}"
+  try:
+    with tf.io.gfile.GFile(tmp_path, mode) as f:
+      yield f
+    tf.io.gfile.rename(tmp_path, path, overwrite=True)
+  finally:
+    if tf.io.gfile.exists(tmp_path):
+      tf.io.gfile.remove(tmp_path)
+
+
+def write_json(path: str, payload: Any) -> None:
+  """`payload`, or an already serialized JSON string, to `path`."""
+  with atomic_open(path) as f:
+    f.write(payload if isinstance(payload, str) else
+            json.dumps(payload, indent=2, sort_keys=True))
+
+
+def write_png(path: str, image: np.ndarray) -> None:
+  """A [H, W, C] uint8 image to `path`."""
+  with atomic_open(path, "wb") as f:
+    f.write(tf.io.encode_png(image).numpy())
+
+
+def save_figure(path: str, figure) -> None:
+  """A matplotlib figure to `path` as PNG."""
+  with atomic_open(path, "wb") as f:
+    figure.savefig(f, format="png", dpi=figure.dpi, bbox_inches="tight")
