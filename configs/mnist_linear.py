@@ -19,6 +19,13 @@ def get_config() -> ml_collections.ConfigDict:
   config.checkpoint_every_steps = 2000  # Also saved at the end of training.
   config.max_checkpoints_to_keep = 3  # Older checkpoints are deleted.
   config.num_image_samples = 64  # Samples per grid; half as many recons.
+  # Updates with a non-finite loss or gradient are skipped; this many in a
+  # row stop the run (the checkpoints before them stay intact).
+  config.max_consecutive_nonfinite = 20
+  # A workdir whose saved config differs in a field that changes the train
+  # state's shapes is refused; True starts over there instead, keeping the
+  # old checkpoints in checkpoints.before_<time>/.
+  config.allow_config_change = False
 
   config.input = ml_collections.ConfigDict()
   config.input.dataset = "mnist"  # TFDS name.

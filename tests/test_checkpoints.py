@@ -1,12 +1,15 @@
 """Orbax checkpoints: everything the run needs comes back, exactly."""
 
 import functools
+import os
+import resource
 
 import jax
 import ml_collections
 import numpy as np
 import pytest
 
+import mock_runs
 from vae_jax import checkpoints
 from vae_jax import objectives
 from vae_jax import train
@@ -82,3 +85,51 @@ def test_checkpoint_of_another_model_is_a_one_line_error(tiny_config,
   with pytest.raises(validation.UserInputError, match="fits this config"):
     checkpoints.restore(
         checkpoints.make_manager(str(tmp_path), tiny_config), state_for(6), rng)
+
+
+def test_corrupt_newest_checkpoint_is_reported_and_set_aside(
+    tiny_config, tmp_path, caplog):
+  model = train.build_model(tiny_config, (28, 28, 1))
+  state = train.create_train_state(tiny_config, model, (28, 28, 1),
+                                   jax.random.PRNGKey(0), total_steps=10)
+  rng = jax.random.PRNGKey(1)
+  manager = checkpoints.make_manager(str(tmp_path), tiny_config)
+  for step in (1, 2):
+    checkpoints.save(manager, state.replace(step=step), rng)
+  manager.wait_until_finished()
+  # Damage every data file of step 2, as a failing disk would.
+  for root, _, files in os.walk(tmp_path / "checkpoints" / "2"):
+    for name in files:
+      if "manifest" in name or os.path.basename(root) == "d":
+        with open(os.path.join(root, name), "r+b") as f:
+          f.write(b"\0" * 64)
+
+  manager = checkpoints.make_manager(str(tmp_path), tiny_config)
+  restored, _ = checkpoints.restore(manager, state, rng,
+                                    set_aside_unreadable=True)
+  assert int(restored.step) == 1
+  assert "step 2" in caplog.text and "unreadable" in caplog.text
+  assert manager.all_steps() == [1]
+  assert len(os.listdir(tmp_path / "checkpoints.unreadable")) == 1
+  with pytest.raises(validation.UserInputError, match="no checkpoint at step 2"):
+    checkpoints.restore(manager, state, rng, step=2)
+
+
+def _limit_file_size():
+  # Python ignores SIGXFSZ, so writes past the limit fail with EFBIG
+  # ("File too large"), as on a full disk.
+  resource.setrlimit(resource.RLIMIT_FSIZE, (48_000, 48_000))
+
+
+def test_full_disk_fails_the_run_and_lists_no_half_checkpoint(tmp_path):
+  # The checkpoint is ~200 kB and everything else the run writes is smaller.
+  code, output = mock_runs.finish(mock_runs.start_run(
+      tmp_path, "--config.model.hidden_sizes=(32,)",
+      preexec_fn=_limit_file_size))
+  assert code != 0
+  error = output.strip().splitlines()[-1]
+  assert error.startswith("vae_jax: error: writing a checkpoint"), output[-3000:]
+  assert "File too large" in error
+  assert not (tmp_path / "results.json").exists()
+  config = ml_collections.ConfigDict({"max_checkpoints_to_keep": 2})
+  assert checkpoints.make_manager(str(tmp_path), config).all_steps() == []

@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
+from vae_jax import checkpoints
 from vae_jax import models
 from vae_jax import objectives
 from vae_jax import train
+from vae_jax import validation
 
 
 def make_state(config, image_shape=(28, 28, 1)):
@@ -148,3 +150,67 @@ def test_rerun_resumes_from_the_newest_checkpoint(tiny_config, tmp_path):
   assert finished["start_step"] == finished["steps"] == 2 * steps_per_epoch
   np.testing.assert_allclose(finished["test_mse"], resumed["test_mse"],
                              rtol=1e-5)
+
+
+def test_non_finite_step_is_skipped_but_counted(tiny_config):
+  state = make_state(tiny_config)
+  step = jax.jit(functools.partial(train.train_step,
+                                   terms_fn=terms_fn(tiny_config)))
+  poisoned = random_batch()
+  poisoned["image"][0, 0, 0, 0] = np.nan
+  skipped, metrics = step(state, poisoned, jax.random.PRNGKey(1))
+  assert not bool(metrics["finite"])
+  assert int(skipped.step) == 1  # Its batch is used up all the same.
+  for before, after in zip(jax.tree.leaves((state.params, state.opt_state)),
+                           jax.tree.leaves((skipped.params, skipped.opt_state))):
+    np.testing.assert_array_equal(before, after)
+  applied, metrics = step(skipped, random_batch(), jax.random.PRNGKey(1))
+  assert bool(metrics["finite"])
+  assert not np.array_equal(applied.params["encoder"]["mu"]["kernel"],
+                            state.params["encoder"]["mu"]["kernel"])
+
+
+def test_window_summary_averages_applied_steps_and_carries_the_streak():
+  def step(loss):
+    return {"loss": np.float32(loss), "finite": np.bool_(np.isfinite(loss))}
+
+  summary, streak = train.summarize_window(
+      [step(1.0), step(np.nan), step(3.0), step(np.inf), step(np.nan)], 4)
+  assert summary == {"loss": 2.0, "nonfinite_steps": 3.0}
+  assert streak == 2
+  summary, streak = train.summarize_window([step(np.nan)] * 2, streak)
+  assert summary == {"nonfinite_steps": 2.0} and streak == 4
+
+
+def test_diverging_run_stops_and_keeps_its_good_checkpoint(tiny_config,
+                                                           tmp_path):
+  tiny_config.optimizer.learning_rate = 1e30
+  tiny_config.max_consecutive_nonfinite = 2
+  tiny_config.checkpoint_every_steps = 1
+  with pytest.raises(FloatingPointError, match="non-finite loss or gradient"):
+    run(tiny_config, tmp_path)
+  assert not (tmp_path / "results.json").exists()
+  saved = sorted(int(p) for p in os.listdir(tmp_path / "checkpoints")
+                 if p.isdigit())
+  manager = checkpoints.make_manager(str(tmp_path), tiny_config)
+  state, _ = checkpoints.restore(manager, make_state(tiny_config),
+                                       jax.random.PRNGKey(0))
+  assert int(state.step) == saved[-1]
+  assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(state.params))
+
+
+def test_shape_changing_config_is_refused_unless_allowed(tiny_config,
+                                                         tmp_path):
+  run(tiny_config, tmp_path)
+  tiny_config.model.latent_size = 3
+  with pytest.raises(validation.UserInputError,
+                     match=r"model.latent_size \(4 -> 3\).*shapes"):
+    run(tiny_config, tmp_path)
+  assert json.loads((tmp_path / "config.json").read_text())[
+      "model"]["latent_size"] == 4
+  tiny_config.allow_config_change = True
+  tiny_config.num_epochs = 1
+  results = run(tiny_config, tmp_path)
+  assert results["start_step"] == 0  # Started over...
+  assert glob.glob(str(tmp_path / "checkpoints.before_*" / "10"))  # ...kept.
+  assert glob.glob(str(tmp_path / "config.before_*.json"))

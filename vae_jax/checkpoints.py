@@ -5,13 +5,16 @@ statistics, step) and the run's base RNG key. Restoring against an abstract
 target that carries shardings lets a run resume on any device count.
 """
 
+import contextlib
 import os
+import time
 from typing import Any
 
 from absl import logging
 import jax
 import ml_collections
 import orbax.checkpoint as ocp
+import tensorflow as tf
 
 from vae_jax import validation
 
@@ -19,16 +22,47 @@ from vae_jax import validation
 def make_manager(workdir: str,
                  config: ml_collections.ConfigDict) -> ocp.CheckpointManager:
   options = ocp.CheckpointManagerOptions(
-      max_to_keep=config.max_checkpoints_to_keep, create=True)
+      max_to_keep=config.max_checkpoints_to_keep, create=True,
+      # What a killed save left behind; Orbax never lists it as a step.
+      cleanup_tmp_directories=True)
   return ocp.CheckpointManager(
       os.path.join(os.path.abspath(workdir), "checkpoints"), options=options)
+
+
+def _first_line(error: Exception) -> str:
+  line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+  # Orbax and TensorStore put the root cause ("File too large") last.
+  return line if len(line) <= 300 else f"{line[:100]} ... {line[-180:]}"
+
+
+class SaveError(RuntimeError):
+  """A checkpoint could not be written (a full disk, a lost bucket)."""
+
+
+@contextlib.contextmanager
+def _reporting_save_errors(manager: ocp.CheckpointManager):
+  # Saves are asynchronous: a failure surfaces at the next save or wait.
+  try:
+    yield
+  except Exception as e:  # pylint: disable=broad-exception-caught
+    raise SaveError(
+        f"writing a checkpoint in {manager.directory} failed "
+        f"({_first_line(e)}); the steps it lists, "
+        f"{manager.all_steps() or 'none'}, are complete.") from e
 
 
 def save(manager: ocp.CheckpointManager, state: Any, rng: jax.Array) -> None:
   """Saves asynchronously; the next save or `wait_until_finished` joins it."""
   step = int(jax.device_get(state.step))
-  manager.save(step, args=ocp.args.StandardSave({"state": state, "rng": rng}),
-               force=True)
+  with _reporting_save_errors(manager):
+    manager.save(step, args=ocp.args.StandardSave({"state": state, "rng": rng}),
+                 force=True)
+
+
+def wait_until_finished(manager: ocp.CheckpointManager) -> None:
+  """Blocks until every save has been written durably, or raises SaveError."""
+  with _reporting_save_errors(manager):
+    manager.wait_until_finished()
 
 
 def _abstract(tree: Any) -> Any:
@@ -37,18 +71,27 @@ def _abstract(tree: Any) -> Any:
       tree)
 
 
-def _first_line(error: Exception) -> str:
-  return ((str(error).strip().splitlines() or [type(error).__name__])[0])[:200]
+def _set_aside(manager: ocp.CheckpointManager, step: int) -> None:
+  directory = str(manager.directory)
+  aside = f"{directory}.unreadable"
+  tf.io.gfile.makedirs(aside)
+  tf.io.gfile.rename(os.path.join(directory, str(step)),
+                     os.path.join(aside, f"{step}.{time.strftime('%Y%m%d-%H%M%S')}"))
+  logging.warning("Moved it to %s.", aside)
+
+
 
 
 def restore(manager: ocp.CheckpointManager, state: Any, rng: jax.Array,
-            step: int | None = None) -> tuple[Any, jax.Array] | None:
+            step: int | None = None, *,
+            set_aside_unreadable: bool = False) -> tuple[Any, jax.Array] | None:
   """A checkpoint laid out like `state` and `rng`, or None if there is none.
 
   `state` and `rng` only give shapes, dtypes and shardings; their values are
-  not used. With `step` unset, the newest checkpoint that reads back: a
-  newer one left incomplete or corrupt (a crash during its save, a damaged
-  file) is reported and passed over, never deleted.
+  not used. With `step` unset, the newest checkpoint that reads back: newer
+  ones that are corrupt (a damaged file, a disk that filled up) are reported
+  and passed over, never deleted; with `set_aside_unreadable` (a run that
+  will save those steps again) they are moved to `checkpoints.unreadable/`.
   """
   steps = sorted(manager.all_steps(), reverse=True)
   if step is not None:
@@ -74,6 +117,10 @@ def restore(manager: ocp.CheckpointManager, state: Any, rng: jax.Array,
       logging.warning("Checkpoint at step %d in %s is unreadable (%s); "
                       "restored step %d instead.", failed_step,
                       manager.directory, _first_line(error), candidate)
+      if set_aside_unreadable and jax.process_index() == 0:
+        _set_aside(manager, failed_step)
+    if failures and set_aside_unreadable:
+      manager.reload()
     return restored["state"], restored["rng"]
   failed_step, error = failures[0]
   raise validation.UserInputError(

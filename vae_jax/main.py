@@ -8,6 +8,7 @@ directly; this file only parses flags.
 """
 
 import logging as python_logging
+import sys
 
 from absl import app
 from absl import flags
@@ -15,6 +16,8 @@ from absl import logging
 from ml_collections import config_flags
 import tensorflow as tf
 
+from vae_jax import checkpoints
+from vae_jax import preemption
 from vae_jax import train
 from vae_jax import validation
 
@@ -61,8 +64,12 @@ def main(argv):
   logging.info("Config:\n%s", FLAGS.config)
   try:
     train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
-  except validation.UserInputError as e:
+  except (validation.UserInputError, FloatingPointError,
+          checkpoints.SaveError) as e:
     raise SystemExit(f"vae_jax: error: {e}") from None
+  except preemption.Preempted as e:
+    logging.warning("vae_jax: %s", e)
+    sys.exit(preemption.EXIT_CODE)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ jitted once with explicit shardings, so it runs data parallel on any mesh.
 """
 
 import functools
+import json
 import os
 import time
 from typing import Any
@@ -16,6 +17,7 @@ from clu import metric_writers
 from clu import periodic_actions
 from flax.training import train_state
 import jax
+from jax.experimental import multihost_utils
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
@@ -28,6 +30,7 @@ from vae_jax import models
 from vae_jax import objectives
 from vae_jax import optimizers
 from vae_jax import outputs
+from vae_jax import preemption
 from vae_jax import sharding
 from vae_jax import validation
 from vae_jax.models import vae
@@ -88,10 +91,17 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array,
                                   train=True)
     return terms["loss"].mean(), (terms, batch_stats)
 
-  (_, (terms, batch_stats)), grads = jax.value_and_grad(
+  (loss, (terms, batch_stats)), grads = jax.value_and_grad(
       objective, has_aux=True)(state.params)
-  state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
-  return state, {name: value.mean() for name, value in terms.items()}
+  # One non-finite update would poison the parameters and Adam's moments for
+  # good: such a step only advances the step counter, and the host counts it.
+  finite = jnp.isfinite(loss) & jnp.all(jnp.stack(
+      [jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
+  updated = state.apply_gradients(grads=grads, batch_stats=batch_stats)
+  state = jax.tree.map(functools.partial(jnp.where, finite), updated,
+                       state.replace(step=state.step + 1))
+  metrics = {name: value.mean() for name, value in terms.items()}
+  return state, {**metrics, "finite": finite}
 
 
 def eval_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array,
@@ -162,6 +172,99 @@ def _write_image_grids(writer, workdir: str, step: int,
       outputs.write_png(os.path.join(workdir, f"{name}_{step:06d}.png"), grid)
 
 
+def summarize_window(window: list[dict[str, np.ndarray]],
+                     nonfinite_streak: int) -> tuple[dict[str, float], int]:
+  """Means over a log window's applied steps, and the non-finite streak.
+
+  `window` holds each step's metrics in order; the streak counts the skipped
+  (non-finite) steps at its end, carried over from earlier windows.
+  """
+  applied = []
+  for metrics in window:
+    metrics = dict(metrics)
+    if metrics.pop("finite"):
+      applied.append(metrics)
+      nonfinite_streak = 0
+    else:
+      nonfinite_streak += 1
+  summary = (jax.tree.map(lambda *v: float(np.mean(v)), *applied)
+             if applied else {})
+  summary["nonfinite_steps"] = float(len(window) - len(applied))
+  return summary, nonfinite_streak
+
+
+def _abstract_state(config: ml_collections.ConfigDict) -> Any:
+  image_shape = input_pipeline.image_shape(config.input)
+  model = build_model(config, image_shape)
+  return jax.eval_shape(functools.partial(
+      create_train_state, config, model, image_shape, total_steps=1),
+                        jax.random.PRNGKey(0))
+
+
+def _shapes(tree: Any) -> list[tuple[str, tuple[int, ...], Any]]:
+  # Paths, not tree structures: those also hold the model and optimizer
+  # objects, which never compare equal across builds.
+  return [(jax.tree_util.keystr(path), x.shape, x.dtype)
+          for path, x in jax.tree_util.tree_flatten_with_path(tree)[0]]
+
+
+def check_config_change(config: ml_collections.ConfigDict,
+                        workdir: str) -> None:
+  """Compares `config` with the one an earlier run saved in `workdir`.
+
+  Changes that keep the train state's shapes (more epochs, another learning
+  rate or β) continue the run, with a warning. Changes of shapes (a latent
+  size, an optimizer) cannot resume its checkpoints: they are refused unless
+  `config.allow_config_change`, which starts over and keeps the old
+  checkpoints in `checkpoints.before_<time>/`. The old config is kept as
+  `config.before_<time>.json` either way.
+  """
+  path = os.path.join(workdir, "config.json")
+  if not tf.io.gfile.exists(path):
+    return
+  with tf.io.gfile.GFile(path) as f:
+    saved = json.load(f)
+  flat_saved = _flatten(saved)
+  flat_new = _flatten(json.loads(config.to_json_best_effort()))
+  changed = sorted(k for k in flat_saved.keys() | flat_new.keys()
+                   if k != "allow_config_change"
+                   and flat_saved.get(k) != flat_new.get(k))
+  if not changed:
+    return
+  described = ", ".join(f"{k} ({flat_saved.get(k)!r} -> {flat_new.get(k)!r})"
+                        for k in changed)
+  try:
+    same_shapes = (_shapes(_abstract_state(ml_collections.ConfigDict(saved)))
+                   == _shapes(_abstract_state(config)))
+  except Exception:  # pylint: disable=broad-exception-caught
+    same_shapes = False  # The saved config no longer builds a model.
+  if not same_shapes and not config.get("allow_config_change", False):
+    raise validation.UserInputError(
+        f"workdir {workdir} holds a run whose config differs in {described}, "
+        "which changes the train state's shapes, so its checkpoints cannot "
+        "continue; use a new --workdir, or --config.allow_config_change=True "
+        "to start over there (the old checkpoints are kept aside).")
+  logging.warning("Config differs from the one saved in %s: %s.", workdir,
+                  described)
+  if jax.process_index() == 0:
+    suffix = f"before_{time.strftime('%Y%m%d-%H%M%S')}"
+    tf.io.gfile.copy(path, os.path.join(workdir, f"config.{suffix}.json"),
+                     overwrite=True)
+    checkpoint_dir = os.path.join(workdir, "checkpoints")
+    if not same_shapes and tf.io.gfile.exists(checkpoint_dir):
+      tf.io.gfile.rename(checkpoint_dir, f"{checkpoint_dir}.{suffix}")
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+  flat = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      flat.update(_flatten(value, f"{prefix}{key}."))
+    else:
+      flat[f"{prefix}{key}"] = list(value) if isinstance(value, tuple) else value
+  return flat
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict,
                        workdir: str) -> dict[str, Any]:
   """Trains (or resumes) the run in `workdir`; returns the final metrics."""
@@ -179,6 +282,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   steps_per_epoch = input_pipeline.steps_per_epoch(config.input,
                                                    local_batch_size)
   total_steps = steps_per_epoch * config.num_epochs
+  check_config_change(config, workdir)
+  if jax.process_count() > 1:  # Process 0 may have moved checkpoints aside.
+    multihost_utils.sync_global_devices("vae_jax: config checked")
   tf.io.gfile.makedirs(workdir)
   if jax.process_index() == 0:
     outputs.write_json(os.path.join(workdir, "config.json"),
@@ -196,7 +302,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   train_rng = jax.device_put(train_rng, replicated)
 
   manager = checkpoints.make_manager(workdir, config)
-  restored = checkpoints.restore(manager, state, train_rng)
+  restored = checkpoints.restore(manager, state, train_rng,
+                                 set_aside_unreadable=True)
   if restored is not None:
     state, train_rng = restored
   start_step = int(jax.device_get(state.step))
@@ -235,36 +342,49 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     return metrics
 
   eval_metrics, eval_seconds = None, 0.0
-  pending_metrics = []
+  pending_metrics, nonfinite_streak, nonfinite_steps = [], 0, 0
   loop_start = time.perf_counter()
-  for step in range(start_step + 1, total_steps + 1):
-    state, metrics = jitted_train_step(state, next(batches), train_rng)
-    pending_metrics.append(metrics)
-    report_progress(step)
-    save_now = step % config.checkpoint_every_steps == 0 or step == total_steps
-    # Host reads happen only here, so the device queue stays full otherwise;
-    # before every save too, so a non-finite state is never checkpointed.
-    if step % config.log_every_steps == 0 or save_now:
-      summary = jax.tree.map(lambda *v: float(np.mean(v)),
-                             *jax.device_get(pending_metrics))
-      pending_metrics = []
-      if not np.isfinite(summary["loss"]):
-        manager.wait_until_finished()
-        raise FloatingPointError(
-            f"training loss became {summary['loss']} by step {step}; the "
-            f"newest good checkpoint is step {manager.latest_step()}.")
-      writer.write_scalars(step, {f"train_{k}": v for k, v in summary.items()})
-    if step % steps_per_epoch == 0:
-      eval_start = time.perf_counter()
-      eval_metrics = run_eval(state, step)
-      eval_seconds += time.perf_counter() - eval_start
-    if save_now:
-      checkpoints.save(manager, state, train_rng)
+  with preemption.StopRequests() as stop_requests:
+    for step in range(start_step + 1, total_steps + 1):
+      state, metrics = jitted_train_step(state, next(batches), train_rng)
+      pending_metrics.append(metrics)
+      report_progress(step)
+      stop = stop_requests.should_stop(manager, step)
+      save_now = (step % config.checkpoint_every_steps == 0
+                  or step == total_steps or stop)
+      # Host reads happen only here, so the device queue stays full
+      # otherwise; before every save too, to stop on non-finite steps first.
+      if step % config.log_every_steps == 0 or save_now:
+        summary, nonfinite_streak = summarize_window(
+            jax.device_get(pending_metrics), nonfinite_streak)
+        pending_metrics = []
+        nonfinite_steps += int(summary["nonfinite_steps"])
+        if nonfinite_streak >= config.max_consecutive_nonfinite:
+          checkpoints.wait_until_finished(manager)
+          raise FloatingPointError(
+              f"the last {nonfinite_streak} steps, to step {step}, had a "
+              "non-finite loss or gradient and were skipped; stopping "
+              f"(max_consecutive_nonfinite={config.max_consecutive_nonfinite})"
+              f". The newest checkpoint, step {manager.latest_step()}, "
+              "predates them; try a lower optimizer.learning_rate or "
+              "optimizer.grad_clip_norm.")
+        writer.write_scalars(step, {f"train_{k}": v
+                                    for k, v in summary.items()})
+      if step % steps_per_epoch == 0:
+        eval_start = time.perf_counter()
+        eval_metrics = run_eval(state, step)
+        eval_seconds += time.perf_counter() - eval_start
+      if save_now:
+        checkpoints.save(manager, state, train_rng)
+      if stop:
+        checkpoints.wait_until_finished(manager)  # Durable before the process exits.
+        writer.flush()
+        raise preemption.Preempted(step, stop_requests.signal_name)
   jax.block_until_ready(state)
   train_seconds = time.perf_counter() - loop_start
   if eval_metrics is None:  # Resumed a finished run: nothing was trained.
     eval_metrics = run_eval(state, total_steps)
-  manager.wait_until_finished()
+  checkpoints.wait_until_finished(manager)
   writer.flush()
 
   steps_run = total_steps - start_step
@@ -273,6 +393,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
       "num_params": models.count_params(state.params),
       "steps": total_steps,
       "start_step": start_step,  # Above 0 when this run resumed another.
+      "nonfinite_steps": nonfinite_steps,  # Skipped updates, since start_step.
       "train_seconds": train_seconds,
       # Training throughput, with per-epoch evaluation time left out.
       "images_per_second": (steps_run * config.batch_size

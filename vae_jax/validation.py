@@ -62,7 +62,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   _require_choice(config, "optimizer.name", optimizers.OPTIMIZERS)
   _require_choice(config, "optimizer.schedule", optimizers.SCHEDULES)
   for field in ("log_every_steps", "checkpoint_every_steps",
-                "max_checkpoints_to_keep"):
+                "max_checkpoints_to_keep", "max_consecutive_nonfinite"):
     _require(config[field] > 0, f"{field} must be positive, got {config[field]}.")
   _require_choice(config, "input.dataset", input_pipeline.DATASETS)
   _require_choice(config, "input.mnist_source", mnist_mirror.SOURCES)
