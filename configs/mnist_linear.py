@@ -55,6 +55,9 @@ def get_config() -> ml_collections.ConfigDict:
   # image_folder: a root laid out <root>/<split>/<class>/*.png|jpg; labels
   # are the sorted class folder names' indices.
   config.input.folder_path = config_dict.placeholder(str)
+  # image_folder: files that do not decode as images 'fail' the run (naming
+  # one), or are counted and left out ('skip').
+  config.input.unreadable_images = "fail"
   # Splits for training and evaluation ('training' and 'testing' for the
   # seed's mnist_png folder; celeb_a also has 'validation').
   config.input.train_split = "train"

@@ -108,8 +108,31 @@ def test_crop_to_first_box_takes_its_pixels():
     ({"dataset": "celeb_a", "attributes": ("Smiling", "Grumpy")},
      r"unknown: \['Grumpy'\]"),
     ({"dataset": "celeb_a", "attributes": ()}, "non-empty list"),
+    ({"dataset": "fashoin_mnist"},
+     r"'fashoin_mnist' is not one of .* nor a dataset TFDS knows \(did you "
+     "mean fashion_mnist"),
+    ({"unreadable_images": "ignore"}, "input.unreadable_images 'ignore'"),
 ])
 def test_bad_input_settings_name_the_field(tiny_config, options, message):
   tiny_config.input.update(**options)
   with pytest.raises(ConfigError, match=message):
     datasets.check_config(tiny_config.input)
+
+
+def test_any_tfds_image_dataset_loads_by_name(tiny_config):
+  tiny_config.input.update(dataset="fashion_mnist", download="always")
+  datasets.check_config(tiny_config.input)
+  with tfds.testing.mock_data(num_examples=4):
+    datasets.prepare(tiny_config.input)
+    examples = list(datasets.load(tiny_config.input, "test")
+                    .as_numpy_iterator())
+  assert len(examples) == 4
+  assert examples[0]["image"].shape == (28, 28, 1)
+  assert examples[0]["label"].dtype == np.int32
+
+
+def test_tfds_dataset_without_images_is_refused(tiny_config):
+  tiny_config.input.update(dataset="imdb_reviews", download="always")
+  with tfds.testing.mock_data(num_examples=2):
+    with pytest.raises(DataError, match="'imdb_reviews' has no 'image'"):
+      datasets.prepare(tiny_config.input)

@@ -111,3 +111,19 @@ def test_split_without_images_is_named(folder_config, tmp_path, image_size):
     png.unlink()
   with pytest.raises(DataError, match="pngs/testing holds no .png"):
     input_pipeline.prepare(folder_config)
+
+
+def test_unreadable_files_fail_or_are_skipped_as_configured(folder_config,
+                                                            tmp_path):
+  (tmp_path / "pngs" / "training" / "cat" / "broken.png").write_bytes(
+      b"\x89PNG\r\n\x1a\n not really")
+  with pytest.raises(DataError, match=r"training has 1 file\(s\) that do not "
+                     r"decode as images, e.g. .*cat/broken.png"):
+    input_pipeline.prepare(folder_config)
+  folder_config.unreadable_images = "skip"
+  input_pipeline.prepare(folder_config)
+  assert input_pipeline.steps_per_epoch(folder_config, 1) == 8  # Not 9.
+  for in_memory in (True, False):
+    folder_config.in_memory = in_memory
+    batch = next(input_pipeline.train_batches(folder_config, 8, seed=0))
+    assert sorted(batch["label"]) == [0] * 4 + [1] * 4

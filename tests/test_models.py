@@ -3,9 +3,12 @@
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import pytest
 
+from vae_jax import losses
 from vae_jax import models
+from vae_jax import train
 from vae_jax import validation
 from vae_jax.models import autoencoders
 
@@ -214,3 +217,17 @@ def test_autoencoder_shapes(model_config, image_shape, code_size):
   decoded = model.apply(variables, code, method="decode")
   assert decoded.shape == images.shape
   assert jnp.allclose(decoded, outputs)
+
+
+def test_extreme_posterior_log_variances_stay_finite(tiny_config):
+  model = train.build_model(tiny_config, (28, 28, 1))
+  variables = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 28, 28, 1)),
+                         jax.random.PRNGKey(1))
+  # Weights large enough that the raw encoder would output logvar ~ 1e4.
+  variables = jax.tree.map(lambda x: x * 1e3, variables)
+  images = jnp.ones((2, 28, 28, 1))
+  logits, mu, logvar = model.apply(variables, images, jax.random.PRNGKey(2))
+  low, high = losses.POSTERIOR_LOGVAR_RANGE
+  assert low <= float(logvar.min()) and float(logvar.max()) <= high
+  assert np.any((logvar == low) | (logvar == high))  # Clipped, not small.
+  assert np.isfinite(float(losses.kl_to_standard_normal(mu, logvar).sum()))

@@ -15,7 +15,7 @@ from vae_jax import validation
     ("loss.kl_weight", -0.5, "kl_weight must be >= 0"),
     ("loss.gaussian_variance", 0.0, "gaussian_variance must be positive"),
     ("optimizer.learning_rate", 0.0, "learning_rate must be positive"),
-    ("input.dataset", "imagenet_typo", "input.dataset 'imagenet_typo'"),
+    ("input.dataset", "imagenet_typo", "input.dataset 'imagenet_typo' is not"),
     ("input.mnist_source", "ftp", "input.mnist_source 'ftp'"),
     ("input.pixel_range", "0-255", "input.pixel_range must be"),
     ("num_image_samples", 1, "num_image_samples must be >= 2"),

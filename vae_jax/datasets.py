@@ -6,6 +6,7 @@ pixels are rounded back to uint8, as the seed's PIL transforms did, which
 keeps in-memory copies small.
 """
 
+import difflib
 import functools
 import os
 import urllib.parse
@@ -36,6 +37,13 @@ def _require(condition: bool, message: str) -> None:
 def check_config(input_config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError for input settings no run could use."""
   name, size = input_config.dataset, input_config.image_size
+  if name not in DATASETS:
+    known = tfds.list_builders(with_community_datasets=False)
+    close = difflib.get_close_matches(name, known, n=3)
+    _require(name in known,
+             f"input.dataset {name!r} is not one of {list(DATASETS)} nor a "
+             "dataset TFDS knows" + (f" (did you mean {', '.join(close)}?)"
+                                     if close else "") + ".")
   _require(size is None or size > 0,
            f"input.image_size must be positive or None, got {size}.")
   _require(name != "stanford_dogs" or size,
@@ -49,6 +57,9 @@ def check_config(input_config: ml_collections.ConfigDict) -> None:
            f"of {list(DOWNLOAD_MODES)}.")
   _require(name != "image_folder" or input_config.folder_path,
            "input.folder_path must be set for the image_folder dataset.")
+  _require(input_config.unreadable_images in image_folder.UNREADABLE_MODES,
+           f"input.unreadable_images {input_config.unreadable_images!r} is "
+           f"unknown; choose one of {list(image_folder.UNREADABLE_MODES)}.")
   if name == "celeb_a":
     builder = tfds.builder("celeb_a", data_dir=input_config.data_dir)
     known = builder.info.features["attributes"].keys()
@@ -108,9 +119,16 @@ def prepare(input_config: ml_collections.ConfigDict) -> str:
   if input_config.dataset == "image_folder":
     image_folder.check(input_config.folder_path,
                        [input_config.train_split, input_config.test_split],
-                       same_size=not input_config.image_size)
+                       same_size=not input_config.image_size,
+                       unreadable_images=input_config.unreadable_images)
     return "image_folder"
-  return _ensure_tfds_prepared(input_config)
+  source = _ensure_tfds_prepared(input_config)
+  features = tfds.builder(input_config.dataset,
+                          data_dir=input_config.data_dir).info.features
+  if not isinstance(dict(features).get("image"), tfds.features.Image):
+    raise DataError(f"TFDS dataset {input_config.dataset!r} has no 'image' "
+                    f"feature (it has {sorted(features)}).")
+  return source
 
 
 def _crop_to_first_box(image: tf.Tensor, boxes: tf.Tensor) -> tf.Tensor:
@@ -154,7 +172,9 @@ def _preprocess(example, input_config: ml_collections.ConfigDict):
     attributes = tf.stack([tf.cast(example["attributes"][a], tf.int32)
                            for a in input_config.attributes])
     return {"image": image, "label": attributes[0], "attributes": attributes}
-  return {"image": image, "label": tf.cast(example["label"], tf.int32)}
+  # Other TFDS datasets may come without labels; plots then use one color.
+  label = example.get("label", tf.constant(0))
+  return {"image": image, "label": tf.cast(label, tf.int32)}
 
 
 def load(input_config: ml_collections.ConfigDict, split: str, *,

@@ -6,7 +6,7 @@ Labels are the indices of the class folder names in sorted order (so
 
 import functools
 
-import numpy as np
+from absl import logging
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
@@ -34,42 +34,90 @@ def _builder(root: str, split: str) -> tfds.ImageFolder:
   return builder
 
 
+UNREADABLE_MODES = ("fail", "skip")
+
+
+@functools.lru_cache(maxsize=None)
+def survey(root: str, split: str) -> tuple[frozenset[str], dict[str, tuple]]:
+  """Decodes every image of a split once: (unreadable files, sizes of the rest).
+
+  Cached: `check` and every `read` of a split in this process share one pass.
+  """
+  builder = _builder(root, split)
+  name = split.partition("[")[0]
+  image_feature = builder.info.features["image"]
+  encoded = builder.as_dataset(
+      name, shuffle_files=False,
+      decoders={"image": tfds.decode.SkipDecoding()})
+  filenames = [f.decode() for f in encoded.map(
+      lambda ex: ex["image/filename"]).as_numpy_iterator()]
+  # A decode error would end the dataset; ignore_errors drops that example.
+  decoded = encoded.map(
+      lambda ex: (ex["image/filename"],
+                  tf.shape(image_feature.decode_example(ex["image"]))[:2]),
+      num_parallel_calls=tf.data.AUTOTUNE).ignore_errors()
+  sizes = {f.decode(): tuple(int(v) for v in size)
+           for f, size in decoded.as_numpy_iterator()}
+  return frozenset(filenames) - sizes.keys(), sizes
+
+
 def read(root: str, split: str, share) -> tf.data.Dataset:
   """Examples {'image': uint8 [H, W, 3], 'label': int64} of a split's share.
 
   `share` comes from tfds.split_for_jax_process(split); ImageFolder reads
-  whole splits only, so the share's example range is taken here.
+  whole splits only, so the share's example range is taken here. Files that
+  do not decode (see `check`) are left out.
   """
   builder = _builder(root, split)
+  unreadable = sorted(survey(root, split)[0])
+  image_feature = builder.info.features["image"]
   parts = []
   for part in share.to_absolute(builder.info.splits):
     start = part.from_ or 0
-    parts.append(builder.as_dataset(part.splitname, shuffle_files=False)
+    parts.append(builder.as_dataset(
+        part.splitname, shuffle_files=False,
+        decoders={"image": tfds.decode.SkipDecoding()})
                  .skip(start)
                  .take(-1 if part.to is None else part.to - start))
-  return functools.reduce(tf.data.Dataset.concatenate, parts)
+  encoded = functools.reduce(tf.data.Dataset.concatenate, parts)
+  if unreadable:
+    encoded = encoded.filter(lambda ex: tf.reduce_all(
+        ex["image/filename"] != tf.constant(unreadable)))
+    # filter() forgets the count, which the pipeline needs for its epochs.
+    count = sum(1 for _ in encoded.map(lambda ex: 0).as_numpy_iterator())
+    encoded = encoded.apply(tf.data.experimental.assert_cardinality(count))
+  return encoded.map(
+      lambda ex: {**ex, "image": image_feature.decode_example(ex["image"])},
+      num_parallel_calls=tf.data.AUTOTUNE)
 
 
-def check(root: str, splits: list[str], same_size: bool) -> None:
+def check(root: str, splits: list[str], same_size: bool,
+          unreadable_images: str) -> None:
   """Raises DataError unless each split holds images (of one size if asked).
 
-  Checking sizes decodes every image once: batches need one size, and finding
-  out before training beats a tf.data shape error mid-epoch.
+  Files that do not decode fail the run, or with `unreadable_images='skip'`
+  are counted and left out. Checking decodes every image once: batches need
+  one size, and finding out before training beats a tf.data error mid-epoch.
   """
-  builders = [_builder(root, split) for split in splits]
-  if not same_size:
-    return
   first = None
-  for split, builder in zip(splits, builders):
-    sizes = builder.as_dataset(split.partition("[")[0]).map(
-        lambda ex: (tf.shape(ex["image"])[:2], ex["image/filename"]),
-        num_parallel_calls=tf.data.AUTOTUNE).batch(4096)
-    for heights_widths, names in sizes.as_numpy_iterator():
-      first = first or (tuple(heights_widths[0]), names[0].decode())
-      odd = np.flatnonzero(np.any(heights_widths != first[0], axis=1))
-      if odd.size:
-        height, width = heights_widths[odd[0]]
+  for split in splits:
+    unreadable, sizes = survey(root, split)
+    if unreadable and unreadable_images == "fail":
+      raise DataError(
+          f"image folder {root}/{split} has {len(unreadable)} file(s) that do "
+          f"not decode as images, e.g. {min(unreadable)}; remove them, or set "
+          "input.unreadable_images='skip' to leave them out.")
+    if unreadable:
+      logging.warning("Leaving out %d unreadable file(s) of %s/%s, e.g. %s.",
+                      len(unreadable), root, split, min(unreadable))
+    if not sizes:
+      raise DataError(f"image folder {root}/{split} has no readable image.")
+    if not same_size:
+      continue
+    for filename, size in sorted(sizes.items()):
+      first = first or (filename, size)
+      if size != first[1]:
         raise DataError(
-            f"image folder {root} mixes image sizes: {names[odd[0]].decode()} "
-            f"is {height}x{width} but {first[1]} is {first[0][0]}x"
-            f"{first[0][1]}; set input.image_size to resize them all.")
+            f"image folder {root} mixes image sizes: {filename} is "
+            f"{size[0]}x{size[1]} but {first[0]} is {first[1][0]}x"
+            f"{first[1][1]}; set input.image_size to resize them all.")

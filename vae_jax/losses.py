@@ -62,6 +62,10 @@ LIKELIHOODS: dict[str, Callable[..., jax.Array]] = {
 }
 
 
+# Bounds of a posterior log-variance: variances from 1e-13 to 5e8.
+POSTERIOR_LOGVAR_RANGE = (-30.0, 20.0)
+
+
 def kl_to_standard_normal(mu: jax.Array, logvar: jax.Array) -> jax.Array:
   """KL(N(mu, exp(logvar)) || N(0, I)) per image, in closed form."""
   return 0.5 * jnp.sum(jnp.exp(logvar) + jnp.square(mu) - 1.0 - logvar,

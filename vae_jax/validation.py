@@ -43,7 +43,6 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   # pylint: disable=g-import-not-at-top
   from vae_jax import augment
   from vae_jax import datasets
-  from vae_jax import input_pipeline
   from vae_jax import losses
   from vae_jax import mnist_mirror
   from vae_jax import models
@@ -64,7 +63,6 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   for field in ("log_every_steps", "checkpoint_every_steps",
                 "max_checkpoints_to_keep", "max_consecutive_nonfinite"):
     _require(config[field] > 0, f"{field} must be positive, got {config[field]}.")
-  _require_choice(config, "input.dataset", input_pipeline.DATASETS)
   _require_choice(config, "input.mnist_source", mnist_mirror.SOURCES)
   _require_choice(config, "model.name", models.MODELS)
   datasets.check_config(config.input)

@@ -9,6 +9,7 @@ from typing import Sequence
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 from vae_jax import losses
 
@@ -30,7 +31,10 @@ class VAE(nn.Module):
 
   def encode(self, images: jax.Array,
              train: bool = False) -> tuple[jax.Array, jax.Array]:
-    return self.encoder(images, train=train)
+    mu, logvar = self.encoder(images, train=train)
+    # exp(logvar) overflows float32 above 88; trained posteriors stay far
+    # inside these bounds, so they only stop a diverging run from making inf.
+    return mu, jnp.clip(logvar, *losses.POSTERIOR_LOGVAR_RANGE)
 
   def decode(self, z: jax.Array, train: bool = False) -> jax.Array:
     return self.decoder(z, train=train)
