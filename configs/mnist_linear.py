@@ -75,6 +75,10 @@ def get_config() -> ml_collections.ConfigDict:
   # Brightness scaled by U[max(0, 1 - j), 1 + j]; the seed used 0.5.
   config.input.brightness_jitter = 0.0
 
+  # 'autoencoder': VAEs and plain autoencoders (vae_jax.train);
+  # 'gan': GANs and ACGANs (vae_jax.gan_train).
+  config.trainer = "autoencoder"
+
   config.model = ml_collections.ConfigDict()
   config.model.name = "mlp_vae"  # A key of vae_jax.models.MODELS.
   config.model.hidden_sizes = (400, 200)  # Encoder; the decoder mirrors it.

@@ -22,9 +22,10 @@ from vae_jax import validation
 def make_manager(workdir: str,
                  config: ml_collections.ConfigDict) -> ocp.CheckpointManager:
   options = ocp.CheckpointManagerOptions(
-      max_to_keep=config.max_checkpoints_to_keep, create=True,
-      # What a killed save left behind; Orbax never lists it as a step.
-      cleanup_tmp_directories=True)
+      # A save killed midway leaves a `<step>.orbax-checkpoint-tmp` folder,
+      # which Orbax never lists as a step and replaces when it saves that
+      # step again.
+      max_to_keep=config.max_checkpoints_to_keep, create=True)
   return ocp.CheckpointManager(
       os.path.join(os.path.abspath(workdir), "checkpoints"), options=options)
 
@@ -59,10 +60,12 @@ def save(manager: ocp.CheckpointManager, state: Any, rng: jax.Array) -> None:
                  force=True)
 
 
-def wait_until_finished(manager: ocp.CheckpointManager) -> None:
-  """Blocks until every save has been written durably, or raises SaveError."""
+def close(manager: ocp.CheckpointManager) -> None:
+  """Waits until every save is durable (or raises SaveError), then stops
+  Orbax's background threads, which must not outlive the run."""
   with _reporting_save_errors(manager):
     manager.wait_until_finished()
+  manager.close()
 
 
 def _abstract(tree: Any) -> Any:

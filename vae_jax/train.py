@@ -7,10 +7,9 @@ jitted once with explicit shardings, so it runs data parallel on any mesh.
 """
 
 import functools
-import json
 import os
 import time
-from typing import Any
+from typing import Any, Callable, NamedTuple
 
 from absl import logging
 from clu import metric_writers
@@ -24,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from vae_jax import checkpoints
+from vae_jax import gan_train
 from vae_jax import image_grid
 from vae_jax import input_pipeline
 from vae_jax import models
@@ -31,6 +31,7 @@ from vae_jax import objectives
 from vae_jax import optimizers
 from vae_jax import outputs
 from vae_jax import preemption
+from vae_jax import resume
 from vae_jax import sharding
 from vae_jax import validation
 from vae_jax.models import vae
@@ -146,22 +147,64 @@ def make_jitted_steps(config: ml_collections.ConfigDict, model, mesh):
   return jitted_train_step, jitted_eval_step
 
 
-def image_grids(state: TrainState, test_images: np.ndarray, fixed_z: jax.Array,
-                reconstruct, decode, pixel_range: str) -> dict[str, np.ndarray]:
-  """Reconstruction grid, and for VAEs (`decode` given) a sample grid."""
-  originals = test_images if pixel_range == "unit" else (test_images + 1) / 2
-  recons = np.asarray(reconstruct(state, jnp.asarray(test_images)))
+def make_image_grids(config: ml_collections.ConfigDict, model,
+                     test_images: np.ndarray, rng: jax.Array
+                     ) -> Callable[[TrainState], dict[str, np.ndarray]]:
+  """The grids shown each epoch, as a function of the state.
+
+  Reconstructions of `test_images`, and for VAEs decodings of latents drawn
+  once from `rng`: the same images and latents every epoch show progress.
+  """
+  variational = isinstance(model, vae.VAE)
+  reconstruct = jax.jit(functools.partial(objectives.reconstruct_images,
+                                          variational=variational))
+  decode = jax.jit(objectives.decode_images)
+  fixed_z = jax.random.normal(rng, (config.num_image_samples,
+                                    getattr(model, "latent_size", 1)))
+  originals = (test_images if config.input.pixel_range == "unit"
+               else (test_images + 1) / 2)
   num_cols = min(16, len(originals))
-  # Rows alternate: num_cols test images, then their reconstructions.
-  rows = [part for start in range(0, len(originals), num_cols)
-          for part in (originals[start:start + num_cols],
-                       recons[start:start + num_cols])]
-  grids = {"reconstructions": image_grid.make_grid(
-      image_grid.to_uint8(np.concatenate(rows)), num_cols=num_cols)}
-  if decode is not None:
-    grids["samples"] = image_grid.make_grid(
-        image_grid.to_uint8(np.asarray(decode(state, fixed_z))))
-  return grids
+
+  def image_grids(state: TrainState) -> dict[str, np.ndarray]:
+    recons = np.asarray(reconstruct(state, jnp.asarray(test_images)))
+    # Rows alternate: num_cols test images, then their reconstructions.
+    rows = [part for start in range(0, len(originals), num_cols)
+            for part in (originals[start:start + num_cols],
+                         recons[start:start + num_cols])]
+    grids = {"reconstructions": image_grid.make_grid(
+        image_grid.to_uint8(np.concatenate(rows)), num_cols=num_cols)}
+    if variational:
+      grids["samples"] = image_grid.make_grid(
+          image_grid.to_uint8(np.asarray(decode(state, fixed_z))))
+    return grids
+
+  return image_grids
+
+
+class Trainer(NamedTuple):
+  """What `train_and_evaluate` needs from an objective.
+
+  VAEs and plain autoencoders are trained by this module's functions; other
+  objectives supply their own, and `config.trainer` picks from TRAINERS.
+  """
+  # (config, image_shape) -> model
+  build_model: Callable[..., Any]
+  # (config, model, image_shape, rng, total_steps) -> state with .step and
+  # .params
+  create_train_state: Callable[..., Any]
+  # (config, model, mesh) -> jitted (train_step, eval_step); see
+  # `make_jitted_steps` for their contract.
+  make_jitted_steps: Callable[..., tuple[Any, Any]]
+  # (config, model, test_images, rng) -> (state -> {name: uint8 grid})
+  make_image_grids: Callable[..., Callable[[Any], dict[str, np.ndarray]]]
+
+
+TRAINERS = {
+    "autoencoder": Trainer(build_model, create_train_state, make_jitted_steps,
+                           make_image_grids),
+    "gan": Trainer(gan_train.build_model, gan_train.create_train_state,
+                   gan_train.make_jitted_steps, gan_train.make_image_grids),
+}
 
 
 def _write_image_grids(writer, workdir: str, step: int,
@@ -170,6 +213,16 @@ def _write_image_grids(writer, workdir: str, step: int,
   if jax.process_index() == 0:
     for name, grid in grids.items():
       outputs.write_png(os.path.join(workdir, f"{name}_{step:06d}.png"), grid)
+
+
+def abstract_train_state(config: ml_collections.ConfigDict, *,
+                         trainer: Trainer,
+                         image_shape: tuple[int, ...]) -> Any:
+  """Shapes and dtypes of `config`'s train state, computing nothing."""
+  model = trainer.build_model(config, image_shape)
+  return jax.eval_shape(functools.partial(
+      trainer.create_train_state, config, model, image_shape, total_steps=1),
+                        jax.random.PRNGKey(0))
 
 
 def summarize_window(window: list[dict[str, np.ndarray]],
@@ -193,78 +246,6 @@ def summarize_window(window: list[dict[str, np.ndarray]],
   return summary, nonfinite_streak
 
 
-def _abstract_state(config: ml_collections.ConfigDict) -> Any:
-  image_shape = input_pipeline.image_shape(config.input)
-  model = build_model(config, image_shape)
-  return jax.eval_shape(functools.partial(
-      create_train_state, config, model, image_shape, total_steps=1),
-                        jax.random.PRNGKey(0))
-
-
-def _shapes(tree: Any) -> list[tuple[str, tuple[int, ...], Any]]:
-  # Paths, not tree structures: those also hold the model and optimizer
-  # objects, which never compare equal across builds.
-  return [(jax.tree_util.keystr(path), x.shape, x.dtype)
-          for path, x in jax.tree_util.tree_flatten_with_path(tree)[0]]
-
-
-def check_config_change(config: ml_collections.ConfigDict,
-                        workdir: str) -> None:
-  """Compares `config` with the one an earlier run saved in `workdir`.
-
-  Changes that keep the train state's shapes (more epochs, another learning
-  rate or β) continue the run, with a warning. Changes of shapes (a latent
-  size, an optimizer) cannot resume its checkpoints: they are refused unless
-  `config.allow_config_change`, which starts over and keeps the old
-  checkpoints in `checkpoints.before_<time>/`. The old config is kept as
-  `config.before_<time>.json` either way.
-  """
-  path = os.path.join(workdir, "config.json")
-  if not tf.io.gfile.exists(path):
-    return
-  with tf.io.gfile.GFile(path) as f:
-    saved = json.load(f)
-  flat_saved = _flatten(saved)
-  flat_new = _flatten(json.loads(config.to_json_best_effort()))
-  changed = sorted(k for k in flat_saved.keys() | flat_new.keys()
-                   if k != "allow_config_change"
-                   and flat_saved.get(k) != flat_new.get(k))
-  if not changed:
-    return
-  described = ", ".join(f"{k} ({flat_saved.get(k)!r} -> {flat_new.get(k)!r})"
-                        for k in changed)
-  try:
-    same_shapes = (_shapes(_abstract_state(ml_collections.ConfigDict(saved)))
-                   == _shapes(_abstract_state(config)))
-  except Exception:  # pylint: disable=broad-exception-caught
-    same_shapes = False  # The saved config no longer builds a model.
-  if not same_shapes and not config.get("allow_config_change", False):
-    raise validation.UserInputError(
-        f"workdir {workdir} holds a run whose config differs in {described}, "
-        "which changes the train state's shapes, so its checkpoints cannot "
-        "continue; use a new --workdir, or --config.allow_config_change=True "
-        "to start over there (the old checkpoints are kept aside).")
-  logging.warning("Config differs from the one saved in %s: %s.", workdir,
-                  described)
-  if jax.process_index() == 0:
-    suffix = f"before_{time.strftime('%Y%m%d-%H%M%S')}"
-    tf.io.gfile.copy(path, os.path.join(workdir, f"config.{suffix}.json"),
-                     overwrite=True)
-    checkpoint_dir = os.path.join(workdir, "checkpoints")
-    if not same_shapes and tf.io.gfile.exists(checkpoint_dir):
-      tf.io.gfile.rename(checkpoint_dir, f"{checkpoint_dir}.{suffix}")
-
-
-def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-  flat = {}
-  for key, value in tree.items():
-    if isinstance(value, dict):
-      flat.update(_flatten(value, f"{prefix}{key}."))
-    else:
-      flat[f"{prefix}{key}"] = list(value) if isinstance(value, tuple) else value
-  return flat
-
-
 def train_and_evaluate(config: ml_collections.ConfigDict,
                        workdir: str) -> dict[str, Any]:
   """Trains (or resumes) the run in `workdir`; returns the final metrics."""
@@ -276,13 +257,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   logging.info("Reading %s from the TFDS data dir (source: %s).",
                config.input.dataset, data_source)
   image_shape = input_pipeline.image_shape(config.input)
-  model = build_model(config, image_shape)  # Can still reject the config.
-  variational = isinstance(model, vae.VAE)
+  trainer = TRAINERS[config.trainer]
+  model = trainer.build_model(config, image_shape)  # May reject the config.
   local_batch_size = sharding.local_batch_size(config.batch_size)
   steps_per_epoch = input_pipeline.steps_per_epoch(config.input,
                                                    local_batch_size)
   total_steps = steps_per_epoch * config.num_epochs
-  check_config_change(config, workdir)
+  resume.check_config_change(config, workdir, functools.partial(
+      abstract_train_state, trainer=trainer, image_shape=image_shape))
   if jax.process_count() > 1:  # Process 0 may have moved checkpoints aside.
     multihost_utils.sync_global_devices("vae_jax: config checked")
   tf.io.gfile.makedirs(workdir)
@@ -296,10 +278,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   init_rng, train_rng, eval_rng, sample_rng = jax.random.split(
       jax.random.PRNGKey(config.seed), 4)
   state = jax.jit(
-      functools.partial(create_train_state, config, model, image_shape,
-                        total_steps=total_steps),
+      functools.partial(trainer.create_train_state, config, model,
+                        image_shape, total_steps=total_steps),
       out_shardings=replicated)(init_rng)
   train_rng = jax.device_put(train_rng, replicated)
+
+  eval_ds = input_pipeline.eval_dataset(config.input, local_batch_size)
+  image_grids = trainer.make_image_grids(
+      config, model, next(eval_ds.as_numpy_iterator())["image"][
+          :config.num_image_samples // 2], sample_rng)
 
   manager = checkpoints.make_manager(workdir, config)
   restored = checkpoints.restore(manager, state, train_rng,
@@ -309,19 +296,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   start_step = int(jax.device_get(state.step))
   logging.info("Starting at step %d of %d (%d per epoch).", start_step,
                total_steps, steps_per_epoch)
-
-  jitted_train_step, jitted_eval_step = make_jitted_steps(config, model, mesh)
-  reconstruct = jax.jit(functools.partial(objectives.reconstruct_images,
-                                          variational=variational))
-  decode = jax.jit(objectives.decode_images) if variational else None
-
-  eval_ds = input_pipeline.eval_dataset(config.input, local_batch_size)
-  # The same latents and test images every epoch, so the grids show progress.
-  fixed_z = (jax.random.normal(sample_rng, (config.num_image_samples,
-                                             model.latent_size))
-             if variational else None)
-  test_images = next(eval_ds.as_numpy_iterator())["image"][
-      :config.num_image_samples // 2]
+  jitted_train_step, jitted_eval_step = trainer.make_jitted_steps(
+      config, model, mesh)
   batches = sharding.prefetch_to_mesh(
       input_pipeline.train_batches(config.input, local_batch_size,
                                    config.seed, start_step),
@@ -332,13 +308,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   report_progress = periodic_actions.ReportProgress(
       num_train_steps=total_steps, writer=writer)
 
-  def run_eval(state: TrainState, step: int) -> dict[str, float]:
+  def run_eval(state, step: int) -> dict[str, float]:
     metrics = evaluate(jitted_eval_step, state, eval_ds, eval_rng,
                        data_sharding)
     writer.write_scalars(step, metrics)
-    _write_image_grids(writer, workdir, step, image_grids(
-        state, test_images, fixed_z, reconstruct, decode,
-        config.input.pixel_range))
+    _write_image_grids(writer, workdir, step, image_grids(state))
     return metrics
 
   eval_metrics, eval_seconds = None, 0.0
@@ -360,14 +334,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
         pending_metrics = []
         nonfinite_steps += int(summary["nonfinite_steps"])
         if nonfinite_streak >= config.max_consecutive_nonfinite:
-          checkpoints.wait_until_finished(manager)
+          checkpoints.close(manager)
           raise FloatingPointError(
               f"the last {nonfinite_streak} steps, to step {step}, had a "
               "non-finite loss or gradient and were skipped; stopping "
-              f"(max_consecutive_nonfinite={config.max_consecutive_nonfinite})"
-              f". The newest checkpoint, step {manager.latest_step()}, "
-              "predates them; try a lower optimizer.learning_rate or "
-              "optimizer.grad_clip_norm.")
+              f"(max_consecutive_nonfinite={config.max_consecutive_nonfinite}"
+              "). Skipped updates never reach a checkpoint; the newest is "
+              f"step {manager.latest_step()}. Try a lower "
+              "optimizer.learning_rate or optimizer.grad_clip_norm.")
         writer.write_scalars(step, {f"train_{k}": v
                                     for k, v in summary.items()})
       if step % steps_per_epoch == 0:
@@ -377,14 +351,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
       if save_now:
         checkpoints.save(manager, state, train_rng)
       if stop:
-        checkpoints.wait_until_finished(manager)  # Durable before the process exits.
+        checkpoints.close(manager)  # Durable before the process exits.
         writer.flush()
         raise preemption.Preempted(step, stop_requests.signal_name)
   jax.block_until_ready(state)
   train_seconds = time.perf_counter() - loop_start
   if eval_metrics is None:  # Resumed a finished run: nothing was trained.
     eval_metrics = run_eval(state, total_steps)
-  checkpoints.wait_until_finished(manager)
+  checkpoints.close(manager)
   writer.flush()
 
   steps_run = total_steps - start_step

@@ -43,10 +43,10 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   # pylint: disable=g-import-not-at-top
   from vae_jax import augment
   from vae_jax import datasets
-  from vae_jax import losses
+  from vae_jax import gan_train
   from vae_jax import mnist_mirror
   from vae_jax import models
-  from vae_jax import optimizers
+  from vae_jax import train
   # pylint: enable=g-import-not-at-top
 
   _require(config.batch_size > 0,
@@ -58,25 +58,41 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
            f"{jax.device_count()} devices that share it.")
   _require(config.num_image_samples >= 2,  # Half are reconstructed.
            f"num_image_samples must be >= 2, got {config.num_image_samples}.")
-  _require_choice(config, "optimizer.name", optimizers.OPTIMIZERS)
-  _require_choice(config, "optimizer.schedule", optimizers.SCHEDULES)
   for field in ("log_every_steps", "checkpoint_every_steps",
                 "max_checkpoints_to_keep", "max_consecutive_nonfinite"):
     _require(config[field] > 0, f"{field} must be positive, got {config[field]}.")
   _require_choice(config, "input.mnist_source", mnist_mirror.SOURCES)
+  _require_choice(config, "trainer", train.TRAINERS)
   _require_choice(config, "model.name", models.MODELS)
   datasets.check_config(config.input)
   augment.check_config(config.input)
   if "latent_size" in config.model:  # The plain autoencoders have none.
     _require(config.model.latent_size > 0, "model.latent_size must be "
              f"positive, got {config.model.latent_size}.")
+  _require(config.input.pixel_range in ("unit", "symmetric"),
+           "input.pixel_range must be 'unit' or 'symmetric', got "
+           f"{config.input.pixel_range!r}.")
+  if config.trainer == "gan":  # Its own loss and two optimizers.
+    gan_train.check_config(config)
+  else:
+    _validate_autoencoder_config(config)
+
+
+def _validate_autoencoder_config(config: ml_collections.ConfigDict) -> None:
+  """The loss and optimizer of trainer 'autoencoder' (VAEs, autoencoders)."""
+  # pylint: disable=g-import-not-at-top
+  from vae_jax import losses
+  from vae_jax import models
+  from vae_jax import optimizers
+  # pylint: enable=g-import-not-at-top
+  _require(config.model.name not in models.GAN_MODELS,
+           f"model.name {config.model.name!r} is a GAN; set trainer='gan'.")
+  _require_choice(config, "optimizer.name", optimizers.OPTIMIZERS)
+  _require_choice(config, "optimizer.schedule", optimizers.SCHEDULES)
   _require_choice(config, "loss.likelihood", losses.LIKELIHOODS)
   _require(config.loss.learned_variance in ("shared", "per_pixel"),
            "loss.learned_variance must be 'shared' or 'per_pixel', got "
            f"{config.loss.learned_variance!r}.")
-  _require(config.input.pixel_range in ("unit", "symmetric"),
-           "input.pixel_range must be 'unit' or 'symmetric', got "
-           f"{config.input.pixel_range!r}.")
   _require(config.loss.kl_weight >= 0,
            f"loss.kl_weight must be >= 0, got {config.loss.kl_weight}.")
   _require(config.loss.kl_warmup_steps >= 0,
