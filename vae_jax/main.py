@@ -18,6 +18,7 @@ import tensorflow as tf
 
 from vae_jax import checkpoints
 from vae_jax import preemption
+from vae_jax import sharding
 from vae_jax import train
 from vae_jax import validation
 
@@ -26,6 +27,16 @@ config_flags.DEFINE_config_file(
     "config", None, "Path to a config file, optionally `path:argument`.",
     lock_config=True)
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs, images.")
+flags.DEFINE_bool(
+    "distributed", False,
+    "Multi-process run on a cluster JAX detects (Cloud TPU, SLURM, "
+    "Kubernetes): initializes jax.distributed with no arguments.")
+flags.DEFINE_string(
+    "coordinator_address", None,
+    "host:port of process 0, for a multi-process run JAX cannot detect "
+    "(see launch/local_multiprocess.sh); needs --num_processes, --process_id.")
+flags.DEFINE_integer("num_processes", None, "Processes in the run.")
+flags.DEFINE_integer("process_id", None, "This process's index, from 0.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -61,6 +72,9 @@ def main(argv):
   # TensorFlow only feeds data; keep it off the accelerators JAX uses.
   tf.config.set_visible_devices([], "GPU")
   tf.config.set_visible_devices([], "TPU")
+  if FLAGS.distributed or FLAGS.coordinator_address:
+    sharding.initialize_distributed(FLAGS.coordinator_address,
+                                    FLAGS.num_processes, FLAGS.process_id)
   logging.info("Config:\n%s", FLAGS.config)
   try:
     train.train_and_evaluate(FLAGS.config, FLAGS.workdir)

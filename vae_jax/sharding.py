@@ -8,11 +8,30 @@ runs on one CPU, a GPU box or a TPU slice.
 import collections
 from typing import Any, Iterable, Iterator
 
+from absl import logging
 import jax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 import numpy as np
 
 DATA_AXIS = "data"
+
+
+def initialize_distributed(coordinator_address: str | None = None,
+                           num_processes: int | None = None,
+                           process_id: int | None = None) -> None:
+  """Joins this process to a multi-process run through JAX's own runtime.
+
+  With no arguments JAX finds the cluster itself (Cloud TPU, SLURM,
+  Kubernetes); a hand-made cluster, or N processes on one machine
+  (launch/local_multiprocess.sh), gives all three. Must run before anything
+  touches a device.
+  """
+  jax.distributed.initialize(coordinator_address=coordinator_address,
+                             num_processes=num_processes,
+                             process_id=process_id)
+  logging.info("Process %d of %d; %d local of %d devices.",
+               jax.process_index(), jax.process_count(),
+               jax.local_device_count(), jax.device_count())
 
 
 def make_mesh() -> Mesh:

@@ -275,13 +275,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   mesh = sharding.make_mesh()
   replicated = sharding.replicated(mesh)
   data_sharding = sharding.batch_sharded(mesh)
-  init_rng, train_rng, eval_rng, sample_rng = jax.random.split(
-      jax.random.PRNGKey(config.seed), 4)
+  # Made inside jit, so that on multi-process runs they are global arrays.
+  init_rng, train_rng, eval_rng, sample_rng = jax.jit(
+      lambda: tuple(jax.random.split(jax.random.PRNGKey(config.seed), 4)),
+      out_shardings=replicated)()
   state = jax.jit(
       functools.partial(trainer.create_train_state, config, model,
                         image_shape, total_steps=total_steps),
       out_shardings=replicated)(init_rng)
-  train_rng = jax.device_put(train_rng, replicated)
 
   eval_ds = input_pipeline.eval_dataset(config.input, local_batch_size)
   image_grids = trainer.make_image_grids(
