@@ -23,7 +23,6 @@ import numpy as np
 import tensorflow as tf
 
 from vae_jax import checkpoints
-from vae_jax import gan_train
 from vae_jax import image_grid
 from vae_jax import input_pipeline
 from vae_jax import models
@@ -202,8 +201,6 @@ class Trainer(NamedTuple):
 TRAINERS = {
     "autoencoder": Trainer(build_model, create_train_state, make_jitted_steps,
                            make_image_grids),
-    "gan": Trainer(gan_train.build_model, gan_train.create_train_state,
-                   gan_train.make_jitted_steps, gan_train.make_image_grids),
 }
 
 

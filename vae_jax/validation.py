@@ -43,7 +43,6 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   # pylint: disable=g-import-not-at-top
   from vae_jax import augment
   from vae_jax import datasets
-  from vae_jax import gan_train
   from vae_jax import mnist_mirror
   from vae_jax import models
   from vae_jax import train
@@ -72,21 +71,15 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   _require(config.input.pixel_range in ("unit", "symmetric"),
            "input.pixel_range must be 'unit' or 'symmetric', got "
            f"{config.input.pixel_range!r}.")
-  if config.trainer == "gan":  # Its own loss and two optimizers.
-    gan_train.check_config(config)
-  else:
-    _validate_autoencoder_config(config)
+  _validate_autoencoder_config(config)
 
 
 def _validate_autoencoder_config(config: ml_collections.ConfigDict) -> None:
   """The loss and optimizer of trainer 'autoencoder' (VAEs, autoencoders)."""
   # pylint: disable=g-import-not-at-top
   from vae_jax import losses
-  from vae_jax import models
   from vae_jax import optimizers
   # pylint: enable=g-import-not-at-top
-  _require(config.model.name not in models.GAN_MODELS,
-           f"model.name {config.model.name!r} is a GAN; set trainer='gan'.")
   _require_choice(config, "optimizer.name", optimizers.OPTIMIZERS)
   _require_choice(config, "optimizer.schedule", optimizers.SCHEDULES)
   _require_choice(config, "loss.likelihood", losses.LIKELIHOODS)
