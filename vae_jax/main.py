@@ -9,6 +9,7 @@ directly; this file only parses flags.
 
 import logging as python_logging
 import sys
+from typing import Any, Callable
 
 from absl import app
 from absl import flags
@@ -65,9 +66,8 @@ def parse_flags(argv: list[str]) -> list[str]:
   raise SystemExit("vae_jax: error: " + " ".join(message.split()))
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+def prepare_process() -> None:
+  """What every vae_jax command does before its work (main, sweep, ...)."""
   logging.get_absl_handler().addFilter(_OrbaxWarningsOnly())
   # TensorFlow only feeds data; keep it off the accelerators JAX uses.
   tf.config.set_visible_devices([], "GPU")
@@ -75,15 +75,30 @@ def main(argv):
   if FLAGS.distributed or FLAGS.coordinator_address:
     sharding.initialize_distributed(FLAGS.coordinator_address,
                                     FLAGS.num_processes, FLAGS.process_id)
-  logging.info("Config:\n%s", FLAGS.config)
+
+
+def run_reporting_errors(work: Callable[..., Any], *args: Any) -> Any:
+  """Runs `work(*args)`; what the user can act on ends the process in one line.
+
+  A mistake or a failure to save exits 1 with `vae_jax: error: <cause>`; a
+  preemption exits with `preemption.EXIT_CODE` after its checkpoint.
+  """
   try:
-    train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    return work(*args)
   except (validation.UserInputError, FloatingPointError,
           checkpoints.SaveError) as e:
     raise SystemExit(f"vae_jax: error: {e}") from None
   except preemption.Preempted as e:
     logging.warning("vae_jax: %s", e)
     sys.exit(preemption.EXIT_CODE)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  prepare_process()
+  logging.info("Config:\n%s", FLAGS.config)
+  run_reporting_errors(train.train_and_evaluate, FLAGS.config, FLAGS.workdir)
 
 
 if __name__ == "__main__":

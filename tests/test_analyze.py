@@ -1,0 +1,170 @@
+"""vae_jax.analyze on tiny mock-MNIST runs, and the IWAE estimator's math."""
+
+import json
+import math
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from conftest import make_tiny_config
+from conftest import save_untrained_run
+from vae_jax import analyze
+from vae_jax import latent_metrics
+from vae_jax import train
+from vae_jax import validation
+
+NUM_EXAMPLES = 40  # Mock MNIST: 40 test images too.
+ALL_FIGURES = ("learning_curves.png", "reconstructions.png", "samples.png",
+               "traversal.png", "interpolation.png", "latent_2d.png")
+
+
+def autoencoder_config():
+  config = make_tiny_config()
+  config.input.pixel_range = "symmetric"
+  config.model = ml_collections.ConfigDict({
+      "name": "fc_autoencoder", "encoder_sizes": (16, 3),
+      "decoder_sizes": (16,)})
+  return config
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+  """Workdirs of a trained VAE and of an untrained plain autoencoder."""
+  workdirs = {"vae": tmp_path_factory.mktemp("vae"),
+              "autoencoder": tmp_path_factory.mktemp("autoencoder")}
+  config = make_tiny_config()
+  config.num_epochs = 1  # 5 steps: enough to log curves, and quicker.
+  with tfds.testing.mock_data(num_examples=NUM_EXAMPLES):
+    train.train_and_evaluate(config, str(workdirs["vae"]))
+  save_untrained_run(autoencoder_config(), workdirs["autoencoder"])
+  return workdirs
+
+
+def run_analyze(workdir, **kwargs):
+  with tfds.testing.mock_data(num_examples=NUM_EXAMPLES):
+    return analyze.analyze(str(workdir), **kwargs)
+
+
+def test_vae_analysis_writes_every_figure_and_sane_numbers(runs):
+  report = run_analyze(runs["vae"], num=4, iwae_k=3, iwae_examples=10)
+  out_dir = runs["vae"] / "analysis"
+  for name in ALL_FIGURES:
+    assert (out_dir / name).stat().st_size > 0, name
+  assert json.loads((out_dir / "analysis.json").read_text()) == json.loads(
+      json.dumps(report))
+  assert report["skipped"] == {}
+  assert report["step"] == 5 and report["model"] == "mlp_vae"
+  assert report["num_test_images"] == NUM_EXAMPLES
+  for key in ("test_loss", "test_nelbo", "test_recon", "test_kl", "test_mse",
+              "iwae_nll_k3", "iwae_examples_nelbo", "sample_diversity",
+              "test_image_diversity"):
+    assert np.isfinite(report[key]) and report[key] > 0, key
+  np.testing.assert_allclose(report["test_nelbo"],
+                             report["test_recon"] + report["test_kl"],
+                             rtol=1e-5)
+  assert len(report["kl_per_dim"]) == 4
+  assert 0 <= report["active_units"] <= 4
+  # The traversal varies the two dims with the most KL by default.
+  assert sorted(report["traversal"]["dims"]) == sorted(
+      np.argsort(report["kl_per_dim"])[-2:].tolist())
+  separation = report["class_separation"]
+  assert separation["num_points"] == NUM_EXAMPLES
+  assert 0 <= separation["knn_accuracy"] <= 1
+  assert -1 <= separation["silhouette"] <= 1
+  assert report["iwae_examples"] == 10
+  # From the same samples, the IWAE bound is the tighter one.
+  assert report["iwae_nll_k3"] <= report["iwae_examples_nelbo"]
+
+
+def test_autoencoder_analysis_skips_what_needs_a_prior(runs):
+  report = run_analyze(runs["autoencoder"], iwae_k=3)
+  out_dir = runs["autoencoder"] / "analysis"
+  for name in ("reconstructions.png", "interpolation.png", "latent_2d.png"):
+    assert (out_dir / name).stat().st_size > 0, name
+  for name in ("samples.png", "traversal.png"):
+    assert not (out_dir / name).exists()
+    assert "no prior" in report["skipped"][name]
+  # Never trained, so it logged no losses to plot.
+  assert "no scalars" in report["skipped"]["learning_curves.png"]
+  for key in ("sample_diversity", "kl_per_dim", "active_units", "iwae"):
+    assert key in report["skipped"]
+  assert "iwae_nll_k3" not in report and "test_kl" not in report
+  assert np.isfinite(report["test_mse"])
+  assert 0 <= report["class_separation"]["knn_accuracy"] <= 1
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"dims": (0, 4)}, "two different latent dims in \\[0, 4\\)"),
+    ({"dims": (1, 1)}, "two different latent dims"),
+    ({"traversal_center": "first"}, "'zero' or a test image index"),
+    ({"attribute": "Smiling"}, "needs a celeb_a run"),
+    ({"iwae_k": -1}, "--iwae_k must be >= 0"),
+    ({"num": 0}, "--num must be >= 1"),
+])
+def test_bad_options_are_user_errors(runs, kwargs, message):
+  with pytest.raises(validation.UserInputError, match=message):
+    run_analyze(runs["vae"], **kwargs)
+
+
+def test_interpolation_pairs_mix_classes_then_repeat_one():
+  labels = np.array([3, 1, 3, 0, 1, 2, 0])
+  pairs = latent_metrics.interpolation_pairs(labels, num_pairs=3)
+  # Classes 0-1 and 2-3 (first of each), then the two 0s.
+  assert pairs == [(3, 1), (5, 0), (3, 6)]
+
+
+def test_slerp_keeps_the_norm_of_equal_norm_codes():
+  start, end = np.array([3.0, 0.0]), np.array([0.0, 3.0])
+  path = latent_metrics.slerp(start, end, np.linspace(0, 1, 5))
+  np.testing.assert_allclose(np.linalg.norm(path, axis=1), 3.0)
+  np.testing.assert_allclose(path[[0, -1]], [start, end], atol=1e-12)
+
+
+def linear_gaussian_log_likelihood(model, z, x):
+  """log N(x; W z + b, s^2 I) for z [S, B, D], x [B, X]."""
+  w, b, s = model
+  mean = jnp.einsum("sbd,xd->sbx", z, w) + b[None, None]
+  return -0.5 * jnp.sum(jnp.square((x[None] - mean) / s)
+                        + 2 * jnp.log(s) + math.log(2 * math.pi), axis=-1)
+
+
+def test_iwae_converges_to_the_exact_log_likelihood():
+  # p(z) = N(0, I), p(x|z) = N(Wz + b, s^2 I): p(x) = N(b, W W^T + s^2 I).
+  rng = np.random.default_rng(0)
+  latent, observed, batch, s = 3, 6, 100, 0.5
+  w, b = rng.normal(size=(observed, latent)), rng.normal(size=observed)
+  x = (rng.normal(size=(batch, latent)) @ w.T + b
+       + s * rng.normal(size=(batch, observed)))
+  cov = w @ w.T + s**2 * np.eye(observed)
+  centered = x - b
+  exact = -0.5 * (
+      np.einsum("bi,ij,bj->b", centered, np.linalg.inv(cov), centered)
+      + np.linalg.slogdet(cov)[1] + observed * math.log(2 * math.pi))
+  # q is deliberately off: the true posterior's mean shifted, its
+  # correlations dropped and its variances doubled.
+  posterior_cov = np.linalg.inv(np.eye(latent) + w.T @ w / s**2)
+  mu = centered @ w @ posterior_cov.T / s**2 + 0.3
+  logvar = np.tile(np.log(2 * np.diag(posterior_cov)), (batch, 1))
+  model = tuple(jnp.asarray(a, jnp.float32) for a in (w, b, s))
+  errors = {}
+  for k in (1, 10, 100, 5000):
+    estimate, elbo = latent_metrics.importance_weighted_log_likelihood(
+        linear_gaussian_log_likelihood, model, jnp.asarray(x, jnp.float32),
+        jnp.asarray(mu, jnp.float32), jnp.asarray(logvar, jnp.float32),
+        jax.random.PRNGKey(k), num_samples=k, chunk_size=256)
+    errors[k] = np.mean(exact - estimate)
+    # log of a mean >= mean of logs, sample by sample (Jensen).
+    assert np.all(elbo <= estimate + 1e-4)
+  overshoot = np.max(estimate - exact)
+  assert errors[1] > 1.0  # K = 1 is the ELBO, well below log p(x) here.
+  assert errors[1] > errors[10] > errors[100] > abs(errors[5000])
+  assert abs(errors[5000]) < 0.02
+  # A lower bound in expectation: above exact only by sampling noise, which
+  # shrinks like 1/sqrt(K) (0.08 nats at most here).
+  assert overshoot < 0.2
+  # 5000 samples pin the ELBO down; a single sample scatters around it.
+  np.testing.assert_allclose(np.mean(exact - elbo), errors[1], rtol=0.1)

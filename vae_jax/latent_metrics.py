@@ -1,0 +1,166 @@
+"""Numbers that describe a trained latent-variable model, from its codes.
+
+Per-dimension KL and active units, how well the codes separate classes,
+how varied its samples are, paths between codes (linear and spherical), and
+the importance-weighted (IWAE) estimate of log p(x) of Burda et al. (2016):
+
+    log p(x) >= log (1/K) sum_k p(x, z_k) / q(z_k|x),   z_k ~ q(z|x),
+
+a bound that is the ELBO at K = 1 and tightens to log p(x) as K grows.
+"""
+
+import functools
+import math
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from sklearn import manifold
+from sklearn import metrics
+from sklearn import model_selection
+from sklearn import neighbors
+
+# A latent dimension is active when its average KL exceeds this (nats).
+ACTIVE_UNIT_NATS = 0.01
+_LOG_2PI = math.log(2 * math.pi)
+
+
+def kl_per_dimension(mu: np.ndarray, logvar: np.ndarray) -> np.ndarray:
+  """Average over images of KL(q(z_d|x) || N(0, 1)) for each dimension d."""
+  return np.mean(0.5 * (np.exp(logvar) + np.square(mu) - 1.0 - logvar), axis=0)
+
+
+def class_separation(codes: np.ndarray, labels: np.ndarray,
+                     seed: int) -> dict[str, float | str]:
+  """5-fold 5-NN accuracy and silhouette score of `codes` grouped by label."""
+  num_classes = len(np.unique(labels))
+  if num_classes < 2 or len(labels) < 10:
+    return {"skipped": f"{len(labels)} codes in {num_classes} classes are "
+                       "too few to compare classes"}
+  folds = model_selection.KFold(5, shuffle=True, random_state=seed)
+  classifier = neighbors.KNeighborsClassifier(n_neighbors=5)
+  accuracy = model_selection.cross_val_score(classifier, codes, labels,
+                                             cv=folds)
+  return {"knn_accuracy": float(np.mean(accuracy)),
+          "silhouette": float(metrics.silhouette_score(codes, labels))}
+
+
+def mean_pairwise_distance(images: np.ndarray) -> float:
+  """Mean Euclidean distance between distinct pairs of flattened images.
+
+  On [0, 1] pixels, 0 means identical images (a collapsed sampler).
+  """
+  flat = images.reshape(len(images), -1).astype(np.float64)
+  squared = np.sum(flat**2, axis=1)
+  distances = np.sqrt(np.maximum(
+      squared[:, None] + squared[None, :] - 2 * flat @ flat.T, 0.0))
+  return float(distances[np.triu_indices(len(images), k=1)].mean())
+
+
+def embed_2d(codes: np.ndarray, seed: int) -> tuple[np.ndarray, str]:
+  """2-D coordinates of `codes`: themselves if 2-D, else t-SNE's; the method."""
+  if codes.shape[1] == 2:
+    return codes, "raw"
+  perplexity = min(30.0, (len(codes) - 1) / 3)  # t-SNE needs fewer than n.
+  # Barnes-Hut approximates the O(n^2) gradient for large n; for few
+  # points the exact one is both faster and better.
+  method = "exact" if len(codes) <= 200 else "barnes_hut"
+  tsne = manifold.TSNE(2, perplexity=perplexity, init="pca", method=method,
+                       random_state=seed)
+  return tsne.fit_transform(codes), "t-SNE"
+
+
+def lerp(start: np.ndarray, end: np.ndarray, t: np.ndarray) -> np.ndarray:
+  """Points (1 - t) start + t end, one row per t."""
+  return (1 - t[:, None]) * start + t[:, None] * end
+
+
+def slerp(start: np.ndarray, end: np.ndarray, t: np.ndarray) -> np.ndarray:
+  """Spherical interpolation: along the great circle, for Gaussian codes.
+
+  Under N(0, I) a straight line passes through the low-norm middle no sample
+  comes from; slerp keeps norms typical (White, 2016).
+  """
+  cos = np.dot(start, end) / (np.linalg.norm(start) * np.linalg.norm(end)
+                              + 1e-12)
+  angle = np.arccos(np.clip(cos, -1.0, 1.0))
+  if np.sin(angle) < 1e-6:  # (Anti)parallel: any path is as good; go straight.
+    return lerp(start, end, t)
+  return (np.sin((1 - t) * angle)[:, None] * start
+          + np.sin(t * angle)[:, None] * end) / np.sin(angle)
+
+
+def interpolation_pairs(labels: np.ndarray,
+                        num_pairs: int = 4) -> list[tuple[int, int]]:
+  """Indices of image pairs: of different classes, then one of the same.
+
+  Pair p joins the (2p // C)-th images of classes 2p and 2p + 1 (mod C,
+  the number of classes), so 10 digits give 0-1, 2-3, 4-5 and a binary
+  attribute gives three different 0-1 pairs.
+  """
+  classes = np.unique(labels)
+  members = [np.flatnonzero(labels == c) for c in classes]
+  pairs = []
+  if len(classes) > 1:
+    for p in range(num_pairs - 1):
+      first, second = 2 * p % len(classes), (2 * p + 1) % len(classes)
+      rank = 2 * p // len(classes)
+      if rank < min(len(members[first]), len(members[second])):
+        pairs.append((int(members[first][rank]), int(members[second][rank])))
+  largest = max(members, key=len)
+  if len(largest) > 1:
+    pairs.append((int(largest[0]), int(largest[1])))
+  return pairs
+
+
+# log_likelihood_fn(model, z [S, B, D], x [B, ...]) -> log p(x|z) [S, B].
+LogLikelihoodFn = Callable[[Any, jax.Array, jax.Array], jax.Array]
+
+
+@functools.partial(jax.jit, static_argnames=("log_likelihood_fn", "num"))
+def _chunk_sums(model: Any, x: jax.Array, mu: jax.Array, logvar: jax.Array,
+                rng: jax.Array, num_valid: jax.Array, *,
+                log_likelihood_fn: LogLikelihoodFn,
+                num: int) -> tuple[jax.Array, jax.Array]:
+  """logsumexp and sum of log w_k = log p(x, z_k) / q(z_k|x), z_k ~ q(z|x).
+
+  Over the first `num_valid` of `num` samples, so one shape serves every
+  chunk.
+  """
+  eps = jax.random.normal(rng, (num, *mu.shape), mu.dtype)
+  z = mu[None] + jnp.exp(0.5 * logvar)[None] * eps
+  log_q = -0.5 * jnp.sum(jnp.square(eps) + logvar[None] + _LOG_2PI, axis=-1)
+  log_prior = -0.5 * jnp.sum(jnp.square(z) + _LOG_2PI, axis=-1)
+  log_weights = log_likelihood_fn(model, z, x) + log_prior - log_q
+  valid = (jnp.arange(num) < num_valid)[:, None]
+  return (jax.nn.logsumexp(jnp.where(valid, log_weights, -jnp.inf), axis=0),
+          jnp.sum(jnp.where(valid, log_weights, 0.0), axis=0))
+
+
+def importance_weighted_log_likelihood(
+    log_likelihood_fn: LogLikelihoodFn, model: Any, x: jax.Array,
+    mu: jax.Array, logvar: jax.Array, rng: jax.Array, *, num_samples: int,
+    chunk_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+  """The K-sample IWAE estimate of log p(x) per example, K = `num_samples`.
+
+  Also returns the ELBO per example, estimated from the same K samples
+  (the mean log weight): the gap between the two is what the K samples
+  gained. Prior N(0, I), proposal q(z|x) = N(mu, exp(logvar));
+  `log_likelihood_fn` gives log p(x|z), and is a static argument of the
+  jitted chunk: pass the same function object every call to compile once.
+  Samples are drawn `chunk_size` at a time and folded into a running
+  logsumexp, so memory stays that of one chunk whatever K is.
+  """
+  running = jnp.full(mu.shape[:1], -jnp.inf, mu.dtype)
+  total = jnp.zeros(mu.shape[:1], mu.dtype)
+  chunk = min(chunk_size, num_samples)
+  for i, start in enumerate(range(0, num_samples, chunk)):
+    chunk_logsumexp, chunk_sum = _chunk_sums(
+        model, x, mu, logvar, jax.random.fold_in(rng, i),
+        jnp.asarray(min(chunk, num_samples - start)),
+        log_likelihood_fn=log_likelihood_fn, num=chunk)
+    running = jnp.logaddexp(running, chunk_logsumexp)
+    total = total + chunk_sum
+  return (np.asarray(running - math.log(num_samples)),
+          np.asarray(total / num_samples))

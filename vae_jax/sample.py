@@ -1,0 +1,106 @@
+r"""Samples of a trained VAE, saved as uint8 images in an .npz file.
+
+    python -m vae_jax.sample --workdir=/tmp/vae_mnist --num_samples=1000 \
+        --output=/tmp/samples.npz
+
+The file holds `images`, uint8 [N, H, W, C]: decoded means of z ~ N(0, I),
+the same for the same --seed. Plain autoencoders have no prior to sample.
+"""
+
+import io
+import os
+
+from absl import app
+from absl import flags
+from absl import logging
+import jax
+import numpy as np
+import tensorflow as tf
+
+from vae_jax import outputs
+from vae_jax import trained
+from vae_jax import validation
+
+
+def check_output(path: str) -> None:
+  """Makes `path`'s folder; fails in one line when it cannot hold the file."""
+  if not path.endswith(".npz"):
+    raise validation.UserInputError(f"--output {path!r} must end in .npz.")
+  if tf.io.gfile.isdir(path):
+    raise validation.UserInputError(f"--output {path!r} is a directory.")
+  folder = os.path.dirname(path)
+  try:
+    if folder:
+      tf.io.gfile.makedirs(folder)
+  except (tf.errors.OpError, OSError) as e:
+    raise validation.UserInputError(
+        f"cannot create the folder of --output {path!r} "
+        f"({type(e).__name__}).") from None
+
+
+def sample(workdir: str, num_samples: int, *, step: int | None = None,
+           label: int | None = None, seed: int = 0) -> np.ndarray:
+  """uint8 [num_samples, H, W, C] samples of the run in `workdir`."""
+  if num_samples < 1:
+    raise validation.UserInputError(
+        f"--num_samples must be positive, got {num_samples}.")
+  run = trained.load(workdir, step)
+  if not run.variational:
+    raise validation.UserInputError(
+        f"{run.config.model.name!r} is a plain autoencoder: it has no prior "
+        "to sample from.")
+  if label is not None:  # Conditional models (GAN/ACGAN) will take it.
+    raise validation.UserInputError(
+        f"--label needs a conditional model; {run.config.model.name!r} is "
+        "unconditional.")
+  z = jax.random.normal(jax.random.PRNGKey(seed),
+                        (num_samples, run.model.latent_size))
+  return trained.decode(run, np.asarray(z))
+
+
+def write_samples(path: str, images: np.ndarray) -> None:
+  """`images` as the `images` array of the .npz file `path`, atomically."""
+  # zipfile reads back what it wrote, which a GFile open for writing can't.
+  buffer = io.BytesIO()
+  np.savez(buffer, images=images)
+  with outputs.atomic_open(path, "wb") as f:
+    f.write(buffer.getvalue())
+
+
+FLAGS = flags.FLAGS
+
+
+def _define_flags() -> None:
+  """Defines the command's flags, only when it runs.
+
+  Importing this module beside another command's (vae_jax.sweep imports
+  analyze) then cannot define a flag twice.
+  """
+  flags.DEFINE_string("workdir", None, "Directory of a trained run.")
+  flags.DEFINE_integer("num_samples", None, "Number of images.")
+  flags.DEFINE_string("output", None, "The .npz file to write; its folder is "
+                      "created if needed.")
+  flags.DEFINE_integer("label", None, "Class to sample (conditional models).")
+  flags.DEFINE_integer("seed", 0, "Seeds z.")
+  flags.DEFINE_integer("step", None, "Checkpoint step; the newest if unset.")
+  flags.mark_flags_as_required(["workdir", "num_samples", "output"])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  logging.set_verbosity(logging.WARNING)  # Orbax logs every read at INFO.
+  tf.config.set_visible_devices([], "GPU")  # TF only reads data.
+  try:
+    check_output(FLAGS.output)  # Before the slow part.
+    images = sample(FLAGS.workdir, FLAGS.num_samples, step=FLAGS.step,
+                    label=FLAGS.label, seed=FLAGS.seed)
+    write_samples(FLAGS.output, images)
+  except validation.UserInputError as e:
+    raise SystemExit(f"vae_jax: error: {e}") from None
+  print(f"{FLAGS.output}: images {images.dtype} {list(images.shape)}")
+
+
+if __name__ == "__main__":
+  _define_flags()
+  app.run(main)

@@ -1,0 +1,290 @@
+"""A finished (or running) training run read back from its workdir.
+
+`load(workdir)` gives the config the run wrote to config.json, its model and
+the train state of its newest checkpoint (or of a chosen step), so analysis,
+sampling and sweeps share one way of reading runs. `encode`, `decode` and
+`reconstruct` apply the loaded model to host arrays; `encode_split` and
+`iwae_nll` run it over a dataset.
+"""
+
+import dataclasses
+import functools
+import json
+import os
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import tensorflow as tf
+
+from vae_jax import checkpoints
+from vae_jax import image_grid
+from vae_jax import input_pipeline
+from vae_jax import latent_metrics
+from vae_jax import losses
+from vae_jax import objectives
+from vae_jax import sharding
+from vae_jax import train
+from vae_jax import validation
+from vae_jax.models import vae
+
+DECODE_BATCH = 256  # Codes decoded per call by `decode`.
+# Output pixels decoded per IWAE chunk: bounds memory whatever K is. A conv
+# decoder's activations are ~1 KB per output pixel (dcgan_vae, 32x32: 1.2 GB).
+IWAE_PIXELS_PER_CHUNK = 2**20
+IWAE_BATCH = 128  # Images whose estimates are computed together.
+# Sub-configs read as written: their fields depend on the model family, so
+# the base config's would not belong.
+_TAKEN_AS_WRITTEN = ("model",)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainedRun:
+  """Everything needed to evaluate, sample from or plot one run."""
+  workdir: str
+  config: ml_collections.ConfigDict  # As the run wrote it, with defaults.
+  model: nn.Module
+  state: train.TrainState
+  image_shape: tuple[int, ...]
+  step: int
+
+  @property
+  def variational(self) -> bool:
+    """True for VAEs; plain autoencoders have no posterior to sample."""
+    return isinstance(self.model, vae.VAE)
+
+
+def _as_tuples(value: Any) -> Any:
+  """JSON lists back to the tuples configs use (hashable module fields)."""
+  if isinstance(value, dict):
+    return {key: _as_tuples(item) for key, item in value.items()}
+  if isinstance(value, list):
+    return tuple(_as_tuples(item) for item in value)
+  return value
+
+
+def _base_config() -> ml_collections.ConfigDict | None:
+  """The config every config file builds on, if the checkout is importable.
+
+  It gives defaults for fields added after a run wrote its config.json.
+  """
+  try:
+    from configs import mnist_linear  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    return None
+  return mnist_linear.get_config()
+
+
+def _merge(base: ml_collections.ConfigDict, written: dict[str, Any]) -> None:
+  """Overrides `base` in place with `written`, keeping fields it lacks."""
+  for key, value in written.items():
+    if (isinstance(value, dict) and key in base and key not in _TAKEN_AS_WRITTEN
+        and isinstance(base[key], ml_collections.ConfigDict)):
+      _merge(base[key], value)
+    elif key in base and not isinstance(value, dict):
+      # Assigning None to a typed field, or an int to a float field, is
+      # how JSON round-trips them; ConfigDict would reject the first.
+      with base.ignore_type():
+        base[key] = value
+    else:
+      base[key] = ml_collections.ConfigDict(value) if isinstance(
+          value, dict) else value
+
+
+def load_config(workdir: str) -> ml_collections.ConfigDict:
+  """The config the run in `workdir` was trained with (its config.json)."""
+  path = os.path.join(workdir, "config.json")
+  if not tf.io.gfile.exists(path):
+    raise validation.UserInputError(
+        f"{workdir!r} holds no config.json; is it the --workdir of a run?")
+  with tf.io.gfile.GFile(path) as f:
+    try:
+      written = _as_tuples(json.load(f))
+    except json.JSONDecodeError as e:
+      raise validation.UserInputError(
+          f"{path} is not valid JSON ({e.msg}, line {e.lineno}).") from None
+  config = _base_config()
+  if config is None:
+    return ml_collections.ConfigDict(written)
+  _merge(config, written)
+  return config
+
+
+def load(workdir: str, step: int | None = None) -> TrainedRun:
+  """The run in `workdir` at its newest checkpoint, or at exactly `step`.
+
+  Reads one example of the training split for the image shape, so the run's
+  dataset must be readable (see `input_pipeline.prepare`).
+  """
+  config = load_config(workdir)
+  if not tf.io.gfile.isdir(os.path.join(workdir, "checkpoints")):
+    raise validation.UserInputError(f"{workdir!r} holds no checkpoints.")
+  input_pipeline.prepare(config.input)
+  image_shape = input_pipeline.image_shape(config.input)
+  model = train.build_model(config, image_shape)
+  replicated = sharding.replicated(sharding.make_mesh())
+  # Shapes only: restoring fills in the values. The schedule's length is
+  # irrelevant, as a loaded state is evaluated, not trained further.
+  init = jax.jit(functools.partial(train.create_train_state, config, model,
+                                   image_shape, total_steps=1),
+                 out_shardings=replicated)
+  rng = jax.random.PRNGKey(0)
+  abstract_state = jax.eval_shape(init, rng)
+  manager = checkpoints.make_manager(workdir, config)
+  try:
+    restored = checkpoints.restore(manager, abstract_state,
+                                   jax.device_put(rng, replicated), step=step)
+  finally:
+    manager.close()
+  if restored is None:
+    raise validation.UserInputError(f"{workdir!r} holds no checkpoints.")
+  state, _ = restored
+  return TrainedRun(workdir=workdir, config=config, model=model, state=state,
+                    image_shape=image_shape,
+                    step=int(jax.device_get(state.step)))
+
+
+def _variables(state: train.TrainState) -> dict[str, Any]:
+  return {"params": state.params, "batch_stats": state.batch_stats}
+
+
+@jax.jit
+def _encode(state: train.TrainState, images: jax.Array):
+  return state.apply_fn(_variables(state), images, method="encode")
+
+
+def encode(run: TrainedRun,
+           images: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+  """Posterior means and log-variances; an autoencoder's codes and None."""
+  code = jax.device_get(_encode(run.state, jnp.asarray(images)))
+  return code if run.variational else (code, None)
+
+
+@functools.partial(jax.jit, static_argnames="variational")
+def _decode(state: train.TrainState, codes: jax.Array, *,
+            variational: bool) -> jax.Array:
+  if variational:
+    return objectives.decode_images(state, codes)
+  outputs = state.apply_fn(_variables(state), codes, method="decode")
+  return (jnp.tanh(outputs) + 1) / 2  # As objectives.reconstruct_images.
+
+
+def decode(run: TrainedRun, codes: np.ndarray) -> np.ndarray:
+  """uint8 images [N, H, W, C] of codes [N, D], decoded in fixed batches."""
+  batches = []
+  for start in range(0, len(codes), DECODE_BATCH):
+    chunk = codes[start:start + DECODE_BATCH]
+    padded = np.zeros((DECODE_BATCH, *codes.shape[1:]), np.float32)
+    padded[:len(chunk)] = chunk  # One shape: one compilation.
+    images = _decode(run.state, jnp.asarray(padded),
+                     variational=run.variational)
+    batches.append(np.asarray(images)[:len(chunk)])
+  return image_grid.to_uint8(np.concatenate(batches))
+
+
+_reconstruct = jax.jit(objectives.reconstruct_images,
+                       static_argnames="variational")
+
+
+def reconstruct(run: TrainedRun, images: np.ndarray) -> np.ndarray:
+  """uint8 reconstructions of images in the model's pixel range."""
+  return image_grid.to_uint8(np.asarray(_reconstruct(
+      run.state, jnp.asarray(images), variational=run.variational)))
+
+
+def decoder_log_likelihood(state: train.TrainState, z: jax.Array,
+                           images: jax.Array, *, likelihood: str,
+                           gaussian_variance: float) -> jax.Array:
+  """log p(x|z) [S, B] for latents z [S, B, D] and images [B, ...].
+
+  The `log_likelihood_fn` of `latent_metrics` IWAE estimates; bind the
+  keyword arguments with functools.partial.
+  """
+  num_samples, batch = z.shape[:2]
+  logits = state.apply_fn(_variables(state), z.reshape(num_samples * batch, -1),
+                          method="decode")
+  tiled = jnp.broadcast_to(images[None], (num_samples, *images.shape))
+  nll = losses.LIKELIHOODS[likelihood](
+      logits, tiled.reshape(logits.shape), gaussian_variance=gaussian_variance,
+      pixel_logvar=state.params.get("pixel_logvar"))
+  return -nll.reshape(num_samples, batch)
+
+
+@dataclasses.dataclass(frozen=True)
+class EncodedSplit:
+  """A split's codes and labels, and its first images."""
+  codes: np.ndarray  # [N, D]: posterior means, or an autoencoder's codes.
+  logvar: np.ndarray | None  # [N, D] posterior log-variances of a VAE.
+  labels: np.ndarray  # [N]: the dataset's label, or a chosen attribute.
+  images: np.ndarray  # [K, H, W, C] uint8, the first K test images.
+  model_images: np.ndarray  # The same K, as the model reads them.
+
+
+def encode_split(run: TrainedRun, eval_ds: tf.data.Dataset,
+                 attribute_index: int | None, num_keep: int) -> EncodedSplit:
+  """Codes and labels of every image of `eval_ds`; its first `num_keep`.
+
+  `eval_ds` gives padded batches with a 'mask', as from
+  `input_pipeline.eval_dataset`. Labels are the dataset's, or column
+  `attribute_index` of CelebA's attributes.
+  """
+  codes, logvars, labels, kept = [], [], [], []
+  for batch in eval_ds.as_numpy_iterator():
+    mask = batch["mask"]
+    code, logvar = encode(run, batch["image"])
+    codes.append(code[mask])
+    if logvar is not None:
+      logvars.append(logvar[mask])
+    labels.append(batch["label"][mask] if attribute_index is None else
+                  batch["attributes"][mask, attribute_index])
+    if sum(map(len, kept)) < num_keep:
+      kept.append(batch["image"][mask])
+  model_images = np.concatenate(kept)[:num_keep]
+  unit = (model_images if run.config.input.pixel_range == "unit" else
+          (model_images + 1) / 2)
+  return EncodedSplit(codes=np.concatenate(codes),
+                      logvar=np.concatenate(logvars) if logvars else None,
+                      labels=np.concatenate(labels),
+                      images=image_grid.to_uint8(unit),
+                      model_images=model_images)
+
+
+def _first_images(eval_ds: tf.data.Dataset, count: int) -> np.ndarray:
+  kept, total = [], 0
+  for batch in eval_ds.as_numpy_iterator():
+    kept.append(batch["image"][batch["mask"]])
+    total += len(kept[-1])
+    if total >= count:
+      break
+  return np.concatenate(kept)[:count]
+
+
+def iwae_nll(run: TrainedRun, eval_ds: tf.data.Dataset, num_samples: int,
+             num_examples: int, rng: jax.Array) -> tuple[float, float]:
+  """Means of -log p(x) (IWAE) and of -ELBO over the first `num_examples`.
+
+  Both come from the same `num_samples` samples per image.
+  """
+  log_likelihood_fn = functools.partial(
+      decoder_log_likelihood, likelihood=run.config.loss.likelihood,
+      gaussian_variance=run.config.loss.gaussian_variance)
+  images = _first_images(eval_ds, num_examples)
+  batch_size = min(IWAE_BATCH, len(images))
+  iwae, elbo = [], []
+  for i, start in enumerate(range(0, len(images), batch_size)):
+    batch = np.zeros((batch_size, *images.shape[1:]), images.dtype)
+    count = len(images[start:start + batch_size])
+    batch[:count] = images[start:start + batch_size]  # One shape throughout.
+    mu, logvar = encode(run, batch)
+    estimates = latent_metrics.importance_weighted_log_likelihood(
+        log_likelihood_fn, run.state, jnp.asarray(batch), jnp.asarray(mu),
+        jnp.asarray(logvar), jax.random.fold_in(rng, i),
+        num_samples=num_samples,
+        chunk_size=max(1, IWAE_PIXELS_PER_CHUNK // batch.size))
+    iwae.append(estimates[0][:count])
+    elbo.append(estimates[1][:count])
+  return -float(np.mean(np.concatenate(iwae))), -float(np.mean(
+      np.concatenate(elbo)))
