@@ -158,8 +158,9 @@ def make_image_grids(config: ml_collections.ConfigDict, model,
   reconstruct = jax.jit(functools.partial(objectives.reconstruct_images,
                                           variational=variational))
   decode = jax.jit(objectives.decode_images)
-  fixed_z = jax.random.normal(rng, (config.num_image_samples,
-                                    getattr(model, "latent_size", 1)))
+  fixed_z = (jax.random.normal(rng, (config.num_image_samples,
+                                     model.latent_size))
+             if variational else None)
   originals = (test_images if config.input.pixel_range == "unit"
                else (test_images + 1) / 2)
   num_cols = min(16, len(originals))
@@ -267,7 +268,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   tf.io.gfile.makedirs(workdir)
   if jax.process_index() == 0:
     outputs.write_json(os.path.join(workdir, "config.json"),
-                           config.to_json_best_effort(indent=2))
+                       config.to_json_best_effort(indent=2))
 
   mesh = sharding.make_mesh()
   replicated = sharding.replicated(mesh)
@@ -286,6 +287,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
       config, model, next(eval_ds.as_numpy_iterator())["image"][
           :config.num_image_samples // 2], sample_rng)
 
+  # Orbax's threads start with the manager; under tfds.testing.mock_data,
+  # building a dataset swaps the filesystem for every thread, so the tests
+  # need the data read first.
   manager = checkpoints.make_manager(workdir, config)
   restored = checkpoints.restore(manager, state, train_rng,
                                  set_aside_unreadable=True)
