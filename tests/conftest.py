@@ -19,19 +19,24 @@ sys.path.insert(0, REPO_ROOT)
 from configs import mnist_linear  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
-def make_tiny_config():
-  """mnist_linear shrunk so a whole run takes seconds on mock data."""
-  config = mnist_linear.get_config()
+def shrink_run(config):
+  """`config`'s run shortened to seconds on mock MNIST; the model is kept."""
   config.num_epochs = 2
   config.batch_size = 8
   config.log_every_steps = 2
   config.checkpoint_every_steps = 3
   config.num_image_samples = 8
-  config.model.hidden_sizes = (32, 16)
-  config.model.latent_size = 4
   # Under tfds.testing.mock_data, TFDS's (mocked) download is the source;
   # 'auto' would look for the network and the registry mirror instead.
   config.input.mnist_source = "tfds"
+  return config
+
+
+def make_tiny_config():
+  """mnist_linear shrunk so a whole run takes seconds on mock data."""
+  config = shrink_run(mnist_linear.get_config())
+  config.model.hidden_sizes = (32, 16)
+  config.model.latent_size = 4
   return config
 
 

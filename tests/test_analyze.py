@@ -38,6 +38,8 @@ def runs(tmp_path_factory):
               "autoencoder": tmp_path_factory.mktemp("autoencoder")}
   config = make_tiny_config()
   config.num_epochs = 1  # 5 steps: enough to log curves, and quicker.
+  # The MNIST classifier that judges samples is cached in the data dir.
+  config.input.data_dir = str(tmp_path_factory.mktemp("tfds"))
   with tfds.testing.mock_data(num_examples=NUM_EXAMPLES):
     train.train_and_evaluate(config, str(workdirs["vae"]))
   save_untrained_run(autoencoder_config(), workdirs["autoencoder"])
@@ -61,7 +63,7 @@ def test_vae_analysis_writes_every_figure_and_sane_numbers(runs):
   assert report["num_test_images"] == NUM_EXAMPLES
   for key in ("test_loss", "test_nelbo", "test_recon", "test_kl", "test_mse",
               "iwae_nll_k3", "iwae_examples_nelbo", "sample_diversity",
-              "test_image_diversity"):
+              "test_image_diversity", "frechet_distance_classifier_features"):
     assert np.isfinite(report[key]) and report[key] > 0, key
   np.testing.assert_allclose(report["test_nelbo"],
                              report["test_recon"] + report["test_kl"],

@@ -7,7 +7,13 @@ interpolation.png, latent_2d.png and analysis.json: test-set metrics,
 per-dimension KL, active units, class separation of the codes, sample
 diversity and, with --iwae_k, an importance-weighted estimate of -log p(x).
 Plain autoencoders have no prior, so the sampling-based items are skipped,
-each with its reason under "skipped" in analysis.json.
+each with its reason under "skipped" in analysis.json. On MNIST, the
+project's classifier judges 10,000 samples (`classifier.sample_metrics`):
+the Fréchet distance of its features to the test set's. GAN and ACGAN runs
+get their own items from `gan_analysis.analyze`: samples.png, an ACGAN's
+pairs.png, learning curves with the discriminator's accuracies and, on
+MNIST, the accuracy with which the classifier recognizes the conditioning
+digit.
 """
 
 import os
@@ -22,8 +28,10 @@ import ml_collections
 import numpy as np
 import tensorflow as tf
 
+from vae_jax import classifier
 from vae_jax import datasets
 from vae_jax import event_logs
+from vae_jax import gan_analysis
 from vae_jax import input_pipeline
 from vae_jax import latent_metrics
 from vae_jax import outputs
@@ -34,6 +42,8 @@ from vae_jax import trained
 from vae_jax import validation
 
 NUM_SAMPLES = 32  # Images in samples.png and in the diversity measure.
+# Samples the MNIST classifier judges (Fréchet distance of its features).
+NUM_METRIC_SAMPLES = gan_analysis.NUM_METRIC_SAMPLES
 TRAVERSAL_VALUES = np.linspace(-3.0, 3.0, 9)
 INTERPOLATION_STEPS = 10
 NO_PRIOR = "a plain autoencoder has no prior to sample from"
@@ -191,6 +201,8 @@ def analyze(workdir: str, *, step: int | None = None, num: int = 10,
   start = time.perf_counter()
   _check_counts(num=num, num_points=num_points, iwae_k=iwae_k,
                 iwae_examples=iwae_examples)
+  if trained.load_config(workdir).trainer == "gan":
+    return gan_analysis.analyze(workdir, step=step, seed=seed)
   run = trained.load(workdir, step)
   _check_traversal_options(run, dims, traversal_center)
   input_config, label_name = _input_config(run, attribute)
@@ -223,6 +235,15 @@ def analyze(workdir: str, *, step: int | None = None, num: int = 10,
     for item in ("samples.png", "traversal.png", "sample_diversity",
                  "kl_per_dim", "active_units", "iwae"):
       report["skipped"][item] = NO_PRIOR
+  if run.variational and run.config.input.dataset == "mnist":
+    clock = time.perf_counter()
+    samples = trained.decode(run, np.asarray(jax.random.normal(
+        jax.random.fold_in(sample_rng, 1),
+        (NUM_METRIC_SAMPLES, run.model.latent_size))))
+    report.update(classifier.sample_metrics(
+        samples, None, data_dir=run.config.input.data_dir,
+        mnist_source=run.config.input.mnist_source))
+    report["seconds"]["mnist_metrics"] = time.perf_counter() - clock
   clock = time.perf_counter()
   figures["latent_2d.png"] = _latent_2d(run, test_set, label_name, num_points,
                                         seed, report)

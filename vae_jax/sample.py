@@ -1,10 +1,14 @@
-r"""Samples of a trained VAE, saved as uint8 images in an .npz file.
+r"""Samples of a trained VAE or GAN, saved as uint8 images in an .npz file.
 
     python -m vae_jax.sample --workdir=/tmp/vae_mnist --num_samples=1000 \
         --output=/tmp/samples.npz
+    python -m vae_jax.sample --workdir=/tmp/acgan_mnist --num_samples=100 \
+        --label=7 --output=/tmp/sevens.npz
 
 The file holds `images`, uint8 [N, H, W, C]: decoded means of z ~ N(0, I),
-the same for the same --seed. Plain autoencoders have no prior to sample.
+or a GAN generator's images of z, the same for the same --seed. An ACGAN
+generates class --label (MNIST's digit; CelebA attributes as bits, the first
+lowest), or every class in turn. Plain autoencoders have no prior to sample.
 """
 
 import io
@@ -17,6 +21,7 @@ import jax
 import numpy as np
 import tensorflow as tf
 
+from vae_jax import gan_analysis
 from vae_jax import outputs
 from vae_jax import trained
 from vae_jax import validation
@@ -38,24 +43,33 @@ def check_output(path: str) -> None:
         f"({type(e).__name__}).") from None
 
 
-def sample(workdir: str, num_samples: int, *, step: int | None = None,
-           label: int | None = None, seed: int = 0) -> np.ndarray:
-  """uint8 [num_samples, H, W, C] samples of the run in `workdir`."""
-  if num_samples < 1:
-    raise validation.UserInputError(
-        f"--num_samples must be positive, got {num_samples}.")
-  run = trained.load(workdir, step)
+def sample_images(run: trained.TrainedRun, num_samples: int, *,
+                  label: int | None = None, seed: int = 0) -> np.ndarray:
+  """uint8 [num_samples, H, W, C] samples of a loaded run."""
+  if run.adversarial:
+    return gan_analysis.sample(run, *gan_analysis.random_inputs(
+        run, num_samples, seed, label))
   if not run.variational:
     raise validation.UserInputError(
-        f"{run.config.model.name!r} is a plain autoencoder: it has no prior "
-        "to sample from.")
-  if label is not None:  # Conditional models (GAN/ACGAN) will take it.
+        f"{run.workdir!r} holds a plain autoencoder "
+        f"({run.config.model.name}): it has no prior to sample from.")
+  if label is not None:
     raise validation.UserInputError(
         f"--label needs a conditional model; {run.config.model.name!r} is "
         "unconditional.")
   z = jax.random.normal(jax.random.PRNGKey(seed),
                         (num_samples, run.model.latent_size))
   return trained.decode(run, np.asarray(z))
+
+
+def sample(workdir: str, num_samples: int, *, step: int | None = None,
+           label: int | None = None, seed: int = 0) -> np.ndarray:
+  """uint8 [num_samples, H, W, C] samples of the run in `workdir`."""
+  if num_samples < 1:
+    raise validation.UserInputError(
+        f"--num_samples must be positive, got {num_samples}.")
+  return sample_images(trained.load(workdir, step), num_samples, label=label,
+                       seed=seed)
 
 
 def write_samples(path: str, images: np.ndarray) -> None:

@@ -23,6 +23,8 @@ import numpy as np
 import tensorflow as tf
 
 from vae_jax import checkpoints
+from vae_jax import finite_guard
+from vae_jax import gan_train
 from vae_jax import image_grid
 from vae_jax import input_pipeline
 from vae_jax import models
@@ -93,13 +95,10 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array,
 
   (loss, (terms, batch_stats)), grads = jax.value_and_grad(
       objective, has_aux=True)(state.params)
-  # One non-finite update would poison the parameters and Adam's moments for
-  # good: such a step only advances the step counter, and the host counts it.
-  finite = jnp.isfinite(loss) & jnp.all(jnp.stack(
-      [jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
+  finite = finite_guard.all_finite(loss, grads)
   updated = state.apply_gradients(grads=grads, batch_stats=batch_stats)
-  state = jax.tree.map(functools.partial(jnp.where, finite), updated,
-                       state.replace(step=state.step + 1))
+  state = finite_guard.keep_if_finite(finite, updated,
+                                      state.replace(step=state.step + 1))
   metrics = {name: value.mean() for name, value in terms.items()}
   return state, {**metrics, "finite": finite}
 
@@ -202,6 +201,8 @@ class Trainer(NamedTuple):
 TRAINERS = {
     "autoencoder": Trainer(build_model, create_train_state, make_jitted_steps,
                            make_image_grids),
+    "gan": Trainer(gan_train.build_model, gan_train.create_train_state,
+                   gan_train.make_jitted_steps, gan_train.make_image_grids),
 }
 
 

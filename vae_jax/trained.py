@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from vae_jax import checkpoints
+from vae_jax import gan_train
 from vae_jax import image_grid
 from vae_jax import input_pipeline
 from vae_jax import latent_metrics
@@ -29,6 +30,7 @@ from vae_jax import objectives
 from vae_jax import sharding
 from vae_jax import train
 from vae_jax import validation
+from vae_jax.models import gan
 from vae_jax.models import vae
 
 DECODE_BATCH = 256  # Codes decoded per call by `decode`.
@@ -46,8 +48,8 @@ class TrainedRun:
   """Everything needed to evaluate, sample from or plot one run."""
   workdir: str
   config: ml_collections.ConfigDict  # As the run wrote it, with defaults.
-  model: nn.Module
-  state: train.TrainState
+  model: nn.Module | gan.Gan
+  state: train.TrainState | gan_train.GanState  # As config.trainer's.
   image_shape: tuple[int, ...]
   step: int
 
@@ -55,6 +57,11 @@ class TrainedRun:
   def variational(self) -> bool:
     """True for VAEs; plain autoencoders have no posterior to sample."""
     return isinstance(self.model, vae.VAE)
+
+  @property
+  def adversarial(self) -> bool:
+    """True for GANs and ACGANs (config.trainer 'gan')."""
+    return isinstance(self.model, gan.Gan)
 
 
 def _as_tuples(value: Any) -> Any:
@@ -124,11 +131,12 @@ def load(workdir: str, step: int | None = None) -> TrainedRun:
     raise validation.UserInputError(f"{workdir!r} holds no checkpoints.")
   input_pipeline.prepare(config.input)
   image_shape = input_pipeline.image_shape(config.input)
-  model = train.build_model(config, image_shape)
+  trainer = train.TRAINERS[config.trainer]
+  model = trainer.build_model(config, image_shape)
   replicated = sharding.replicated(sharding.make_mesh())
   # Shapes only: restoring fills in the values. The schedule's length is
   # irrelevant, as a loaded state is evaluated, not trained further.
-  init = jax.jit(functools.partial(train.create_train_state, config, model,
+  init = jax.jit(functools.partial(trainer.create_train_state, config, model,
                                    image_shape, total_steps=1),
                  out_shardings=replicated)
   rng = jax.random.PRNGKey(0)

@@ -71,15 +71,21 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   _require(config.input.pixel_range in ("unit", "symmetric"),
            "input.pixel_range must be 'unit' or 'symmetric', got "
            f"{config.input.pixel_range!r}.")
-  _validate_autoencoder_config(config)
+  if config.trainer == "gan":  # Its own loss and two optimizers.
+    _validate_gan_config(config)
+  else:
+    _validate_autoencoder_config(config)
 
 
 def _validate_autoencoder_config(config: ml_collections.ConfigDict) -> None:
   """The loss and optimizer of trainer 'autoencoder' (VAEs, autoencoders)."""
   # pylint: disable=g-import-not-at-top
   from vae_jax import losses
+  from vae_jax import models
   from vae_jax import optimizers
   # pylint: enable=g-import-not-at-top
+  _require(config.model.name not in models.GAN_MODELS,
+           f"model.name {config.model.name!r} is a GAN; set trainer='gan'.")
   _require_choice(config, "optimizer.name", optimizers.OPTIMIZERS)
   _require_choice(config, "optimizer.schedule", optimizers.SCHEDULES)
   _require_choice(config, "loss.likelihood", losses.LIKELIHOODS)
@@ -96,6 +102,31 @@ def _validate_autoencoder_config(config: ml_collections.ConfigDict) -> None:
   _require(config.optimizer.learning_rate > 0,
            "optimizer.learning_rate must be positive, got "
            f"{config.optimizer.learning_rate}.")
+
+
+def _validate_gan_config(config: ml_collections.ConfigDict) -> None:
+  """The update schedule, loss and two optimizers of trainer 'gan'."""
+  # pylint: disable=g-import-not-at-top
+  from vae_jax import gan_train
+  from vae_jax import models
+  from vae_jax import optimizers
+  # pylint: enable=g-import-not-at-top
+  _require(config.model.name in models.GAN_MODELS,
+           f"trainer 'gan' trains models {list(models.GAN_MODELS)}, not "
+           f"{config.model.name!r}.")
+  _require(config.n_critic >= 1,
+           f"n_critic must be >= 1, got {config.n_critic}.")
+  _require(config.loss.aux_weight >= 0,
+           f"loss.aux_weight must be >= 0, got {config.loss.aux_weight}.")
+  for network in ("generator", "discriminator"):
+    _require_choice(config, f"optimizer.{network}.name", optimizers.OPTIMIZERS)
+    _require_choice(config, f"optimizer.{network}.schedule",
+                    optimizers.SCHEDULES)
+    learning_rate = config.optimizer[network].learning_rate
+    _require(learning_rate > 0, f"optimizer.{network}.learning_rate must be "
+             f"positive, got {learning_rate}.")
+  if config.model.name == "acgan":
+    gan_train.num_classes(config.input)  # Raises for data without labels.
 
 
 def validate_workdir(workdir: str) -> None:

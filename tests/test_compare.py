@@ -1,0 +1,50 @@
+"""Samples of a VAE and a GAN side by side, labelled by model and step."""
+
+import matplotlib.image
+import pytest
+import tensorflow_datasets as tfds
+
+from conftest import make_tiny_config
+from gan_runs import MOCK_EXAMPLES, run, tiny_gan_config
+from vae_jax import compare
+from vae_jax import validation
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+  root = tmp_path_factory.mktemp("runs")
+  for name, config in (("vae", make_tiny_config()), ("gan", tiny_gan_config())):
+    config.num_epochs = 1
+    if name == "gan":
+      config.model.name = "gan"  # Unconditional.
+    run(config, root / name)
+  return root
+
+
+def test_compare_writes_one_labelled_panel_per_model(runs, tmp_path):
+  with tfds.testing.mock_data(num_examples=MOCK_EXAMPLES):
+    entries = [compare.model_samples(str(runs / name), 6, seed=0)
+               for name in ("vae", "gan")]
+    output = tmp_path / "figures" / "vae_vs_gan.png"
+    compare.compare([str(runs / "vae"), str(runs / "gan")], str(output),
+                    num_samples=6, steps=[None, 3])
+  labels = [label for _, label in entries]
+  assert labels == ["mlp_vae on mnist, run 'vae', step 5",
+                    "gan on mnist, run 'gan', step 5"]
+  for images, _ in entries:
+    assert images.shape == (6, 28, 28, 1)
+  figure = compare.comparison_figure(entries)
+  assert [ax.get_title(loc="left") for ax in figure.axes] == labels
+  assert matplotlib.image.imread(output).shape[0] > 0
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"output": "samples.jpg"}, "must end in .png"),
+    ({"steps": [None]}, "--steps has 1 entries for 2 workdirs"),
+    ({"num_samples": 0}, "--num_samples must be positive"),
+])
+def test_bad_arguments_fail_in_one_line(kwargs, message, tmp_path):
+  arguments = {"workdirs": ["a", "b"], "output": str(tmp_path / "c.png"),
+               **kwargs}
+  with pytest.raises(validation.UserInputError, match=message):
+    compare.compare(**arguments)

@@ -1,0 +1,97 @@
+"""GAN runs read back: samples, pairs, learning curves, MNIST metrics."""
+
+import json
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from gan_runs import MOCK_EXAMPLES, run, tiny_gan_config
+from vae_jax import analyze
+from vae_jax import event_logs
+from vae_jax import gan_analysis
+from vae_jax import gan_curves
+from vae_jax import sample
+from vae_jax import trained
+from vae_jax import validation
+
+
+@pytest.fixture(scope="module")
+def acgan_run(tmp_path_factory):
+  """A tiny ACGAN trained for 2 epochs; its data dir holds the classifier."""
+  root = tmp_path_factory.mktemp("acgan")
+  config = tiny_gan_config()
+  # The classifier is cached in the data dir: never a real one from mocks.
+  config.input.data_dir = str(root / "tfds")
+  run(config, root / "run")
+  return root / "run"
+
+
+def mock_data():
+  return tfds.testing.mock_data(num_examples=MOCK_EXAMPLES)
+
+
+def test_any_kept_step_loads_and_samples_each_class(acgan_run):
+  with mock_data():
+    newest = trained.load(str(acgan_run))
+    early = trained.load(str(acgan_run), step=3)
+  assert (newest.step, early.step) == (10, 3)
+  z, labels = gan_analysis.random_inputs(newest, 12, seed=0)
+  np.testing.assert_array_equal(labels, np.arange(12) % 10)
+  images = gan_analysis.sample(newest, z, labels)
+  assert images.shape == (12, 28, 28, 1) and images.dtype == np.uint8
+  assert not np.array_equal(images, gan_analysis.sample(early, z, labels))
+  _, sevens = gan_analysis.random_inputs(newest, 3, seed=0, label=7)
+  np.testing.assert_array_equal(sevens, [7, 7, 7])
+  with pytest.raises(validation.UserInputError, match=r"class in \[0, 10\)"):
+    gan_analysis.random_inputs(newest, 3, seed=0, label=10)
+
+
+def test_analyze_writes_figures_and_the_classifier_verdict(acgan_run):
+  with mock_data():
+    report = gan_analysis.analyze(str(acgan_run), num_metric_samples=20)
+  out = acgan_run / "analysis"
+  for name in ("samples.png", "pairs.png", "learning_curves.png"):
+    assert (out / name).stat().st_size > 0
+  assert json.loads((out / "analysis.json").read_text()) == json.loads(
+      json.dumps(report))
+  assert report["step"] == 10 and report["conditional"]
+  for key in ("conditioning_accuracy", "classifier_test_accuracy",
+              "test_d_real_accuracy", "test_aux_fake_accuracy"):
+    assert 0.0 <= report[key] <= 1.0
+  assert report["frechet_distance_classifier_features"] > 0
+  assert report["frechet_num_samples"] == 20
+  with mock_data():  # The command runs the same analysis for GAN runs.
+    assert analyze.analyze(str(acgan_run), step=6)["step"] == 6
+
+
+def test_sample_command_generates_a_chosen_class(acgan_run):
+  with mock_data():
+    sevens = sample.sample(str(acgan_run), 3, label=7, seed=1)
+    mixed = sample.sample(str(acgan_run), 3, seed=1)  # Classes 0, 1, 2.
+    with pytest.raises(validation.UserInputError, match="class in"):
+      sample.sample(str(acgan_run), 3, label=-1)
+  assert sevens.shape == (3, 28, 28, 1) and sevens.dtype == np.uint8
+  assert not np.array_equal(sevens, mixed)
+
+
+def test_learning_curves_show_losses_and_accuracies(acgan_run):
+  scalars = event_logs.read_scalars(str(acgan_run))
+  figure = gan_curves.learning_curves(scalars, "title", step=6)
+  titles = [ax.get_title() for ax in figure.axes]
+  assert titles == ["losses", "discriminator accuracy",
+                    "auxiliary classifier accuracy"]
+  labels = figure.axes[1].get_legend_handles_labels()[1]
+  assert labels == ["on real, train", "on real, test", "on fake, train",
+                    "on fake, test", "analyzed step 6"]
+  assert gan_curves.learning_curves({}, "title", step=6) is None
+
+
+def test_class_names_name_digits_and_attribute_values():
+  config = tiny_gan_config()
+  assert gan_analysis.class_names(config.input)[3] == "digit 3"
+  config.input.dataset = "celeb_a"
+  config.input.attributes = ("Smiling", "Male")
+  assert gan_analysis.class_names(config.input) == [
+      "not Smiling, not Male", "Smiling, not Male", "not Smiling, Male",
+      "Smiling, Male"]

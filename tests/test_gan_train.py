@@ -1,0 +1,226 @@
+"""GAN training: alternating updates, n_critic, skipped steps, whole runs."""
+
+import functools
+import importlib
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from gan_runs import run, tiny_gan_config
+from vae_jax import gan_train
+from vae_jax import models
+from vae_jax import train
+from vae_jax import validation
+
+IMAGE_SHAPE = (28, 28, 1)
+
+
+@pytest.fixture
+def gan_config():
+  return tiny_gan_config()
+
+
+def make_state(config):
+  model = gan_train.build_model(config, IMAGE_SHAPE)
+  # Jitted: op by op, Flax's init takes ~10 s here.
+  return model, jax.jit(functools.partial(
+      gan_train.create_train_state, config, model, IMAGE_SHAPE,
+      total_steps=100))(jax.random.PRNGKey(0))
+
+
+@pytest.fixture(scope="module")
+def tiny_state():
+  """The tiny ACGAN's model and state, shared: a jitted step compiles again
+  for every new state (its optimizers are static parts of the pytree)."""
+  return make_state(tiny_gan_config())
+
+
+@pytest.fixture(scope="module")
+def train_steps(tiny_state):
+  """Jitted train steps of the tiny ACGAN by n_critic (~10 s to compile)."""
+  model, _ = tiny_state
+  return {n: jax.jit(functools.partial(gan_train.train_step, model=model,
+                                       n_critic=n, aux_weight=1.0))
+          for n in (1, 2)}
+
+
+def random_batch(size=8, seed=0):
+  rng = np.random.default_rng(seed)
+  return {"image": rng.uniform(-1, 1, (size, *IMAGE_SHAPE)).astype(np.float32),
+          "label": rng.integers(0, 10, size).astype(np.int32)}
+
+
+def leaves(network):
+  return jax.tree.leaves((network.params, network.opt_state,
+                          network.batch_stats))
+
+
+def assert_identical(network, other):
+  for before, after in zip(leaves(network), leaves(other), strict=True):
+    np.testing.assert_array_equal(before, after)
+
+
+def assert_changed(network, other):
+  assert any(not np.array_equal(a, b)
+             for a, b in zip(jax.tree.leaves(network.params),
+                             jax.tree.leaves(other.params)))
+
+
+def test_acgan_classes_come_from_the_data(gan_config):
+  assert gan_train.build_model(gan_config, IMAGE_SHAPE).num_classes == 10
+  gan_config.input.dataset = "celeb_a"
+  gan_config.input.attributes = ("Smiling", "Male")
+  assert gan_train.num_classes(gan_config.input) == 4
+  gan_config.input.dataset = "stanford_dogs"
+  with pytest.raises(validation.ConfigError, match="has neither"):
+    gan_train.build_model(gan_config, IMAGE_SHAPE)
+
+
+def test_celeb_a_attributes_are_read_as_bits():
+  batch = {"label": jnp.array([1, 0, 1, 0]),
+           "attributes": jnp.array([[1, 0], [0, 1], [1, 1], [0, 0]])}
+  np.testing.assert_array_equal(gan_train.class_labels(batch), [1, 2, 3, 0])
+  np.testing.assert_array_equal(gan_train.class_labels({"label": batch[
+      "label"]}), [1, 0, 1, 0])
+
+
+def test_pixel_range_must_match_the_output_activation(gan_config):
+  gan_config.input.pixel_range = "unit"
+  with pytest.raises(validation.ConfigError, match="pixel_range='symmetric'"):
+    gan_train.build_model(gan_config, IMAGE_SHAPE)
+  gan_config.model.output_activation = "sigmoid"
+  gan_train.build_model(gan_config, IMAGE_SHAPE)
+
+
+@pytest.fixture(scope="module")
+def batch_norm_state():
+  """BatchNorm in both networks: their statistics must not leak either."""
+  config = tiny_gan_config()
+  config.model.discriminator_batch_norm = True
+  return make_state(config)
+
+
+@pytest.mark.parametrize("step_fn,updated,unchanged", [
+    (gan_train.discriminator_step, "discriminator", "generator"),
+    (gan_train.generator_step, "generator", "discriminator"),
+])
+def test_each_update_leaves_the_other_network_bit_identical(
+    batch_norm_state, step_fn, updated, unchanged):
+  model, state = batch_norm_state
+  new_state, metrics, finite = jax.jit(functools.partial(
+      step_fn, model=model, aux_weight=1.0))(
+          state, random_batch(), jax.random.PRNGKey(1))
+  assert bool(finite) and np.isfinite(float(metrics[f"{updated[0]}_loss"]))
+  assert_identical(getattr(state, unchanged), getattr(new_state, unchanged))
+  assert_changed(getattr(state, updated), getattr(new_state, updated))
+  assert any(not np.array_equal(a, b) for a, b in zip(
+      jax.tree.leaves(getattr(state, updated).batch_stats),
+      jax.tree.leaves(getattr(new_state, updated).batch_stats)))
+  assert int(new_state.step) == 0  # Only train_step counts loop steps.
+
+
+@pytest.mark.parametrize("n_critic", [1, 2])
+def test_generator_updates_every_n_critic_steps(tiny_state, train_steps,
+                                               n_critic):
+  _, state = tiny_state
+  step = train_steps[n_critic]
+  rng = jax.random.PRNGKey(1)
+  for i in range(1, 4):
+    new_state, metrics = step(state, random_batch(seed=i), rng)
+    assert bool(metrics["finite"]) and int(new_state.step) == i
+    assert_changed(state.discriminator, new_state.discriminator)
+    if i % n_critic == 0:
+      assert_changed(state.generator, new_state.generator)
+    else:
+      assert_identical(state.generator, new_state.generator)
+    state = new_state
+  assert step._cache_size() == 1  # pylint: disable=protected-access
+  for name in ("loss", "d_loss", "g_loss", "d_real_accuracy",
+               "d_fake_accuracy", "aux_real_accuracy", "aux_fake_accuracy"):
+    assert metrics[name].shape == ()
+
+
+def test_non_finite_step_is_skipped_but_counted(tiny_state, train_steps):
+  _, state = tiny_state
+  step = train_steps[1]
+  poisoned = random_batch()
+  poisoned["image"][0, 0, 0, 0] = np.nan
+  skipped, metrics = step(state, poisoned, jax.random.PRNGKey(1))
+  assert not bool(metrics["finite"])
+  assert int(skipped.step) == 1
+  assert_identical(state.generator, skipped.generator)
+  assert_identical(state.discriminator, skipped.discriminator)
+
+
+def test_eval_step_ignores_padding(tiny_state):
+  model, state = tiny_state
+  batch = random_batch()
+  batch["mask"] = np.array([True] * 5 + [False] * 3)
+  eval_step = jax.jit(functools.partial(gan_train.eval_step, model=model,
+                                        aux_weight=1.0))
+  sums = eval_step(state, batch, jax.random.PRNGKey(0))
+  unpadded = eval_step(state, {k: v[:5] for k, v in batch.items()},
+                       jax.random.PRNGKey(0))
+  assert float(sums["count"]) == 5
+  # Fakes differ with the batch size; the real images' terms must not.
+  for name in ("d_real_accuracy", "aux_real_accuracy", "aux_real_loss"):
+    np.testing.assert_allclose(sums[name], unpadded[name], rtol=1e-5)
+
+
+def test_gan_and_autoencoder_settings_are_checked_apart(gan_config):
+  gan_config.n_critic = 0
+  with pytest.raises(validation.ConfigError, match="n_critic must be >= 1"):
+    validation.validate_config(gan_config)
+  gan_config.n_critic = 1
+  gan_config.optimizer.generator.learning_rate = 0.0
+  with pytest.raises(validation.ConfigError,
+                     match="optimizer.generator.learning_rate"):
+    validation.validate_config(gan_config)
+  gan_config.optimizer.generator.learning_rate = 1e-4
+  gan_config.trainer = "autoencoder"
+  with pytest.raises(validation.ConfigError, match="set trainer='gan'"):
+    validation.validate_config(gan_config)
+
+
+def test_acgan_trains_and_writes_every_output(gan_config, tmp_path):
+  # Resuming is the generic loop's (tests/test_train.py); restoring a
+  # GanState is tested through trained.load (test_gan_analysis).
+  results = run(gan_config, tmp_path)
+  steps_per_epoch = 40 // gan_config.batch_size
+  assert results["steps"] == 2 * steps_per_epoch
+  state = train.abstract_train_state(gan_config, trainer=train.TRAINERS["gan"],
+                                     image_shape=IMAGE_SHAPE)
+  assert results["num_params"] == models.count_params(state.params)
+  for name in ("loss", "d_loss", "g_loss", "d_real_accuracy",
+               "d_fake_accuracy", "aux_real_accuracy", "aux_fake_accuracy"):
+    assert np.isfinite(results[f"test_{name}"])
+  for name in ("samples", "by_label"):
+    assert (tmp_path / f"{name}_{2 * steps_per_epoch:06d}.png").exists()
+  # Every periodic checkpoint is kept, so any of them can be analyzed.
+  assert sorted(int(p) for p in os.listdir(tmp_path / "checkpoints")) == [
+      3, 6, 9, 10]
+  assert json.loads((tmp_path / "config.json").read_text())["n_critic"] == 1
+
+
+@pytest.mark.parametrize("name", ["celeba_gan", "celeba_acgan"])
+def test_celeba_configs_train_end_to_end(name, tmp_path):
+  config = importlib.import_module(f"configs.{name}").get_config()
+  config.num_epochs = 1
+  config.batch_size = 4
+  config.num_image_samples = 4
+  config.input.download = "always"  # Under mock data the download is a no-op.
+  # Narrow layers compile and run in seconds; the 64x64x3 shape, BatchNorm
+  # in the discriminator and the attributes are the configs' own.
+  config.model.channels = (4, 4, 4, 8)
+  config.model.latent_size = 8
+  results = run(config, tmp_path, num_examples=8)
+  assert results["steps"] == 2
+  assert np.isfinite(results["test_d_loss"])
+  assert (tmp_path / "samples_000002.png").exists()
+  if name == "celeba_acgan":
+    assert np.isfinite(results["test_aux_real_accuracy"])
+    assert (tmp_path / "by_label_000002.png").exists()

@@ -1,0 +1,111 @@
+"""GAN generator and discriminator: shapes, output ranges, parameter counts."""
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from vae_jax import models
+from vae_jax import validation
+
+
+def gan_config(name="acgan", **fields):
+  config = {"name": name, "latent_size": 6, "channels": (4, 8),
+            "discriminator_batch_norm": False, "output_activation": "tanh",
+            **fields}
+  if name == "acgan":
+    config.setdefault("num_classes", 10)
+  return ml_collections.ConfigDict(config)
+
+
+def init(model, image_shape, batch=3):
+  z = jax.random.normal(jax.random.PRNGKey(0), (batch, model.latent_size))
+  labels = jnp.arange(batch) % max(model.num_classes, 1)
+  g_vars = model.generator.init(jax.random.PRNGKey(1), z, labels)
+  images = jax.random.uniform(jax.random.PRNGKey(2), (batch, *image_shape),
+                              minval=-1.0, maxval=1.0)
+  d_vars = model.discriminator.init(jax.random.PRNGKey(3), images)
+  return z, labels, images, g_vars, d_vars
+
+
+@pytest.mark.parametrize("image_shape", [(28, 28, 1), (32, 16, 3)])
+def test_acgan_shapes_and_output_range(image_shape):
+  model = models.build_model(gan_config(), image_shape)
+  z, labels, images, g_vars, d_vars = init(model, image_shape)
+  fakes = model.generator.apply(g_vars, z, labels)
+  assert fakes.shape == (3, *image_shape)
+  assert float(jnp.abs(fakes).max()) <= 1.0
+  logits, class_logits = model.discriminator.apply(d_vars, images)
+  assert logits.shape == (3,)
+  assert class_logits.shape == (3, 10)
+
+
+def test_unconditional_gan_has_no_class_head_and_ignores_labels():
+  model = models.build_model(
+      gan_config("gan", output_activation="sigmoid"), (28, 28, 1))
+  assert model.num_classes == 0
+  z, _, images, g_vars, d_vars = init(model, (28, 28, 1))
+  fakes = model.generator.apply(g_vars, z, jnp.array([0, 5, 9]))
+  np.testing.assert_array_equal(fakes, model.generator.apply(g_vars, z))
+  assert 0.0 <= float(fakes.min()) and float(fakes.max()) <= 1.0
+  _, class_logits = model.discriminator.apply(d_vars, images)
+  assert class_logits is None
+
+
+def test_labels_change_the_acgan_sample():
+  model = models.build_model(gan_config(), (28, 28, 1))
+  z, _, _, g_vars, _ = init(model, (28, 28, 1))
+  same_z = jnp.tile(z[:1], (2, 1))
+  fakes = model.generator.apply(g_vars, same_z, jnp.array([3, 4]))
+  assert not np.allclose(fakes[0], fakes[1])
+
+
+def test_param_counts_follow_the_layer_shapes():
+  latent, (c1, c2), classes = 6, (4, 8), 10
+  model = models.build_model(gan_config(), (28, 28, 1))
+  _, _, _, g_vars, d_vars = init(model, (28, 28, 1))
+  generator = (classes * latent  # Label embedding.
+               + latent * 7 * 7 * c2 + 2 * c2  # Projection (no bias), BN.
+               + 16 * c2 * c1 + 2 * c1  # UpConv (no bias), BN.
+               + 16 * c1 * 1 + 1)  # Output UpConv with bias.
+  discriminator = (16 * 1 * c1 + c1 + 16 * c1 * c2 + c2  # Convs with bias.
+                   + (7 * 7 * c2 + 1) * (1 + classes))  # Both heads.
+  assert models.count_params(g_vars["params"]) == generator
+  assert models.count_params(d_vars["params"]) == discriminator
+  assert set(d_vars) == {"params"}  # No BatchNorm by default.
+
+
+def test_discriminator_batch_norm_on_all_levels_but_the_first():
+  model = models.build_model(gan_config(discriminator_batch_norm=True),
+                             (28, 28, 1))
+  _, _, images, _, d_vars = init(model, (28, 28, 1))
+  assert list(d_vars["batch_stats"]) == ["BatchNorm_0"]
+  assert "bias" in d_vars["params"]["StridedConv_0"]
+  assert "bias" not in d_vars["params"]["StridedConv_1"]
+  _, updates = model.discriminator.apply(d_vars, images, train=True,
+                                         mutable=["batch_stats"])
+  assert not np.allclose(updates["batch_stats"]["BatchNorm_0"]["mean"],
+                         d_vars["batch_stats"]["BatchNorm_0"]["mean"])
+
+
+def test_generator_may_be_narrower_than_the_discriminator():
+  model = models.build_model(gan_config(generator_channels=(2, 3)),
+                             (28, 28, 1))
+  z, labels, _, g_vars, d_vars = init(model, (28, 28, 1))
+  assert g_vars["params"]["project"]["kernel"].shape == (6, 7 * 7 * 3)
+  assert d_vars["params"]["StridedConv_1"]["kernel"].shape == (4, 4, 4, 8)
+  assert model.generator.apply(g_vars, z, labels).shape == (3, 28, 28, 1)
+
+
+@pytest.mark.parametrize("config,image_shape,message", [
+    (gan_config(), (30, 30, 1), "divisible by 4"),
+    (gan_config(num_classes=0), (28, 28, 1), "num_classes >= 2"),
+    (gan_config(output_activation="relu"), (28, 28, 1),
+     "output_activation 'relu' is unknown"),
+    (gan_config(generator_channels=(4, 8, 8)), (28, 28, 1),
+     "as many levels"),
+])
+def test_bad_model_configs_fail_in_one_line(config, image_shape, message):
+  with pytest.raises(validation.ConfigError, match=message):
+    models.build_model(config, image_shape)

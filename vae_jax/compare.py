@@ -1,0 +1,136 @@
+r"""Samples of several trained models side by side, each labelled with its
+model, run and step.
+
+    python -m vae_jax.compare --workdirs=/tmp/vae_mnist,/tmp/acgan_mnist \
+        --output=/tmp/vae_vs_gan.png
+
+VAEs show decoded means of z ~ N(0, I); GANs their generator's images, an
+ACGAN's cycling through the classes. Every model gets the same --seed.
+Models may differ in image size: each has its own panel.
+"""
+
+import os
+
+from absl import app
+from absl import flags
+from absl import logging
+from matplotlib import figure as mpl_figure
+import numpy as np
+import tensorflow as tf
+
+from vae_jax import image_grid
+from vae_jax import outputs
+from vae_jax import sample
+from vae_jax import trained
+from vae_jax import validation
+
+_INCHES_PER_IMAGE = 0.6
+# An ACGAN's samples cycle through its classes: MNIST's show rows of 0-9.
+_NUM_COLS = 10
+
+
+def model_samples(workdir: str, num_samples: int, seed: int,
+                  step: int | None = None) -> tuple[np.ndarray, str]:
+  """uint8 samples [N, H, W, C] of the run in `workdir`, and its label."""
+  run = trained.load(workdir, step)
+  images = sample.sample_images(run, num_samples, seed=seed)
+  conditional = run.adversarial and run.model.num_classes
+  name = os.path.basename(os.path.normpath(workdir))
+  return images, (f"{run.config.model.name} on {run.config.input.dataset}, "
+                  f"run {name!r}, step {run.step}"
+                  f"{', classes in turn' if conditional else ''}")
+
+
+def comparison_figure(entries: list[tuple[np.ndarray, str]], title: str = "",
+                      num_cols: int = _NUM_COLS) -> mpl_figure.Figure:
+  """One panel per (samples, label), stacked, in true pixels."""
+  mosaics = [image_grid.make_grid(images, num_cols=min(num_cols, len(images)))
+             for images, _ in entries]
+  rows = [-(-len(images) // num_cols) for images, _ in entries]
+  fig = mpl_figure.Figure(
+      figsize=(min(num_cols, max(len(e[0]) for e in entries))
+               * _INCHES_PER_IMAGE, sum(r * _INCHES_PER_IMAGE + 0.45
+                                        for r in rows)),
+      dpi=100, layout="constrained")
+  axes = fig.subplots(len(entries), 1, squeeze=False,
+                      height_ratios=[r * _INCHES_PER_IMAGE + 0.45
+                                     for r in rows])[:, 0]
+  for ax, mosaic, (_, label) in zip(axes, mosaics, entries):
+    if mosaic.shape[-1] == 1:
+      ax.imshow(mosaic[..., 0], cmap="gray", vmin=0, vmax=255,
+                interpolation="nearest")
+    else:
+      ax.imshow(mosaic, interpolation="nearest")
+    ax.set_axis_off()
+    ax.set_title(label, fontsize=9, loc="left")
+  if title:
+    fig.suptitle(title, fontsize=10)
+  return fig
+
+
+def _check_output(path: str) -> None:
+  if not path.endswith(".png"):
+    raise validation.UserInputError(f"--output {path!r} must end in .png.")
+  if tf.io.gfile.isdir(path):
+    raise validation.UserInputError(f"--output {path!r} is a directory.")
+  folder = os.path.dirname(path)
+  if folder:
+    tf.io.gfile.makedirs(folder)
+
+
+def compare(workdirs: list[str], output: str, *, num_samples: int = 20,
+            seed: int = 0, steps: list[int | None] | None = None) -> None:
+  """Writes `output`: `num_samples` samples of each run in `workdirs`."""
+  if not workdirs:
+    raise validation.UserInputError("--workdirs names no runs.")
+  if num_samples < 1:
+    raise validation.UserInputError(
+        f"--num_samples must be positive, got {num_samples}.")
+  steps = steps or [None] * len(workdirs)
+  if len(steps) != len(workdirs):
+    raise validation.UserInputError(
+        f"--steps has {len(steps)} entries for {len(workdirs)} workdirs.")
+  _check_output(output)  # Before the slow part.
+  entries = [model_samples(workdir, num_samples, seed, step)
+             for workdir, step in zip(workdirs, steps)]
+  outputs.save_figure(output, comparison_figure(entries, (
+      f"Samples of z ~ N(0, I), seed {seed}: a VAE's decoded means, a GAN's "
+      "generator outputs")))
+
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("workdirs", None, "Directories of trained runs, in order.")
+flags.DEFINE_string("output", None, "The .png file to write.")
+flags.DEFINE_integer("num_samples", 20, "Samples per model.")
+flags.DEFINE_integer("seed", 0, "Seeds z (the same for every model).")
+flags.DEFINE_list("steps", None, "Checkpoint step per workdir ('' for the "
+                  "newest), e.g. ',5000'; the newest of each if unset.")
+flags.mark_flags_as_required(["workdirs", "output"])
+
+
+def _parse_steps(texts: list[str] | None) -> list[int | None] | None:
+  if texts is None:
+    return None
+  try:
+    return [int(text) if text else None for text in texts]
+  except ValueError:
+    raise validation.UserInputError(
+        f"--steps must be integers or empty, got {','.join(texts)!r}."
+    ) from None
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  logging.set_verbosity(logging.WARNING)  # Orbax logs every read at INFO.
+  tf.config.set_visible_devices([], "GPU")  # TF only reads data.
+  try:
+    compare(FLAGS.workdirs, FLAGS.output, num_samples=FLAGS.num_samples,
+            seed=FLAGS.seed, steps=_parse_steps(FLAGS.steps))
+  except validation.UserInputError as e:
+    raise SystemExit(f"vae_jax: error: {e}") from None
+  print(FLAGS.output)
+
+
+if __name__ == "__main__":
+  app.run(main)

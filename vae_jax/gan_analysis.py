@@ -1,0 +1,165 @@
+"""What analysis shows of GAN and ACGAN runs, and sampling them.
+
+`sample` generates from a run that `trained.load` read (at its newest
+checkpoint, or at a chosen step: every periodic checkpoint is kept, so the
+steps before a collapse stay available). The figures are samples, an
+ACGAN's pairs (a row per class over the same z) and learning curves with
+the discriminator's accuracies; on MNIST the project's classifier judges
+samples (`classifier.sample_metrics`). `vae_jax.analyze` calls `analyze`
+for runs of trainer 'gan'.
+"""
+
+import functools
+import os
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import tensorflow as tf
+
+from vae_jax import classifier
+from vae_jax import event_logs
+from vae_jax import gan_curves
+from vae_jax import gan_train
+from vae_jax import image_grid
+from vae_jax import input_pipeline
+from vae_jax import outputs
+from vae_jax import plots
+from vae_jax import sharding
+from vae_jax import train
+from vae_jax import trained
+from vae_jax import validation
+
+SAMPLE_BATCH = 256  # Latents generated per call, padded: one compilation.
+NUM_SAMPLES = 32  # Images in samples.png.
+NUM_PAIRS = 10  # Columns of pairs.png: one z each, a row per class.
+NUM_METRIC_SAMPLES = 10_000  # Samples judged by the MNIST classifier.
+
+
+def class_names(input_config: ml_collections.ConfigDict) -> list[str]:
+  """What each ACGAN class is: a digit, or CelebA attribute values."""
+  if input_config.dataset == "mnist":
+    return [f"digit {d}" for d in range(10)]
+  attributes = input_config.attributes
+  return [", ".join(("" if (k >> i) & 1 else "not ") + name
+                    for i, name in enumerate(attributes))
+          for k in range(2 ** len(attributes))]
+
+
+def random_inputs(run: trained.TrainedRun, num: int, seed: int,
+                  label: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+  """z ~ N(0, I) and labels: `label`, or for an ACGAN every class in turn."""
+  z = np.asarray(jax.random.normal(jax.random.PRNGKey(seed),
+                                   (num, run.model.latent_size)))
+  if label is not None:
+    if not run.model.num_classes:
+      raise validation.UserInputError(
+          f"--label needs a conditional model; {run.config.model.name!r} is "
+          "unconditional.")
+    if not 0 <= label < run.model.num_classes:
+      raise validation.UserInputError(
+          f"--label must be a class in [0, {run.model.num_classes}), got "
+          f"{label}.")
+    return z, np.full(num, label, np.int32)
+  return z, (np.arange(num) % max(run.model.num_classes, 1)).astype(np.int32)
+
+
+@functools.partial(jax.jit, static_argnames="model")
+def _generate(state, z, labels, *, model):
+  return gan_train.generate_images(state, z, labels, model=model)
+
+
+def sample(run: trained.TrainedRun, z: np.ndarray,
+           labels: np.ndarray) -> np.ndarray:
+  """uint8 images [N, H, W, C] of latents [N, D] and labels [N]."""
+  batches = []
+  for start in range(0, len(z), SAMPLE_BATCH):
+    count = len(z[start:start + SAMPLE_BATCH])
+    padded_z = np.zeros((SAMPLE_BATCH, z.shape[1]), np.float32)
+    padded_labels = np.zeros(SAMPLE_BATCH, np.int32)
+    padded_z[:count] = z[start:start + count]
+    padded_labels[:count] = labels[start:start + count]
+    images = _generate(run.state, jnp.asarray(padded_z),
+                       jnp.asarray(padded_labels), model=run.model)
+    batches.append(np.asarray(images)[:count])
+  return image_grid.to_uint8(np.concatenate(batches))
+
+
+def title(run: trained.TrainedRun, what: str) -> str:
+  shape = "x".join(map(str, run.image_shape))
+  name = os.path.basename(os.path.normpath(run.workdir))
+  return (f"{what}\n{run.config.model.name} on {run.config.input.dataset} "
+          f"({shape}), latent {run.model.latent_size}; run {name!r} at step "
+          f"{run.step}")
+
+
+def samples_figure(run: trained.TrainedRun, seed: int):
+  """NUM_SAMPLES samples; an ACGAN's for classes drawn at random too."""
+  z, labels = random_inputs(run, NUM_SAMPLES, seed)
+  what = f"{NUM_SAMPLES} samples of z ~ N(0, I)"
+  if run.model.num_classes:
+    labels = np.random.default_rng(seed).integers(
+        0, run.model.num_classes, NUM_SAMPLES).astype(np.int32)
+    what += ", each for a class drawn uniformly"
+  images = sample(run, z, labels)
+  return plots.image_rows(list(images.reshape(4, -1, *images.shape[1:])), None,
+                          title(run, what))
+
+
+def pairs_figure(run: trained.TrainedRun, seed: int, num_cols: int = NUM_PAIRS):
+  """An ACGAN's classes as rows over the same z per column (two rows for
+  one CelebA attribute: pairs)."""
+  z, _ = random_inputs(run, num_cols, seed)
+  tiled_z, labels = gan_train.label_grid_inputs(run.model, jnp.asarray(z))
+  images = sample(run, np.asarray(tiled_z), np.asarray(labels))
+  rows = list(images.reshape(run.model.num_classes, num_cols,
+                             *images.shape[1:]))
+  return plots.image_rows(rows, class_names(run.config.input), title(
+      run, "Each column one z, each row the class it is generated for"))
+
+
+def analyze(workdir: str, *, step: int | None = None, seed: int = 0,
+            num_metric_samples: int = NUM_METRIC_SAMPLES) -> dict[str, Any]:
+  """Writes WORKDIR/analysis/ for a GAN run; returns analysis.json's payload."""
+  start = time.perf_counter()
+  run = trained.load(workdir, step)
+  if not run.adversarial:
+    raise validation.UserInputError(
+        f"{workdir!r} holds a {run.config.trainer!r} run, not a GAN.")
+  report = {"workdir": os.path.abspath(workdir), "model": run.config.model.name,
+            "dataset": run.config.input.dataset, "step": run.step,
+            "conditional": bool(run.model.num_classes), "seconds": {}}
+  mesh = sharding.make_mesh()
+  eval_ds = input_pipeline.eval_dataset(
+      run.config.input, sharding.local_batch_size(run.config.batch_size))
+  _, jitted_eval_step = gan_train.make_jitted_steps(run.config, run.model,
+                                                    mesh)
+  report.update(train.evaluate(jitted_eval_step, run.state, eval_ds,
+                               jax.random.PRNGKey(seed),
+                               sharding.batch_sharded(mesh)))
+  figures = {"samples.png": samples_figure(run, seed)}
+  if run.model.num_classes:
+    figures["pairs.png"] = pairs_figure(run, seed)
+  curves = gan_curves.learning_curves(
+      event_logs.read_scalars(workdir), title(run, "Learning curves"),
+      run.step)
+  if curves is not None:
+    figures["learning_curves.png"] = curves
+  if run.config.input.dataset == "mnist":
+    clock = time.perf_counter()
+    z, labels = random_inputs(run, num_metric_samples, seed + 1)
+    report.update(classifier.sample_metrics(
+        sample(run, z, labels), labels if run.model.num_classes else None,
+        data_dir=run.config.input.data_dir,
+        mnist_source=run.config.input.mnist_source))
+    report["seconds"]["mnist_metrics"] = time.perf_counter() - clock
+  out_dir = os.path.join(workdir, "analysis")
+  tf.io.gfile.makedirs(out_dir)
+  for name, figure in figures.items():
+    outputs.save_figure(os.path.join(out_dir, name), figure)
+  report["seconds"]["total"] = time.perf_counter() - start
+  outputs.write_json(os.path.join(out_dir, "analysis.json"), report)
+  return report

@@ -1,0 +1,61 @@
+"""Non-saturating GAN losses and ACGAN's auxiliary classification, per image.
+
+With D(x) = sigmoid(logit), the discriminator minimizes
+    -log D(x) - log(1 - D(G(z)))  =  softplus(-real) + softplus(fake)
+and the generator the non-saturating -log D(G(z)) = softplus(-fake), which
+keeps its gradient large while D still rejects its samples (the minimax
+log(1 - D(G(z))) saturates there). An ACGAN adds `aux_weight` times the
+class cross-entropy: on real and fake images for the discriminator, on fakes
+for the generator, which is rewarded for images recognizably of their class.
+"""
+
+import jax
+import jax.numpy as jnp
+import optax
+
+
+def _class_terms(class_logits: jax.Array, labels: jax.Array,
+                 name: str) -> dict[str, jax.Array]:
+  return {
+      f"aux_{name}_loss": optax.softmax_cross_entropy_with_integer_labels(
+          class_logits, labels),
+      f"aux_{name}_accuracy": (jnp.argmax(class_logits, -1) == labels
+                               ).astype(jnp.float32),
+  }
+
+
+def generator_terms(fake_logits: jax.Array, fake_class_logits: jax.Array | None,
+                    labels: jax.Array, aux_weight: float
+                    ) -> dict[str, jax.Array]:
+  """Per-image 'g_loss' of the fakes generated for `labels`."""
+  g_loss = jax.nn.softplus(-fake_logits)
+  if fake_class_logits is None:
+    return {"g_loss": g_loss}
+  terms = _class_terms(fake_class_logits, labels, "fake")
+  return {**terms, "g_loss": g_loss + aux_weight * terms["aux_fake_loss"]}
+
+
+def discriminator_terms(real: tuple[jax.Array, jax.Array | None],
+                        fake: tuple[jax.Array, jax.Array | None],
+                        labels: jax.Array, aux_weight: float
+                        ) -> dict[str, jax.Array]:
+  """Per-image 'd_loss' and accuracies; `real` and `fake` are the
+  discriminator's (logits, class logits) of real images and of fakes
+  generated for the real images' `labels`.
+
+  'g_loss' is the generator's loss on the same fakes: it costs nothing here,
+  so it is measured at every step whatever the generator's update schedule.
+  """
+  real_logits, real_class_logits = real
+  fake_logits, fake_class_logits = fake
+  terms = generator_terms(fake_logits, fake_class_logits, labels, aux_weight)
+  d_loss = jax.nn.softplus(-real_logits) + jax.nn.softplus(fake_logits)
+  if real_class_logits is not None:
+    terms.update(_class_terms(real_class_logits, labels, "real"))
+    d_loss += aux_weight * (terms["aux_real_loss"] + terms["aux_fake_loss"])
+  # The fraction of each kind the discriminator labels correctly: both near
+  # 1 for long is a generator that has lost the game (collapse, or noise).
+  terms["d_real_accuracy"] = (real_logits > 0).astype(jnp.float32)
+  terms["d_fake_accuracy"] = (fake_logits < 0).astype(jnp.float32)
+  terms["d_loss"] = d_loss
+  return terms
