@@ -15,6 +15,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.seed = 0  # Seeds parameters, sampling noise and data order.
   config.num_epochs = 30  # Passes over the training split.
   config.batch_size = 128  # Global batch, split over all devices.
+  # True: batch_size is each device's share instead, so the global batch is
+  # batch_size × device count and grows with the slice (per-step work per
+  # device stays fixed). False keeps the global batch, and with it the
+  # learning-rate tuning, the same on any device count.
+  config.batch_size_per_device = False
   config.log_every_steps = 100  # Train metrics are averaged over this window.
   config.checkpoint_every_steps = 2000  # Also saved at the end of training.
   config.max_checkpoints_to_keep = 3  # Older checkpoints are deleted.

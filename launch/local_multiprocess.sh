@@ -12,7 +12,8 @@
 # failure's status (75: preempted; rerun the same command to resume).
 set -euo pipefail
 
-usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; }
+# The comment block at the top, without "#".
+usage() { awk 'NR > 1 && !/^#/ {exit} NR > 1 {sub(/^# ?/, ""); print}' "$0"; }
 if [[ $# -lt 1 || "$1" == "--help" || "$1" == "-h" ]]; then usage; exit 0; fi
 
 num_processes="$1"; shift
@@ -35,7 +36,7 @@ for ((i = 0; i < num_processes; i++)); do
   XLA_FLAGS="${XLA_FLAGS:-} --xla_force_host_platform_device_count=${devices_per_process}" \
     "$@" --coordinator_address="localhost:${port}" \
          --num_processes="${num_processes}" --process_id="${i}" \
-    > >(sed "s/^/[$i] /") 2> >(sed "s/^/[$i] /" >&2) &
+    > >(sed -u "s/^/[$i] /") 2> >(sed -u "s/^/[$i] /" >&2) &
   pids+=($!)
 done
 

@@ -7,6 +7,7 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import jax  # pylint: disable=g-import-not-at-top
+import ml_collections  # pylint: disable=g-import-not-at-top
 import pytest  # pylint: disable=g-import-not-at-top
 
 # Compile time dominates tiny models; silent broadcasting hides shape bugs.
@@ -37,6 +38,15 @@ def make_tiny_config():
   config = shrink_run(mnist_linear.get_config())
   config.model.hidden_sizes = (32, 16)
   config.model.latent_size = 4
+  return config
+
+
+def batchnorm_config(config):
+  """`config` with a tiny DCGAN-style VAE (16x16 images), which has BatchNorm
+  statistics."""
+  config.model = ml_collections.ConfigDict({
+      "name": "dcgan_vae", "latent_size": 4, "channels": (4, 8),
+      "dense_size": 16})
   return config
 
 

@@ -10,6 +10,8 @@ split (default 64).
 
 import os
 import runpy
+import signal
+import socket
 import subprocess
 import sys
 import time
@@ -31,13 +33,23 @@ TINY_RUN_FLAGS = (
 TOTAL_STEPS = 32
 
 
-def start(module: str, *flags: str, **popen_kwargs) -> subprocess.Popen:
-  """`python -m module *flags` under mock data, with cheap compilation."""
-  env = {**os.environ, "JAX_DISABLE_MOST_OPTIMIZATIONS": "true",
-         "TF_CPP_MIN_LOG_LEVEL": "2", "JAX_PLATFORMS": "cpu"}
+def subprocess_env(**overrides: str) -> dict[str, str]:
+  """The environment of test subprocesses: cheap compilation, CPU only, and
+  this checkout's vae_jax (not an installed copy)."""
+  python_path = os.pathsep.join(
+      p for p in (REPO_ROOT, os.environ.get("PYTHONPATH")) if p)
+  return {**os.environ, "JAX_DISABLE_MOST_OPTIMIZATIONS": "true",
+          "TF_CPP_MIN_LOG_LEVEL": "2", "JAX_PLATFORMS": "cpu",
+          "PYTHONPATH": python_path, **overrides}
+
+
+def start(module: str, *flags: str, launcher: tuple[str, ...] = (),
+          **popen_kwargs) -> subprocess.Popen:
+  """`python -m module *flags` under mock data, through `launcher` if given
+  (see `local_multiprocess`)."""
   return subprocess.Popen(
-      [sys.executable, os.path.abspath(__file__), module, *flags],
-      cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
+      [*launcher, sys.executable, os.path.abspath(__file__), module, *flags],
+      cwd=REPO_ROOT, env=subprocess_env(), stdout=subprocess.PIPE,
       stderr=subprocess.STDOUT, text=True, **popen_kwargs)
 
 
@@ -47,8 +59,32 @@ def start_run(workdir, *extra_flags: str, **popen_kwargs) -> subprocess.Popen:
                *extra_flags, **popen_kwargs)
 
 
+def free_port() -> int:
+  with socket.socket() as s:
+    s.bind(("localhost", 0))
+    return s.getsockname()[1]
+
+
+def local_multiprocess(num_processes: int) -> tuple[str, ...]:
+  """A `launcher` that runs the command as `num_processes` processes of one
+  JAX job on this machine (launch/local_multiprocess.sh)."""
+  return (os.path.join(REPO_ROOT, "launch", "local_multiprocess.sh"),
+          str(num_processes), f"--port={free_port()}", "--")
+
+
 def finish(process, timeout=240):
-  output, _ = process.communicate(timeout=timeout)
+  """Exit status and output; a run still going after `timeout` seconds is
+  killed, with its children, and fails the test with its output."""
+  try:
+    output, _ = process.communicate(timeout=timeout)
+  except subprocess.TimeoutExpired:
+    try:  # Its process group, when started with start_new_session=True.
+      os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+      process.kill()
+    output, _ = process.communicate()
+    raise AssertionError(f"still running after {timeout} s (a hang?); "
+                         f"output:\n{output[-5000:]}") from None
   return process.returncode, output
 
 

@@ -10,6 +10,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+from conftest import batchnorm_config
 import mock_runs
 from vae_jax import checkpoints
 from vae_jax import objectives
@@ -17,13 +18,6 @@ from vae_jax import train
 from vae_jax import validation
 
 IMAGE_SHAPE = (16, 16, 1)
-
-
-def batchnorm_config(tiny_config):
-  tiny_config.model = ml_collections.ConfigDict({
-      "name": "dcgan_vae", "latent_size": 4, "channels": (4, 8),
-      "dense_size": 16})
-  return tiny_config
 
 
 def images(seed, size=8):

@@ -12,6 +12,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from vae_jax import input_pipeline
+from vae_jax import sharding
 from vae_jax.validation import DataError
 
 
@@ -52,6 +53,24 @@ def test_eval_dataset_pads_with_masked_examples(tiny_config):
   assert len(batches) == 3
   assert masks.sum() == 10 and not masks[10:].any()
   assert all(b["image"].shape == (4, 28, 28, 1) for b in batches)
+
+
+def test_processes_agree_on_batches_when_their_shares_differ(tiny_config,
+                                                            monkeypatch):
+  # This process holds 10 examples, another 13: both take 4 batches of 4,
+  # and as many steps per epoch as the smaller share allows.
+  monkeypatch.setattr(sharding, "each_process",
+                      lambda count: np.asarray([count, count + 3]))
+  with tfds.testing.mock_data(num_examples=10):
+    batches = list(input_pipeline.eval_dataset(tiny_config.input, 4)
+                   .as_numpy_iterator())
+    assert input_pipeline.steps_per_epoch(tiny_config.input, 4) == 2
+  assert len(batches) == 4
+  assert np.concatenate([b["mask"] for b in batches]).sum() == 10
+  monkeypatch.setattr(sharding, "each_process",
+                      lambda count: np.asarray([count, count - 3]))
+  with tfds.testing.mock_data(num_examples=10):
+    assert input_pipeline.steps_per_epoch(tiny_config.input, 4) == 1
 
 
 def test_split_smaller_than_a_batch_is_an_error(tiny_config):

@@ -24,6 +24,8 @@ def run_main(*args):
     ("--config=configs/dogs_ae.py:fcn9", "dogs_ae variant 'fcn9' is unknown"),
     # Rejected by validation.validate_config inside train_and_evaluate.
     ("--config.batch_size=0", "batch_size must be positive"),
+    # A hand-made cluster described in part, before JAX would wait for it.
+    ("--num_processes=2", "needs all of --coordinator_address"),
 ])
 def test_bad_config_fails_with_one_line(tmp_path, override, message):
   workdir = tmp_path / "run"

@@ -1,5 +1,6 @@
 """Config and workdir checks name the field at fault."""
 
+import jax
 import pytest
 
 from vae_jax import validation
@@ -31,8 +32,9 @@ def test_bad_values_name_the_field(tiny_config, field, value, message):
 
 
 def test_batch_must_divide_over_devices(tiny_config, monkeypatch):
-  monkeypatch.setattr(validation.jax, "device_count", lambda: 3)
-  with pytest.raises(validation.ConfigError, match="not divisible by the 3"):
+  monkeypatch.setattr(jax, "device_count", lambda: 3)
+  with pytest.raises(validation.ConfigError,
+                     match="batch_size 8 is not divisible by the 3 devices"):
     validation.validate_config(tiny_config)
 
 

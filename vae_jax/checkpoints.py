@@ -12,6 +12,7 @@ from typing import Any
 
 from absl import logging
 import jax
+from jax.experimental import multihost_utils
 import ml_collections
 import orbax.checkpoint as ocp
 import tensorflow as tf
@@ -26,8 +27,11 @@ def make_manager(workdir: str,
       # which Orbax never lists as a step and replaces when it saves that
       # step again.
       max_to_keep=config.max_checkpoints_to_keep, create=True)
-  return ocp.CheckpointManager(
-      os.path.join(os.path.abspath(workdir), "checkpoints"), options=options)
+  # Orbax wants an absolute path; a bucket (gs://...) already is one.
+  if "://" not in workdir:
+    workdir = os.path.abspath(workdir)
+  return ocp.CheckpointManager(os.path.join(workdir, "checkpoints"),
+                               options=options)
 
 
 def _first_line(error: Exception) -> str:
@@ -123,6 +127,8 @@ def restore(manager: ocp.CheckpointManager, state: Any, rng: jax.Array,
       if set_aside_unreadable and jax.process_index() == 0:
         _set_aside(manager, failed_step)
     if failures and set_aside_unreadable:
+      if jax.process_count() > 1:  # Process 0 moved them: wait for it.
+        multihost_utils.sync_global_devices("vae_jax: unreadable set aside")
       manager.reload()
     return restored["state"], restored["rng"]
   failed_step, error = failures[0]

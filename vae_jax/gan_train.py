@@ -283,8 +283,10 @@ def label_grid_inputs(model: gan.Gan, z: jax.Array
                       ) -> tuple[jax.Array, jax.Array]:
   """z and labels for one row per class, each row over the same `z`."""
   num_cols = z.shape[0]
+  # NumPy labels: a process-local jax.Array beside the global state would
+  # not be one value on multi-process runs.
   return (jnp.tile(z, (model.num_classes, 1)),
-          jnp.repeat(jnp.arange(model.num_classes), num_cols))
+          np.repeat(np.arange(model.num_classes, dtype=np.int32), num_cols))
 
 
 def make_image_grids(config: ml_collections.ConfigDict, model: gan.Gan,
@@ -296,16 +298,16 @@ def make_image_grids(config: ml_collections.ConfigDict, model: gan.Gan,
   del test_images  # A GAN reconstructs nothing.
   generate = jax.jit(functools.partial(generate_images, model=model))
   z = _latents(model, rng, config.num_image_samples)
-  labels = jnp.arange(z.shape[0]) % max(model.num_classes, 1)
+  labels = np.arange(z.shape[0], dtype=np.int32) % max(model.num_classes, 1)
   num_cols = min(10, z.shape[0])
 
   def image_grids(state: GanState) -> dict[str, np.ndarray]:
     grids = {"samples": image_grid.make_grid(
-        image_grid.to_uint8(np.asarray(generate(state, z, labels))))}
+        image_grid.to_uint8(sharding.to_host(generate(state, z, labels))))}
     if model.num_classes:
       by_label = generate(state, *label_grid_inputs(model, z[:num_cols]))
       grids["by_label"] = image_grid.make_grid(
-          image_grid.to_uint8(np.asarray(by_label)), num_cols=num_cols)
+          image_grid.to_uint8(sharding.to_host(by_label)), num_cols=num_cols)
     return grids
 
   return image_grids

@@ -11,13 +11,13 @@ import functools
 import math
 from typing import Iterator
 
-import jax
 import ml_collections
 import numpy as np
 import tensorflow as tf
 
 from vae_jax import augment
 from vae_jax import datasets
+from vae_jax import sharding
 from vae_jax.validation import DataError
 
 DATASETS = datasets.DATASETS
@@ -48,7 +48,9 @@ def _train_examples(input_config: ml_collections.ConfigDict) -> tf.data.Dataset:
 
 def steps_per_epoch(input_config: ml_collections.ConfigDict,
                     local_batch_size: int) -> int:
-  num_examples = _num_examples(_train_examples(input_config))
+  """Steps of the shortest share: every process must take as many."""
+  num_examples = int(sharding.each_process(
+      _num_examples(_train_examples(input_config))).min())
   if num_examples < local_batch_size:
     raise DataError(f"the training split has {num_examples} examples per "
                     f"process, fewer than one batch of {local_batch_size}.")
@@ -153,6 +155,18 @@ def train_batches(input_config: ml_collections.ConfigDict,
   return make_batches(input_config, local_batch_size, seed, start_step)
 
 
+def first_test_images(input_config: ml_collections.ConfigDict,
+                      count: int) -> np.ndarray:
+  """The first `count` images of the whole test split, unaugmented.
+
+  The same on every process, unlike `eval_dataset`'s shares: image grids
+  are computed by all processes together.
+  """
+  examples = datasets.load(input_config, "test", per_process=False)
+  images = next(examples.batch(count).as_numpy_iterator())["image"]
+  return _to_pixel_range(images.astype(np.float32) / 255.0, input_config)
+
+
 def eval_dataset(input_config: ml_collections.ConfigDict,
                  local_batch_size: int, split: str = "test") -> tf.data.Dataset:
   """Every example of `split` once, unaugmented, in padded batches with 'mask'.
@@ -161,11 +175,13 @@ def eval_dataset(input_config: ml_collections.ConfigDict,
   split, but each must contribute the same number of batches to a global
   array, so all pad to the largest.
   """
-  total = _num_examples(datasets.load(input_config, split, per_process=False))
   examples = datasets.load(input_config, split).map(
       lambda ex: {**ex, "mask": tf.constant(True), "image": _to_pixel_range(
           _to_unit_range(ex["image"]), input_config)})
-  largest_share = math.ceil(total / jax.process_count())
+  # The shares' sizes, not the split's size over the process count: a
+  # share larger than that (TFDS's mock data ignores slicing) would make
+  # the padding below negative, and repeat(negative) never ends.
+  largest_share = int(sharding.each_process(_num_examples(examples)).max())
   num_batches = math.ceil(largest_share / local_batch_size)
   filler = examples.take(1).map(
       lambda ex: tf.nest.map_structure(tf.zeros_like, ex)).repeat(

@@ -72,9 +72,12 @@ def prepare_process() -> None:
   # TensorFlow only feeds data; keep it off the accelerators JAX uses.
   tf.config.set_visible_devices([], "GPU")
   tf.config.set_visible_devices([], "TPU")
-  if FLAGS.distributed or FLAGS.coordinator_address:
-    sharding.initialize_distributed(FLAGS.coordinator_address,
-                                    FLAGS.num_processes, FLAGS.process_id)
+  cluster = (FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+  if FLAGS.distributed or any(flag is not None for flag in cluster):
+    try:
+      sharding.initialize_distributed(*cluster)
+    except validation.UserInputError as e:
+      raise SystemExit(f"vae_jax: error: {e}") from None
 
 
 def run_reporting_errors(work: Callable[..., Any], *args: Any) -> Any:

@@ -2,7 +2,8 @@
 
 Parameters and optimizer state are replicated; batches are split along their
 leading axis over every device of every process. The same jitted step then
-runs on one CPU, a GPU box or a TPU slice.
+runs on one CPU, a GPU box or a TPU slice, and on many processes: each reads
+its own share of the data, and `to_global` joins the shares into one array.
 """
 
 import collections
@@ -10,8 +11,12 @@ from typing import Any, Iterable, Iterator
 
 from absl import logging
 import jax
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
+import ml_collections
 import numpy as np
+
+from vae_jax import validation
 
 DATA_AXIS = "data"
 
@@ -24,8 +29,15 @@ def initialize_distributed(coordinator_address: str | None = None,
   With no arguments JAX finds the cluster itself (Cloud TPU, SLURM,
   Kubernetes); a hand-made cluster, or N processes on one machine
   (launch/local_multiprocess.sh), gives all three. Must run before anything
-  touches a device.
+  touches a device. CPU processes exchange data through gloo, JAX's default
+  `jax_cpu_collectives_implementation`.
   """
+  given = (coordinator_address, num_processes, process_id)
+  if any(v is not None for v in given) and None in given:
+    raise validation.UserInputError(
+        "a hand-made cluster needs all of --coordinator_address, "
+        "--num_processes and --process_id; got "
+        f"{coordinator_address!r}, {num_processes!r}, {process_id!r}.")
   jax.distributed.initialize(coordinator_address=coordinator_address,
                              num_processes=num_processes,
                              process_id=process_id)
@@ -34,8 +46,9 @@ def initialize_distributed(coordinator_address: str | None = None,
                jax.local_device_count(), jax.device_count())
 
 
-def make_mesh() -> Mesh:
-  return Mesh(np.asarray(jax.devices()), (DATA_AXIS,))
+def make_mesh(devices: list[jax.Device] | None = None) -> Mesh:
+  """A 1-D mesh over `devices`, by default every device of every process."""
+  return Mesh(np.asarray(devices or jax.devices()), (DATA_AXIS,))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
@@ -46,9 +59,39 @@ def batch_sharded(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
 
 
+def global_batch_size(config: ml_collections.ConfigDict) -> int:
+  """Images per train step over all devices.
+
+  `config.batch_size` is that number, or, with `batch_size_per_device`, each
+  device's share of it, so the global batch grows with the device count.
+  Raises ConfigError when it cannot be split evenly over devices and
+  processes.
+  """
+  devices, processes = jax.device_count(), jax.process_count()
+  batch = config.batch_size * (devices if config.batch_size_per_device else 1)
+  if batch % devices or batch % processes:
+    raise validation.ConfigError(
+        f"the global batch_size {batch} is not divisible by the {devices} "
+        f"devices of the {processes} process(es) that share it; choose a "
+        f"multiple of {np.lcm(devices, processes)}, or set "
+        "batch_size_per_device=True.")
+  return batch
+
+
 def local_batch_size(global_batch_size: int) -> int:
   """This process's share of a global batch."""
   return global_batch_size // jax.process_count()
+
+
+def each_process(value: int) -> np.ndarray:
+  """Every process's `value`, by process index; all must call it together.
+
+  For counts the processes must agree on (steps per epoch, eval batches)
+  when their shares of the data differ in size.
+  """
+  if jax.process_count() == 1:
+    return np.asarray([value])
+  return np.asarray(multihost_utils.process_allgather(np.int32(value)))
 
 
 def to_global(local_batch: Any, sharding: NamedSharding) -> Any:
@@ -56,6 +99,21 @@ def to_global(local_batch: Any, sharding: NamedSharding) -> Any:
   return jax.tree.map(
       lambda x: jax.make_array_from_process_local_data(sharding, x),
       local_batch)
+
+
+def to_host(tree: Any) -> Any:
+  """NumPy copies of (global) arrays, on every process.
+
+  A replicated array is read from a local device; any other is gathered from
+  every process, so all processes must call this together.
+  """
+  def fetch(x):
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+      if x.is_fully_replicated:
+        return np.asarray(x.addressable_data(0))
+      return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+    return np.asarray(x)
+  return jax.tree.map(fetch, tree)
 
 
 def prefetch_to_mesh(local_batches: Iterable[Any], sharding: NamedSharding,

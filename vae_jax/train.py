@@ -165,7 +165,9 @@ def make_image_grids(config: ml_collections.ConfigDict, model,
   num_cols = min(16, len(originals))
 
   def image_grids(state: TrainState) -> dict[str, np.ndarray]:
-    recons = np.asarray(reconstruct(state, jnp.asarray(test_images)))
+    # NumPy inputs: on multi-process runs jit takes them as the same value on
+    # every process, as these test images are.
+    recons = sharding.to_host(reconstruct(state, test_images))
     # Rows alternate: num_cols test images, then their reconstructions.
     rows = [part for start in range(0, len(originals), num_cols)
             for part in (originals[start:start + num_cols],
@@ -174,7 +176,7 @@ def make_image_grids(config: ml_collections.ConfigDict, model,
         image_grid.to_uint8(np.concatenate(rows)), num_cols=num_cols)}
     if variational:
       grids["samples"] = image_grid.make_grid(
-          image_grid.to_uint8(np.asarray(decode(state, fixed_z))))
+          image_grid.to_uint8(sharding.to_host(decode(state, fixed_z))))
     return grids
 
   return image_grids
@@ -258,7 +260,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   image_shape = input_pipeline.image_shape(config.input)
   trainer = TRAINERS[config.trainer]
   model = trainer.build_model(config, image_shape)  # May reject the config.
-  local_batch_size = sharding.local_batch_size(config.batch_size)
+  batch_size = sharding.global_batch_size(config)
+  local_batch_size = sharding.local_batch_size(batch_size)
   steps_per_epoch = input_pipeline.steps_per_epoch(config.input,
                                                    local_batch_size)
   total_steps = steps_per_epoch * config.num_epochs
@@ -285,8 +288,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
 
   eval_ds = input_pipeline.eval_dataset(config.input, local_batch_size)
   image_grids = trainer.make_image_grids(
-      config, model, next(eval_ds.as_numpy_iterator())["image"][
-          :config.num_image_samples // 2], sample_rng)
+      config, model, input_pipeline.first_test_images(
+          config.input, config.num_image_samples // 2), sample_rng)
 
   # Orbax's threads start with the manager; under tfds.testing.mock_data,
   # building a dataset swaps the filesystem for every thread, so the tests
@@ -373,10 +376,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
       "nonfinite_steps": nonfinite_steps,  # Skipped updates, since start_step.
       "train_seconds": train_seconds,
       # Training throughput, with per-epoch evaluation time left out.
-      "images_per_second": (steps_run * config.batch_size
+      "images_per_second": (steps_run * batch_size
                             / max(train_seconds - eval_seconds, 1e-9)),
       "total_seconds": time.perf_counter() - run_start,
       "data_source": data_source,
+      "devices": jax.device_count(),  # The global batch is split over these,
+      "processes": jax.process_count(),  # whose hosts each read a share.
   }
   if jax.process_index() == 0:
     outputs.write_json(os.path.join(workdir, "results.json"), results)

@@ -6,7 +6,6 @@ the cause; `main.py` prints it as one line instead of a traceback.
 
 import os
 
-import jax
 import ml_collections
 
 
@@ -45,6 +44,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   from vae_jax import datasets
   from vae_jax import mnist_mirror
   from vae_jax import models
+  from vae_jax import sharding
   from vae_jax import train
   # pylint: enable=g-import-not-at-top
 
@@ -52,9 +52,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
            f"batch_size must be positive, got {config.batch_size}.")
   _require(config.num_epochs > 0,
            f"num_epochs must be positive, got {config.num_epochs}.")
-  _require(config.batch_size % jax.device_count() == 0,
-           f"batch_size {config.batch_size} is not divisible by the "
-           f"{jax.device_count()} devices that share it.")
+  sharding.global_batch_size(config)  # Raises if devices cannot share it.
   _require(config.num_image_samples >= 2,  # Half are reconstructed.
            f"num_image_samples must be >= 2, got {config.num_image_samples}.")
   for field in ("log_every_steps", "checkpoint_every_steps",

@@ -1,0 +1,138 @@
+"""Train steps on 1 and on 8 CPU devices, run in a subprocess of the tests.
+
+    python tests/multidevice_steps.py steps OUTPUT_DIR
+    python tests/multidevice_steps.py restore WORKDIR
+
+JAX fixes its device count when it starts, so tests/test_multidevice.py runs
+this file with 8 host-platform devices (`eight_device_env`). `steps` runs
+each trainer's jitted train step (`Trainer.make_jitted_steps`) on a
+1-device mesh and on the 8-device mesh, from the same state, global batch
+and RNG, and saves both results to OUTPUT_DIR/<model>.npz. `restore`
+continues the checkpoint in WORKDIR/one_device on 8 devices: see
+`restore_on_eight_devices`.
+"""
+
+import functools
+import os
+import sys
+
+import jax
+import numpy as np
+
+from conftest import batchnorm_config, make_tiny_config
+from gan_runs import tiny_gan_config
+import mock_runs
+from vae_jax import checkpoints
+from vae_jax import sharding
+from vae_jax import train
+
+NUM_DEVICES = 8
+GLOBAL_BATCH = 16  # Two images per device.
+# Tiny models, each a different kind of step: a VAE, BatchNorm statistics
+# (which must be over the global batch), and a GAN's two updates.
+MODELS = {
+    "vae": (make_tiny_config, (28, 28, 1)),
+    "batchnorm_vae": (lambda: batchnorm_config(make_tiny_config()),
+                      (16, 16, 1)),
+    "acgan": (tiny_gan_config, (28, 28, 1)),
+}
+RESTORE_MODEL = "batchnorm_vae"
+
+
+def eight_device_env() -> dict[str, str]:
+  return mock_runs.subprocess_env(
+      XLA_FLAGS=f"--xla_force_host_platform_device_count={NUM_DEVICES}",
+      JAX_NUMPY_RANK_PROMOTION="raise")
+
+
+def make_batch(config, image_shape, seed=0) -> dict[str, np.ndarray]:
+  rng = np.random.default_rng(seed)
+  low = -1.0 if config.input.pixel_range == "symmetric" else 0.0
+  return {
+      "image": rng.uniform(low, 1.0, (GLOBAL_BATCH, *image_shape)).astype(
+          np.float32),
+      "label": rng.integers(0, 10, GLOBAL_BATCH).astype(np.int32),
+  }
+
+
+@functools.cache
+def trainer_parts(name: str, mesh):
+  """`name`'s config, model and jitted train step on `mesh`, built once: a
+  new jit of the same step would compile again."""
+  make_config, image_shape = MODELS[name]
+  config = make_config()
+  trainer = train.TRAINERS[config.trainer]
+  model = trainer.build_model(config, image_shape)
+  train_step, _ = trainer.make_jitted_steps(config, model, mesh)
+  return config, model, train_step
+
+
+def initial_state(name: str, mesh):
+  """`name`'s config and a fresh state, replicated over `mesh`."""
+  config, model, _ = trainer_parts(name, mesh)
+  trainer = train.TRAINERS[config.trainer]
+  state = jax.jit(functools.partial(
+      trainer.create_train_state, config, model, MODELS[name][1],
+      total_steps=10), out_shardings=sharding.replicated(mesh))(
+          jax.random.PRNGKey(0))
+  return config, state
+
+
+def step_on(mesh, name: str, state, seed: int = 0):
+  """`name`'s train step on `mesh` from `state`: the new state and metrics
+  as flat {path: array}, and the new state."""
+  config, _, train_step = trainer_parts(name, mesh)
+  batch = sharding.to_global(make_batch(config, MODELS[name][1], seed),
+                             sharding.batch_sharded(mesh))
+  state, metrics = train_step(state, batch, jax.random.PRNGKey(1))
+  return flatten({"state": state, "metrics": metrics}), state
+
+
+def flatten(tree) -> dict[str, np.ndarray]:
+  return {jax.tree_util.keystr(path): np.asarray(x)
+          for path, x in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def one_device_mesh():
+  return sharding.make_mesh(jax.devices()[:1])
+
+
+def run_steps(output_dir: str) -> None:
+  for name in MODELS:
+    one, _ = step_on(one_device_mesh(), name,
+                     initial_state(name, one_device_mesh())[1])
+    eight, _ = step_on(sharding.make_mesh(), name,
+                       initial_state(name, sharding.make_mesh())[1])
+    np.savez(os.path.join(output_dir, f"{name}.npz"),
+             **{f"one{k}": v for k, v in one.items()},
+             **{f"eight{k}": v for k, v in eight.items()})
+
+
+def restore_on_eight_devices(workdir: str) -> None:
+  """WORKDIR/one_device (saved on 1 device) restored onto 8: one step from it
+  to WORKDIR/after_restore.npz, that state saved in WORKDIR/eight_devices,
+  and one more step to WORKDIR/after_second_step.npz."""
+  mesh = sharding.make_mesh()
+  config, target = initial_state(RESTORE_MODEL, mesh)
+  rng = jax.jit(lambda: jax.random.PRNGKey(9),
+                out_shardings=sharding.replicated(mesh))()
+  manager = checkpoints.make_manager(os.path.join(workdir, "one_device"),
+                                     config)
+  state, rng = checkpoints.restore(manager, target, rng)
+  checkpoints.close(manager)
+  for x in jax.tree.leaves((state, rng)):
+    assert x.sharding == sharding.replicated(mesh), x.sharding
+  after_restore, state = step_on(mesh, RESTORE_MODEL, state)
+  np.savez(os.path.join(workdir, "after_restore.npz"), **after_restore)
+  manager = checkpoints.make_manager(os.path.join(workdir, "eight_devices"),
+                                     config)
+  checkpoints.save(manager, state, rng)
+  checkpoints.close(manager)
+  after_second_step, _ = step_on(mesh, RESTORE_MODEL, state, seed=1)
+  np.savez(os.path.join(workdir, "after_second_step.npz"), **after_second_step)
+
+
+if __name__ == "__main__":
+  assert jax.device_count() == NUM_DEVICES, jax.devices()
+  mode, path = sys.argv[1:]
+  {"steps": run_steps, "restore": restore_on_eight_devices}[mode](path)

@@ -1,0 +1,81 @@
+"""Data parallelism: 8 devices compute the step 1 device computes.
+
+The 8 devices are host-platform CPU devices of a subprocess
+(tests/multidevice_steps.py): JAX fixes its device count when it starts.
+"""
+
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+
+from conftest import REPO_ROOT
+import multidevice_steps
+from vae_jax import checkpoints
+from vae_jax import sharding
+
+SCRIPT = os.path.join(REPO_ROOT, "tests", "multidevice_steps.py")
+# Summation order differs between 1 and 8 devices; float32 rounding only.
+TOLERANCE = {"rtol": 1e-5, "atol": 1e-6}
+
+
+def run_on_eight_devices(mode: str, path) -> None:
+  result = subprocess.run(
+      [sys.executable, SCRIPT, mode, str(path)], cwd=REPO_ROOT,
+      env=multidevice_steps.eight_device_env(), capture_output=True,
+      text=True, timeout=600, check=False)
+  assert result.returncode == 0, result.stderr[-5000:]
+
+
+def assert_all_close(actual: dict, expected: dict) -> None:
+  assert actual.keys() == expected.keys()
+  for name, value in expected.items():
+    np.testing.assert_allclose(actual[name], value, err_msg=name, **TOLERANCE)
+
+
+def split(npz) -> tuple[dict, dict]:
+  one = {k[len("one"):]: npz[k] for k in npz.files if k.startswith("one")}
+  eight = {k[len("eight"):]: npz[k] for k in npz.files if k.startswith("eight")}
+  return one, eight
+
+
+def test_step_on_eight_devices_equals_the_step_on_one(tmp_path):
+  run_on_eight_devices("steps", tmp_path)
+  for name in multidevice_steps.MODELS:
+    one, eight = split(np.load(tmp_path / f"{name}.npz"))
+    assert one["['state'].step"] == 1
+    assert_all_close(eight, one)
+  # BatchNorm statistics were compared: over the global batch on 8 devices.
+  assert any("batch_stats" in k for k in split(
+      np.load(tmp_path / "batchnorm_vae.npz"))[0])
+
+
+def test_checkpoints_move_between_one_and_eight_devices(tmp_path):
+  # Saved here, on this process's single device.
+  mesh = multidevice_steps.one_device_mesh()
+  name = multidevice_steps.RESTORE_MODEL
+  config, state = multidevice_steps.initial_state(name, mesh)
+  manager = checkpoints.make_manager(str(tmp_path / "one_device"), config)
+  checkpoints.save(manager, state, jax.random.PRNGKey(9))
+  checkpoints.close(manager)
+  expected_after_restore, _ = multidevice_steps.step_on(mesh, name, state)
+
+  # Restored onto 8 devices, stepped twice there, saved between the steps.
+  run_on_eight_devices("restore", tmp_path)
+  assert_all_close(dict(np.load(tmp_path / "after_restore.npz")),
+                   expected_after_restore)
+
+  # The 8-device checkpoint restored onto 1 device continues identically.
+  _, target = multidevice_steps.initial_state(name, mesh)
+  manager = checkpoints.make_manager(str(tmp_path / "eight_devices"), config)
+  restored, _ = checkpoints.restore(manager, target, jax.random.PRNGKey(0))
+  checkpoints.close(manager)
+  assert int(restored.step) == 1
+  assert all(x.sharding == sharding.replicated(mesh)
+             for x in jax.tree.leaves(restored))
+  after_second_step, _ = multidevice_steps.step_on(mesh, name, restored,
+                                                   seed=1)
+  assert_all_close(after_second_step,
+                   dict(np.load(tmp_path / "after_second_step.npz")))
