@@ -1,42 +1,80 @@
-r"""Training throughput of a config, as a fraction of this machine's matmul peak.
+r"""Training throughput of configs, as a fraction of this machine's matmul peak.
 
-    python benchmarks/train_throughput.py --config=configs/mnist_linear.py
+    python benchmarks/train_throughput.py --output=benchmarks/results/cpu.json \
+        --configs=configs/mnist_linear.py,configs/mnist_convvae.py:16,configs/mnist_conv.py
 
 Measures, in one process:
   * the fp32 throughput of a large square matmul (the machine's practical
-    peak for dense math);
-  * the FLOPs of one compiled train step, from XLA's cost analysis;
-  * the steady-state time of the train step on real batches from the
-    config's input pipeline (compilation and warm-up excluded).
-It prints images/s and achieved/peak FLOP/s, and writes them as JSON when
---output is given. Not a test: timings depend on the machine.
+    peak for dense math), before and after the configs;
+  * per config, the FLOPs of one compiled train step (XLA's cost analysis)
+    and the steady-state time per step (compilation and warm-up excluded)
+    of three ways to run it:
+      - `device_loop`: the split held on the device, steps run as one
+        compiled loop (`vae_jax.device_data`, what training uses for MNIST);
+      - `host_loop`: one jitted step per batch from the host pipeline,
+        prefetched to the device (the path of streamed datasets);
+      - `step_only`: one jitted step per batch already on the device, so
+        the difference to `host_loop` is the input pipeline's cost;
+  * where an epoch's time goes: the steps, the host pipeline alone (one
+    batch at a time, nothing else running), evaluation of the test split
+    (held on the device as training does, and batch by batch from the
+    host), the image grids and a checkpoint save.
+It prints the figures and writes them as JSON with --output. Not a test:
+timings depend on the machine and on what else runs on it.
 """
 
 import functools
+import importlib
 import json
+import os
+import platform
+import sys
+import tempfile
 import time
 
 from absl import app
 from absl import flags
+from absl import logging
 import jax
 import jax.numpy as jnp
-from ml_collections import config_flags
 import numpy as np
 
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO_ROOT)
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
+from vae_jax import checkpoints
+from vae_jax import device_data
 from vae_jax import input_pipeline
 from vae_jax import sharding
 from vae_jax import train
+# pylint: enable=g-import-not-at-top,wrong-import-position
 
-config_flags.DEFINE_config_file("config", "configs/mnist_linear.py",
-                                "Config to benchmark.", lock_config=True)
-flags.DEFINE_integer("steps", 400, "Timed train steps per repeat.")
+flags.DEFINE_list("configs", ["configs/mnist_linear.py"],
+                  "Config files, each optionally followed by :ARG.")
+flags.DEFINE_float("seconds", 10.0,
+                   "Target time of each timed run; steps follow from it.")
 flags.DEFINE_integer("repeats", 3, "Timed repeats; the median is reported.")
 flags.DEFINE_integer("matmul_size", 2048, "Side of the square peak matmul.")
+flags.DEFINE_string("compute_dtype", None,
+                    "Overrides each config's compute_dtype.")
+flags.DEFINE_string("profile_dir", None,
+                    "Writes a jax.profiler trace of each config's device "
+                    "loop there (open with TensorBoard's profile plugin).")
 flags.DEFINE_string("output", None, "Optional JSON file for the figures.")
 FLAGS = flags.FLAGS
 
 
-def _median_seconds(fn, repeats: int) -> float:
+def load_config(spec: str):
+  """'configs/name.py[:arg]' -> that module's get_config([arg])."""
+  path, _, arg = spec.partition(":")
+  module_name = os.path.splitext(os.path.relpath(path, REPO_ROOT)
+                                 if os.path.isabs(path) else path)[0]
+  module = importlib.import_module(module_name.replace(os.sep, "."))
+  return module.get_config(arg) if arg else module.get_config()
+
+
+def median_seconds(fn, repeats: int) -> float:
   times = []
   for _ in range(repeats):
     start = time.perf_counter()
@@ -49,59 +87,188 @@ def matmul_flops_per_second(size: int, repeats: int = 5) -> float:
   a = jax.random.normal(jax.random.PRNGKey(0), (size, size), jnp.float32)
   matmul = jax.jit(lambda x: x @ x)
   matmul(a).block_until_ready()
-  return 2 * size**3 / _median_seconds(lambda: matmul(a), repeats)
+  return 2 * size**3 / median_seconds(lambda: matmul(a), repeats)
+
+
+def step_flops(jitted_step, *args) -> float:
+  analysis = jitted_step.lower(*args).compile().cost_analysis()
+  if isinstance(analysis, list):  # Older JAX returns one dict per device.
+    analysis = analysis[0]
+  return float(analysis["flops"])
+
+
+class Setup:
+  """A config's model, fresh state, jitted steps and host batches."""
+
+  def __init__(self, config):
+    self.config = config
+    input_pipeline.prepare(config.input)
+    self.image_shape = input_pipeline.image_shape(config.input)
+    self.mesh = sharding.make_mesh()
+    self.replicated = sharding.replicated(self.mesh)
+    self.data_sharding = sharding.batch_sharded(self.mesh)
+    self.trainer = train.TRAINERS[config.trainer]
+    self.model = self.trainer.build_model(config, self.image_shape)
+    self.local_batch_size = sharding.local_batch_size(config.batch_size)
+    self.steps_per_epoch = input_pipeline.steps_per_epoch(
+        config.input, self.local_batch_size)
+    self.train_step, self.eval_step = self.trainer.make_jitted_steps(
+        config, self.model, self.mesh)
+    self.rng = jax.device_put(jax.random.PRNGKey(1), self.replicated)
+
+  def fresh_state(self):
+    return jax.jit(functools.partial(
+        self.trainer.create_train_state, self.config, self.model,
+        self.image_shape, total_steps=10**6),
+                   out_shardings=self.replicated)(jax.random.PRNGKey(0))
+
+  def host_batches(self):
+    return input_pipeline.train_batches(self.config.input,
+                                        self.local_batch_size, seed=0)
+
+
+def time_steps(run, num_steps: int, repeats: int) -> float:
+  """Median seconds per step of `run(num_steps)`, after one warm-up call."""
+  run(num_steps)
+  return median_seconds(lambda: run(num_steps), repeats) / num_steps
+
+
+def benchmark_config(spec: str, peak: float) -> dict:
+  config = load_config(spec)
+  if FLAGS.compute_dtype:
+    config.compute_dtype = FLAGS.compute_dtype
+  setup = Setup(config)
+  batches = [sharding.to_global(b, setup.data_sharding)
+             for _, b in zip(range(20), setup.host_batches())]
+  state = setup.fresh_state()
+  flops = step_flops(setup.train_step, state, batches[0], setup.rng)
+
+  # A first estimate of the step time sizes the timed runs.
+  start = time.perf_counter()
+  for batch in batches[:3]:
+    state, metrics = setup.train_step(state, batch, setup.rng)
+  jax.block_until_ready(metrics)
+  start = time.perf_counter()
+  for batch in batches[:3]:
+    state, metrics = setup.train_step(state, batch, setup.rng)
+  jax.block_until_ready(metrics)
+  estimate = (time.perf_counter() - start) / 3
+  num_steps = int(np.clip(FLAGS.seconds / estimate, 5,
+                          setup.steps_per_epoch))
+
+  def step_only(n):
+    nonlocal state
+    for i in range(n):
+      state, metrics = setup.train_step(state, batches[i % len(batches)],
+                                        setup.rng)
+    return metrics
+
+  host_runner = device_data.host_step_runner(
+      sharding.prefetch_to_mesh(setup.host_batches(), setup.data_sharding),
+      setup.train_step, setup.rng)
+
+  def host_loop(n):
+    nonlocal state
+    for i in range(n):
+      state, metrics = host_runner(state, i, i + 1)
+    return metrics
+
+  device_runner = device_data.device_step_runner(
+      config.input, setup.train_step, setup.mesh, setup.local_batch_size,
+      seed=0, rng=setup.rng, max_steps=num_steps)
+
+  def device_loop(n):
+    nonlocal state
+    state, metrics = device_runner(state, 0, n)
+    return metrics
+
+  host_batches = setup.host_batches()
+
+  def input_only(n):
+    for _ in range(n):
+      batch = next(host_batches)
+    return batch
+
+  seconds = {name: time_steps(fn, num_steps, FLAGS.repeats)
+             for name, fn in [("device_loop", device_loop),
+                              ("host_loop", host_loop),
+                              ("step_only", step_only),
+                              ("input_pipeline_only", input_only)]}
+  if FLAGS.profile_dir:
+    with jax.profiler.trace(os.path.join(FLAGS.profile_dir,
+                                         os.path.basename(spec))):
+      jax.block_until_ready(device_loop(num_steps))
+
+  # Once per epoch, besides the steps.
+  eval_ds = input_pipeline.eval_dataset(config.input, setup.local_batch_size)
+  evaluate = functools.partial(train.evaluate, setup.eval_step, state, eval_ds,
+                               setup.rng, setup.data_sharding)
+  evaluate()  # Compiles, and fills the eval dataset's cache.
+  grids = setup.trainer.make_image_grids(
+      config, setup.model,
+      next(eval_ds.as_numpy_iterator())["image"][
+          :config.num_image_samples // 2], setup.rng)
+  grids(state)
+  eval_sums = device_data.device_evaluator(eval_ds, setup.eval_step,
+                                           setup.mesh, setup.rng)
+  evaluate_on_device = lambda: train.per_image_means(eval_sums(state))
+  evaluate_on_device()
+  per_epoch = {"evaluation_host": median_seconds(evaluate, FLAGS.repeats),
+               "evaluation_device": median_seconds(evaluate_on_device,
+                                                   FLAGS.repeats),
+               "image_grids": median_seconds(lambda: grids(state),
+                                             FLAGS.repeats)}
+  with tempfile.TemporaryDirectory() as workdir:
+    manager = checkpoints.make_manager(workdir, config)
+
+    def save():
+      checkpoints.save(manager, state.replace(step=state.step + 1), setup.rng)
+      manager.wait_until_finished()
+
+    per_epoch["checkpoint_save"] = median_seconds(save, FLAGS.repeats)
+    checkpoints.close(manager)
+
+  step_seconds = seconds["device_loop"]
+  epoch_steps = setup.steps_per_epoch * step_seconds
+  return {
+      "config": spec,
+      "compute_dtype": config.compute_dtype,
+      "batch_size": config.batch_size,
+      "steps_timed": num_steps,
+      "step_gflop": flops / 1e9,
+      "ms_per_step": {k: v * 1e3 for k, v in seconds.items()},
+      "images_per_second": config.batch_size / step_seconds,
+      "achieved_gflop_per_second": flops / step_seconds / 1e9,
+      "fraction_of_matmul_peak": flops / step_seconds / peak,
+      "fraction_of_matmul_peak_host_loop":
+          flops / seconds["host_loop"] / peak,
+      "epoch_seconds": {
+          "steps_device_loop": epoch_steps,
+          "steps_host_loop": setup.steps_per_epoch * seconds["host_loop"],
+          **per_epoch},
+  }
 
 
 def main(argv):
   del argv
-  config = FLAGS.config
-  input_pipeline.prepare(config.input)
-  image_shape = input_pipeline.image_shape(config.input)
-  mesh = sharding.make_mesh()
-  replicated = sharding.replicated(mesh)
-  data_sharding = sharding.batch_sharded(mesh)
-  model = train.build_model(config, image_shape)
-  state = jax.jit(functools.partial(train.create_train_state, config, model,
-                                    image_shape, total_steps=10**6),
-                  out_shardings=replicated)(jax.random.PRNGKey(0))
-  rng = jax.device_put(jax.random.PRNGKey(1), replicated)
-  step, _ = train.make_jitted_steps(config, model, mesh)
-
-  local_batches = input_pipeline.train_batches(
-      config.input, sharding.local_batch_size(config.batch_size), seed=0)
-  batches = [sharding.to_global(next(local_batches), data_sharding)
-             for _ in range(50)]
-  step_flops = step.lower(state, batches[0], rng).compile().cost_analysis()
-  if isinstance(step_flops, list):  # Older JAX returns one dict per device.
-    step_flops = step_flops[0]
-  step_flops = step_flops["flops"]
-
-  for i in range(20):  # Warm-up: compile and settle the thread pools.
-    state, metrics = step(state, batches[i % len(batches)], rng)
-  jax.block_until_ready(metrics)
-
-  def run_steps():
-    nonlocal state
-    for i in range(FLAGS.steps):
-      state, metrics = step(state, batches[i % len(batches)], rng)
-    return metrics
-
-  step_seconds = _median_seconds(run_steps, FLAGS.repeats) / FLAGS.steps
-  peak = matmul_flops_per_second(FLAGS.matmul_size)
+  logging.set_verbosity(logging.WARNING)  # Orbax logs every save.
+  peak_before = matmul_flops_per_second(FLAGS.matmul_size)
+  results = [benchmark_config(spec, peak_before) for spec in FLAGS.configs]
+  peak_after = matmul_flops_per_second(FLAGS.matmul_size)
   figures = {
-      "config_model": config.model.name,
-      "batch_size": config.batch_size,
-      "devices": jax.device_count(),
-      "platform": jax.devices()[0].platform,
-      "step_ms": step_seconds * 1e3,
-      "images_per_second": config.batch_size / step_seconds,
-      "step_gflop": step_flops / 1e9,
-      "achieved_gflop_per_second": step_flops / step_seconds / 1e9,
-      "matmul_gflop_per_second": peak / 1e9,
-      "fraction_of_matmul_peak": step_flops / step_seconds / peak,
+      "machine": {"platform": jax.devices()[0].platform,
+                  "device_kind": jax.devices()[0].device_kind,
+                  "devices": jax.device_count(),
+                  "cpu_count": os.cpu_count(),
+                  "processor": platform.processor() or platform.machine(),
+                  "jax": jax.__version__},
+      "matmul_gflop_per_second": {"before": peak_before / 1e9,
+                                  "after": peak_after / 1e9},
+      "configs": results,
   }
   print(json.dumps(figures, indent=2))
   if FLAGS.output:
+    os.makedirs(os.path.dirname(os.path.abspath(FLAGS.output)), exist_ok=True)
     with open(FLAGS.output, "w") as f:
       json.dump(figures, f, indent=2)
 

@@ -31,6 +31,10 @@ def get_config() -> ml_collections.ConfigDict:
   # state's shapes is refused; True starts over there instead, keeping the
   # old checkpoints in checkpoints.before_<time>/.
   config.allow_config_change = False
+  # 'bfloat16': models compute in bfloat16 (mixed precision, for GPUs and
+  # TPUs); parameters, optimizer state and the loss stay float32. Slower than
+  # 'float32' on CPUs.
+  config.compute_dtype = "float32"
 
   config.input = ml_collections.ConfigDict()
   config.input.dataset = "mnist"  # TFDS name.
@@ -44,6 +48,13 @@ def get_config() -> ml_collections.ConfigDict:
   # of streaming it through tf.data each epoch.
   config.input.in_memory = True
   config.input.shuffle_buffer_size = 60_000  # Streaming only: full shuffle.
+  # 'auto': an in-memory split (up to 1 GiB, no augmentation: MNIST) is
+  # copied to every device once, and the steps between log, checkpoint and
+  # epoch boundaries run as one compiled loop that gathers its batches there;
+  # 'always' insists (an error with augmentation, which runs in tf.data);
+  # 'never' feeds one batch per step from the host. Either way batch k of
+  # epoch e holds the same examples.
+  config.input.device_resident = "auto"
   # 'unit' ([0, 1]) for VAEs; 'symmetric' ([-1, 1]) for the plain
   # autoencoders' tanh outputs.
   config.input.pixel_range = "unit"

@@ -2,8 +2,9 @@
 
 A NaN or infinite gradient would poison the parameters and Adam's moments
 for good. Train steps check the loss and every gradient with `all_finite`
-and, with `keep_if_finite`, a failing step only advances the step counter;
-the host counts such steps and stops a run that keeps producing them.
+and, with `keep_if_finite` or a `lax.cond` on it, a failing step only
+advances the step counter; the host counts such steps and stops a run that
+keeps producing them.
 """
 
 import functools

@@ -12,11 +12,11 @@ XLA graph, and the whole `GanState` is one checkpoint. The losses are in
 `gan_losses`.
 """
 
+import dataclasses
 import functools
 from typing import Any, Callable
 
 from flax import struct
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -28,6 +28,7 @@ from vae_jax import gan_losses
 from vae_jax import image_grid
 from vae_jax import models
 from vae_jax import optimizers
+from vae_jax import precision
 from vae_jax import sharding
 from vae_jax import validation
 from vae_jax.models import gan
@@ -98,7 +99,8 @@ def build_model(config: ml_collections.ConfigDict,
   model_config = ml_collections.ConfigDict(config.model.to_dict())
   if config.model.name == "acgan":
     model_config.num_classes = num_classes(config.input)
-  model = models.build_model(model_config, image_shape)
+  model = dataclasses.replace(models.build_model(model_config, image_shape),
+                              compute_dtype=config.compute_dtype)
   activation = model.generator.output_activation
   if config.input.pixel_range != gan.OUTPUT_PIXEL_RANGES[activation]:
     raise validation.ConfigError(
@@ -127,14 +129,17 @@ def create_train_state(config: ml_collections.ConfigDict, model: gan.Gan,
           config.optimizer.discriminator, total_steps)))
 
 
-def _run(module: nn.Module, network: NetworkState, params, *args,
+def _run(model: gan.Gan, name: str, network: NetworkState, params, *args,
          train: bool) -> tuple[Any, Any]:
-  """`module`'s outputs with `params`, and its updated BatchNorm statistics."""
+  """The outputs of `model`'s network `name` ('generator' or
+  'discriminator') with `params`, and its updated BatchNorm statistics."""
+  apply_fn = precision.apply_in(getattr(model, name).apply,
+                                model.compute_dtype)
   variables = {"params": params, "batch_stats": network.batch_stats}
   if not train:
-    return module.apply(variables, *args, train=False), network.batch_stats
-  outputs, updates = module.apply(variables, *args, train=True,
-                                  mutable=["batch_stats"])
+    return apply_fn(variables, *args, train=False), network.batch_stats
+  outputs, updates = apply_fn(variables, *args, train=True,
+                              mutable=["batch_stats"])
   return outputs, updates.get("batch_stats", network.batch_stats)
 
 
@@ -161,7 +166,7 @@ def discriminator_step(state: GanState, batch: dict[str, jax.Array],
   whether the loss and gradients were finite. The generator is unchanged.
   """
   images, labels = batch["image"], class_labels(batch)
-  fakes, _ = _run(model.generator, state.generator, state.generator.params,
+  fakes, _ = _run(model, "generator", state.generator, state.generator.params,
                   _latents(model, rng, images.shape[0]), labels, train=True)
   fakes = jax.lax.stop_gradient(fakes)
   network = state.discriminator
@@ -169,10 +174,11 @@ def discriminator_step(state: GanState, batch: dict[str, jax.Array],
   def objective(params):
     # Real and fake batches pass apart, as in DCGAN: BatchNorm statistics
     # of a mixed batch would tell the two kinds apart by themselves.
-    real, stats = _run(model.discriminator, network, params, images,
+    real, stats = _run(model, "discriminator", network, params, images,
                        train=True)
-    fake, stats = _run(model.discriminator, network.replace(batch_stats=stats),
-                       params, fakes, train=True)
+    fake, stats = _run(model, "discriminator",
+                       network.replace(batch_stats=stats), params, fakes,
+                       train=True)
     terms = gan_losses.discriminator_terms(real, fake, labels, aux_weight)
     terms = {name: value.mean() for name, value in terms.items()}
     return terms["d_loss"], (terms, stats)
@@ -190,11 +196,11 @@ def generator_step(state: GanState, batch: dict[str, jax.Array],
   network = state.generator
 
   def objective(params):
-    fakes, stats = _run(model.generator, network, params, z, labels,
+    fakes, stats = _run(model, "generator", network, params, z, labels,
                         train=True)
     # The discriminator as it judged fakes in its own update (batch
     # statistics); its updated running averages are dropped.
-    fake, _ = _run(model.discriminator, state.discriminator,
+    fake, _ = _run(model, "discriminator", state.discriminator,
                    state.discriminator.params, fakes, train=True)
     terms = gan_losses.generator_terms(*fake, labels, aux_weight)
     terms = {name: value.mean() for name, value in terms.items()}
@@ -240,9 +246,9 @@ def eval_step(state: GanState, batch: dict[str, jax.Array], rng: jax.Array,
   """Sums over the unpadded images of `batch`, and as many fakes of their
   labels, of the discriminator's terms (accuracies, losses)."""
   images, labels = batch["image"], class_labels(batch)
-  fakes, _ = _run(model.generator, state.generator, state.generator.params,
+  fakes, _ = _run(model, "generator", state.generator, state.generator.params,
                   _latents(model, rng, images.shape[0]), labels, train=False)
-  judge = functools.partial(_run, model.discriminator, state.discriminator,
+  judge = functools.partial(_run, model, "discriminator", state.discriminator,
                             state.discriminator.params, train=False)
   terms = gan_losses.discriminator_terms(judge(images)[0], judge(fakes)[0],
                                          labels, aux_weight)
@@ -272,7 +278,7 @@ def make_jitted_steps(config: ml_collections.ConfigDict, model: gan.Gan, mesh):
 def generate_images(state: GanState, z: jax.Array, labels: jax.Array, *,
                     model: gan.Gan) -> jax.Array:
   """Samples in [0, 1], BatchNorm on its running averages (eval mode)."""
-  images, _ = _run(model.generator, state.generator, state.generator.params,
+  images, _ = _run(model, "generator", state.generator, state.generator.params,
                    z, labels, train=False)
   if model.generator.output_activation == "tanh":
     return (images + 1) / 2

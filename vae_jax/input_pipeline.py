@@ -46,11 +46,16 @@ def _train_examples(input_config: ml_collections.ConfigDict) -> tf.data.Dataset:
   return datasets.load(input_config, "train", drop_remainder=True)
 
 
+def num_train_examples(input_config: ml_collections.ConfigDict) -> int:
+  """Examples in this process's share of the training split."""
+  return _num_examples(_train_examples(input_config))
+
+
 def steps_per_epoch(input_config: ml_collections.ConfigDict,
                     local_batch_size: int) -> int:
   """Steps of the shortest share: every process must take as many."""
   num_examples = int(sharding.each_process(
-      _num_examples(_train_examples(input_config))).min())
+      num_train_examples(input_config)).min())
   if num_examples < local_batch_size:
     raise DataError(f"the training split has {num_examples} examples per "
                     f"process, fewer than one batch of {local_batch_size}.")
@@ -87,30 +92,62 @@ def _finish_train_batch(index: tf.Tensor, batch: dict[str, tf.Tensor],
   return {**batch, "image": _to_pixel_range(images, input_config)}
 
 
+def load_in_memory(input_config: ml_collections.ConfigDict
+                   ) -> dict[str, np.ndarray]:
+  """This process's preprocessed training split, decoded once, as uint8."""
+  chunks = list(_train_examples(input_config).batch(4096).as_numpy_iterator())
+  return {name: np.concatenate([chunk[name] for chunk in chunks])
+          for name in chunks[0]}
+
+
+def epoch_batch_indices(seed: int, epoch: int, num_examples: int,
+                        local_batch_size: int) -> np.ndarray:
+  """int32 [steps, local_batch_size]: the examples of each batch of `epoch`.
+
+  One permutation per (seed, epoch); each batch's indices are sorted, which
+  makes its gather read memory in order. Held-in-memory datasets on the host
+  and on the devices (`device_data`) both batch by these indices.
+  """
+  order = np.random.default_rng(_epoch_seed(seed, epoch)).permutation(
+      num_examples)
+  num_steps = num_examples // local_batch_size
+  batches = order[:num_steps * local_batch_size].reshape(num_steps, -1)
+  return np.sort(batches, axis=1).astype(np.int32)
+
+
+def to_model_pixels(images: np.ndarray,
+                    input_config: ml_collections.ConfigDict) -> np.ndarray:
+  """uint8 images as the model sees them: float32 in [0, 1] or [-1, 1]."""
+  return _to_pixel_range(images.astype(np.float32) / 255.0, input_config)
+
+
+def pixel_table(input_config: ml_collections.ConfigDict) -> np.ndarray:
+  """float32 [256]: `to_model_pixels` of each uint8 value.
+
+  Compiled code indexes it rather than dividing: XLA turns x / 255 into
+  x * (1 / 255), which changes some pixels in the last bit.
+  """
+  return to_model_pixels(np.arange(256, dtype=np.uint8), input_config)
+
+
 def _in_memory_batches(input_config, local_batch_size, seed, start_step):
   """Batches gathered from the preprocessed split held in memory as uint8.
 
   For datasets that fit in memory this keeps tf.data's per-example work off
   the cores that run the train step.
   """
-  chunks = list(_train_examples(input_config).batch(4096).as_numpy_iterator())
-  arrays = {name: np.concatenate([chunk[name] for chunk in chunks])
-            for name in chunks[0]}
+  arrays = load_in_memory(input_config)
   num_examples = len(arrays["label"])
-  num_steps = num_examples // local_batch_size
-  epoch, skip = divmod(start_step, num_steps)
+  epoch, skip = divmod(start_step, num_examples // local_batch_size)
   while True:
-    order = np.random.default_rng(_epoch_seed(seed, epoch)).permutation(
-        num_examples)
+    indices = epoch_batch_indices(seed, epoch, num_examples, local_batch_size)
     augment_seed = tf.constant(_augment_seed(seed, epoch), tf.int64)
-    for i in range(skip, num_steps):
-      index = np.sort(order[i * local_batch_size:(i + 1) * local_batch_size])
-      batch = {name: value[index] for name, value in arrays.items()}
+    for i in range(skip, len(indices)):
+      batch = {name: value[indices[i]] for name, value in arrays.items()}
       if not augment.is_enabled(input_config):
         # NumPy: a quarter of the host time of eager TF, on the cores the
         # train step needs; the same true division, so the same pixels.
-        unit_images = batch["image"].astype(np.float32) / 255.0
-        yield {**batch, "image": _to_pixel_range(unit_images, input_config)}
+        yield {**batch, "image": to_model_pixels(batch["image"], input_config)}
         continue
       # Eager, not a tf.function: in a graph, TF turns x / 255 into
       # x * (1 / 255), which would change MNIST's pixels in the last bit.

@@ -75,7 +75,8 @@ def kl_to_standard_normal(mu: jax.Array, logvar: jax.Array) -> jax.Array:
 def reparameterize(rng: jax.Array, mu: jax.Array,
                    logvar: jax.Array) -> jax.Array:
   """z = mu + sigma * eps, so gradients flow through the sample to mu, sigma."""
-  eps = jax.random.normal(rng, mu.shape, mu.dtype)
+  # Drawn in float32 whatever the compute dtype: the same noise either way.
+  eps = jax.random.normal(rng, mu.shape, jnp.float32).astype(mu.dtype)
   return mu + jnp.exp(0.5 * logvar) * eps
 
 

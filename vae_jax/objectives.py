@@ -14,25 +14,32 @@ import jax.numpy as jnp
 import ml_collections
 
 from vae_jax import losses
+from vae_jax import precision
 from vae_jax.models import vae
 
 
-def _apply(params, state, images: jax.Array, rng: jax.Array,
-           train: bool) -> tuple[Any, Any]:
+def _apply(params, state, images: jax.Array, rng: jax.Array, train: bool,
+           compute_dtype: str) -> tuple[Any, Any]:
   """The model's outputs and BatchNorm statistics (updated when training)."""
+  apply_fn = precision.apply_in(state.apply_fn, compute_dtype)
   variables = {"params": params, "batch_stats": state.batch_stats}
   if not train:
-    return state.apply_fn(variables, images, rng, train=False), state.batch_stats
-  outputs, updates = state.apply_fn(variables, images, rng, train=True,
-                                    mutable=["batch_stats"])
+    return apply_fn(variables, images, rng, train=False), state.batch_stats
+  outputs, updates = apply_fn(variables, images, rng, train=True,
+                              mutable=["batch_stats"])
   return outputs, updates.get("batch_stats", state.batch_stats)
 
 
 def elbo_terms(params, state, images: jax.Array, rng: jax.Array, *,
-               loss_config: ml_collections.ConfigDict,
-               train: bool) -> tuple[dict[str, jax.Array], Any]:
-  """VAEs: per-image negative-ELBO terms, and the BatchNorm statistics."""
-  (logits, mu, logvar), batch_stats = _apply(params, state, images, rng, train)
+               loss_config: ml_collections.ConfigDict, train: bool,
+               compute_dtype: str = "float32"
+               ) -> tuple[dict[str, jax.Array], Any]:
+  """VAEs: per-image negative-ELBO terms, and the BatchNorm statistics.
+
+  The model runs in `compute_dtype`; the terms are float32 either way.
+  """
+  (logits, mu, logvar), batch_stats = _apply(params, state, images, rng, train,
+                                             compute_dtype)
   kl_weight = losses.kl_weight_at(state.step, loss_config.kl_weight,
                                   loss_config.kl_warmup_steps)
   terms = losses.negative_elbo(
@@ -44,17 +51,24 @@ def elbo_terms(params, state, images: jax.Array, rng: jax.Array, *,
 
 def autoencoder_terms(params, state, images: jax.Array,
                       rng: jax.Array, *, loss_config: ml_collections.ConfigDict,
-                      train: bool) -> tuple[dict[str, jax.Array], Any]:
+                      train: bool, compute_dtype: str = "float32"
+                      ) -> tuple[dict[str, jax.Array], Any]:
   """Plain autoencoders: per-image MSE on [-1, 1] pixels."""
   del loss_config  # MSE has no settings.
-  outputs, batch_stats = _apply(params, state, images, rng, train)
+  outputs, batch_stats = _apply(params, state, images, rng, train,
+                                compute_dtype)
   return losses.autoencoder_loss(outputs, images), batch_stats
 
 
-def terms_fn_for(model, loss_config: ml_collections.ConfigDict):
-  """The objective follows the model: ELBO for VAEs, MSE for autoencoders."""
+def terms_fn_for(model, loss_config: ml_collections.ConfigDict,
+                 compute_dtype: str = "float32"):
+  """The objective follows the model: ELBO for VAEs, MSE for autoencoders.
+
+  `compute_dtype` is the models' (`precision`); the loss is float32.
+  """
   terms_fn = elbo_terms if isinstance(model, vae.VAE) else autoencoder_terms
-  return functools.partial(terms_fn, loss_config=loss_config)
+  return functools.partial(terms_fn, loss_config=loss_config,
+                           compute_dtype=compute_dtype)
 
 
 def _variables(state) -> dict[str, Any]:

@@ -23,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from vae_jax import checkpoints
+from vae_jax import device_data
 from vae_jax import finite_guard
 from vae_jax import gan_train
 from vae_jax import image_grid
@@ -96,9 +97,13 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array,
   (loss, (terms, batch_stats)), grads = jax.value_and_grad(
       objective, has_aux=True)(state.params)
   finite = finite_guard.all_finite(loss, grads)
-  updated = state.apply_gradients(grads=grads, batch_stats=batch_stats)
-  state = finite_guard.keep_if_finite(finite, updated,
-                                      state.replace(step=state.step + 1))
+  # A branch, not a select of both outcomes: only one of them is computed,
+  # and an applied update makes no extra pass over the parameters and the
+  # optimizer state.
+  state = jax.lax.cond(
+      finite,
+      lambda s: s.apply_gradients(grads=grads, batch_stats=batch_stats),
+      lambda s: s.replace(step=s.step + 1), state)
   metrics = {name: value.mean() for name, value in terms.items()}
   return state, {**metrics, "finite": finite}
 
@@ -120,9 +125,15 @@ def evaluate(jitted_eval_step, state: TrainState, eval_ds: tf.data.Dataset,
     sums = jitted_eval_step(state, sharding.to_global(batch, data_sharding),
                             jax.random.fold_in(rng, i))
     totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
+  return per_image_means(totals)
+
+
+def per_image_means(totals: dict[str, jax.Array]) -> dict[str, float]:
+  """'test_<term>' means from an eval step's sums, added over batches."""
   totals = jax.device_get(totals)
   count = totals.pop("count")
-  return {f"test_{name}": float(value / count) for name, value in totals.items()}
+  return {f"test_{name}": float(value / count)
+          for name, value in totals.items()}
 
 
 def make_jitted_steps(config: ml_collections.ConfigDict, model, mesh):
@@ -133,7 +144,7 @@ def make_jitted_steps(config: ml_collections.ConfigDict, model, mesh):
   """
   replicated = sharding.replicated(mesh)
   data_sharding = sharding.batch_sharded(mesh)
-  terms_fn = objectives.terms_fn_for(model, config.loss)
+  terms_fn = objectives.terms_fn_for(model, config.loss, config.compute_dtype)
   jitted_train_step = jax.jit(
       functools.partial(train_step, terms_fn=terms_fn),
       in_shardings=(replicated, data_sharding, replicated),
@@ -304,10 +315,28 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
                total_steps, steps_per_epoch)
   jitted_train_step, jitted_eval_step = trainer.make_jitted_steps(
       config, model, mesh)
-  batches = sharding.prefetch_to_mesh(
-      input_pipeline.train_batches(config.input, local_batch_size,
-                                   config.seed, start_step),
-      data_sharding)
+  # The host must act at these multiples of steps; between them, a
+  # device-resident split runs the steps as one compiled loop.
+  periods = (config.log_every_steps, config.checkpoint_every_steps,
+             steps_per_epoch)
+  batches_on_device = device_data.is_device_resident(config.input, image_shape)
+  logging.info("Training on %d devices; batches gathered %s.",
+               jax.device_count(), "on the devices from the split held there"
+               if batches_on_device else "on the host")
+  if batches_on_device:
+    run_steps = device_data.device_step_runner(
+        config.input, jitted_train_step, mesh, local_batch_size, config.seed,
+        train_rng, max_steps=min(periods))
+    eval_sums = device_data.device_evaluator(eval_ds, jitted_eval_step, mesh,
+                                             eval_rng)
+  else:
+    run_steps = device_data.host_step_runner(
+        sharding.prefetch_to_mesh(
+            input_pipeline.train_batches(config.input, local_batch_size,
+                                         config.seed, start_step),
+            data_sharding),
+        jitted_train_step, train_rng)
+    periods = (1,)
 
   writer = metric_writers.create_default_writer(
       workdir, just_logging=jax.process_index() > 0)
@@ -315,8 +344,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
       num_train_steps=total_steps, writer=writer)
 
   def run_eval(state, step: int) -> dict[str, float]:
-    metrics = evaluate(jitted_eval_step, state, eval_ds, eval_rng,
-                       data_sharding)
+    metrics = (per_image_means(eval_sums(state)) if batches_on_device else
+               evaluate(jitted_eval_step, state, eval_ds, eval_rng,
+                        data_sharding))
     writer.write_scalars(step, metrics)
     _write_image_grids(writer, workdir, step, image_grids(state))
     return metrics
@@ -324,10 +354,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   eval_metrics, eval_seconds = None, 0.0
   pending_metrics, nonfinite_streak, nonfinite_steps = [], 0, 0
   loop_start = time.perf_counter()
+  step = start_step
   with preemption.StopRequests() as stop_requests:
-    for step in range(start_step + 1, total_steps + 1):
-      state, metrics = jitted_train_step(state, next(batches), train_rng)
+    while step < total_steps:
+      end_step = device_data.next_stop(step, total_steps, periods)
+      state, metrics = run_steps(state, step, end_step)
       pending_metrics.append(metrics)
+      step = end_step
       report_progress(step)
       stop = stop_requests.should_stop(manager, step)
       save_now = (step % config.checkpoint_every_steps == 0
@@ -336,7 +369,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
       # otherwise; before every save too, to stop on non-finite steps first.
       if step % config.log_every_steps == 0 or save_now:
         summary, nonfinite_streak = summarize_window(
-            jax.device_get(pending_metrics), nonfinite_streak)
+            device_data.per_step_metrics(pending_metrics), nonfinite_streak)
         pending_metrics = []
         nonfinite_steps += int(summary["nonfinite_steps"])
         if nonfinite_streak >= config.max_consecutive_nonfinite:
@@ -382,6 +415,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
       "data_source": data_source,
       "devices": jax.device_count(),  # The global batch is split over these,
       "processes": jax.process_count(),  # whose hosts each read a share.
+      "batches_on_device": batches_on_device,  # See input.device_resident.
   }
   if jax.process_index() == 0:
     outputs.write_json(os.path.join(workdir, "results.json"), results)

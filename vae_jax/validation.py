@@ -42,8 +42,10 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   # pylint: disable=g-import-not-at-top
   from vae_jax import augment
   from vae_jax import datasets
+  from vae_jax import device_data
   from vae_jax import mnist_mirror
   from vae_jax import models
+  from vae_jax import precision
   from vae_jax import sharding
   from vae_jax import train
   # pylint: enable=g-import-not-at-top
@@ -63,6 +65,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   _require_choice(config, "model.name", models.MODELS)
   datasets.check_config(config.input)
   augment.check_config(config.input)
+  device_data.check_config(config.input)
+  precision.check_config(config.compute_dtype)
   if "latent_size" in config.model:  # The plain autoencoders have none.
     _require(config.model.latent_size > 0, "model.latent_size must be "
              f"positive, got {config.model.latent_size}.")

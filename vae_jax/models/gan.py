@@ -100,6 +100,8 @@ class Gan:
   discriminator: Discriminator
   latent_size: int
   num_classes: int  # 0: unconditional; else an ACGAN with this many classes.
+  # The networks' arithmetic: 'float32' or 'bfloat16' (vae_jax.precision).
+  compute_dtype: str = "float32"
 
 
 def _build(model_config: ml_collections.ConfigDict, image_shape: Sequence[int],

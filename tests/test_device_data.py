@@ -1,0 +1,179 @@
+"""The device-resident split and its compiled loop against the host path."""
+
+import functools
+import json
+import os
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+import tensorflow_datasets as tfds
+
+import gan_runs
+import mock_runs
+from vae_jax import device_data
+from vae_jax import input_pipeline
+from vae_jax import preemption
+from vae_jax import sharding
+from vae_jax import train
+from vae_jax.validation import ConfigError
+
+MOCK_EXAMPLES = 40  # 5 steps of 8 per epoch.
+
+
+def run_steps(config, chunk_ends, on_device):
+  """The state and per-step metrics after training in chunks ending at
+  `chunk_ends` (on the host path, one step at a time)."""
+  image_shape = (28, 28, 1)
+  mesh = sharding.make_mesh()
+  replicated = sharding.replicated(mesh)
+  trainer = train.TRAINERS[config.trainer]
+  model = trainer.build_model(config, image_shape)
+  state = jax.jit(functools.partial(trainer.create_train_state, config, model,
+                                    image_shape, total_steps=100),
+                  out_shardings=replicated)(jax.random.PRNGKey(0))
+  step, _ = trainer.make_jitted_steps(config, model, mesh)
+  rng = jax.device_put(jax.random.PRNGKey(1), replicated)
+  with tfds.testing.mock_data(num_examples=MOCK_EXAMPLES):
+    if on_device:
+      runner = device_data.device_step_runner(
+          config.input, step, mesh, config.batch_size, config.seed, rng,
+          max_steps=3)
+    else:
+      runner = device_data.host_step_runner(sharding.prefetch_to_mesh(
+          input_pipeline.train_batches(config.input, config.batch_size,
+                                       config.seed),
+          sharding.batch_sharded(mesh)), step, rng)
+    blocks, first = [], 0
+    for end in chunk_ends:
+      for start in ([first] if on_device else range(first, end)):
+        state, metrics = runner(state, start, end if on_device else start + 1)
+        blocks.append(metrics)
+      first = end
+  return state, device_data.per_step_metrics(blocks)
+
+
+@pytest.mark.parametrize("trainer", list(train.TRAINERS))
+def test_compiled_loop_trains_like_the_per_step_loop(tiny_config, trainer):
+  config = {"autoencoder": tiny_config,
+            "gan": gan_runs.tiny_gan_config()}[trainer]
+  chunk_ends = (2, 5, 7)  # Crosses the epoch boundary at 5.
+  device_state, device_metrics = run_steps(config, chunk_ends, on_device=True)
+  host_state, host_metrics = run_steps(config, chunk_ends, on_device=False)
+  assert int(device_state.step) == int(host_state.step) == 7
+  assert len(device_metrics) == len(host_metrics) == 7
+  # Same batches, same noise, same arithmetic: the same bits.
+  for device_value, host_value in zip(jax.tree.leaves(device_state),
+                                      jax.tree.leaves(host_state)):
+    np.testing.assert_array_equal(device_value, host_value)
+  for device_step, host_step in zip(device_metrics, host_metrics):
+    assert device_step.keys() == host_step.keys()
+    for name in host_step:
+      np.testing.assert_array_equal(device_step[name], host_step[name])
+
+
+def test_next_stop_lands_on_every_period_and_the_end():
+  stops, step = [], 0
+  while step < 20:
+    step = device_data.next_stop(step, 20, periods=(4, 6, 8))
+    stops.append(step)
+  assert stops == [4, 6, 8, 12, 16, 18, 20]
+  assert device_data.next_stop(5, 20, periods=(1,)) == 6
+
+
+def test_per_step_metrics_unstacks_loop_buffers():
+  loop = ({"loss": np.array([1.0, 2.0, 0.0]),
+           "finite": np.array([True, False, False])}, 2)  # Third unused.
+  single = ({"loss": np.float32(3.0), "finite": np.bool_(True)}, None)
+  steps = device_data.per_step_metrics([loop, single])
+  assert [float(s["loss"]) for s in steps] == [1.0, 2.0, 3.0]
+  assert [bool(s["finite"]) for s in steps] == [True, False, True]
+
+
+def test_auto_holds_unaugmented_in_memory_splits_only(tiny_config):
+  with tfds.testing.mock_data(num_examples=MOCK_EXAMPLES):
+    assert device_data.is_device_resident(tiny_config.input, (28, 28, 1))
+    tiny_config.input.rotation_degrees = 10.0
+    assert not device_data.is_device_resident(tiny_config.input, (28, 28, 1))
+    tiny_config.input.rotation_degrees = 0.0
+    tiny_config.input.in_memory = False
+    assert not device_data.is_device_resident(tiny_config.input, (28, 28, 1))
+    tiny_config.input.device_resident = "always"
+    assert device_data.is_device_resident(tiny_config.input, (28, 28, 1))
+
+
+def test_impossible_settings_are_config_errors(tiny_config):
+  tiny_config.input.device_resident = "yes"
+  with pytest.raises(ConfigError, match="device_resident 'yes' is unknown"):
+    device_data.check_config(tiny_config.input)
+  tiny_config.input.device_resident = "always"
+  tiny_config.input.brightness_jitter = 0.5
+  with pytest.raises(ConfigError, match="cannot augment"):
+    device_data.check_config(tiny_config.input)
+
+
+def run(config, workdir, num_examples):
+  with tfds.testing.mock_data(num_examples=num_examples):
+    return train.train_and_evaluate(config, str(workdir))
+
+
+def final_arrays(workdir, step):
+  path = os.path.join(workdir, "checkpoints", str(step), "default")
+  restored = ocp.StandardCheckpointer().restore(path)
+  return {jax.tree_util.keystr(p): np.asarray(x) for p, x in
+          jax.tree_util.tree_flatten_with_path(restored)[0]}
+
+
+def test_run_stopped_mid_epoch_between_checkpoints_resumes_exactly(
+    tiny_config, tmp_path, monkeypatch):
+  # 8 steps per epoch; the host acts at steps 4, 6, 8, 12, 16.
+  tiny_config.log_every_steps = 4
+  tiny_config.checkpoint_every_steps = 6
+  total_steps = 16
+  num_examples = 64
+  uninterrupted = run(tiny_config, tmp_path / "uninterrupted",
+                               num_examples)
+  assert uninterrupted["batches_on_device"]
+
+  def stop_at_step_4(requests, manager, step):
+    del manager
+    if step == 4 and not requests.signal_name:
+      requests.signal_name = "SIGTERM"
+    return requests.signal_name is not None
+
+  with monkeypatch.context() as patch:
+    patch.setattr(preemption.StopRequests, "should_stop", stop_at_step_4)
+    with pytest.raises(preemption.Preempted, match="after step 4"):
+      run(tiny_config, tmp_path / "resumed", num_examples)
+  assert [name for name in os.listdir(tmp_path / "resumed" / "checkpoints")
+          if name.isdigit()] == ["4"]
+  resumed = run(tiny_config, tmp_path / "resumed", num_examples)
+  assert resumed["start_step"] == 4
+  for name in ("test_loss", "test_recon", "test_kl", "test_mse"):
+    assert resumed[name] == uninterrupted[name]  # Bit for bit.
+  expected = final_arrays(tmp_path / "uninterrupted", total_steps)
+  for name, value in final_arrays(tmp_path / "resumed", total_steps).items():
+    np.testing.assert_array_equal(value, expected[name], err_msg=name)
+
+  tiny_config.input.device_resident = "never"
+  on_host = run(tiny_config, tmp_path / "on_host", num_examples)
+  assert not on_host["batches_on_device"]
+  for name in ("test_loss", "test_recon", "test_kl", "test_mse"):
+    assert on_host[name] == uninterrupted[name]
+
+
+def test_two_devices_train_alike_on_either_path(tmp_path, monkeypatch):
+  monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
+  results = {}
+  for mode in ("always", "never"):
+    workdir = tmp_path / mode
+    code, output = mock_runs.finish(mock_runs.start_run(
+        workdir, f"--config.input.device_resident={mode}",
+        "--config.checkpoint_every_steps=5", "--config.num_epochs=2"))
+    assert code == 0, output[-3000:]
+    results[mode] = json.loads((workdir / "results.json").read_text())
+    assert results[mode]["devices"] == 2
+  assert results["always"]["batches_on_device"]
+  for name in ("test_loss", "test_recon", "test_kl", "test_mse"):
+    assert results["always"][name] == results["never"][name]  # Bit for bit.

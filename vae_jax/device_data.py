@@ -1,0 +1,226 @@
+"""Training splits held on the devices, trained on by compiled loops.
+
+A split that fits in device memory (MNIST: 47 MB as uint8) is put on every
+device once. Each call of the loop then runs all the steps up to the next
+point where the host has work (a log step, a checkpoint, the end of an
+epoch) as one XLA while loop: batches are gathered on the devices, so
+neither Python dispatch nor host-to-device copies count per step. Batch k of
+epoch e holds the same examples as on the host path
+(`input_pipeline.epoch_batch_indices`), and step s draws its noise from
+fold_in(rng, s) either way, so both paths train on the same batches and a
+run resumes mid-epoch exactly where it stopped. The eval split's padded
+batches are held there too, and evaluated in one loop. Other datasets, and
+augmented ones (augmentation runs in tf.data), come from the host one batch
+per step, prefetched to the devices.
+"""
+
+import functools
+import math
+from typing import Any, Callable, Iterator, Sequence
+
+import jax
+from jax.experimental import multihost_utils
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from vae_jax import augment
+from vae_jax import input_pipeline
+from vae_jax import sharding
+from vae_jax.validation import ConfigError
+
+MODES = ("auto", "always", "never")
+# 'auto' keeps a split on the host above this size: the split is replicated
+# on every device, beside the model, its activations and the eval data.
+AUTO_MAX_BYTES = 2**30
+
+# (state, first_step, end_step) -> (state, metrics of steps first+1..end as
+# a `MetricsBlock`); the state is donated.
+StepRunner = Callable[[Any, int, int], tuple[Any, "MetricsBlock"]]
+# (metrics, number of steps): each leaf of `metrics` holds that many steps
+# along its first axis, or is a scalar when the number is None (one step).
+MetricsBlock = tuple[Any, int | None]
+
+
+def check_config(input_config: ml_collections.ConfigDict) -> None:
+  """Raises ConfigError for settings the device path cannot honour."""
+  mode = input_config.device_resident
+  if mode not in MODES:
+    raise ConfigError(f"input.device_resident {mode!r} is unknown; choose "
+                      f"one of {list(MODES)}.")
+  if mode == "always" and augment.is_enabled(input_config):
+    raise ConfigError(
+        "input.device_resident='always' cannot augment: augmentations run in "
+        "tf.data on the host; use 'auto' or 'never', or turn them off.")
+
+
+def is_device_resident(input_config: ml_collections.ConfigDict,
+                       image_shape: Sequence[int]) -> bool:
+  """Whether training batches come from a copy of the split on the devices."""
+  mode = input_config.device_resident
+  if mode != "auto":
+    return mode == "always"
+  split_bytes = (input_pipeline.num_train_examples(input_config)
+                 * jax.process_count() * math.prod(image_shape))
+  return (input_config.in_memory and not augment.is_enabled(input_config)
+          and split_bytes <= AUTO_MAX_BYTES)
+
+
+def put_split(local_arrays: dict[str, np.ndarray],
+              mesh: jax.sharding.Mesh) -> tuple[dict[str, jax.Array], int]:
+  """Every process's share of the split on every device, and where this
+  process's share starts in it.
+
+  Replicated rather than sharded: a batch's gather then reads only its own
+  device's copy, with no communication between devices.
+  """
+  full = multihost_utils.process_allgather(local_arrays, tiled=True)
+  replicated = sharding.replicated(mesh)
+  arrays = jax.tree.map(
+      lambda x: jax.make_array_from_process_local_data(replicated, x), full)
+  num_local = len(next(iter(local_arrays.values())))
+  return arrays, jax.process_index() * num_local
+
+
+def next_stop(step: int, total_steps: int, periods: Sequence[int]) -> int:
+  """The first step after `step` that is a multiple of one of `periods`
+  (logging, checkpoints, epochs), or the last step."""
+  return min([total_steps] + [(step // p + 1) * p for p in periods])
+
+
+def _gather_batch(arrays: dict[str, jax.Array], indices: jax.Array,
+                  input_config: ml_collections.ConfigDict) -> dict[str, Any]:
+  batch = {name: jnp.take(value, indices, axis=0, mode="clip")
+           for name, value in arrays.items()}
+  # The host path's pixels, bit for bit.
+  pixels = jnp.asarray(input_pipeline.pixel_table(input_config))
+  return {**batch, "image": pixels[batch["image"].astype(jnp.int32)]}
+
+
+def _run_steps(state, rng: jax.Array, arrays: dict[str, jax.Array],
+               epoch_indices: jax.Array, first_row: jax.Array,
+               num_steps: jax.Array, *, train_step, input_config,
+               max_steps: int):
+  """`num_steps` steps on rows first_row... of `epoch_indices`, in one loop.
+
+  Returns the state and each step's metrics in a buffer of `max_steps`.
+  """
+  gather = functools.partial(_gather_batch, input_config=input_config)
+  example = jax.eval_shape(gather, arrays, epoch_indices[0])
+  metrics_shape = jax.eval_shape(train_step, state, example, rng)[1]
+  buffer = jax.tree.map(lambda m: jnp.zeros((max_steps, *m.shape), m.dtype),
+                        metrics_shape)
+
+  def body(i, carry):
+    state, buffer = carry
+    row = jax.lax.dynamic_index_in_dim(epoch_indices, first_row + i,
+                                       keepdims=False)
+    state, metrics = train_step(state, gather(arrays, row), rng)
+    buffer = jax.tree.map(lambda b, m: b.at[i].set(m), buffer, metrics)
+    return state, buffer
+
+  # A while loop with a traced trip count: one compilation serves every
+  # chunk length, where lax.scan would compile once per length.
+  return jax.lax.fori_loop(0, num_steps, body, (state, buffer))
+
+
+def device_step_runner(input_config: ml_collections.ConfigDict,
+                       jitted_train_step, mesh: jax.sharding.Mesh,
+                       local_batch_size: int, seed: int, rng: jax.Array,
+                       max_steps: int) -> StepRunner:
+  """Steps on the split held on the devices, `max_steps` at most per call.
+
+  `jitted_train_step` is a trainer's (`train.Trainer.make_jitted_steps`):
+  traced into the loop, its shardings keep the batch split over the data
+  axis.
+  """
+  local_arrays = input_pipeline.load_in_memory(input_config)
+  num_local = len(local_arrays["label"])
+  arrays, offset = put_split(local_arrays, mesh)
+  del local_arrays
+  replicated = sharding.replicated(mesh)
+  # [steps, global batch]: each process's columns index its own share.
+  index_sharding = jax.sharding.NamedSharding(
+      mesh, jax.sharding.PartitionSpec(None, sharding.DATA_AXIS))
+  run_steps = jax.jit(
+      functools.partial(_run_steps, train_step=jitted_train_step,
+                        input_config=input_config, max_steps=max_steps),
+      in_shardings=(replicated, replicated, replicated, index_sharding,
+                    replicated, replicated),
+      out_shardings=replicated, donate_argnums=0)
+  steps_per_epoch = num_local // local_batch_size
+  epoch_indices = {}  # The current epoch's only.
+
+  def run(state, first_step: int, end_step: int):
+    epoch, first_row = divmod(first_step, steps_per_epoch)
+    if epoch not in epoch_indices:
+      epoch_indices.clear()
+      local = input_pipeline.epoch_batch_indices(seed, epoch, num_local,
+                                                 local_batch_size) + offset
+      epoch_indices[epoch] = jax.make_array_from_process_local_data(
+          index_sharding, local)
+    num_steps = end_step - first_step
+    state, buffer = run_steps(state, rng, arrays, epoch_indices[epoch],
+                              np.int32(first_row), np.int32(num_steps))
+    return state, (buffer, num_steps)
+
+  return run
+
+
+def _eval_sums(state, rng: jax.Array, batches: dict[str, jax.Array], *,
+               eval_step) -> dict[str, jax.Array]:
+  """`eval_step`'s sums over `batches` ([num_batches, batch, ...]), added
+  in the order `train.evaluate` adds them, with its keys."""
+  def sums(i):
+    batch = jax.tree.map(lambda x: x[i], batches)
+    return eval_step(state, batch, jax.random.fold_in(rng, i))
+
+  num_batches = len(next(iter(batches.values())))
+  return jax.lax.fori_loop(
+      1, num_batches,
+      lambda i, totals: jax.tree.map(jnp.add, totals, sums(i)), sums(0))
+
+
+def device_evaluator(eval_ds, jitted_eval_step, mesh: jax.sharding.Mesh,
+                     rng: jax.Array) -> Callable[[Any], dict[str, jax.Array]]:
+  """state -> sums of the eval split's terms, from a copy on the devices.
+
+  `eval_ds` gives this process's padded batches (`input_pipeline.
+  eval_dataset`); held on the devices, evaluation is one compiled loop with
+  the same keys and sums as `train.evaluate`.
+  """
+  local = list(eval_ds.as_numpy_iterator())
+  batch_sharding = jax.sharding.NamedSharding(
+      mesh, jax.sharding.PartitionSpec(None, sharding.DATA_AXIS))
+  batches = {name: jax.make_array_from_process_local_data(
+      batch_sharding, np.stack([batch[name] for batch in local]))
+             for name in local[0]}
+  replicated = sharding.replicated(mesh)
+  eval_sums = jax.jit(functools.partial(_eval_sums, eval_step=jitted_eval_step),
+                      in_shardings=(replicated, replicated, batch_sharding),
+                      out_shardings=replicated)
+  return lambda state: eval_sums(state, rng, batches)
+
+
+def host_step_runner(batches: Iterator[Any], jitted_train_step,
+                     rng: jax.Array) -> StepRunner:
+  """One step per call, on the next of `batches` (global arrays)."""
+
+  def run(state, first_step: int, end_step: int):
+    del first_step, end_step  # Always one step: batches come in order.
+    state, metrics = jitted_train_step(state, next(batches), rng)
+    return state, (metrics, None)
+
+  return run
+
+
+def per_step_metrics(blocks: list[MetricsBlock]) -> list[dict[str, Any]]:
+  """Host copies of `blocks` as one metrics dict per step, in order."""
+  steps = []
+  for metrics, num_steps in jax.device_get(blocks):
+    if num_steps is None:
+      steps.append(metrics)
+    else:
+      steps.extend(jax.tree.map(lambda v, i=i: v[i], metrics)
+                   for i in range(num_steps))
+  return steps
