@@ -1,4 +1,5 @@
-"""Installs vae_jax: `pip install -e .` (library) or `pip install -e '.[test]'`."""
+"""Installs vae_jax: `pip install -e .` (library), `pip install -e '.[test]'`
+(tests) or `pip install -e '.[notebooks]'` (colabs/ in a local Jupyter)."""
 
 import setuptools
 
@@ -24,9 +25,19 @@ INSTALL_REQUIRES = [
     "tensorflow-datasets>=4.9.6",
 ]
 
+# What the notebooks in colabs/ need beside the library (Colab has both).
+# Not in INSTALL_REQUIRES: they bring IPython and Jupyter's widget packages,
+# which training jobs never use; vae_jax.explore imports ipywidgets lazily.
+NOTEBOOK_REQUIRES = [
+    "ipykernel>=6.0",
+    "ipywidgets>=8.0",
+]
+
 TEST_REQUIRES = [
+    "papermill>=2.6",  # Runs each notebook with its parameters overridden.
     "pytest>=8.0",
     "pytest-xdist>=3.5",
+    *NOTEBOOK_REQUIRES,
 ]
 
 setuptools.setup(
@@ -39,7 +50,7 @@ setuptools.setup(
     packages=setuptools.find_packages(include=["vae_jax", "vae_jax.*"]),
     python_requires=">=3.11",
     install_requires=INSTALL_REQUIRES,
-    extras_require={"test": TEST_REQUIRES},
+    extras_require={"notebooks": NOTEBOOK_REQUIRES, "test": TEST_REQUIRES},
     classifiers=[
         "Programming Language :: Python :: 3.11",
         "Programming Language :: Python :: 3.12",

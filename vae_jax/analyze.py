@@ -49,7 +49,7 @@ INTERPOLATION_STEPS = 10
 NO_PRIOR = "a plain autoencoder has no prior to sample from"
 
 
-def _title(run: trained.TrainedRun, what: str) -> str:
+def run_title(run: trained.TrainedRun, what: str) -> str:
   config, shape = run.config, "x".join(map(str, run.image_shape))
   if run.variational:
     model = (f"latent {run.model.latent_size}, {config.loss.likelihood}, "
@@ -61,7 +61,7 @@ def _title(run: trained.TrainedRun, what: str) -> str:
           f"{model}; run {name!r} at step {run.step}")
 
 
-def _input_config(
+def input_config_for(
     run: trained.TrainedRun,
     attribute: str | None) -> tuple[ml_collections.ConfigDict, str]:
   """The run's input config, with `attribute` read too; the label's name."""
@@ -104,11 +104,20 @@ def _traversal_center(center: str, mu: np.ndarray) -> tuple[np.ndarray, str]:
   return mu[int(center)], f"the posterior mean of test image {center}"
 
 
-def _interpolation_figure(run, test_set, label_name: str):
+def default_pairs(test_set: trained.EncodedSplit) -> list[tuple[int, int]]:
+  """Pairs of kept test images to interpolate, mostly of different classes."""
+  return latent_metrics.interpolation_pairs(
+      test_set.labels[:len(test_set.images)])
+
+
+def interpolation_figure(run: trained.TrainedRun,
+                         test_set: trained.EncodedSplit, label_name: str,
+                         pairs: list[tuple[int, int]] | None = None):
+  """Linear and spherical paths between the codes of each pair of kept test
+  images (indices into `test_set.images`; `default_pairs` if None)."""
   t = np.linspace(0.0, 1.0, INTERPOLATION_STEPS)
   rows, row_labels = [], []
-  kept_labels = test_set.labels[:len(test_set.images)]
-  for a, b in latent_metrics.interpolation_pairs(kept_labels):
+  for a, b in default_pairs(test_set) if pairs is None else pairs:
     ends = test_set.images[[a, b]]
     for path_name, path in (("linear", latent_metrics.lerp),
                             ("slerp", latent_metrics.slerp)):
@@ -118,19 +127,42 @@ def _interpolation_figure(run, test_set, label_name: str):
       row_labels.append(f"{label_name} {test_set.labels[a]}→"
                         f"{test_set.labels[b]}, {path_name}")
   code = "posterior means" if run.variational else "codes"
-  return plots.image_rows(rows, row_labels, _title(
+  return plots.image_rows(rows, row_labels, run_title(
       run, f"Interpolation between the {code} of two test images (first and "
       f"last column), decoded at {INTERPOLATION_STEPS} points"))
 
 
-def _reconstructions_figure(run, test_set, num: int):
+def reconstructions_figure(run: trained.TrainedRun,
+                           test_set: trained.EncodedSplit, num: int):
+  """The first `num` kept test images over their reconstructions."""
   originals = test_set.images[:num]
   recons = trained.reconstruct(run, test_set.model_images[:num])
   rows, row_labels = [], []
   for start in range(0, len(originals), 16):
     rows += [originals[start:start + 16], recons[start:start + 16]]
     row_labels += ["test images", "reconstructions"]
-  return plots.image_rows(rows, row_labels, _title(run, "Reconstructions"))
+  return plots.image_rows(rows, row_labels, run_title(run, "Reconstructions"))
+
+
+def samples_figure(run: trained.TrainedRun, samples: np.ndarray):
+  """Four rows of a VAE's uint8 `samples` (a multiple of 4 of them)."""
+  return plots.image_rows(
+      list(samples.reshape(4, -1, *samples.shape[1:])), None,
+      run_title(run, f"{len(samples)} samples: decoded means of z ~ N(0, I)"))
+
+
+def traversal_figure(run: trained.TrainedRun, center: np.ndarray,
+                     center_name: str, dims: tuple[int, int]):
+  """Decodings of `center` [D] with z[dims] set over TRAVERSAL_VALUES."""
+  n = len(TRAVERSAL_VALUES)
+  codes = np.tile(center, (n, n, 1))
+  codes[:, :, dims[0]] = TRAVERSAL_VALUES[:, None]
+  codes[:, :, dims[1]] = TRAVERSAL_VALUES[None, :]
+  grid = trained.decode(run, codes.reshape(n * n, -1))
+  return plots.traversal(
+      grid.reshape(n, n, *grid.shape[1:]), TRAVERSAL_VALUES, dims, run_title(
+          run, f"Traversal of z[{dims[0]}] and z[{dims[1]}] around "
+          f"{center_name}; other dims fixed"))
 
 
 def _variational_items(run, test_set, report: dict[str, Any], *, dims,
@@ -150,35 +182,31 @@ def _variational_items(run, test_set, report: dict[str, Any], *, dims,
   # The same measure on test images, so the number above has a scale.
   report["test_image_diversity"] = latent_metrics.mean_pairwise_distance(
       test_set.images[:NUM_SAMPLES] / 255)
-  figures = {"samples.png": plots.image_rows(
-      list(samples.reshape(4, -1, *samples.shape[1:])), None,
-      _title(run, f"{NUM_SAMPLES} samples: decoded means of z ~ N(0, I)"))}
-  n = len(TRAVERSAL_VALUES)
-  codes = np.tile(center, (n, n, 1))
-  codes[:, :, dims[0]] = TRAVERSAL_VALUES[:, None]
-  codes[:, :, dims[1]] = TRAVERSAL_VALUES[None, :]
-  grid = trained.decode(run, codes.reshape(n * n, -1))
   report["traversal"] = {"dims": list(dims), "center": center_name}
-  figures["traversal.png"] = plots.traversal(
-      grid.reshape(n, n, *grid.shape[1:]), TRAVERSAL_VALUES, dims, _title(
-          run, f"Traversal of z[{dims[0]}] and z[{dims[1]}] around "
-          f"{center_name}; other dims fixed"))
-  return figures
+  return {"samples.png": samples_figure(run, samples),
+          "traversal.png": traversal_figure(run, center, center_name, dims)}
 
 
-def _latent_2d(run, test_set, label_name: str, num_points: int, seed: int,
-               report: dict[str, Any]):
-  """The 2-D map of a random subset of codes; their class separation."""
+def latent_2d_figure(run: trained.TrainedRun, test_set: trained.EncodedSplit,
+                     label_name: str, num_points: int, seed: int):
+  """The 2-D map of `num_points` random test codes; their class separation."""
   chosen = np.random.default_rng(seed).permutation(len(test_set.labels))[
       :num_points]
   codes, labels = test_set.codes[chosen], test_set.labels[chosen]
-  report["class_separation"] = {
-      "label": label_name, "num_points": len(codes),
-      **latent_metrics.class_separation(codes, labels, seed)}
+  separation = {"label": label_name, "num_points": len(codes),
+                **latent_metrics.class_separation(codes, labels, seed)}
   coords, method = latent_metrics.embed_2d(codes, seed)
   code = "posterior means" if run.variational else "codes"
-  return plots.latent_scatter(coords, labels, label_name, _title(
-      run, f"{method} of the {code} of {len(codes)} test images"), method)
+  title = run_title(run, f"{method} of the {code} of {len(codes)} test images")
+  return (plots.latent_scatter(coords, labels, label_name, title, method),
+          separation)
+
+
+def learning_curves_figure(run: trained.TrainedRun):
+  """The run's curves from its TensorBoard events; None if it logged none."""
+  return plots.learning_curves(event_logs.read_scalars(run.workdir),
+                               run.variational,
+                               run_title(run, "Learning curves"), run.step)
 
 
 def _check_counts(**counts: int) -> None:
@@ -205,7 +233,7 @@ def analyze(workdir: str, *, step: int | None = None, num: int = 10,
     return gan_analysis.analyze(workdir, step=step, seed=seed)
   run = trained.load(workdir, step)
   _check_traversal_options(run, dims, traversal_center)
-  input_config, label_name = _input_config(run, attribute)
+  input_config, label_name = input_config_for(run, attribute)
   eval_rng, sample_rng, iwae_rng = jax.random.split(jax.random.PRNGKey(seed), 3)
   report = {"workdir": os.path.abspath(workdir), "model": run.config.model.name,
             "dataset": run.config.input.dataset, "step": run.step,
@@ -224,9 +252,9 @@ def analyze(workdir: str, *, step: int | None = None, num: int = 10,
       num_keep=max(num, NUM_SAMPLES, 200))
   report["num_test_images"] = len(test_set.labels)
   report["seconds"]["evaluate"] = time.perf_counter() - clock
-  figures = {"reconstructions.png": _reconstructions_figure(run, test_set, num),
-             "interpolation.png": _interpolation_figure(run, test_set,
-                                                        label_name)}
+  figures = {"reconstructions.png": reconstructions_figure(run, test_set, num),
+             "interpolation.png": interpolation_figure(run, test_set,
+                                                       label_name)}
   if run.variational:
     figures.update(_variational_items(run, test_set, report, dims=dims,
                                       traversal_center=traversal_center,
@@ -245,8 +273,8 @@ def analyze(workdir: str, *, step: int | None = None, num: int = 10,
         mnist_source=run.config.input.mnist_source))
     report["seconds"]["mnist_metrics"] = time.perf_counter() - clock
   clock = time.perf_counter()
-  figures["latent_2d.png"] = _latent_2d(run, test_set, label_name, num_points,
-                                        seed, report)
+  figures["latent_2d.png"], report["class_separation"] = latent_2d_figure(
+      run, test_set, label_name, num_points, seed)
   report["seconds"]["latent_2d"] = time.perf_counter() - clock
   if run.variational and iwae_k:
     clock = time.perf_counter()
@@ -256,9 +284,7 @@ def analyze(workdir: str, *, step: int | None = None, num: int = 10,
     report["iwae_examples"] = min(iwae_examples, len(test_set.labels))
     report["seconds"]["iwae"] = time.perf_counter() - clock
 
-  curves = plots.learning_curves(event_logs.read_scalars(workdir),
-                                run.variational,
-                                _title(run, "Learning curves"), run.step)
+  curves = learning_curves_figure(run)
   if curves is None:
     report["skipped"]["learning_curves.png"] = "no scalars in the event files"
   else:

@@ -7,9 +7,14 @@ model, run and step.
 VAEs show decoded means of z ~ N(0, I); GANs their generator's images, an
 ACGAN's cycling through the classes. Every model gets the same --seed.
 Models may differ in image size: each has its own panel.
+
+For colabs/vae_vs_gan.ipynb, `sample_metrics` has the project's MNIST
+classifier judge a run's samples (the Fréchet distance of its features; an
+ACGAN's conditioning accuracy) and `metrics_table` lines the runs up.
 """
 
 import os
+from typing import Any
 
 from absl import app
 from absl import flags
@@ -18,6 +23,8 @@ from matplotlib import figure as mpl_figure
 import numpy as np
 import tensorflow as tf
 
+from vae_jax import classifier
+from vae_jax import gan_analysis
 from vae_jax import image_grid
 from vae_jax import outputs
 from vae_jax import sample
@@ -29,16 +36,66 @@ _INCHES_PER_IMAGE = 0.6
 _NUM_COLS = 10
 
 
+def describe(run: trained.TrainedRun) -> str:
+  """The run in words: "mlp_vae on mnist, run 'vae_mnist', step 14040"."""
+  name = os.path.basename(os.path.normpath(run.workdir))
+  return (f"{run.config.model.name} on {run.config.input.dataset}, "
+          f"run {name!r}, step {run.step}")
+
+
+def labelled_samples(run: trained.TrainedRun, num_samples: int,
+                     seed: int) -> tuple[np.ndarray, str]:
+  """uint8 samples [N, H, W, C] of a loaded run, and its label."""
+  images = sample.sample_images(run, num_samples, seed=seed)
+  conditional = run.adversarial and run.model.num_classes
+  return images, (describe(run) +
+                  (", classes in turn" if conditional else ""))
+
+
 def model_samples(workdir: str, num_samples: int, seed: int,
                   step: int | None = None) -> tuple[np.ndarray, str]:
   """uint8 samples [N, H, W, C] of the run in `workdir`, and its label."""
-  run = trained.load(workdir, step)
-  images = sample.sample_images(run, num_samples, seed=seed)
-  conditional = run.adversarial and run.model.num_classes
-  name = os.path.basename(os.path.normpath(workdir))
-  return images, (f"{run.config.model.name} on {run.config.input.dataset}, "
-                  f"run {name!r}, step {run.step}"
-                  f"{', classes in turn' if conditional else ''}")
+  return labelled_samples(trained.load(workdir, step), num_samples, seed)
+
+
+def sample_metrics(run: trained.TrainedRun, num_samples: int,
+                   seed: int) -> dict[str, Any]:
+  """The MNIST classifier's verdict on `num_samples` samples of a run.
+
+  `classifier.sample_metrics`: the Fréchet distance of its features to the
+  test set's, and for an ACGAN how often it recognizes the digit asked for.
+  """
+  if run.config.input.dataset != "mnist":
+    raise validation.UserInputError(
+        f"the classifier judges MNIST samples; {run.workdir!r} was trained "
+        f"on {run.config.input.dataset}.")
+  labels = None
+  if run.adversarial:
+    z, classes = gan_analysis.random_inputs(run, num_samples, seed)
+    images = gan_analysis.sample(run, z, classes)
+    if run.model.num_classes:
+      labels = classes
+  else:
+    images = sample.sample_images(run, num_samples, seed=seed)
+  return classifier.sample_metrics(
+      images, labels, data_dir=run.config.input.data_dir,
+      mnist_source=run.config.input.mnist_source)
+
+
+def metrics_table(entries: list[tuple[str, dict[str, Any]]]) -> str:
+  """(name, `sample_metrics`) pairs as an aligned plain-text table."""
+  rows = [("model", "Fréchet distance", "real-image floor",
+           "conditioning accuracy")]
+  for name, metrics in entries:
+    accuracy = metrics.get("conditioning_accuracy")
+    rows.append((name,
+                 f"{metrics['frechet_distance_classifier_features']:.3f}",
+                 f"{metrics['frechet_distance_real_train_images']:.3f}",
+                 "-" if accuracy is None else f"{accuracy:.3f}"))
+  widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+  return "\n".join("  ".join([row[0].ljust(widths[0])] + [
+      text.rjust(width) for text, width in zip(row[1:], widths[1:])])
+                   for row in rows)
 
 
 def comparison_figure(entries: list[tuple[np.ndarray, str]], title: str = "",

@@ -121,6 +121,13 @@ def pairs_figure(run: trained.TrainedRun, seed: int, num_cols: int = NUM_PAIRS):
       run, "Each column one z, each row the class it is generated for"))
 
 
+def learning_curves_figure(run: trained.TrainedRun):
+  """The run's losses and accuracies from its TensorBoard events; None if
+  it logged none."""
+  return gan_curves.learning_curves(event_logs.read_scalars(run.workdir),
+                                    title(run, "Learning curves"), run.step)
+
+
 def analyze(workdir: str, *, step: int | None = None, seed: int = 0,
             num_metric_samples: int = NUM_METRIC_SAMPLES) -> dict[str, Any]:
   """Writes WORKDIR/analysis/ for a GAN run; returns analysis.json's payload."""
@@ -143,9 +150,7 @@ def analyze(workdir: str, *, step: int | None = None, seed: int = 0,
   figures = {"samples.png": samples_figure(run, seed)}
   if run.model.num_classes:
     figures["pairs.png"] = pairs_figure(run, seed)
-  curves = gan_curves.learning_curves(
-      event_logs.read_scalars(workdir), title(run, "Learning curves"),
-      run.step)
+  curves = learning_curves_figure(run)
   if curves is not None:
     figures["learning_curves.png"] = curves
   if run.config.input.dataset == "mnist":

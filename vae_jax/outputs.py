@@ -7,6 +7,7 @@ be local or on any filesystem `tf.io.gfile` knows (gs://...).
 """
 
 import contextlib
+import io
 import json
 import os
 from typing import Any, Iterator
@@ -41,7 +42,14 @@ def write_png(path: str, image: np.ndarray) -> None:
     f.write(tf.io.encode_png(image).numpy())
 
 
+def figure_png(figure) -> bytes:
+  """A matplotlib figure as PNG bytes, as `save_figure` writes it."""
+  buffer = io.BytesIO()
+  figure.savefig(buffer, format="png", dpi=figure.dpi, bbox_inches="tight")
+  return buffer.getvalue()
+
+
 def save_figure(path: str, figure) -> None:
   """A matplotlib figure to `path` as PNG."""
   with atomic_open(path, "wb") as f:
-    figure.savefig(f, format="png", dpi=figure.dpi, bbox_inches="tight")
+    f.write(figure_png(figure))

@@ -67,6 +67,22 @@ def image_rows(rows: Sequence[np.ndarray], row_labels: Sequence[str] | None,
   return fig
 
 
+def image_panels(images: np.ndarray, captions: Sequence[str], title: str,
+                 inches_per_image: float = 2.0) -> mpl_figure.Figure:
+  """A few images side by side, large, each captioned below."""
+  fig = mpl_figure.Figure(
+      figsize=(len(images) * inches_per_image, inches_per_image + 1.0),
+      dpi=100, layout="constrained")
+  for ax, image, caption in zip(fig.subplots(1, len(images), squeeze=False)[0],
+                                images, captions):
+    _show(ax, image)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_xlabel(caption, fontsize=8)
+  fig.suptitle(title, fontsize=9)
+  return fig
+
+
 def _pad_row(row: np.ndarray, num_cols: int) -> np.ndarray:
   """A short row filled out with white images so rows stay aligned."""
   filler = np.full((num_cols - len(row), *row.shape[1:]), 255, row.dtype)
