@@ -136,9 +136,9 @@ def test_run_stopped_mid_epoch_between_checkpoints_resumes_exactly(
                                num_examples)
   assert uninterrupted["batches_on_device"]
 
-  def stop_at_step_4(requests, manager, step):
-    del manager
-    if step == 4 and not requests.signal_name:
+  def stop_at_step_4(requests, manager, first_step, last_step):
+    del manager, first_step
+    if last_step == 4 and not requests.signal_name:
       requests.signal_name = "SIGTERM"
     return requests.signal_name is not None
 

@@ -79,9 +79,9 @@ def test_sigkill_mid_save_resumes_identically(uninterrupted, tmp_path):
 def test_ctrl_c_requests_a_stop_and_a_second_one_interrupts():
   previous = signal.getsignal(signal.SIGINT)
   with preemption.StopRequests() as requests:
-    assert not requests.should_stop(manager=None, step=1)
+    assert not requests.should_stop(manager=None, first_step=1, last_step=1)
     os.kill(os.getpid(), signal.SIGINT)
-    assert requests.should_stop(manager=None, step=1)
+    assert requests.should_stop(manager=None, first_step=1, last_step=1)
     assert requests.signal_name == "SIGINT"
     with pytest.raises(KeyboardInterrupt):
       os.kill(os.getpid(), signal.SIGINT)

@@ -60,7 +60,15 @@ class StopRequests:
     logging.warning("Received %s: stopping after this step's checkpoint.",
                     self.signal_name)
 
-  def should_stop(self, manager: ocp.CheckpointManager, step: int) -> bool:
-    if jax.process_count() > 1 and manager.reached_preemption(step):
+  def should_stop(self, manager: ocp.CheckpointManager, first_step: int,
+                  last_step: int) -> bool:
+    """Whether to stop after `last_step`, having run steps `first_step`..
+    `last_step` since the last call (one compiled loop may run several)."""
+    # JAX's coordination service picks one step at which every process
+    # stops; it is reached only if each step is reported (a list, not a
+    # short-circuiting generator).
+    if jax.process_count() > 1 and any(
+        [manager.reached_preemption(step)
+         for step in range(first_step, last_step + 1)]):
       self.signal_name = "a preemption notice"
     return self.signal_name is not None

@@ -360,9 +360,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
       end_step = device_data.next_stop(step, total_steps, periods)
       state, metrics = run_steps(state, step, end_step)
       pending_metrics.append(metrics)
-      step = end_step
+      first_step, step = step + 1, end_step
       report_progress(step)
-      stop = stop_requests.should_stop(manager, step)
+      stop = stop_requests.should_stop(manager, first_step, step)
       save_now = (step % config.checkpoint_every_steps == 0
                   or step == total_steps or stop)
       # Host reads happen only here, so the device queue stays full
