@@ -12,6 +12,7 @@ import tensorflow_datasets as tfds
 from conftest import REPO_ROOT
 from conftest import make_tiny_config
 from conftest import save_untrained_run
+from vae_jax import outputs
 from vae_jax import sample
 from vae_jax import validation
 
@@ -47,7 +48,7 @@ def test_samples_are_uint8_images_and_follow_the_seed(runs, tmp_path):
                                 images[:3])
   assert not np.array_equal(run_sample(runs["vae"], 3, seed=2), images[:3])
   path = tmp_path / "new" / "samples.npz"
-  sample.check_output(str(path))
+  outputs.check_output_path(str(path), ".npz")
   sample.write_samples(str(path), images)
   np.testing.assert_array_equal(np.load(path)["images"], images)
 
@@ -64,9 +65,9 @@ def test_bad_output_paths_are_user_errors(tmp_path):
   blocker = tmp_path / "file"
   blocker.write_text("x")
   with pytest.raises(validation.UserInputError, match="cannot create the"):
-    sample.check_output(str(blocker / "samples.npz"))
+    outputs.check_output_path(str(blocker / "samples.npz"), ".npz")
   with pytest.raises(validation.UserInputError, match="must end in .npz"):
-    sample.check_output(str(tmp_path / "samples.png"))
+    outputs.check_output_path(str(tmp_path / "samples.png"), ".npz")
 
 
 def test_command_line_error_is_one_line(runs):

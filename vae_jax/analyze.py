@@ -22,13 +22,12 @@ from typing import Any
 
 from absl import app
 from absl import flags
-from absl import logging
 import jax
 import ml_collections
 import numpy as np
-import tensorflow as tf
 
 from vae_jax import classifier
+from vae_jax import command_line
 from vae_jax import datasets
 from vae_jax import event_logs
 from vae_jax import gan_analysis
@@ -289,12 +288,8 @@ def analyze(workdir: str, *, step: int | None = None, num: int = 10,
     report["skipped"]["learning_curves.png"] = "no scalars in the event files"
   else:
     figures["learning_curves.png"] = curves
-  out_dir = os.path.join(workdir, "analysis")
-  tf.io.gfile.makedirs(out_dir)
-  for name, figure in figures.items():
-    outputs.save_figure(os.path.join(out_dir, name), figure)
   report["seconds"]["total"] = time.perf_counter() - start
-  outputs.write_json(os.path.join(out_dir, "analysis.json"), report)
+  outputs.write_analysis(os.path.join(workdir, "analysis"), figures, report)
   return report
 
 
@@ -339,17 +334,13 @@ def _parse_dims(text: str | None) -> tuple[int, ...] | None:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  logging.set_verbosity(logging.WARNING)  # Orbax logs every read at INFO.
-  tf.config.set_visible_devices([], "GPU")  # TF only reads data.
-  try:
+  with command_line.reporting_user_errors():
     report = analyze(
         FLAGS.workdir, step=FLAGS.step, num=FLAGS.num,
         dims=_parse_dims(FLAGS.dims), traversal_center=FLAGS.traversal_center,
         attribute=FLAGS.attribute, iwae_k=FLAGS.iwae_k,
         iwae_examples=FLAGS.iwae_examples, num_points=FLAGS.num_points,
         seed=FLAGS.seed)
-  except validation.UserInputError as e:
-    raise SystemExit(f"vae_jax: error: {e}") from None
   print(f"Wrote {os.path.join(FLAGS.workdir, 'analysis')} in "
         f"{report['seconds']['total']:.0f} s.")
 

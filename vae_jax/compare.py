@@ -18,12 +18,11 @@ from typing import Any
 
 from absl import app
 from absl import flags
-from absl import logging
 from matplotlib import figure as mpl_figure
 import numpy as np
-import tensorflow as tf
 
 from vae_jax import classifier
+from vae_jax import command_line
 from vae_jax import gan_analysis
 from vae_jax import image_grid
 from vae_jax import outputs
@@ -125,16 +124,6 @@ def comparison_figure(entries: list[tuple[np.ndarray, str]], title: str = "",
   return fig
 
 
-def _check_output(path: str) -> None:
-  if not path.endswith(".png"):
-    raise validation.UserInputError(f"--output {path!r} must end in .png.")
-  if tf.io.gfile.isdir(path):
-    raise validation.UserInputError(f"--output {path!r} is a directory.")
-  folder = os.path.dirname(path)
-  if folder:
-    tf.io.gfile.makedirs(folder)
-
-
 def compare(workdirs: list[str], output: str, *, num_samples: int = 20,
             seed: int = 0, steps: list[int | None] | None = None) -> None:
   """Writes `output`: `num_samples` samples of each run in `workdirs`."""
@@ -147,7 +136,7 @@ def compare(workdirs: list[str], output: str, *, num_samples: int = 20,
   if len(steps) != len(workdirs):
     raise validation.UserInputError(
         f"--steps has {len(steps)} entries for {len(workdirs)} workdirs.")
-  _check_output(output)  # Before the slow part.
+  outputs.check_output_path(output, ".png")  # Before the slow part.
   entries = [model_samples(workdir, num_samples, seed, step)
              for workdir, step in zip(workdirs, steps)]
   outputs.save_figure(output, comparison_figure(entries, (
@@ -179,13 +168,9 @@ def _parse_steps(texts: list[str] | None) -> list[int | None] | None:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  logging.set_verbosity(logging.WARNING)  # Orbax logs every read at INFO.
-  tf.config.set_visible_devices([], "GPU")  # TF only reads data.
-  try:
+  with command_line.reporting_user_errors():
     compare(FLAGS.workdirs, FLAGS.output, num_samples=FLAGS.num_samples,
             seed=FLAGS.seed, steps=_parse_steps(FLAGS.steps))
-  except validation.UserInputError as e:
-    raise SystemExit(f"vae_jax: error: {e}") from None
   print(FLAGS.output)
 
 

@@ -18,7 +18,6 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import tensorflow as tf
 
 from vae_jax import classifier
 from vae_jax import event_logs
@@ -161,10 +160,6 @@ def analyze(workdir: str, *, step: int | None = None, seed: int = 0,
         data_dir=run.config.input.data_dir,
         mnist_source=run.config.input.mnist_source))
     report["seconds"]["mnist_metrics"] = time.perf_counter() - clock
-  out_dir = os.path.join(workdir, "analysis")
-  tf.io.gfile.makedirs(out_dir)
-  for name, figure in figures.items():
-    outputs.save_figure(os.path.join(out_dir, name), figure)
   report["seconds"]["total"] = time.perf_counter() - start
-  outputs.write_json(os.path.join(out_dir, "analysis.json"), report)
+  outputs.write_analysis(os.path.join(workdir, "analysis"), figures, report)
   return report

@@ -15,6 +15,8 @@ from typing import Any, Iterator
 import numpy as np
 import tensorflow as tf
 
+from vae_jax import validation
+
 
 @contextlib.contextmanager
 def atomic_open(path: str, mode: str = "w") -> Iterator[Any]:
@@ -27,6 +29,33 @@ def atomic_open(path: str, mode: str = "w") -> Iterator[Any]:
   finally:
     if tf.io.gfile.exists(tmp_path):
       tf.io.gfile.remove(tmp_path)
+
+
+def check_output_path(path: str, extension: str) -> None:
+  """Makes the folder of a command's --output `path`; fails in one line when
+  `path` cannot hold the file or lacks `extension` ('.png')."""
+  if not path.endswith(extension):
+    raise validation.UserInputError(
+        f"--output {path!r} must end in {extension}.")
+  if tf.io.gfile.isdir(path):
+    raise validation.UserInputError(f"--output {path!r} is a directory.")
+  folder = os.path.dirname(path)
+  try:
+    if folder:
+      tf.io.gfile.makedirs(folder)
+  except (tf.errors.OpError, OSError) as e:
+    raise validation.UserInputError(
+        f"cannot create the folder of --output {path!r} "
+        f"({type(e).__name__}).") from None
+
+
+def write_analysis(out_dir: str, figures: dict[str, Any],
+                   report: dict[str, Any]) -> None:
+  """An analysis: each figure as out_dir/<name>, then analysis.json."""
+  tf.io.gfile.makedirs(out_dir)
+  for name, figure in figures.items():
+    save_figure(os.path.join(out_dir, name), figure)
+  write_json(os.path.join(out_dir, "analysis.json"), report)
 
 
 def write_json(path: str, payload: Any) -> None:

@@ -12,35 +12,17 @@ lowest), or every class in turn. Plain autoencoders have no prior to sample.
 """
 
 import io
-import os
 
 from absl import app
 from absl import flags
-from absl import logging
 import jax
 import numpy as np
-import tensorflow as tf
 
+from vae_jax import command_line
 from vae_jax import gan_analysis
 from vae_jax import outputs
 from vae_jax import trained
 from vae_jax import validation
-
-
-def check_output(path: str) -> None:
-  """Makes `path`'s folder; fails in one line when it cannot hold the file."""
-  if not path.endswith(".npz"):
-    raise validation.UserInputError(f"--output {path!r} must end in .npz.")
-  if tf.io.gfile.isdir(path):
-    raise validation.UserInputError(f"--output {path!r} is a directory.")
-  folder = os.path.dirname(path)
-  try:
-    if folder:
-      tf.io.gfile.makedirs(folder)
-  except (tf.errors.OpError, OSError) as e:
-    raise validation.UserInputError(
-        f"cannot create the folder of --output {path!r} "
-        f"({type(e).__name__}).") from None
 
 
 def sample_images(run: trained.TrainedRun, num_samples: int, *,
@@ -103,15 +85,11 @@ def _define_flags() -> None:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  logging.set_verbosity(logging.WARNING)  # Orbax logs every read at INFO.
-  tf.config.set_visible_devices([], "GPU")  # TF only reads data.
-  try:
-    check_output(FLAGS.output)  # Before the slow part.
+  with command_line.reporting_user_errors():
+    outputs.check_output_path(FLAGS.output, ".npz")  # Before the slow part.
     images = sample(FLAGS.workdir, FLAGS.num_samples, step=FLAGS.step,
                     label=FLAGS.label, seed=FLAGS.seed)
     write_samples(FLAGS.output, images)
-  except validation.UserInputError as e:
-    raise SystemExit(f"vae_jax: error: {e}") from None
   print(f"{FLAGS.output}: images {images.dtype} {list(images.shape)}")
 
 
