@@ -43,6 +43,7 @@ def data_dir(tmp_path_factory):
 
 def tiny(config, data_dir):
   config.num_epochs = 1
+  config.checkpoint_every_steps = 1000  # Saved once, at the end.
   config.input.data_dir = data_dir
   return config
 

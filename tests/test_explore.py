@@ -117,7 +117,8 @@ def test_a_sweep_workdir_lists_its_runs_and_picks_one(tmp_path):
   assert runs[1].overrides == {"model.hidden_sizes": (8, 1)}  # A tuple again.
   assert explore.run_dir(str(tmp_path)) == str(tmp_path / "a")
   assert explore.run_dir(str(tmp_path), "b") == str(tmp_path / "b")
-  with pytest.raises(validation.UserInputError, match="no run 'c'; it has a, b"):
+  with pytest.raises(validation.UserInputError,
+                     match="no run 'c'; it has a, b"):
     explore.run_dir(str(tmp_path), "c")
 
 

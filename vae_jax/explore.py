@@ -36,10 +36,14 @@ def prepare_notebook() -> None:
   """Keeps TensorFlow, which only feeds data, off the accelerators JAX uses.
 
   Call it before reading any data (on Colab's GPU runtime TensorFlow would
-  otherwise reserve the GPU's memory).
+  otherwise reserve the GPU's memory); calling it again is harmless.
   """
-  tf.config.set_visible_devices([], "GPU")
-  tf.config.set_visible_devices([], "TPU")
+  for kind in ("GPU", "TPU"):
+    try:
+      tf.config.set_visible_devices([], kind)
+    except RuntimeError:  # TensorFlow has started: fine if they are hidden.
+      if tf.config.get_visible_devices(kind):
+        raise
 
 
 def encode_test_set(run: trained.TrainedRun, num_keep: int = NUM_KEPT_IMAGES
