@@ -18,6 +18,7 @@ import functools
 import math
 from typing import Any, Callable, Iterator, Sequence
 
+from absl import logging
 import jax
 from jax.experimental import multihost_utils
 import jax.numpy as jnp
@@ -34,12 +35,12 @@ MODES = ("auto", "always", "never")
 # on every device, beside the model, its activations and the eval data.
 AUTO_MAX_BYTES = 2**30
 
-# (state, first_step, end_step) -> (state, metrics of steps first+1..end as
-# a `MetricsBlock`); the state is donated.
-StepRunner = Callable[[Any, int, int], tuple[Any, "MetricsBlock"]]
 # (metrics, number of steps): each leaf of `metrics` holds that many steps
 # along its first axis, or is a scalar when the number is None (one step).
 MetricsBlock = tuple[Any, int | None]
+# (state, first_step, end_step) -> (state, metrics of steps first+1..end);
+# the state is donated.
+StepRunner = Callable[[Any, int, int], tuple[Any, MetricsBlock]]
 
 
 def check_config(input_config: ml_collections.ConfigDict) -> None:
@@ -140,6 +141,9 @@ class DeviceSteps:
     local_arrays = input_pipeline.load_in_memory(input_config)
     self._num_local = len(local_arrays["label"])
     self._arrays, self._offset = put_split(local_arrays, mesh)
+    logging.info("Holding the training split on each device: %d examples, "
+                 "%.0f MB.", self._num_local * jax.process_count(),
+                 sum(x.nbytes for x in self._arrays.values()) / 1e6)
     self._local_batch_size = local_batch_size
     self._seed = seed
     self._rng = rng
