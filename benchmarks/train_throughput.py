@@ -4,8 +4,9 @@ r"""Training throughput of configs, as a fraction of this machine's matmul peak.
         --configs=configs/mnist_linear.py,configs/mnist_convvae.py:16,configs/mnist_conv.py
 
 Measures, in one process:
-  * the fp32 throughput of a large square matmul (the machine's practical
-    peak for dense math), before and after the configs;
+  * the fp32 throughput of a large square matmul, the best of 10 (the
+    machine's practical peak for dense math), before the configs and after
+    each; fractions are of the best of these;
   * per config, the FLOPs of one compiled train step (XLA's cost analysis)
     and the steady-state time per step (compilation and warm-up excluded)
     of three ways to run it:
@@ -19,15 +20,23 @@ Measures, in one process:
     batch at a time, nothing else running), evaluation of the test split
     (held on the device as training does, and batch by batch from the
     host), the image grids and a checkpoint save.
+  * a jax.profiler trace of the device loop, read back as milliseconds per
+    step of each kind of work (matmuls, the optimizer update, the rest of
+    the loss and its gradient, random numbers, ...) summed over the cores,
+    and the cores' time in no XLA op (tracing adds a little to every op).
 It prints the figures and writes them as JSON with --output. Not a test:
 timings depend on the machine and on what else runs on it.
 """
 
+import collections
 import functools
+import glob
+import gzip
 import importlib
 import json
 import os
 import platform
+import re
 import sys
 import tempfile
 import time
@@ -83,11 +92,104 @@ def median_seconds(fn, repeats: int) -> float:
   return float(np.median(times))
 
 
-def matmul_flops_per_second(size: int, repeats: int = 5) -> float:
+def matmul_flops_per_second(size: int, repeats: int = 10) -> float:
+  """The best of `repeats` fp32 square matmuls: what the machine can do."""
   a = jax.random.normal(jax.random.PRNGKey(0), (size, size), jnp.float32)
   matmul = jax.jit(lambda x: x @ x)
   matmul(a).block_until_ready()
-  return 2 * size**3 / median_seconds(lambda: matmul(a), repeats)
+  seconds = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    matmul(a).block_until_ready()
+    seconds.append(time.perf_counter() - start)
+  return 2 * size**3 / min(seconds)
+
+
+# Kinds of work in a profile, by the HLO op's `op_name` metadata, checked in
+# this order; ops that are (or fuse) a dot or a convolution are 'matmuls',
+# and those from outside the train step the loop's own.
+OP_KINDS = (
+    ("optimizer update", ("/cond/",)),
+    ("random numbers", ("_normal", "threefry", "random_bits")),
+    ("finite check", ("is_finite", "reduce_and")),
+)
+LOOP_KIND = "batch gather, loop bookkeeping"
+OTHER_KIND = "loss, activations, their gradients"
+
+
+def op_kinds(hlo_text: str) -> dict[str, str]:
+  """Each HLO op of a compiled module's text -> its kind of work."""
+  bodies, current = {}, None
+  for line in hlo_text.splitlines():
+    header = re.match(r"^(?:ENTRY )?%?([\w.\-]+) .*\{$", line)
+    if header:
+      current = bodies.setdefault(header.group(1), [])
+    elif current is not None:
+      current.append(line)
+  kinds = {}
+  for lines in bodies.values():
+    for line in lines:
+      match = re.match(r"^\s*(?:ROOT )?%?([\w.\-]+) = ", line)
+      if not match:
+        continue
+      called = re.search(r"calls=%?([\w.\-]+)", line)
+      text = line + "".join(bodies.get(called.group(1), [])) if called else line
+      op_name = (re.search(r'op_name="([^"]*)"', line) or [None, ""])[1]
+      if re.search(r" (dot|convolution)\(", text):
+        kinds[match.group(1)] = "matmuls"
+      elif op_name and "train_step)" not in op_name:
+        kinds[match.group(1)] = LOOP_KIND
+      else:
+        kinds[match.group(1)] = next(
+            (kind for kind, keys in OP_KINDS
+             if any(key in op_name for key in keys)), OTHER_KIND)
+  return kinds
+
+
+def self_seconds(events: list[dict]) -> dict[str, float]:
+  """Seconds each HLO op ran, less the ops nested in it, over all threads."""
+  by_thread = collections.defaultdict(list)
+  for event in events:
+    if event.get("ph") == "X" and "hlo_op" in event.get("args", {}):
+      by_thread[event["tid"]].append(event)
+  totals = collections.Counter()
+  for thread_events in by_thread.values():
+    stack = []
+    for event in sorted(thread_events, key=lambda e: (e["ts"], -e["dur"])):
+      while stack and stack[-1]["ts"] + stack[-1]["dur"] <= event["ts"]:
+        stack.pop()
+      if stack:
+        totals[stack[-1]["name"]] -= event["dur"] / 1e6
+      totals[event["name"]] += event["dur"] / 1e6
+      stack.append(event)
+  return totals
+
+
+def profile_by_kind(runner, state, num_steps: int, trace_dir: str):
+  """ms per step of each kind of work in the device loop, from a
+  jax.profiler trace, and the cores' time spent in no XLA op."""
+  kinds = op_kinds(runner.lower(state, 0, num_steps).compile().as_text())
+  with jax.profiler.trace(trace_dir, create_perfetto_trace=True):
+    start = time.perf_counter()
+    state, (metrics, _) = runner(state, 0, num_steps)
+    jax.block_until_ready(metrics)
+    wall = time.perf_counter() - start
+  trace = max(glob.glob(os.path.join(trace_dir, "**", "*.trace.json.gz"),
+                        recursive=True), key=os.path.getmtime)
+  with gzip.open(trace) as f:
+    events = json.load(f)["traceEvents"]
+  per_kind = collections.Counter()
+  for name, seconds in self_seconds(events).items():
+    per_kind[kinds.get(name, OTHER_KIND)] += seconds
+  busy = sum(per_kind.values())
+  per_step = {kind: seconds / num_steps * 1e3
+              for kind, seconds in per_kind.most_common()}
+  # Both cores' time, minus the ops': waiting, runtime overhead, or
+  # another process.
+  per_step["no XLA op running (core-ms)"] = (
+      (wall * os.cpu_count() - busy) / num_steps * 1e3)
+  return state, {"wall_ms_per_step": wall / num_steps * 1e3,
+                 "core_ms_per_step": per_step}
 
 
 def step_flops(jitted_step, *args) -> float:
@@ -133,7 +235,7 @@ def time_steps(run, num_steps: int, repeats: int) -> float:
   return median_seconds(lambda: run(num_steps), repeats) / num_steps
 
 
-def benchmark_config(spec: str, peak: float) -> dict:
+def benchmark_config(spec: str) -> dict:
   config = load_config(spec)
   if FLAGS.compute_dtype:
     config.compute_dtype = FLAGS.compute_dtype
@@ -173,7 +275,7 @@ def benchmark_config(spec: str, peak: float) -> dict:
       state, metrics = host_runner(state, i, i + 1)
     return metrics
 
-  device_runner = device_data.device_step_runner(
+  device_runner = device_data.DeviceSteps(
       config.input, setup.train_step, setup.mesh, setup.local_batch_size,
       seed=0, rng=setup.rng, max_steps=num_steps)
 
@@ -194,10 +296,9 @@ def benchmark_config(spec: str, peak: float) -> dict:
                               ("host_loop", host_loop),
                               ("step_only", step_only),
                               ("input_pipeline_only", input_only)]}
-  if FLAGS.profile_dir:
-    with jax.profiler.trace(os.path.join(FLAGS.profile_dir,
-                                         os.path.basename(spec))):
-      jax.block_until_ready(device_loop(num_steps))
+  trace_dir = os.path.join(FLAGS.profile_dir or tempfile.mkdtemp(),
+                           os.path.basename(spec))
+  state, profile = profile_by_kind(device_runner, state, num_steps, trace_dir)
 
   # Once per epoch, besides the steps.
   eval_ds = input_pipeline.eval_dataset(config.input, setup.local_batch_size)
@@ -213,16 +314,19 @@ def benchmark_config(spec: str, peak: float) -> dict:
                                            setup.mesh, setup.rng)
   evaluate_on_device = lambda: train.per_image_means(eval_sums(state))
   evaluate_on_device()
-  per_epoch = {"evaluation_host": median_seconds(evaluate, FLAGS.repeats),
-               "evaluation_device": median_seconds(evaluate_on_device,
-                                                   FLAGS.repeats),
+  # One timed evaluation each: a conv model's takes tens of seconds.
+  per_epoch = {"evaluation_host": median_seconds(evaluate, 1),
+               "evaluation_device": median_seconds(evaluate_on_device, 1),
                "image_grids": median_seconds(lambda: grids(state),
                                              FLAGS.repeats)}
   with tempfile.TemporaryDirectory() as workdir:
     manager = checkpoints.make_manager(workdir, config)
 
+    saved_steps = iter(range(int(state.step) + 1, 10**9))
+
     def save():
-      checkpoints.save(manager, state.replace(step=state.step + 1), setup.rng)
+      checkpoints.save(manager, state.replace(step=next(saved_steps)),
+                       setup.rng)
       manager.wait_until_finished()
 
     per_epoch["checkpoint_save"] = median_seconds(save, FLAGS.repeats)
@@ -239,9 +343,8 @@ def benchmark_config(spec: str, peak: float) -> dict:
       "ms_per_step": {k: v * 1e3 for k, v in seconds.items()},
       "images_per_second": config.batch_size / step_seconds,
       "achieved_gflop_per_second": flops / step_seconds / 1e9,
-      "fraction_of_matmul_peak": flops / step_seconds / peak,
-      "fraction_of_matmul_peak_host_loop":
-          flops / seconds["host_loop"] / peak,
+      "fraction_of_matmul_peak": {},  # Filled in by main.
+      "profile_of_device_loop": profile,
       "epoch_seconds": {
           "steps_device_loop": epoch_steps,
           "steps_host_loop": setup.steps_per_epoch * seconds["host_loop"],
@@ -252,9 +355,20 @@ def benchmark_config(spec: str, peak: float) -> dict:
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)  # Orbax logs every save.
-  peak_before = matmul_flops_per_second(FLAGS.matmul_size)
-  results = [benchmark_config(spec, peak_before) for spec in FLAGS.configs]
-  peak_after = matmul_flops_per_second(FLAGS.matmul_size)
+  # The peak drifts with the machine's load and clock: fractions use the
+  # best seen, before the configs and after each.
+  peaks = [matmul_flops_per_second(FLAGS.matmul_size)]
+  results = []
+  for spec in FLAGS.configs:
+    results.append(benchmark_config(spec))
+    peaks.append(matmul_flops_per_second(FLAGS.matmul_size))
+  peak = max(peaks)
+  for figures in results:
+    flops_per_step = figures["step_gflop"] * 1e9
+    for path, ms in figures["ms_per_step"].items():
+      if path != "input_pipeline_only":
+        figures["fraction_of_matmul_peak"][path] = (
+            flops_per_step / (ms / 1e3) / peak)
   figures = {
       "machine": {"platform": jax.devices()[0].platform,
                   "device_kind": jax.devices()[0].device_kind,
@@ -262,11 +376,18 @@ def main(argv):
                   "cpu_count": os.cpu_count(),
                   "processor": platform.processor() or platform.machine(),
                   "jax": jax.__version__},
-      "matmul_gflop_per_second": {"before": peak_before / 1e9,
-                                  "after": peak_after / 1e9},
+      # Before the configs, then after each.
+      "matmul_gflop_per_second": [p / 1e9 for p in peaks],
       "configs": results,
   }
   print(json.dumps(figures, indent=2))
+  print("| config | ms/step | images/s | GFLOP/step | GFLOP/s | fraction of "
+        f"{peak / 1e9:.0f} GFLOP/s |")
+  for result in results:
+    print(f"| {result['config']} | {result['ms_per_step']['device_loop']:.1f} "
+          f"| {result['images_per_second']:,.0f} | {result['step_gflop']:.2f} "
+          f"| {result['achieved_gflop_per_second']:.0f} "
+          f"| {result['fraction_of_matmul_peak']['device_loop']:.0%} |")
   if FLAGS.output:
     os.makedirs(os.path.dirname(os.path.abspath(FLAGS.output)), exist_ok=True)
     with open(FLAGS.output, "w") as f:

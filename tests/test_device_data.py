@@ -37,7 +37,7 @@ def run_steps(config, chunk_ends, on_device):
   rng = jax.device_put(jax.random.PRNGKey(1), replicated)
   with tfds.testing.mock_data(num_examples=MOCK_EXAMPLES):
     if on_device:
-      runner = device_data.device_step_runner(
+      runner = device_data.DeviceSteps(
           config.input, step, mesh, config.batch_size, config.seed, rng,
           max_steps=3)
     else:

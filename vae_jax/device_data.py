@@ -18,6 +18,7 @@ import functools
 import math
 from typing import Any, Callable, Iterator, Sequence
 
+from absl import logging
 import jax
 from jax.experimental import multihost_utils
 import jax.numpy as jnp
@@ -34,12 +35,12 @@ MODES = ("auto", "always", "never")
 # on every device, beside the model, its activations and the eval data.
 AUTO_MAX_BYTES = 2**30
 
-# (state, first_step, end_step) -> (state, metrics of steps first+1..end as
-# a `MetricsBlock`); the state is donated.
-StepRunner = Callable[[Any, int, int], tuple[Any, "MetricsBlock"]]
 # (metrics, number of steps): each leaf of `metrics` holds that many steps
 # along its first axis, or is a scalar when the number is None (one step).
 MetricsBlock = tuple[Any, int | None]
+# (state, first_step, end_step) -> (state, metrics of steps first+1..end);
+# the state is donated.
+StepRunner = Callable[[Any, int, int], tuple[Any, MetricsBlock]]
 
 
 def check_config(input_config: ml_collections.ConfigDict) -> None:
@@ -124,47 +125,62 @@ def _run_steps(state, rng: jax.Array, arrays: dict[str, jax.Array],
   return jax.lax.fori_loop(0, num_steps, body, (state, buffer))
 
 
-def device_step_runner(input_config: ml_collections.ConfigDict,
-                       jitted_train_step, mesh: jax.sharding.Mesh,
-                       local_batch_size: int, seed: int, rng: jax.Array,
-                       max_steps: int) -> StepRunner:
-  """Steps on the split held on the devices, `max_steps` at most per call.
+class DeviceSteps:
+  """A `StepRunner` on the split held on the devices, `max_steps` at most
+  per call.
 
   `jitted_train_step` is a trainer's (`train.Trainer.make_jitted_steps`):
   traced into the loop, its shardings keep the batch split over the data
   axis.
   """
-  local_arrays = input_pipeline.load_in_memory(input_config)
-  num_local = len(local_arrays["label"])
-  arrays, offset = put_split(local_arrays, mesh)
-  del local_arrays
-  replicated = sharding.replicated(mesh)
-  # [steps, global batch]: each process's columns index its own share.
-  index_sharding = jax.sharding.NamedSharding(
-      mesh, jax.sharding.PartitionSpec(None, sharding.DATA_AXIS))
-  run_steps = jax.jit(
-      functools.partial(_run_steps, train_step=jitted_train_step,
-                        input_config=input_config, max_steps=max_steps),
-      in_shardings=(replicated, replicated, replicated, index_sharding,
-                    replicated, replicated),
-      out_shardings=replicated, donate_argnums=0)
-  steps_per_epoch = num_local // local_batch_size
-  epoch_indices = {}  # The current epoch's only.
 
-  def run(state, first_step: int, end_step: int):
-    epoch, first_row = divmod(first_step, steps_per_epoch)
-    if epoch not in epoch_indices:
-      epoch_indices.clear()
-      local = input_pipeline.epoch_batch_indices(seed, epoch, num_local,
-                                                 local_batch_size) + offset
-      epoch_indices[epoch] = jax.make_array_from_process_local_data(
-          index_sharding, local)
-    num_steps = end_step - first_step
-    state, buffer = run_steps(state, rng, arrays, epoch_indices[epoch],
-                              np.int32(first_row), np.int32(num_steps))
-    return state, (buffer, num_steps)
+  def __init__(self, input_config: ml_collections.ConfigDict,
+               jitted_train_step, mesh: jax.sharding.Mesh,
+               local_batch_size: int, seed: int, rng: jax.Array,
+               max_steps: int):
+    local_arrays = input_pipeline.load_in_memory(input_config)
+    self._num_local = len(local_arrays["label"])
+    self._arrays, self._offset = put_split(local_arrays, mesh)
+    logging.info("Holding the training split on each device: %d examples, "
+                 "%.0f MB.", self._num_local * jax.process_count(),
+                 sum(x.nbytes for x in self._arrays.values()) / 1e6)
+    self._local_batch_size = local_batch_size
+    self._seed = seed
+    self._rng = rng
+    replicated = sharding.replicated(mesh)
+    # [steps, global batch]: each process's columns index its own share.
+    self._index_sharding = jax.sharding.NamedSharding(
+        mesh, jax.sharding.PartitionSpec(None, sharding.DATA_AXIS))
+    self._run_steps = jax.jit(
+        functools.partial(_run_steps, train_step=jitted_train_step,
+                          input_config=input_config, max_steps=max_steps),
+        in_shardings=(replicated, replicated, replicated,
+                      self._index_sharding, replicated, replicated),
+        out_shardings=replicated, donate_argnums=0)
+    self._epoch_indices = {}  # The current epoch's only.
 
-  return run
+  def _arguments(self, state, first_step: int, end_step: int) -> tuple:
+    epoch, first_row = divmod(first_step,
+                              self._num_local // self._local_batch_size)
+    if epoch not in self._epoch_indices:
+      self._epoch_indices.clear()
+      local = input_pipeline.epoch_batch_indices(
+          self._seed, epoch, self._num_local, self._local_batch_size)
+      self._epoch_indices[epoch] = jax.make_array_from_process_local_data(
+          self._index_sharding, local + self._offset)
+    return (state, self._rng, self._arrays, self._epoch_indices[epoch],
+            np.int32(first_row), np.int32(end_step - first_step))
+
+  def __call__(self, state, first_step: int,
+               end_step: int) -> tuple[Any, MetricsBlock]:
+    state, buffer = self._run_steps(
+        *self._arguments(state, first_step, end_step))
+    return state, (buffer, end_step - first_step)
+
+  def lower(self, state, first_step: int, end_step: int):
+    """The loop's `jax.stages.Lowered`: its HLO, compiled text and costs."""
+    return self._run_steps.lower(*self._arguments(state, first_step,
+                                                  end_step))
 
 
 def _eval_sums(state, rng: jax.Array, batches: dict[str, jax.Array], *,

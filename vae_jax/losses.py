@@ -95,12 +95,26 @@ def squared_error(predictions: jax.Array, images: jax.Array) -> jax.Array:
                   axis=-1)
 
 
+def flat_pixels(*arrays: jax.Array) -> tuple[jax.Array, ...]:
+  """[B, H, W, C] arrays as [B, H*W*C], for per-pixel terms summed per image.
+
+  The barrier keeps XLA from folding the reshape into the sums: XLA:CPU's
+  YNNPACK fusions of per-pixel terms ran 10-20x slower on MNIST's
+  [128, 28, 28, 1] than on [128, 784] (8 ms of a 14 ms mnist_linear step).
+  """
+  return jax.lax.optimization_barrier(
+      tuple(x.reshape(x.shape[0], -1) for x in arrays))
+
+
 def negative_elbo(logits: jax.Array, mu: jax.Array, logvar: jax.Array,
                   images: jax.Array, *, likelihood: str, kl_weight: jax.Array,
                   gaussian_variance: float = 1.0,
                   pixel_logvar: jax.Array | None = None
                   ) -> dict[str, jax.Array]:
   """Per-image terms of the objective; `loss` is what training minimizes."""
+  logits, images = flat_pixels(logits, images)
+  if pixel_logvar is not None and pixel_logvar.ndim:  # One per pixel.
+    pixel_logvar = pixel_logvar.reshape(-1)
   recon = LIKELIHOODS[likelihood](
       logits, images, gaussian_variance=gaussian_variance,
       pixel_logvar=pixel_logvar)
@@ -121,5 +135,6 @@ def autoencoder_loss(outputs: jax.Array,
 
   `mse` is reported on [0, 1] pixels like the VAEs': (a - b)^2 / 4.
   """
+  outputs, images = flat_pixels(outputs, images)
   error = squared_error(jnp.tanh(outputs), images)
   return {"loss": error, "mse": error / 4}

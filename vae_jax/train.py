@@ -324,7 +324,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
                jax.device_count(), "on the devices from the split held there"
                if batches_on_device else "on the host")
   if batches_on_device:
-    run_steps = device_data.device_step_runner(
+    run_steps = device_data.DeviceSteps(
         config.input, jitted_train_step, mesh, local_batch_size, config.seed,
         train_rng, max_steps=min(periods))
     eval_sums = device_data.device_evaluator(eval_ds, jitted_eval_step, mesh,
