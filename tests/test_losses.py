@@ -40,6 +40,18 @@ def test_bernoulli_nll_is_summed_binary_cross_entropy():
       expected, rtol=1e-5)
 
 
+def test_bernoulli_nll_is_stable_and_its_gradient_is_sigmoid_minus_x():
+  logits = jnp.asarray([[-200.0, -30.0, -1.0, 0.0, 2.0, 40.0, 200.0]])
+  images = jnp.asarray([[0.0, 1.0, 0.5, 1.0, 0.0, 0.25, 1.0]])
+  nll = losses.bernoulli_nll(logits, images)
+  x, y = np.float64(logits), np.float64(images)
+  np.testing.assert_allclose(nll, np.sum(np.logaddexp(0, x) - x * y),
+                             rtol=1e-6)
+  gradient = jax.grad(lambda x: losses.bernoulli_nll(x, images).sum())(logits)
+  np.testing.assert_allclose(gradient, jax.nn.sigmoid(logits) - images,
+                             atol=1e-7)
+
+
 def test_gaussian_nll_is_the_normal_log_density():
   rng = np.random.default_rng(2)
   logits = rng.normal(size=(2, 6)).astype(np.float32)

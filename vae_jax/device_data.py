@@ -61,8 +61,9 @@ def is_device_resident(input_config: ml_collections.ConfigDict,
   mode = input_config.device_resident
   if mode != "auto":
     return mode == "always"
+  # Held as float32 pixels.
   split_bytes = (input_pipeline.num_train_examples(input_config)
-                 * jax.process_count() * math.prod(image_shape))
+                 * jax.process_count() * math.prod(image_shape) * 4)
   return (input_config.in_memory and not augment.is_enabled(input_config)
           and split_bytes <= AUTO_MAX_BYTES)
 
@@ -89,25 +90,20 @@ def next_stop(step: int, total_steps: int, periods: Sequence[int]) -> int:
   return min([total_steps] + [(step // p + 1) * p for p in periods])
 
 
-def _gather_batch(arrays: dict[str, jax.Array], indices: jax.Array,
-                  input_config: ml_collections.ConfigDict) -> dict[str, Any]:
-  batch = {name: jnp.take(value, indices, axis=0, mode="clip")
-           for name, value in arrays.items()}
-  # The host path's pixels, bit for bit.
-  pixels = jnp.asarray(input_pipeline.pixel_table(input_config))
-  return {**batch, "image": pixels[batch["image"].astype(jnp.int32)]}
+def _gather_batch(arrays: dict[str, jax.Array],
+                  indices: jax.Array) -> dict[str, Any]:
+  return {name: jnp.take(value, indices, axis=0, mode="clip")
+          for name, value in arrays.items()}
 
 
 def _run_steps(state, rng: jax.Array, arrays: dict[str, jax.Array],
                epoch_indices: jax.Array, first_row: jax.Array,
-               num_steps: jax.Array, *, train_step, input_config,
-               max_steps: int):
+               num_steps: jax.Array, *, train_step, max_steps: int):
   """`num_steps` steps on rows first_row... of `epoch_indices`, in one loop.
 
   Returns the state and each step's metrics in a buffer of `max_steps`.
   """
-  gather = functools.partial(_gather_batch, input_config=input_config)
-  example = jax.eval_shape(gather, arrays, epoch_indices[0])
+  example = jax.eval_shape(_gather_batch, arrays, epoch_indices[0])
   metrics_shape = jax.eval_shape(train_step, state, example, rng)[1]
   buffer = jax.tree.map(lambda m: jnp.zeros((max_steps, *m.shape), m.dtype),
                         metrics_shape)
@@ -116,7 +112,7 @@ def _run_steps(state, rng: jax.Array, arrays: dict[str, jax.Array],
     state, buffer = carry
     row = jax.lax.dynamic_index_in_dim(epoch_indices, first_row + i,
                                        keepdims=False)
-    state, metrics = train_step(state, gather(arrays, row), rng)
+    state, metrics = train_step(state, _gather_batch(arrays, row), rng)
     buffer = jax.tree.map(lambda b, m: b.at[i].set(m), buffer, metrics)
     return state, buffer
 
@@ -139,6 +135,10 @@ class DeviceSteps:
                local_batch_size: int, seed: int, rng: jax.Array,
                max_steps: int):
     local_arrays = input_pipeline.load_in_memory(input_config)
+    # Converted once here, as the host path converts each batch: the same
+    # float32 pixels, and a step's gather is a plain copy of rows.
+    local_arrays["image"] = input_pipeline.to_model_pixels(
+        local_arrays["image"], input_config)
     self._num_local = len(local_arrays["label"])
     self._arrays, self._offset = put_split(local_arrays, mesh)
     logging.info("Holding the training split on each device: %d examples, "
@@ -153,7 +153,7 @@ class DeviceSteps:
         mesh, jax.sharding.PartitionSpec(None, sharding.DATA_AXIS))
     self._run_steps = jax.jit(
         functools.partial(_run_steps, train_step=jitted_train_step,
-                          input_config=input_config, max_steps=max_steps),
+                          max_steps=max_steps),
         in_shardings=(replicated, replicated, replicated,
                       self._index_sharding, replicated, replicated),
         out_shardings=replicated, donate_argnums=0)

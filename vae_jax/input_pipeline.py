@@ -121,15 +121,6 @@ def to_model_pixels(images: np.ndarray,
   return _to_pixel_range(images.astype(np.float32) / 255.0, input_config)
 
 
-def pixel_table(input_config: ml_collections.ConfigDict) -> np.ndarray:
-  """float32 [256]: `to_model_pixels` of each uint8 value.
-
-  Compiled code indexes it rather than dividing: XLA turns x / 255 into
-  x * (1 / 255), which changes some pixels in the last bit.
-  """
-  return to_model_pixels(np.arange(256, dtype=np.uint8), input_config)
-
-
 def _in_memory_batches(input_config, local_batch_size, seed, start_step):
   """Batches gathered from the preprocessed split held in memory as uint8.
 
