@@ -1,10 +1,30 @@
 """Shared test setup: cheap compilation, strict shapes, tiny configs."""
 
+import atexit
 import os
+import shutil
 import sys
+import tempfile
 
 # Must be set before TensorFlow or JAX start threads.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# The tests compile the same tiny models again and again: in both xdist
+# workers, in the runs they start as subprocesses and in notebook kernels.
+# One XLA compilation cache shared by all of them compiles each model once.
+# The first process to import this file makes it and removes it at exit; the
+# others inherit it through the environment. It is new for every session, so
+# no executable outlives the code it was compiled from.
+_SESSION_CACHE = "VAE_JAX_TESTS_COMPILATION_CACHE"
+if _SESSION_CACHE not in os.environ:
+  os.environ[_SESSION_CACHE] = tempfile.mkdtemp(prefix="vae_jax_tests_xla_")
+  atexit.register(shutil.rmtree, os.environ[_SESSION_CACHE],
+                  ignore_errors=True)
+os.environ["JAX_COMPILATION_CACHE_DIR"] = os.environ[_SESSION_CACHE]
+# Even compilations of a tenth of a second add up over the suite.
+os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+# Cheap compilation (below) for every process the tests start, too.
+os.environ["JAX_DISABLE_MOST_OPTIMIZATIONS"] = "true"
 
 import jax  # pylint: disable=g-import-not-at-top
 import ml_collections  # pylint: disable=g-import-not-at-top
@@ -13,6 +33,9 @@ import pytest  # pylint: disable=g-import-not-at-top
 # Compile time dominates tiny models; silent broadcasting hides shape bugs.
 jax.config.update("jax_disable_most_optimizations", True)
 jax.config.update("jax_numpy_rank_promotion", "raise")
+# Set here too in case JAX was imported before the environment was.
+jax.config.update("jax_compilation_cache_dir", os.environ[_SESSION_CACHE])
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)

@@ -1,14 +1,14 @@
 """Train steps on 1 and on 8 CPU devices, run in a subprocess of the tests.
 
-    python tests/multidevice_steps.py steps OUTPUT_DIR
-    python tests/multidevice_steps.py restore WORKDIR
+    python tests/multidevice_steps.py WORKDIR
 
 JAX fixes its device count when it starts, so tests/test_multidevice.py runs
-this file with 8 host-platform devices (`eight_device_env`). `steps` runs
-each trainer's jitted train step (`Trainer.make_jitted_steps`) on a
-1-device mesh and on the 8-device mesh, from the same state, global batch
-and RNG, and saves both results to OUTPUT_DIR/<model>.npz. `restore`
-continues the checkpoint in WORKDIR/one_device on 8 devices: see
+this file with 8 host-platform devices (`eight_device_env`), once for all
+its tests: a process with 8 devices takes seconds to start. It runs each
+trainer's jitted train step (`Trainer.make_jitted_steps`) on a 1-device mesh
+and on the 8-device mesh, from the same state, global batch and RNG, and
+saves both results to WORKDIR/<model>.npz (`run_steps`). Then it continues
+the checkpoint in WORKDIR/one_device on 8 devices: see
 `restore_on_eight_devices`.
 """
 
@@ -68,14 +68,18 @@ def trainer_parts(name: str, mesh):
 
 
 def initial_state(name: str, mesh):
-  """`name`'s config and a fresh state, replicated over `mesh`."""
+  """`name`'s config and a fresh state, replicated over `mesh`.
+
+  The state is initialized on one device whatever the mesh, and then copied:
+  initialization compiled for 8 devices would cost seconds and is not what
+  these tests compare.
+  """
   config, model, _ = trainer_parts(name, mesh)
   trainer = train.TRAINERS[config.trainer]
   state = jax.jit(functools.partial(
       trainer.create_train_state, config, model, MODELS[name][1],
-      total_steps=10), out_shardings=sharding.replicated(mesh))(
-          jax.random.PRNGKey(0))
-  return config, state
+      total_steps=10))(jax.random.PRNGKey(0))
+  return config, jax.device_put(state, sharding.replicated(mesh))
 
 
 def step_on(mesh, name: str, state, seed: int = 0):
@@ -98,6 +102,7 @@ def one_device_mesh():
 
 
 def run_steps(output_dir: str) -> None:
+  """Each model's step on 1 and on 8 devices, to OUTPUT_DIR/<model>.npz."""
   for name in MODELS:
     one, _ = step_on(one_device_mesh(), name,
                      initial_state(name, one_device_mesh())[1])
@@ -134,5 +139,6 @@ def restore_on_eight_devices(workdir: str) -> None:
 
 if __name__ == "__main__":
   assert jax.device_count() == NUM_DEVICES, jax.devices()
-  mode, path = sys.argv[1:]
-  {"steps": run_steps, "restore": restore_on_eight_devices}[mode](path)
+  (workdir,) = sys.argv[1:]
+  run_steps(workdir)
+  restore_on_eight_devices(workdir)

@@ -1,5 +1,13 @@
-"""The command line: bad input ends in one clear line, not a traceback."""
+"""The command line: bad input ends in one clear line, not a traceback.
 
+Every mistake goes through what `python -m vae_jax.main` runs, `parse_flags`
+then `main`, in one process started for them all (`exit_messages`): a
+process of its own per mistake took seconds each to import TensorFlow and
+JAX, and this test process holds other tools' flags besides main's. One
+mistake is also made on the real command line.
+"""
+
+import json
 import os
 import subprocess
 import sys
@@ -8,16 +16,26 @@ import pytest
 
 from conftest import REPO_ROOT
 
+# Parsing and running each argv given as JSON as the command would, prints
+# the code each ended with (SystemExit's message), as JSON.
+MAIN_ON_EACH_ARGV = """
+import json, sys
+from absl.testing import flagsaver
+from vae_jax import main
 
-def run_main(*args):
-  return subprocess.run(
-      [sys.executable, "-m", "vae_jax.main",
-       "--config=configs/mnist_linear.py", *args],
-      cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=False,
-      env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+codes = []
+for argv in json.loads(sys.argv[1]):
+  sys.argv = argv  # The config flag finds its overrides here, as under app.run.
+  with flagsaver.flagsaver():
+    try:
+      main.main(main.parse_flags(argv))
+      codes.append(0)
+    except SystemExit as e:
+      codes.append(e.code)
+print(json.dumps(codes))
+"""
 
-
-@pytest.mark.parametrize("override,message", [
+BAD_CONFIGS = [
     # Rejected while parsing flags.
     ("--config.num_epoch=3", "unknown config field 'num_epoch'"),
     # Raised by the config file's get_config (its traceback is dropped).
@@ -26,21 +44,63 @@ def run_main(*args):
     ("--config.batch_size=0", "batch_size must be positive"),
     # A hand-made cluster described in part, before JAX would wait for it.
     ("--num_processes=2", "needs all of --coordinator_address"),
-])
-def test_bad_config_fails_with_one_line(tmp_path, override, message):
-  workdir = tmp_path / "run"
-  result = run_main(f"--workdir={workdir}", override)
-  assert result.returncode != 0
-  assert "Traceback" not in result.stderr
-  last_line = result.stderr.strip().splitlines()[-1]
-  assert last_line.startswith("vae_jax: error:") and message in last_line
+]
+
+pytestmark = pytest.mark.xdist_group("main_exit_messages")
+
+
+def main_args(*args):
+  return ["--config=configs/mnist_linear.py", *args]
+
+
+@pytest.fixture(scope="module")
+def exit_messages(tmp_path_factory):
+  """{test name: (workdir, what main exited with)} for these tests' input."""
+  root = tmp_path_factory.mktemp("main")
+  (root / "file").write_text("x")
+  cases = {override: (root / f"run_{i}", main_args(
+      f"--workdir={root / f'run_{i}'}", override))
+           for i, (override, _) in enumerate(BAD_CONFIGS)}
+  cases["workdir_is_a_file"] = (root / "file",
+                                main_args(f"--workdir={root / 'file'}"))
+  result = subprocess.run(
+      [sys.executable, "-c", MAIN_ON_EACH_ARGV, json.dumps(
+          [["vae_jax.main", *argv] for _, argv in cases.values()])],
+      cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=False,
+      env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+  assert result.returncode == 0, result.stderr[-3000:]
+  codes = json.loads(result.stdout.strip().splitlines()[-1])
+  return {name: (workdir, code)
+          for (name, (workdir, _)), code in zip(cases.items(), codes)}
+
+
+def assert_one_line_error(code, message):
+  # A string code: Python prints it as the last line and exits with 1.
+  assert isinstance(code, str) and "\n" not in code
+  assert code.startswith("vae_jax: error:") and message in code
+
+
+@pytest.mark.parametrize("override,message", BAD_CONFIGS)
+def test_bad_config_fails_with_one_line(exit_messages, override, message):
+  workdir, code = exit_messages[override]
+  assert_one_line_error(code, message)
   assert not workdir.exists()  # A run that cannot start writes nothing.
 
 
-def test_workdir_that_is_a_file_fails_with_one_line(tmp_path):
-  not_a_dir = tmp_path / "file"
-  not_a_dir.write_text("x")
-  result = run_main(f"--workdir={not_a_dir}")
-  assert result.returncode != 0
+def test_workdir_that_is_a_file_fails_with_one_line(exit_messages):
+  _, code = exit_messages["workdir_is_a_file"]
+  assert_one_line_error(code, "is not a directory")
+
+
+def test_command_line_prints_one_line_and_no_traceback(tmp_path):
+  workdir = tmp_path / "run"
+  result = subprocess.run(
+      [sys.executable, "-m", "vae_jax.main",
+       *main_args(f"--workdir={workdir}", "--config.batch_size=0")],
+      cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=False,
+      env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+  assert result.returncode == 1
   assert "Traceback" not in result.stderr
-  assert "is not a directory" in result.stderr.strip().splitlines()[-1]
+  last_line = result.stderr.strip().splitlines()[-1]
+  assert_one_line_error(last_line, "batch_size must be positive")
+  assert not workdir.exists()

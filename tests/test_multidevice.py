@@ -2,6 +2,7 @@
 
 The 8 devices are host-platform CPU devices of a subprocess
 (tests/multidevice_steps.py): JAX fixes its device count when it starts.
+One such process serves every test here, so they share a worker.
 """
 
 import os
@@ -10,6 +11,7 @@ import sys
 
 import jax
 import numpy as np
+import pytest
 
 from conftest import REPO_ROOT
 import multidevice_steps
@@ -19,14 +21,26 @@ from vae_jax import sharding
 SCRIPT = os.path.join(REPO_ROOT, "tests", "multidevice_steps.py")
 # Summation order differs between 1 and 8 devices; float32 rounding only.
 TOLERANCE = {"rtol": 1e-5, "atol": 1e-6}
+pytestmark = pytest.mark.xdist_group("eight_devices")
 
 
-def run_on_eight_devices(mode: str, path) -> None:
+@pytest.fixture(scope="module")
+def eight_devices(tmp_path_factory):
+  """The workdir of tests/multidevice_steps.py's run on 8 devices, which
+  restored there the checkpoint saved here on 1 device (one_device/)."""
+  workdir = tmp_path_factory.mktemp("eight_devices")
+  mesh = multidevice_steps.one_device_mesh()
+  config, state = multidevice_steps.initial_state(
+      multidevice_steps.RESTORE_MODEL, mesh)
+  manager = checkpoints.make_manager(str(workdir / "one_device"), config)
+  checkpoints.save(manager, state, jax.random.PRNGKey(9))
+  checkpoints.close(manager)
   result = subprocess.run(
-      [sys.executable, SCRIPT, mode, str(path)], cwd=REPO_ROOT,
+      [sys.executable, SCRIPT, str(workdir)], cwd=REPO_ROOT,
       env=multidevice_steps.eight_device_env(), capture_output=True,
       text=True, timeout=600, check=False)
   assert result.returncode == 0, result.stderr[-5000:]
+  return workdir
 
 
 def assert_all_close(actual: dict, expected: dict) -> None:
@@ -41,35 +55,31 @@ def split(npz) -> tuple[dict, dict]:
   return one, eight
 
 
-def test_step_on_eight_devices_equals_the_step_on_one(tmp_path):
-  run_on_eight_devices("steps", tmp_path)
+def test_step_on_eight_devices_equals_the_step_on_one(eight_devices):
   for name in multidevice_steps.MODELS:
-    one, eight = split(np.load(tmp_path / f"{name}.npz"))
+    one, eight = split(np.load(eight_devices / f"{name}.npz"))
     assert one["['state'].step"] == 1
     assert_all_close(eight, one)
   # BatchNorm statistics were compared: over the global batch on 8 devices.
   assert any("batch_stats" in k for k in split(
-      np.load(tmp_path / "batchnorm_vae.npz"))[0])
+      np.load(eight_devices / "batchnorm_vae.npz"))[0])
 
 
-def test_checkpoints_move_between_one_and_eight_devices(tmp_path):
-  # Saved here, on this process's single device.
+def test_checkpoints_move_between_one_and_eight_devices(eight_devices):
+  # The state the fixture saved on this process's single device, stepped here.
   mesh = multidevice_steps.one_device_mesh()
   name = multidevice_steps.RESTORE_MODEL
   config, state = multidevice_steps.initial_state(name, mesh)
-  manager = checkpoints.make_manager(str(tmp_path / "one_device"), config)
-  checkpoints.save(manager, state, jax.random.PRNGKey(9))
-  checkpoints.close(manager)
   expected_after_restore, _ = multidevice_steps.step_on(mesh, name, state)
 
   # Restored onto 8 devices, stepped twice there, saved between the steps.
-  run_on_eight_devices("restore", tmp_path)
-  assert_all_close(dict(np.load(tmp_path / "after_restore.npz")),
+  assert_all_close(dict(np.load(eight_devices / "after_restore.npz")),
                    expected_after_restore)
 
   # The 8-device checkpoint restored onto 1 device continues identically.
   _, target = multidevice_steps.initial_state(name, mesh)
-  manager = checkpoints.make_manager(str(tmp_path / "eight_devices"), config)
+  manager = checkpoints.make_manager(str(eight_devices / "eight_devices"),
+                                     config)
   restored, _ = checkpoints.restore(manager, target, jax.random.PRNGKey(0))
   checkpoints.close(manager)
   assert int(restored.step) == 1
@@ -78,4 +88,4 @@ def test_checkpoints_move_between_one_and_eight_devices(tmp_path):
   after_second_step, _ = multidevice_steps.step_on(mesh, name, restored,
                                                    seed=1)
   assert_all_close(after_second_step,
-                   dict(np.load(tmp_path / "after_second_step.npz")))
+                   dict(np.load(eight_devices / "after_second_step.npz")))
