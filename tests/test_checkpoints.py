@@ -25,13 +25,20 @@ def images(seed, size=8):
       size=(size, *IMAGE_SHAPE)).astype(np.float32)
 
 
+def fresh_state(config, image_shape):
+  """`config`'s model and initial state, initialized in one compiled call:
+  op by op, Flax compiles each of the init's small ops apart."""
+  model = train.build_model(config, image_shape)
+  return model, jax.jit(functools.partial(
+      train.create_train_state, config, model, image_shape,
+      total_steps=10))(jax.random.PRNGKey(0))
+
+
 def test_batchnorm_model_evaluates_the_same_after_restore(tiny_config,
                                                           tmp_path):
   config = batchnorm_config(tiny_config)
-  model = train.build_model(config, IMAGE_SHAPE)
+  model, fresh = fresh_state(config, IMAGE_SHAPE)
   terms_fn = objectives.terms_fn_for(model, config.loss)
-  fresh = train.create_train_state(config, model, IMAGE_SHAPE,
-                                   jax.random.PRNGKey(0), total_steps=10)
   state = fresh
   step = jax.jit(functools.partial(train.train_step, terms_fn=terms_fn))
   for i in range(3):
@@ -41,8 +48,9 @@ def test_batchnorm_model_evaluates_the_same_after_restore(tiny_config,
       jax.tree.leaves(state.batch_stats), jax.tree.leaves(fresh.batch_stats)))
 
   eval_batch = {"image": images(10), "mask": np.ones(8, bool)}
-  evaluate = functools.partial(train.eval_step, batch=eval_batch,
-                               rng=jax.random.PRNGKey(2), terms_fn=terms_fn)
+  evaluate = functools.partial(
+      jax.jit(functools.partial(train.eval_step, terms_fn=terms_fn)),
+      batch=eval_batch, rng=jax.random.PRNGKey(2))
   before = jax.device_get(evaluate(state))
   rng = jax.random.PRNGKey(3)
   manager = checkpoints.make_manager(str(tmp_path), config)
@@ -69,9 +77,7 @@ def test_checkpoint_of_another_model_is_a_one_line_error(tiny_config,
                                                          tmp_path):
   def state_for(latent_size):
     tiny_config.model.latent_size = latent_size
-    model = train.build_model(tiny_config, (28, 28, 1))
-    return train.create_train_state(tiny_config, model, (28, 28, 1),
-                                    jax.random.PRNGKey(0), total_steps=10)
+    return fresh_state(tiny_config, (28, 28, 1))[1]
 
   rng = jax.random.PRNGKey(1)
   manager = checkpoints.make_manager(str(tmp_path), tiny_config)
@@ -84,9 +90,7 @@ def test_checkpoint_of_another_model_is_a_one_line_error(tiny_config,
 
 def test_corrupt_newest_checkpoint_is_reported_and_set_aside(
     tiny_config, tmp_path, caplog):
-  model = train.build_model(tiny_config, (28, 28, 1))
-  state = train.create_train_state(tiny_config, model, (28, 28, 1),
-                                   jax.random.PRNGKey(0), total_steps=10)
+  _, state = fresh_state(tiny_config, (28, 28, 1))
   rng = jax.random.PRNGKey(1)
   manager = checkpoints.make_manager(str(tmp_path), tiny_config)
   for step in (1, 2):

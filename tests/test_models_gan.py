@@ -22,10 +22,11 @@ def gan_config(name="acgan", **fields):
 def init(model, image_shape, batch=3):
   z = jax.random.normal(jax.random.PRNGKey(0), (batch, model.latent_size))
   labels = jnp.arange(batch) % max(model.num_classes, 1)
-  g_vars = model.generator.init(jax.random.PRNGKey(1), z, labels)
+  # Compiled whole: op by op, Flax's init compiles each small op apart.
+  g_vars = jax.jit(model.generator.init)(jax.random.PRNGKey(1), z, labels)
   images = jax.random.uniform(jax.random.PRNGKey(2), (batch, *image_shape),
                               minval=-1.0, maxval=1.0)
-  d_vars = model.discriminator.init(jax.random.PRNGKey(3), images)
+  d_vars = jax.jit(model.discriminator.init)(jax.random.PRNGKey(3), images)
   return z, labels, images, g_vars, d_vars
 
 
