@@ -10,7 +10,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from conftest import batchnorm_config
+from conftest import batchnorm_config, initial_state
 import mock_runs
 from vae_jax import checkpoints
 from vae_jax import objectives
@@ -26,12 +26,9 @@ def images(seed, size=8):
 
 
 def fresh_state(config, image_shape):
-  """`config`'s model and initial state, initialized in one compiled call:
-  op by op, Flax compiles each of the init's small ops apart."""
   model = train.build_model(config, image_shape)
-  return model, jax.jit(functools.partial(
-      train.create_train_state, config, model, image_shape,
-      total_steps=10))(jax.random.PRNGKey(0))
+  return model, initial_state(train.create_train_state, config, model,
+                              image_shape, total_steps=10)
 
 
 def test_batchnorm_model_evaluates_the_same_after_restore(tiny_config,

@@ -15,6 +15,9 @@ from vae_jax import sample
 from vae_jax import trained
 from vae_jax import validation
 
+# One worker trains the ACGAN that most tests here read (pytest.ini).
+pytestmark = pytest.mark.xdist_group("gan_analysis_run")
+
 
 @pytest.fixture(scope="module")
 def acgan_run(tmp_path_factory):

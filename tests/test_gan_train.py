@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from gan_runs import run, tiny_gan_config
+from conftest import initial_state
 from vae_jax import gan_train
 from vae_jax import models
 from vae_jax import train
@@ -26,10 +27,8 @@ def gan_config():
 
 def make_state(config):
   model = gan_train.build_model(config, IMAGE_SHAPE)
-  # Jitted: op by op, Flax's init takes ~10 s here.
-  return model, jax.jit(functools.partial(
-      gan_train.create_train_state, config, model, IMAGE_SHAPE,
-      total_steps=100))(jax.random.PRNGKey(0))
+  return model, initial_state(gan_train.create_train_state, config, model,
+                              IMAGE_SHAPE, total_steps=100)
 
 
 @pytest.fixture(scope="module")
@@ -123,6 +122,8 @@ def test_each_update_leaves_the_other_network_bit_identical(
   assert int(new_state.step) == 0  # Only train_step counts loop steps.
 
 
+# The tests of the tiny state share a worker, which compiles its steps once.
+@pytest.mark.xdist_group("tiny_acgan_steps")
 @pytest.mark.parametrize("n_critic", [1, 2])
 def test_generator_updates_every_n_critic_steps(tiny_state, train_steps,
                                                n_critic):
@@ -144,6 +145,7 @@ def test_generator_updates_every_n_critic_steps(tiny_state, train_steps,
     assert metrics[name].shape == ()
 
 
+@pytest.mark.xdist_group("tiny_acgan_steps")
 def test_non_finite_step_is_skipped_but_counted(tiny_state, train_steps):
   _, state = tiny_state
   step = train_steps[1]
@@ -156,6 +158,7 @@ def test_non_finite_step_is_skipped_but_counted(tiny_state, train_steps):
   assert_identical(state.discriminator, skipped.discriminator)
 
 
+@pytest.mark.xdist_group("tiny_acgan_steps")
 def test_eval_step_ignores_padding(tiny_state):
   model, state = tiny_state
   batch = random_batch()

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import gan_runs
+from conftest import initial_state
 from vae_jax import gan_train
 from vae_jax import objectives
 from vae_jax import precision
@@ -35,8 +36,8 @@ def float_dtypes(tree):
 
 def autoencoder_steps(config, compute_dtype, num_steps=3):
   model = train.build_model(config, IMAGE_SHAPE)
-  state = train.create_train_state(config, model, IMAGE_SHAPE,
-                                   jax.random.PRNGKey(0), total_steps=10)
+  state = initial_state(train.create_train_state, config, model, IMAGE_SHAPE,
+                        total_steps=10)
   terms_fn = objectives.terms_fn_for(model, config.loss, compute_dtype)
   step = jax.jit(functools.partial(train.train_step, terms_fn=terms_fn))
   losses = []
@@ -85,8 +86,8 @@ def test_gan_step_in_bfloat16_keeps_float32_state():
   config.compute_dtype = "bfloat16"
   model = gan_train.build_model(config, IMAGE_SHAPE)
   assert model.compute_dtype == "bfloat16"
-  state = gan_train.create_train_state(config, model, IMAGE_SHAPE,
-                                       jax.random.PRNGKey(0), total_steps=10)
+  state = initial_state(gan_train.create_train_state, config, model,
+                        IMAGE_SHAPE, total_steps=10)
   step = jax.jit(functools.partial(gan_train.train_step, model=model,
                                    n_critic=1, aux_weight=1.0))
   new_state, metrics = step(state, batch(), jax.random.PRNGKey(1))

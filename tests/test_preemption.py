@@ -18,6 +18,11 @@ import pytest
 from mock_runs import TOTAL_STEPS, finish, start_run, wait_for_checkpoint
 from vae_jax import preemption
 
+# One worker runs the uninterrupted reference both runs compare to
+# (pytest.ini).
+pytestmark = pytest.mark.xdist_group("preemption_reference")
+
+
 def final_arrays(workdir):
   path = os.path.join(workdir, "checkpoints", str(TOTAL_STEPS), "default")
   restored = ocp.StandardCheckpointer().restore(path)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
+from conftest import initial_state
 from vae_jax import checkpoints
 from vae_jax import models
 from vae_jax import objectives
@@ -19,8 +20,8 @@ from vae_jax import validation
 
 def make_state(config, image_shape=(28, 28, 1)):
   model = train.build_model(config, image_shape)
-  return train.create_train_state(config, model, image_shape,
-                                  jax.random.PRNGKey(0), total_steps=100)
+  return initial_state(train.create_train_state, config, model, image_shape,
+                       total_steps=100)
 
 
 def terms_fn(config, image_shape=(28, 28, 1)):
@@ -57,7 +58,8 @@ def test_train_step_uses_a_fresh_sample_each_step(tiny_config):
   state = make_state(tiny_config)
   batch = random_batch()
   rng = jax.random.PRNGKey(1)
-  step = functools.partial(train.train_step, terms_fn=terms_fn(tiny_config))
+  step = jax.jit(functools.partial(train.train_step,
+                                   terms_fn=terms_fn(tiny_config)))
   _, first = step(state, batch, rng)
   _, same_step = step(state, batch, rng)
   _, next_step = step(state.replace(step=state.step + 1), batch, rng)
@@ -73,7 +75,8 @@ def test_learned_gaussian_variance_is_a_trained_parameter(
   tiny_config.loss.learned_variance = learned_variance
   state = make_state(tiny_config)
   assert state.params["pixel_logvar"].shape == shape
-  step = functools.partial(train.train_step, terms_fn=terms_fn(tiny_config))
+  step = jax.jit(functools.partial(train.train_step,
+                                   terms_fn=terms_fn(tiny_config)))
   new_state, metrics = step(state, random_batch(), jax.random.PRNGKey(1))
   assert np.isfinite(float(metrics["loss"]))
   assert not np.allclose(new_state.params["pixel_logvar"],
@@ -90,11 +93,11 @@ def test_eval_step_ignores_padding(tiny_config):
   state = make_state(tiny_config)
   batch = random_batch(size=8)
   batch["mask"] = np.array([True] * 5 + [False] * 3)
-  sums = train.eval_step(state, batch, jax.random.PRNGKey(0),
-                         terms_fn=terms_fn(tiny_config))
+  eval_step = jax.jit(functools.partial(train.eval_step,
+                                        terms_fn=terms_fn(tiny_config)))
+  sums = eval_step(state, batch, jax.random.PRNGKey(0))
   unpadded = {k: v[:5] for k, v in batch.items()}
-  unpadded_sums = train.eval_step(state, unpadded, jax.random.PRNGKey(0),
-                                  terms_fn=terms_fn(tiny_config))
+  unpadded_sums = eval_step(state, unpadded, jax.random.PRNGKey(0))
   assert float(sums["count"]) == 5
   # The same key draws different noise for different batch sizes, so compare
   # the deterministic reconstruction error only.

@@ -15,6 +15,8 @@ from vae_jax import trained
 from vae_jax import validation
 
 NUM_EXAMPLES = 40  # Mock MNIST: 5 steps per epoch of 8, 10 in all.
+# One worker trains the run that the loading tests read (pytest.ini).
+pytestmark = pytest.mark.xdist_group("trained_run")
 
 
 @pytest.fixture(scope="module")
