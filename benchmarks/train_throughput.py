@@ -11,7 +11,7 @@ Measures, in one process:
     and the steady-state time per step (compilation and warm-up excluded)
     of three ways to run it:
       - `device_loop`: the split held on the device, steps run as one
-        compiled loop (`vae_jax.device_data`, what training uses for MNIST);
+        compiled loop (`vae_jax.data.device_held`, what training uses for MNIST);
       - `host_loop`: one jitted step per batch from the host pipeline,
         prefetched to the device (the path of streamed datasets);
       - `step_only`: one jitted step per batch already on the device, so
@@ -52,11 +52,11 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
-from vae_jax import checkpoints
-from vae_jax import device_data
-from vae_jax import input_pipeline
-from vae_jax import sharding
-from vae_jax import train
+from vae_jax.core import checkpoints
+from vae_jax.data import device_held
+from vae_jax.data import batches
+from vae_jax.core import sharding
+from vae_jax.trainers import loop
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 flags.DEFINE_list("configs", ["configs/mnist_linear.py"],
@@ -204,15 +204,15 @@ class Setup:
 
   def __init__(self, config):
     self.config = config
-    input_pipeline.prepare(config.input)
-    self.image_shape = input_pipeline.image_shape(config.input)
+    batches.prepare(config.input)
+    self.image_shape = batches.image_shape(config.input)
     self.mesh = sharding.make_mesh()
     self.replicated = sharding.replicated(self.mesh)
     self.data_sharding = sharding.batch_sharded(self.mesh)
-    self.trainer = train.TRAINERS[config.trainer]
+    self.trainer = loop.TRAINERS[config.trainer]
     self.model = self.trainer.build_model(config, self.image_shape)
     self.local_batch_size = sharding.local_batch_size(config.batch_size)
-    self.steps_per_epoch = input_pipeline.steps_per_epoch(
+    self.steps_per_epoch = batches.steps_per_epoch(
         config.input, self.local_batch_size)
     self.train_step, self.eval_step = self.trainer.make_jitted_steps(
         config, self.model, self.mesh)
@@ -225,7 +225,7 @@ class Setup:
                    out_shardings=self.replicated)(jax.random.PRNGKey(0))
 
   def host_batches(self):
-    return input_pipeline.train_batches(self.config.input,
+    return batches.train_batches(self.config.input,
                                         self.local_batch_size, seed=0)
 
 
@@ -265,7 +265,7 @@ def benchmark_config(spec: str) -> dict:
                                         setup.rng)
     return metrics
 
-  host_runner = device_data.host_step_runner(
+  host_runner = device_held.host_step_runner(
       sharding.prefetch_to_mesh(setup.host_batches(), setup.data_sharding),
       setup.train_step, setup.rng)
 
@@ -275,7 +275,7 @@ def benchmark_config(spec: str) -> dict:
       state, metrics = host_runner(state, i, i + 1)
     return metrics
 
-  device_runner = device_data.DeviceSteps(
+  device_runner = device_held.DeviceSteps(
       config.input, setup.train_step, setup.mesh, setup.local_batch_size,
       seed=0, rng=setup.rng, max_steps=num_steps)
 
@@ -301,8 +301,8 @@ def benchmark_config(spec: str) -> dict:
   state, profile = profile_by_kind(device_runner, state, num_steps, trace_dir)
 
   # Once per epoch, besides the steps.
-  eval_ds = input_pipeline.eval_dataset(config.input, setup.local_batch_size)
-  evaluate = functools.partial(train.evaluate, setup.eval_step, state, eval_ds,
+  eval_ds = batches.eval_dataset(config.input, setup.local_batch_size)
+  evaluate = functools.partial(loop.evaluate, setup.eval_step, state, eval_ds,
                                setup.rng, setup.data_sharding)
   evaluate()  # Compiles, and fills the eval dataset's cache.
   grids = setup.trainer.make_image_grids(
@@ -310,9 +310,9 @@ def benchmark_config(spec: str) -> dict:
       next(eval_ds.as_numpy_iterator())["image"][
           :config.num_image_samples // 2], setup.rng)
   grids(state)
-  eval_sums = device_data.device_evaluator(eval_ds, setup.eval_step,
+  eval_sums = device_held.device_evaluator(eval_ds, setup.eval_step,
                                            setup.mesh, setup.rng)
-  evaluate_on_device = lambda: train.per_image_means(eval_sums(state))
+  evaluate_on_device = lambda: loop.per_image_means(eval_sums(state))
   evaluate_on_device()
   # One timed evaluation each: a conv model's takes tens of seconds.
   per_epoch = {"evaluation_host": median_seconds(evaluate, 1),

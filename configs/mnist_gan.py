@@ -43,7 +43,7 @@ def get_config() -> ml_collections.ConfigDict:
   # collapse can still be analyzed (`analyze --step=...`).
   config.max_checkpoints_to_keep = 1000
   config.input.pixel_range = "symmetric"  # [-1, 1], the tanh output's range.
-  config.trainer = "gan"  # vae_jax/gan_train.py.
+  config.trainer = "gan"  # vae_jax/trainers/adversarial.py.
   # Discriminator updates per generator update; WGAN-style critics take 5.
   config.n_critic = 1
 

@@ -92,8 +92,8 @@ def get_config() -> ml_collections.ConfigDict:
   # Brightness scaled by U[max(0, 1 - j), 1 + j]; the seed used 0.5.
   config.input.brightness_jitter = 0.0
 
-  # 'autoencoder': VAEs and plain autoencoders (vae_jax.train);
-  # 'gan': GANs and ACGANs (vae_jax.gan_train).
+  # 'autoencoder': VAEs and plain autoencoders (vae_jax.trainers.loop);
+  # 'gan': GANs and ACGANs (vae_jax.trainers.adversarial).
   config.trainer = "autoencoder"
 
   config.model = ml_collections.ConfigDict()

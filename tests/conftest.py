@@ -91,12 +91,12 @@ def initial_state(create_train_state, config, model, image_shape,
 def save_untrained_run(config, workdir):
   """A workdir as training leaves it, minus the training: saves seconds."""
   # pylint: disable=g-import-not-at-top
-  from vae_jax import checkpoints
-  from vae_jax import train
+  from vae_jax.core import checkpoints
+  from vae_jax.trainers import loop
   # pylint: enable=g-import-not-at-top
   image_shape = (28, 28, 1)
-  model = train.build_model(config, image_shape)
-  state = initial_state(train.create_train_state, config, model, image_shape,
+  model = loop.build_model(config, image_shape)
+  state = initial_state(loop.create_train_state, config, model, image_shape,
                         total_steps=1)
   manager = checkpoints.make_manager(str(workdir), config)
   checkpoints.save(manager, state, jax.random.PRNGKey(1))

@@ -4,7 +4,7 @@ import tensorflow_datasets as tfds
 
 from configs import mnist_acgan
 from conftest import shrink_run
-from vae_jax import train
+from vae_jax.trainers import loop
 
 MOCK_EXAMPLES = 40  # Per split: 5 steps of 8 per epoch.
 
@@ -20,4 +20,4 @@ def tiny_gan_config():
 
 def run(config, workdir, num_examples=MOCK_EXAMPLES):
   with tfds.testing.mock_data(num_examples=num_examples):
-    return train.train_and_evaluate(config, str(workdir))
+    return loop.train_and_evaluate(config, str(workdir))

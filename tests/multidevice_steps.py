@@ -22,9 +22,9 @@ import numpy as np
 from conftest import batchnorm_config, make_tiny_config
 from gan_runs import tiny_gan_config
 import mock_runs
-from vae_jax import checkpoints
-from vae_jax import sharding
-from vae_jax import train
+from vae_jax.core import checkpoints
+from vae_jax.core import sharding
+from vae_jax.trainers import loop
 
 NUM_DEVICES = 8
 GLOBAL_BATCH = 16  # Two images per device.
@@ -61,7 +61,7 @@ def trainer_parts(name: str, mesh):
   new jit of the same step would compile again."""
   make_config, image_shape = MODELS[name]
   config = make_config()
-  trainer = train.TRAINERS[config.trainer]
+  trainer = loop.TRAINERS[config.trainer]
   model = trainer.build_model(config, image_shape)
   train_step, _ = trainer.make_jitted_steps(config, model, mesh)
   return config, model, train_step
@@ -75,7 +75,7 @@ def initial_state(name: str, mesh):
   these tests compare.
   """
   config, model, _ = trainer_parts(name, mesh)
-  trainer = train.TRAINERS[config.trainer]
+  trainer = loop.TRAINERS[config.trainer]
   state = jax.jit(functools.partial(
       trainer.create_train_state, config, model, MODELS[name][1],
       total_steps=10))(jax.random.PRNGKey(0))

@@ -13,9 +13,9 @@ import tensorflow_datasets as tfds
 from conftest import make_tiny_config
 from conftest import save_untrained_run
 from vae_jax import analyze
-from vae_jax import latent_metrics
-from vae_jax import train
-from vae_jax import validation
+from vae_jax.analysis import latent_metrics
+from vae_jax.trainers import loop
+from vae_jax import errors
 
 NUM_EXAMPLES = 40  # Mock MNIST: 40 test images too.
 ALL_FIGURES = ("learning_curves.png", "reconstructions.png", "samples.png",
@@ -43,7 +43,7 @@ def runs(tmp_path_factory):
   # The MNIST classifier that judges samples is cached in the data dir.
   config.input.data_dir = str(tmp_path_factory.mktemp("tfds"))
   with tfds.testing.mock_data(num_examples=NUM_EXAMPLES):
-    train.train_and_evaluate(config, str(workdirs["vae"]))
+    loop.train_and_evaluate(config, str(workdirs["vae"]))
   save_untrained_run(autoencoder_config(), workdirs["autoencoder"])
   return workdirs
 
@@ -110,7 +110,7 @@ def test_autoencoder_analysis_skips_what_needs_a_prior(runs):
     ({"num": 0}, "--num must be >= 1"),
 ])
 def test_bad_options_are_user_errors(runs, kwargs, message):
-  with pytest.raises(validation.UserInputError, match=message):
+  with pytest.raises(errors.UserInputError, match=message):
     run_analyze(runs["vae"], **kwargs)
 
 

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from vae_jax import augment
-from vae_jax.validation import ConfigError
+from vae_jax.data import augment
+from vae_jax.errors import ConfigError
 
 KEY = tf.constant([7, 11], tf.int64)
 

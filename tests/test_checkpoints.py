@@ -12,10 +12,10 @@ import pytest
 
 from conftest import batchnorm_config, initial_state
 import mock_runs
-from vae_jax import checkpoints
-from vae_jax import objectives
-from vae_jax import train
-from vae_jax import validation
+from vae_jax.core import checkpoints
+from vae_jax.objectives import negative_elbo
+from vae_jax.trainers import loop
+from vae_jax import errors
 
 IMAGE_SHAPE = (16, 16, 1)
 
@@ -26,8 +26,8 @@ def images(seed, size=8):
 
 
 def fresh_state(config, image_shape):
-  model = train.build_model(config, image_shape)
-  return model, initial_state(train.create_train_state, config, model,
+  model = loop.build_model(config, image_shape)
+  return model, initial_state(loop.create_train_state, config, model,
                               image_shape, total_steps=10)
 
 
@@ -35,9 +35,9 @@ def test_batchnorm_model_evaluates_the_same_after_restore(tiny_config,
                                                           tmp_path):
   config = batchnorm_config(tiny_config)
   model, fresh = fresh_state(config, IMAGE_SHAPE)
-  terms_fn = objectives.terms_fn_for(model, config.loss)
+  terms_fn = negative_elbo.terms_fn_for(model, config.loss)
   state = fresh
-  step = jax.jit(functools.partial(train.train_step, terms_fn=terms_fn))
+  step = jax.jit(functools.partial(loop.train_step, terms_fn=terms_fn))
   for i in range(3):
     state, _ = step(state, {"image": images(i)}, jax.random.PRNGKey(1))
   # Training moved the running statistics away from their initial values.
@@ -46,7 +46,7 @@ def test_batchnorm_model_evaluates_the_same_after_restore(tiny_config,
 
   eval_batch = {"image": images(10), "mask": np.ones(8, bool)}
   evaluate = functools.partial(
-      jax.jit(functools.partial(train.eval_step, terms_fn=terms_fn)),
+      jax.jit(functools.partial(loop.eval_step, terms_fn=terms_fn)),
       batch=eval_batch, rng=jax.random.PRNGKey(2))
   before = jax.device_get(evaluate(state))
   rng = jax.random.PRNGKey(3)
@@ -80,7 +80,7 @@ def test_checkpoint_of_another_model_is_a_one_line_error(tiny_config,
   manager = checkpoints.make_manager(str(tmp_path), tiny_config)
   checkpoints.save(manager, state_for(4), rng)
   manager.wait_until_finished()
-  with pytest.raises(validation.UserInputError, match="fits this config"):
+  with pytest.raises(errors.UserInputError, match="fits this config"):
     checkpoints.restore(
         checkpoints.make_manager(str(tmp_path), tiny_config), state_for(6), rng)
 
@@ -107,7 +107,7 @@ def test_corrupt_newest_checkpoint_is_reported_and_set_aside(
   assert "step 2" in caplog.text and "unreadable" in caplog.text
   assert manager.all_steps() == [1]
   assert len(os.listdir(tmp_path / "checkpoints.unreadable")) == 1
-  with pytest.raises(validation.UserInputError, match="no checkpoint at step 2"):
+  with pytest.raises(errors.UserInputError, match="no checkpoint at step 2"):
     checkpoints.restore(manager, state, rng, step=2)
 
 

@@ -5,8 +5,8 @@ import pytest
 import scipy.linalg
 import tensorflow_datasets as tfds
 
-from vae_jax import classifier
-from vae_jax import frechet
+from vae_jax.analysis import classifier
+from vae_jax.analysis import frechet
 
 
 def test_frechet_distance_of_diagonal_gaussians_is_closed_form():

@@ -13,7 +13,7 @@ quickstart trains its own. Nothing in the notebooks knows about tests.
 The sweep's runs are trained and summarized by the functions
 `vae_jax.sweep` uses, less its per-run `vae_jax.analyze` (which judges
 10,000 samples with a classifier): the notebook reads only the runs and
-sweep_summary.json.
+sweep_report.json.
 """
 
 import json
@@ -26,10 +26,10 @@ from conftest import make_tiny_config
 from conftest import REPO_ROOT
 from gan_runs import tiny_gan_config
 import tiny_mnist
-from vae_jax import outputs
+from vae_jax.core import outputs
 from vae_jax import sweep
-from vae_jax import sweep_summary
-from vae_jax import train
+from vae_jax.analysis import sweep_report
+from vae_jax.trainers import loop
 
 COLABS = os.path.join(REPO_ROOT, "colabs")
 NOTEBOOKS = ("quickstart.ipynb", "explore_latent.ipynb", "vae_vs_gan.ipynb")
@@ -55,17 +55,17 @@ def kl_sweep(tmp_path_factory, data_dir):
   config = tiny(make_tiny_config(), data_dir)
   runs = sweep.make_runs(config, ["loss.kl_weight=1.0,0.1"])
   for run in runs:
-    train.train_and_evaluate(sweep.run_config(config, run.overrides),
+    loop.train_and_evaluate(sweep.run_config(config, run.overrides),
                              os.path.join(workdir, run.name))
-  outputs.write_json(os.path.join(workdir, "sweep_summary.json"),
-                     sweep_summary.summarize(workdir, runs, {}))
+  outputs.write_json(os.path.join(workdir, "sweep_report.json"),
+                     sweep_report.summarize(workdir, runs, {}))
   return workdir
 
 
 @pytest.fixture(scope="module")
 def acgan_run(tmp_path_factory, data_dir):
   workdir = str(tmp_path_factory.mktemp("acgan"))
-  train.train_and_evaluate(tiny(tiny_gan_config(), data_dir), workdir)
+  loop.train_and_evaluate(tiny(tiny_gan_config(), data_dir), workdir)
   return workdir
 
 

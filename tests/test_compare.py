@@ -7,7 +7,7 @@ import tensorflow_datasets as tfds
 from conftest import make_tiny_config
 from gan_runs import MOCK_EXAMPLES, run, tiny_gan_config
 from vae_jax import compare
-from vae_jax import validation
+from vae_jax import errors
 
 
 @pytest.fixture(scope="module")
@@ -46,5 +46,5 @@ def test_compare_writes_one_labelled_panel_per_model(runs, tmp_path):
 def test_bad_arguments_fail_in_one_line(kwargs, message, tmp_path):
   arguments = {"workdirs": ["a", "b"], "output": str(tmp_path / "c.png"),
                **kwargs}
-  with pytest.raises(validation.UserInputError, match=message):
+  with pytest.raises(errors.UserInputError, match=message):
     compare.compare(**arguments)

@@ -2,7 +2,7 @@
 end to end on mock or test-written data.
 
 The parameter count is taken from the config's own full-size model without
-computing anything (`train.abstract_train_state`). The run is the config's
+computing anything (`loop.abstract_train_state`). The run is the config's
 own dataset, image size, pipeline and model family, shortened and with every
 layer narrowed: full-size convolutions on 64x64 images took half a minute to
 compile and run here.
@@ -18,9 +18,9 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from test_models import convs_params, dcgan_listing_params, linear_params
-from vae_jax import input_pipeline
+from vae_jax.data import batches
 from vae_jax import models
-from vae_jax import train
+from vae_jax.trainers import loop
 
 SMALL_CONV_16 = (convs_params([1, 32, 64, 128], 3, bias=True)
                  + linear_params([2048, 256]) + 2 * linear_params([256, 16])
@@ -99,9 +99,9 @@ def config_and_data(name, argument, tmp_path):
 
 def abstract_params(config):
   """`config`'s parameter count, from shapes alone; reads one image."""
-  state = train.abstract_train_state(
-      config, trainer=train.TRAINERS[config.trainer],
-      image_shape=input_pipeline.image_shape(config.input))
+  state = loop.abstract_train_state(
+      config, trainer=loop.TRAINERS[config.trainer],
+      image_shape=batches.image_shape(config.input))
   return models.count_params(state.params)
 
 
@@ -124,7 +124,7 @@ def test_config_trains_end_to_end_with_narrow_layers(name, argument,
   config, data = config_and_data(name, argument, tmp_path)
   narrow(config.model)
   with data:
-    results = train.train_and_evaluate(config, str(tmp_path / "run"))
+    results = loop.train_and_evaluate(config, str(tmp_path / "run"))
     assert results["num_params"] == abstract_params(config)
   assert results["steps"] == 2
   on_disk = json.loads((tmp_path / "run" / "results.json").read_text())

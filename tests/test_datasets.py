@@ -7,8 +7,8 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from vae_jax import datasets
-from vae_jax.validation import ConfigError, DataError
+from vae_jax.data import sources
+from vae_jax.errors import ConfigError, DataError
 
 ARCHIVES = {
     "stanford_dogs": ("images.tar", "annotation.tar", "lists.tar"),
@@ -28,7 +28,7 @@ def test_missing_data_says_where_to_put_the_archives(tiny_config, tmp_path,
                                                      dataset):
   config = unprepared(tiny_config, tmp_path, dataset, "never")
   with pytest.raises(DataError) as error:
-    datasets.prepare(config)
+    sources.prepare(config)
   message = str(error.value)
   assert "\n" not in message
   assert f"TFDS data dir {tmp_path} " in message
@@ -42,9 +42,9 @@ def test_unreachable_host_is_probed_not_waited_for(tiny_config, tmp_path,
                                                    monkeypatch):
   config = unprepared(tiny_config, tmp_path, "stanford_dogs", "auto")
   probed = []
-  monkeypatch.setattr(datasets.mnist_mirror, "host_answers", probed.append)
+  monkeypatch.setattr(sources.mnist_mirror, "host_answers", probed.append)
   with pytest.raises(DataError, match="vision.stanford.edu did not answer"):
-    datasets.prepare(config)
+    sources.prepare(config)
   assert probed == [("vision.stanford.edu", 80)]
 
 
@@ -59,7 +59,7 @@ def prepare_with_fake_download(config, monkeypatch, effect=None):
 
   monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare",
                       fake_download_and_prepare)
-  return datasets.prepare(config), calls
+  return sources.prepare(config), calls
 
 
 def test_archives_in_manual_dir_are_used_without_network(tiny_config,
@@ -70,7 +70,7 @@ def test_archives_in_manual_dir_are_used_without_network(tiny_config,
   manual_dir.mkdir(parents=True)
   for archive in ARCHIVES["stanford_dogs"]:
     (manual_dir / archive).write_bytes(b"")
-  monkeypatch.setattr(datasets.mnist_mirror, "host_answers", pytest.fail)
+  monkeypatch.setattr(sources.mnist_mirror, "host_answers", pytest.fail)
   source, calls = prepare_with_fake_download(config, monkeypatch)
   assert source == "tfds_manual_dir" and calls == ["stanford_dogs"]
 
@@ -91,7 +91,7 @@ def test_failed_download_keeps_the_manual_dir_hint(tiny_config, tmp_path,
 def test_crop_to_first_box_takes_its_pixels():
   image = tf.reshape(tf.range(10 * 20 * 3, dtype=tf.int32), (10, 20, 3))
   boxes = tf.constant([[0.2, 0.25, 0.6, 0.5], [0.0, 0.0, 0.1, 0.1]])
-  crop_to_first_box = datasets._crop_to_first_box  # pylint: disable=protected-access
+  crop_to_first_box = sources._crop_to_first_box  # pylint: disable=protected-access
   np.testing.assert_array_equal(crop_to_first_box(image, boxes),
                                 image[2:6, 5:10])
   # No box (as in mock data): the whole image.
@@ -116,15 +116,15 @@ def test_crop_to_first_box_takes_its_pixels():
 def test_bad_input_settings_name_the_field(tiny_config, options, message):
   tiny_config.input.update(**options)
   with pytest.raises(ConfigError, match=message):
-    datasets.check_config(tiny_config.input)
+    sources.check_config(tiny_config.input)
 
 
 def test_any_tfds_image_dataset_loads_by_name(tiny_config):
   tiny_config.input.update(dataset="fashion_mnist", download="always")
-  datasets.check_config(tiny_config.input)
+  sources.check_config(tiny_config.input)
   with tfds.testing.mock_data(num_examples=4):
-    datasets.prepare(tiny_config.input)
-    examples = list(datasets.load(tiny_config.input, "test")
+    sources.prepare(tiny_config.input)
+    examples = list(sources.load(tiny_config.input, "test")
                     .as_numpy_iterator())
   assert len(examples) == 4
   assert examples[0]["image"].shape == (28, 28, 1)
@@ -135,4 +135,4 @@ def test_tfds_dataset_without_images_is_refused(tiny_config):
   tiny_config.input.update(dataset="imdb_reviews", download="always")
   with tfds.testing.mock_data(num_examples=2):
     with pytest.raises(DataError, match="'imdb_reviews' has no 'image'"):
-      datasets.prepare(tiny_config.input)
+      sources.prepare(tiny_config.input)

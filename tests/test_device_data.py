@@ -12,12 +12,12 @@ import tensorflow_datasets as tfds
 
 import gan_runs
 import mock_runs
-from vae_jax import device_data
-from vae_jax import input_pipeline
-from vae_jax import preemption
-from vae_jax import sharding
-from vae_jax import train
-from vae_jax.validation import ConfigError
+from vae_jax.data import device_held
+from vae_jax.data import batches
+from vae_jax.core import preemption
+from vae_jax.core import sharding
+from vae_jax.trainers import loop
+from vae_jax.errors import ConfigError
 
 MOCK_EXAMPLES = 40  # 5 steps of 8 per epoch.
 
@@ -28,7 +28,7 @@ def run_steps(config, chunk_ends, on_device):
   image_shape = (28, 28, 1)
   mesh = sharding.make_mesh()
   replicated = sharding.replicated(mesh)
-  trainer = train.TRAINERS[config.trainer]
+  trainer = loop.TRAINERS[config.trainer]
   model = trainer.build_model(config, image_shape)
   state = jax.jit(functools.partial(trainer.create_train_state, config, model,
                                     image_shape, total_steps=100),
@@ -37,12 +37,12 @@ def run_steps(config, chunk_ends, on_device):
   rng = jax.device_put(jax.random.PRNGKey(1), replicated)
   with tfds.testing.mock_data(num_examples=MOCK_EXAMPLES):
     if on_device:
-      runner = device_data.DeviceSteps(
+      runner = device_held.DeviceSteps(
           config.input, step, mesh, config.batch_size, config.seed, rng,
           max_steps=3)
     else:
-      runner = device_data.host_step_runner(sharding.prefetch_to_mesh(
-          input_pipeline.train_batches(config.input, config.batch_size,
+      runner = device_held.host_step_runner(sharding.prefetch_to_mesh(
+          batches.train_batches(config.input, config.batch_size,
                                        config.seed),
           sharding.batch_sharded(mesh)), step, rng)
     blocks, first = [], 0
@@ -51,10 +51,10 @@ def run_steps(config, chunk_ends, on_device):
         state, metrics = runner(state, start, end if on_device else start + 1)
         blocks.append(metrics)
       first = end
-  return state, device_data.per_step_metrics(blocks)
+  return state, device_held.per_step_metrics(blocks)
 
 
-@pytest.mark.parametrize("trainer", list(train.TRAINERS))
+@pytest.mark.parametrize("trainer", list(loop.TRAINERS))
 def test_compiled_loop_trains_like_the_per_step_loop(tiny_config, trainer):
   config = {"autoencoder": tiny_config,
             "gan": gan_runs.tiny_gan_config()}[trainer]
@@ -76,46 +76,46 @@ def test_compiled_loop_trains_like_the_per_step_loop(tiny_config, trainer):
 def test_next_stop_lands_on_every_period_and_the_end():
   stops, step = [], 0
   while step < 20:
-    step = device_data.next_stop(step, 20, periods=(4, 6, 8))
+    step = device_held.next_stop(step, 20, periods=(4, 6, 8))
     stops.append(step)
   assert stops == [4, 6, 8, 12, 16, 18, 20]
-  assert device_data.next_stop(5, 20, periods=(1,)) == 6
+  assert device_held.next_stop(5, 20, periods=(1,)) == 6
 
 
 def test_per_step_metrics_unstacks_loop_buffers():
   loop = ({"loss": np.array([1.0, 2.0, 0.0]),
            "finite": np.array([True, False, False])}, 2)  # Third unused.
   single = ({"loss": np.float32(3.0), "finite": np.bool_(True)}, None)
-  steps = device_data.per_step_metrics([loop, single])
+  steps = device_held.per_step_metrics([loop, single])
   assert [float(s["loss"]) for s in steps] == [1.0, 2.0, 3.0]
   assert [bool(s["finite"]) for s in steps] == [True, False, True]
 
 
 def test_auto_holds_unaugmented_in_memory_splits_only(tiny_config):
   with tfds.testing.mock_data(num_examples=MOCK_EXAMPLES):
-    assert device_data.is_device_resident(tiny_config.input, (28, 28, 1))
+    assert device_held.is_device_resident(tiny_config.input, (28, 28, 1))
     tiny_config.input.rotation_degrees = 10.0
-    assert not device_data.is_device_resident(tiny_config.input, (28, 28, 1))
+    assert not device_held.is_device_resident(tiny_config.input, (28, 28, 1))
     tiny_config.input.rotation_degrees = 0.0
     tiny_config.input.in_memory = False
-    assert not device_data.is_device_resident(tiny_config.input, (28, 28, 1))
+    assert not device_held.is_device_resident(tiny_config.input, (28, 28, 1))
     tiny_config.input.device_resident = "always"
-    assert device_data.is_device_resident(tiny_config.input, (28, 28, 1))
+    assert device_held.is_device_resident(tiny_config.input, (28, 28, 1))
 
 
 def test_impossible_settings_are_config_errors(tiny_config):
   tiny_config.input.device_resident = "yes"
   with pytest.raises(ConfigError, match="device_resident 'yes' is unknown"):
-    device_data.check_config(tiny_config.input)
+    device_held.check_config(tiny_config.input)
   tiny_config.input.device_resident = "always"
   tiny_config.input.brightness_jitter = 0.5
   with pytest.raises(ConfigError, match="cannot augment"):
-    device_data.check_config(tiny_config.input)
+    device_held.check_config(tiny_config.input)
 
 
 def run(config, workdir, num_examples):
   with tfds.testing.mock_data(num_examples=num_examples):
-    return train.train_and_evaluate(config, str(workdir))
+    return loop.train_and_evaluate(config, str(workdir))
 
 
 def final_arrays(workdir, step):

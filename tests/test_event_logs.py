@@ -6,7 +6,7 @@ import time
 from clu import metric_writers
 import numpy as np
 
-from vae_jax import event_logs
+from vae_jax.analysis import event_logs
 
 
 def write(workdir, scalars_by_step, images=False):

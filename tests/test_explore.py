@@ -12,8 +12,8 @@ from conftest import make_tiny_config
 from conftest import save_untrained_run
 from vae_jax import compare
 from vae_jax import explore
-from vae_jax import trained
-from vae_jax import validation
+from vae_jax.analysis import runs
+from vae_jax import errors
 
 NUM_EXAMPLES = 40  # Mock MNIST images per split.
 
@@ -24,7 +24,7 @@ def loaded(tmp_path_factory):
   workdir = tmp_path_factory.mktemp("run")
   save_untrained_run(make_tiny_config(), workdir)
   with tfds.testing.mock_data(num_examples=NUM_EXAMPLES):
-    run = trained.load(str(workdir))
+    run = runs.load(str(workdir))
     test_set, label_name = explore.encode_test_set(run, num_keep=10)
   return run, test_set, label_name
 
@@ -45,11 +45,11 @@ def test_informative_dims_rank_by_kl_then_by_spread():
   codes = np.zeros((4, 3), np.float32)
   codes[:, 2] = [2, -2, 2, -2]  # Far from the prior: the most KL.
   codes[:, 0] = [0.5, -0.5, 0.5, -0.5]
-  split = trained.EncodedSplit(codes=codes, logvar=np.zeros_like(codes),
+  split = runs.EncodedSplit(codes=codes, logvar=np.zeros_like(codes),
                                labels=np.zeros(4), images=None,
                                model_images=None)
   assert explore.informative_dims(split, 2) == [2, 0]
-  autoencoder_split = trained.EncodedSplit(
+  autoencoder_split = runs.EncodedSplit(
       codes=codes * [1, 0, 0.1], logvar=None, labels=np.zeros(4),
       images=None, model_images=None)
   assert explore.informative_dims(autoencoder_split, 3) == [0, 2, 1]
@@ -67,10 +67,10 @@ def test_latent_shift_figure_decodes_the_shifted_code(loaded):
   code = test_set.codes[3].copy()
   code[1] += 3.0
   np.testing.assert_array_equal(panels(figure)[2],
-                                trained.decode(run, code[None])[0][..., 0])
+                                runs.decode(run, code[None])[0][..., 0])
   assert not np.array_equal(panels(figure)[2], decoded)
   assert "z[1]" in figure.axes[2].get_xlabel()
-  with pytest.raises(validation.UserInputError, match="image_index"):
+  with pytest.raises(errors.UserInputError, match="image_index"):
     explore.latent_shift_figure(run, test_set, label_name, 10, {})
 
 
@@ -117,7 +117,7 @@ def test_a_sweep_workdir_lists_its_runs_and_picks_one(tmp_path):
   assert runs[1].overrides == {"model.hidden_sizes": (8, 1)}  # A tuple again.
   assert explore.run_dir(str(tmp_path)) == str(tmp_path / "a")
   assert explore.run_dir(str(tmp_path), "b") == str(tmp_path / "b")
-  with pytest.raises(validation.UserInputError,
+  with pytest.raises(errors.UserInputError,
                      match="no run 'c'; it has a, b"):
     explore.run_dir(str(tmp_path), "c")
 
@@ -126,7 +126,7 @@ def test_a_run_workdir_is_no_sweep(tmp_path):
   assert explore.sweep_runs(str(tmp_path)) is None
   assert explore.sweep_comparison(str(tmp_path)) is None
   assert explore.run_dir(str(tmp_path)) == str(tmp_path)
-  with pytest.raises(validation.UserInputError, match="holds no sweep"):
+  with pytest.raises(errors.UserInputError, match="holds no sweep"):
     explore.run_dir(str(tmp_path), "a")
 
 

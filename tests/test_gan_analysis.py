@@ -8,12 +8,12 @@ import tensorflow_datasets as tfds
 
 from gan_runs import MOCK_EXAMPLES, run, tiny_gan_config
 from vae_jax import analyze
-from vae_jax import event_logs
-from vae_jax import gan_analysis
-from vae_jax import gan_curves
+from vae_jax.analysis import event_logs
+from vae_jax.analysis import gan_report
+from vae_jax.analysis import gan_curves
 from vae_jax import sample
-from vae_jax import trained
-from vae_jax import validation
+from vae_jax.analysis import runs
+from vae_jax import errors
 
 # One worker trains the ACGAN that most tests here read (pytest.ini).
 pytestmark = pytest.mark.xdist_group("gan_analysis_run")
@@ -36,23 +36,23 @@ def mock_data():
 
 def test_any_kept_step_loads_and_samples_each_class(acgan_run):
   with mock_data():
-    newest = trained.load(str(acgan_run))
-    early = trained.load(str(acgan_run), step=3)
+    newest = runs.load(str(acgan_run))
+    early = runs.load(str(acgan_run), step=3)
   assert (newest.step, early.step) == (10, 3)
-  z, labels = gan_analysis.random_inputs(newest, 12, seed=0)
+  z, labels = gan_report.random_inputs(newest, 12, seed=0)
   np.testing.assert_array_equal(labels, np.arange(12) % 10)
-  images = gan_analysis.sample(newest, z, labels)
+  images = gan_report.sample(newest, z, labels)
   assert images.shape == (12, 28, 28, 1) and images.dtype == np.uint8
-  assert not np.array_equal(images, gan_analysis.sample(early, z, labels))
-  _, sevens = gan_analysis.random_inputs(newest, 3, seed=0, label=7)
+  assert not np.array_equal(images, gan_report.sample(early, z, labels))
+  _, sevens = gan_report.random_inputs(newest, 3, seed=0, label=7)
   np.testing.assert_array_equal(sevens, [7, 7, 7])
-  with pytest.raises(validation.UserInputError, match=r"class in \[0, 10\)"):
-    gan_analysis.random_inputs(newest, 3, seed=0, label=10)
+  with pytest.raises(errors.UserInputError, match=r"class in \[0, 10\)"):
+    gan_report.random_inputs(newest, 3, seed=0, label=10)
 
 
 def test_analyze_writes_figures_and_the_classifier_verdict(acgan_run):
   with mock_data():
-    report = gan_analysis.analyze(str(acgan_run), num_metric_samples=20)
+    report = gan_report.analyze(str(acgan_run), num_metric_samples=20)
   out = acgan_run / "analysis"
   for name in ("samples.png", "pairs.png", "learning_curves.png"):
     assert (out / name).stat().st_size > 0
@@ -72,7 +72,7 @@ def test_sample_command_generates_a_chosen_class(acgan_run):
   with mock_data():
     sevens = sample.sample(str(acgan_run), 3, label=7, seed=1)
     mixed = sample.sample(str(acgan_run), 3, seed=1)  # Classes 0, 1, 2.
-    with pytest.raises(validation.UserInputError, match="class in"):
+    with pytest.raises(errors.UserInputError, match="class in"):
       sample.sample(str(acgan_run), 3, label=-1)
   assert sevens.shape == (3, 28, 28, 1) and sevens.dtype == np.uint8
   assert not np.array_equal(sevens, mixed)
@@ -92,9 +92,9 @@ def test_learning_curves_show_losses_and_accuracies(acgan_run):
 
 def test_class_names_name_digits_and_attribute_values():
   config = tiny_gan_config()
-  assert gan_analysis.class_names(config.input)[3] == "digit 3"
+  assert gan_report.class_names(config.input)[3] == "digit 3"
   config.input.dataset = "celeb_a"
   config.input.attributes = ("Smiling", "Male")
-  assert gan_analysis.class_names(config.input) == [
+  assert gan_report.class_names(config.input) == [
       "not Smiling, not Male", "Smiling, not Male", "not Smiling, Male",
       "Smiling, Male"]

@@ -12,10 +12,10 @@ import pytest
 
 from gan_runs import run, tiny_gan_config
 from conftest import initial_state
-from vae_jax import gan_train
+from vae_jax.trainers import adversarial
 from vae_jax import models
-from vae_jax import train
-from vae_jax import validation
+from vae_jax.trainers import loop
+from vae_jax import errors
 
 IMAGE_SHAPE = (28, 28, 1)
 
@@ -26,8 +26,8 @@ def gan_config():
 
 
 def make_state(config):
-  model = gan_train.build_model(config, IMAGE_SHAPE)
-  return model, initial_state(gan_train.create_train_state, config, model,
+  model = adversarial.build_model(config, IMAGE_SHAPE)
+  return model, initial_state(adversarial.create_train_state, config, model,
                               IMAGE_SHAPE, total_steps=100)
 
 
@@ -42,7 +42,7 @@ def tiny_state():
 def train_steps(tiny_state):
   """Jitted train steps of the tiny ACGAN by n_critic (~10 s to compile)."""
   model, _ = tiny_state
-  return {n: jax.jit(functools.partial(gan_train.train_step, model=model,
+  return {n: jax.jit(functools.partial(adversarial.train_step, model=model,
                                        n_critic=n, aux_weight=1.0))
           for n in (1, 2)}
 
@@ -70,29 +70,29 @@ def assert_changed(network, other):
 
 
 def test_acgan_classes_come_from_the_data(gan_config):
-  assert gan_train.build_model(gan_config, IMAGE_SHAPE).num_classes == 10
+  assert adversarial.build_model(gan_config, IMAGE_SHAPE).num_classes == 10
   gan_config.input.dataset = "celeb_a"
   gan_config.input.attributes = ("Smiling", "Male")
-  assert gan_train.num_classes(gan_config.input) == 4
+  assert adversarial.num_classes(gan_config.input) == 4
   gan_config.input.dataset = "stanford_dogs"
-  with pytest.raises(validation.ConfigError, match="has neither"):
-    gan_train.build_model(gan_config, IMAGE_SHAPE)
+  with pytest.raises(errors.ConfigError, match="has neither"):
+    adversarial.build_model(gan_config, IMAGE_SHAPE)
 
 
 def test_celeb_a_attributes_are_read_as_bits():
   batch = {"label": jnp.array([1, 0, 1, 0]),
            "attributes": jnp.array([[1, 0], [0, 1], [1, 1], [0, 0]])}
-  np.testing.assert_array_equal(gan_train.class_labels(batch), [1, 2, 3, 0])
-  np.testing.assert_array_equal(gan_train.class_labels({"label": batch[
+  np.testing.assert_array_equal(adversarial.class_labels(batch), [1, 2, 3, 0])
+  np.testing.assert_array_equal(adversarial.class_labels({"label": batch[
       "label"]}), [1, 0, 1, 0])
 
 
 def test_pixel_range_must_match_the_output_activation(gan_config):
   gan_config.input.pixel_range = "unit"
-  with pytest.raises(validation.ConfigError, match="pixel_range='symmetric'"):
-    gan_train.build_model(gan_config, IMAGE_SHAPE)
+  with pytest.raises(errors.ConfigError, match="pixel_range='symmetric'"):
+    adversarial.build_model(gan_config, IMAGE_SHAPE)
   gan_config.model.output_activation = "sigmoid"
-  gan_train.build_model(gan_config, IMAGE_SHAPE)
+  adversarial.build_model(gan_config, IMAGE_SHAPE)
 
 
 @pytest.fixture(scope="module")
@@ -104,8 +104,8 @@ def batch_norm_state():
 
 
 @pytest.mark.parametrize("step_fn,updated,unchanged", [
-    (gan_train.discriminator_step, "discriminator", "generator"),
-    (gan_train.generator_step, "generator", "discriminator"),
+    (adversarial.discriminator_step, "discriminator", "generator"),
+    (adversarial.generator_step, "generator", "discriminator"),
 ])
 def test_each_update_leaves_the_other_network_bit_identical(
     batch_norm_state, step_fn, updated, unchanged):
@@ -163,7 +163,7 @@ def test_eval_step_ignores_padding(tiny_state):
   model, state = tiny_state
   batch = random_batch()
   batch["mask"] = np.array([True] * 5 + [False] * 3)
-  eval_step = jax.jit(functools.partial(gan_train.eval_step, model=model,
+  eval_step = jax.jit(functools.partial(adversarial.eval_step, model=model,
                                         aux_weight=1.0))
   sums = eval_step(state, batch, jax.random.PRNGKey(0))
   unpadded = eval_step(state, {k: v[:5] for k, v in batch.items()},
@@ -176,17 +176,17 @@ def test_eval_step_ignores_padding(tiny_state):
 
 def test_gan_and_autoencoder_settings_are_checked_apart(gan_config):
   gan_config.n_critic = 0
-  with pytest.raises(validation.ConfigError, match="n_critic must be >= 1"):
-    validation.validate_config(gan_config)
+  with pytest.raises(errors.ConfigError, match="n_critic must be >= 1"):
+    errors.validate_config(gan_config)
   gan_config.n_critic = 1
   gan_config.optimizer.generator.learning_rate = 0.0
-  with pytest.raises(validation.ConfigError,
+  with pytest.raises(errors.ConfigError,
                      match="optimizer.generator.learning_rate"):
-    validation.validate_config(gan_config)
+    errors.validate_config(gan_config)
   gan_config.optimizer.generator.learning_rate = 1e-4
   gan_config.trainer = "autoencoder"
-  with pytest.raises(validation.ConfigError, match="set trainer='gan'"):
-    validation.validate_config(gan_config)
+  with pytest.raises(errors.ConfigError, match="set trainer='gan'"):
+    errors.validate_config(gan_config)
 
 
 def test_acgan_trains_and_writes_every_output(gan_config, tmp_path):
@@ -195,7 +195,7 @@ def test_acgan_trains_and_writes_every_output(gan_config, tmp_path):
   results = run(gan_config, tmp_path)
   steps_per_epoch = 40 // gan_config.batch_size
   assert results["steps"] == 2 * steps_per_epoch
-  state = train.abstract_train_state(gan_config, trainer=train.TRAINERS["gan"],
+  state = loop.abstract_train_state(gan_config, trainer=loop.TRAINERS["gan"],
                                      image_shape=IMAGE_SHAPE)
   assert results["num_params"] == models.count_params(state.params)
   for name in ("loss", "d_loss", "g_loss", "d_real_accuracy",

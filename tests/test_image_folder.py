@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from vae_jax import datasets
-from vae_jax import input_pipeline
-from vae_jax.validation import DataError
+from vae_jax.data import sources
+from vae_jax.data import batches
+from vae_jax.errors import DataError
 
 # Each class's images have their own gray level, so labels can be checked;
 # the last pixel numbers the image within its class.
@@ -39,11 +39,11 @@ def folder_config(tiny_config, tmp_path):
 @pytest.mark.parametrize("in_memory", [True, False])
 def test_labels_are_sorted_folder_names(folder_config, in_memory):
   folder_config.in_memory = in_memory
-  assert input_pipeline.prepare(folder_config) == "image_folder"
-  assert input_pipeline.image_shape(folder_config) == (8, 8, 1)
-  assert input_pipeline.steps_per_epoch(folder_config, 4) == 2
-  train = next(input_pipeline.train_batches(folder_config, 4, seed=0))
-  test = next(input_pipeline.eval_dataset(folder_config, 4)
+  assert batches.prepare(folder_config) == "image_folder"
+  assert batches.image_shape(folder_config) == (8, 8, 1)
+  assert batches.steps_per_epoch(folder_config, 4) == 2
+  train = next(batches.train_batches(folder_config, 4, seed=0))
+  test = next(batches.eval_dataset(folder_config, 4)
               .as_numpy_iterator())
   for batch in (train, test):
     assert batch["image"].shape == (4, 8, 8, 1)
@@ -55,17 +55,17 @@ def test_labels_are_sorted_folder_names(folder_config, in_memory):
 
 def test_rgb_stays_rgb_and_resizes(folder_config):
   folder_config.update(grayscale=False, image_size=4)
-  assert input_pipeline.image_shape(folder_config) == (4, 4, 3)
+  assert batches.image_shape(folder_config) == (4, 4, 3)
 
 
 def test_mixed_sizes_need_image_size(folder_config, tmp_path):
   write_png(tmp_path / "pngs" / "testing" / "dog" / "big.png", 6, 10)
   with pytest.raises(DataError, match=r"dog/big.png is 6x10 but .* is 8x8; "
                      "set input.image_size"):
-    input_pipeline.prepare(folder_config)
+    batches.prepare(folder_config)
   folder_config.image_size = 8
-  input_pipeline.prepare(folder_config)
-  test = next(input_pipeline.eval_dataset(folder_config, 16)
+  batches.prepare(folder_config)
+  test = next(batches.eval_dataset(folder_config, 16)
               .as_numpy_iterator())
   assert test["image"].shape == (16, 8, 8, 1) and test["mask"].sum() == 9
 
@@ -75,29 +75,29 @@ def test_empty_folder_is_named(folder_config, tmp_path):
   folder_config.folder_path = str(tmp_path / "empty")
   with pytest.raises(DataError, match=f"image folder {tmp_path}/empty is "
                      "empty"):
-    input_pipeline.prepare(folder_config)
+    batches.prepare(folder_config)
 
 
 def test_missing_split_lists_the_splits_there(folder_config):
   folder_config.test_split = "test"
   with pytest.raises(DataError, match=r"no split folder 'test' \(it has "
                      r"\['testing', 'training'\]\)"):
-    input_pipeline.prepare(folder_config)
+    batches.prepare(folder_config)
 
 
 def test_processes_read_disjoint_equal_shares(folder_config, monkeypatch):
 
   def identities(per_process):
     return [(int(ex["label"]), int(ex["image"][-1, -1, 0]))
-            for ex in datasets.load(folder_config, "train",
+            for ex in sources.load(folder_config, "train",
                                     per_process=per_process,
                                     drop_remainder=True).as_numpy_iterator()]
 
   whole = identities(per_process=False)
-  monkeypatch.setattr(datasets.jax, "process_count", lambda: 2)
+  monkeypatch.setattr(sources.jax, "process_count", lambda: 2)
   shares = []
   for index in (0, 1):
-    monkeypatch.setattr(datasets.jax, "process_index", lambda i=index: i)
+    monkeypatch.setattr(sources.jax, "process_index", lambda i=index: i)
     shares.append(identities(per_process=True))
   assert len(set(whole)) == 8
   assert len(shares[0]) == len(shares[1]) == 4
@@ -110,7 +110,7 @@ def test_split_without_images_is_named(folder_config, tmp_path, image_size):
   for png in (tmp_path / "pngs" / "testing").glob("*/*.png"):
     png.unlink()
   with pytest.raises(DataError, match="pngs/testing holds no .png"):
-    input_pipeline.prepare(folder_config)
+    batches.prepare(folder_config)
 
 
 def test_unreadable_files_fail_or_are_skipped_as_configured(folder_config,
@@ -119,11 +119,11 @@ def test_unreadable_files_fail_or_are_skipped_as_configured(folder_config,
       b"\x89PNG\r\n\x1a\n not really")
   with pytest.raises(DataError, match=r"training has 1 file\(s\) that do not "
                      r"decode as images, e.g. .*cat/broken.png"):
-    input_pipeline.prepare(folder_config)
+    batches.prepare(folder_config)
   folder_config.unreadable_images = "skip"
-  input_pipeline.prepare(folder_config)
-  assert input_pipeline.steps_per_epoch(folder_config, 1) == 8  # Not 9.
+  batches.prepare(folder_config)
+  assert batches.steps_per_epoch(folder_config, 1) == 8  # Not 9.
   for in_memory in (True, False):
     folder_config.in_memory = in_memory
-    batch = next(input_pipeline.train_batches(folder_config, 8, seed=0))
+    batch = next(batches.train_batches(folder_config, 8, seed=0))
     assert sorted(batch["label"]) == [0] * 4 + [1] * 4

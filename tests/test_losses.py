@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vae_jax import losses
+from vae_jax.objectives import likelihoods
 
 
 def test_kl_matches_diagonal_gaussian_formula():
@@ -18,14 +18,14 @@ def test_kl_matches_diagonal_gaussian_formula():
   # KL(N(mu, sigma^2) || N(0, 1)) = log(1/sigma) + (sigma^2 + mu^2)/2 - 1/2.
   expected = np.sum(-np.log(sigma) + (sigma**2 + mu**2) / 2 - 0.5, axis=-1)
   np.testing.assert_allclose(
-      losses.kl_to_standard_normal(jnp.asarray(mu), jnp.asarray(logvar)),
+      likelihoods.kl_to_standard_normal(jnp.asarray(mu), jnp.asarray(logvar)),
       expected, rtol=1e-5)
 
 
 def test_kl_is_zero_only_at_the_prior():
   zeros = jnp.zeros((2, 3))
-  np.testing.assert_allclose(losses.kl_to_standard_normal(zeros, zeros), 0.0)
-  assert float(losses.kl_to_standard_normal(zeros + 0.1, zeros)[0]) > 0
+  np.testing.assert_allclose(likelihoods.kl_to_standard_normal(zeros, zeros), 0.0)
+  assert float(likelihoods.kl_to_standard_normal(zeros + 0.1, zeros)[0]) > 0
 
 
 def test_bernoulli_nll_is_summed_binary_cross_entropy():
@@ -36,18 +36,18 @@ def test_bernoulli_nll_is_summed_binary_cross_entropy():
   expected = -np.sum(images * np.log(p) + (1 - images) * np.log(1 - p),
                      axis=(1, 2, 3))
   np.testing.assert_allclose(
-      losses.bernoulli_nll(jnp.asarray(logits), jnp.asarray(images)),
+      likelihoods.bernoulli_nll(jnp.asarray(logits), jnp.asarray(images)),
       expected, rtol=1e-5)
 
 
 def test_bernoulli_nll_is_stable_and_its_gradient_is_sigmoid_minus_x():
   logits = jnp.asarray([[-200.0, -30.0, -1.0, 0.0, 2.0, 40.0, 200.0]])
   images = jnp.asarray([[0.0, 1.0, 0.5, 1.0, 0.0, 0.25, 1.0]])
-  nll = losses.bernoulli_nll(logits, images)
+  nll = likelihoods.bernoulli_nll(logits, images)
   x, y = np.float64(logits), np.float64(images)
   np.testing.assert_allclose(nll, np.sum(np.logaddexp(0, x) - x * y),
                              rtol=1e-6)
-  gradient = jax.grad(lambda x: losses.bernoulli_nll(x, images).sum())(logits)
+  gradient = jax.grad(lambda x: likelihoods.bernoulli_nll(x, images).sum())(logits)
   np.testing.assert_allclose(gradient, jax.nn.sigmoid(logits) - images,
                              atol=1e-7)
 
@@ -61,7 +61,7 @@ def test_gaussian_nll_is_the_normal_log_density():
   log_density = (-0.5 * (images - mean)**2 / variance
                  - 0.5 * math.log(2 * math.pi * variance))
   np.testing.assert_allclose(
-      losses.gaussian_nll(jnp.asarray(logits), jnp.asarray(images),
+      likelihoods.gaussian_nll(jnp.asarray(logits), jnp.asarray(images),
                           gaussian_variance=variance),
       -log_density.sum(axis=-1), rtol=1e-5)
 
@@ -70,7 +70,7 @@ def test_negative_elbo_weights_only_the_kl_term():
   logits = jnp.zeros((2, 3))
   images = jnp.full((2, 3), 0.5)
   mu, logvar = jnp.ones((2, 2)), jnp.zeros((2, 2))
-  terms = losses.negative_elbo(logits, mu, logvar, images,
+  terms = likelihoods.negative_elbo(logits, mu, logvar, images,
                                likelihood="bernoulli", kl_weight=0.25)
   np.testing.assert_allclose(terms["loss"], terms["recon"] + 0.25 * terms["kl"],
                              rtol=1e-6)
@@ -84,23 +84,23 @@ def test_negative_elbo_weights_only_the_kl_term():
 @pytest.mark.parametrize("step,expected", [(0, 0.0), (50, 0.5), (100, 1.0),
                                            (500, 1.0)])
 def test_kl_warmup_ramps_linearly(step, expected):
-  weight = losses.kl_weight_at(jnp.asarray(step), 2.0, kl_warmup_steps=100)
+  weight = likelihoods.kl_weight_at(jnp.asarray(step), 2.0, kl_warmup_steps=100)
   np.testing.assert_allclose(weight, 2.0 * expected, rtol=1e-6)
 
 
 def test_kl_weight_without_warmup_is_constant():
-  np.testing.assert_allclose(losses.kl_weight_at(jnp.asarray(0), 0.3, 0), 0.3)
+  np.testing.assert_allclose(likelihoods.kl_weight_at(jnp.asarray(0), 0.3, 0), 0.3)
 
 
 def test_reparameterize_has_the_posterior_moments_and_gradients():
   mu = jnp.array([1.0, -2.0])
   logvar = jnp.log(jnp.array([0.25, 4.0]))
-  z = jax.vmap(lambda key: losses.reparameterize(key, mu, logvar))(
+  z = jax.vmap(lambda key: likelihoods.reparameterize(key, mu, logvar))(
       jax.random.split(jax.random.PRNGKey(0), 20000))
   np.testing.assert_allclose(z.mean(0), mu, atol=0.05)
   np.testing.assert_allclose(z.std(0), [0.5, 2.0], rtol=0.03)
   # The sample is differentiable in mu: d z / d mu = 1.
-  grad = jax.grad(lambda m: losses.reparameterize(
+  grad = jax.grad(lambda m: likelihoods.reparameterize(
       jax.random.PRNGKey(1), m, logvar).sum())(mu)
   np.testing.assert_allclose(grad, 1.0)
 
@@ -108,8 +108,8 @@ def test_reparameterize_has_the_posterior_moments_and_gradients():
 def test_learned_variance_has_a_floor():
   images = jnp.zeros((1, 4))
   logits = jnp.full((1, 4), -30.0)  # Predicts the zeros almost exactly.
-  nll = losses.gaussian_learned_nll(logits, images,
+  nll = likelihoods.gaussian_learned_nll(logits, images,
                                     pixel_logvar=jnp.full((), -1e4))
   # Bounded below by the density at the floor variance, not -infinity.
-  floor = 4 * 0.5 * (losses.MIN_PIXEL_LOGVAR + math.log(2 * math.pi))
+  floor = 4 * 0.5 * (likelihoods.MIN_PIXEL_LOGVAR + math.log(2 * math.pi))
   assert np.isfinite(float(nll[0])) and float(nll[0]) >= floor - 1e-4

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from vae_jax import mnist_mirror
-from vae_jax.validation import DataError
+from vae_jax.data import mnist_mirror
+from vae_jax.errors import DataError
 
 
 def fake_pickle(num_train=6, num_valid=2, num_test=3, seed=0):

@@ -6,10 +6,10 @@ import ml_collections
 import numpy as np
 import pytest
 
-from vae_jax import losses
+from vae_jax.objectives import likelihoods
 from vae_jax import models
-from vae_jax import train
-from vae_jax import validation
+from vae_jax.trainers import loop
+from vae_jax import errors
 from vae_jax.models import autoencoders
 
 
@@ -201,7 +201,7 @@ def test_small_conv_vae_shapes():
 @pytest.mark.parametrize("name", ["small_conv_vae", "dcgan_vae"])
 def test_conv_vaes_reject_sizes_they_cannot_rebuild(name):
   config = ml_collections.ConfigDict({"name": name, "latent_size": 4})
-  with pytest.raises(validation.ConfigError):
+  with pytest.raises(errors.ConfigError):
     models.build_model(config, (28, 28, 1))
 
 
@@ -230,7 +230,7 @@ def test_autoencoder_shapes(model_config, image_shape, code_size):
 
 
 def test_extreme_posterior_log_variances_stay_finite(tiny_config):
-  model = train.build_model(tiny_config, (28, 28, 1))
+  model = loop.build_model(tiny_config, (28, 28, 1))
   init, apply = compiled(model)
   variables = init(jax.random.PRNGKey(0), jnp.zeros((1, 28, 28, 1)),
                    jax.random.PRNGKey(1))
@@ -238,7 +238,7 @@ def test_extreme_posterior_log_variances_stay_finite(tiny_config):
   variables = jax.tree.map(lambda x: x * 1e3, variables)
   images = jnp.ones((2, 28, 28, 1))
   logits, mu, logvar = apply(variables, images, jax.random.PRNGKey(2))
-  low, high = losses.POSTERIOR_LOGVAR_RANGE
+  low, high = likelihoods.POSTERIOR_LOGVAR_RANGE
   assert low <= float(logvar.min()) and float(logvar.max()) <= high
   assert np.any((logvar == low) | (logvar == high))  # Clipped, not small.
-  assert np.isfinite(float(losses.kl_to_standard_normal(mu, logvar).sum()))
+  assert np.isfinite(float(likelihoods.kl_to_standard_normal(mu, logvar).sum()))

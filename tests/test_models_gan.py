@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from vae_jax import models
-from vae_jax import validation
+from vae_jax import errors
 
 
 def gan_config(name="acgan", **fields):
@@ -108,5 +108,5 @@ def test_generator_may_be_narrower_than_the_discriminator():
      "as many levels"),
 ])
 def test_bad_model_configs_fail_in_one_line(config, image_shape, message):
-  with pytest.raises(validation.ConfigError, match=message):
+  with pytest.raises(errors.ConfigError, match=message):
     models.build_model(config, image_shape)

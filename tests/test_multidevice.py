@@ -15,8 +15,8 @@ import pytest
 
 from conftest import REPO_ROOT
 import multidevice_steps
-from vae_jax import checkpoints
-from vae_jax import sharding
+from vae_jax.core import checkpoints
+from vae_jax.core import sharding
 
 SCRIPT = os.path.join(REPO_ROOT, "tests", "multidevice_steps.py")
 # Summation order differs between 1 and 8 devices; float32 rounding only.

@@ -14,7 +14,7 @@ import re
 import signal
 
 import mock_runs
-from vae_jax import preemption
+from vae_jax.core import preemption
 
 # 64 mock examples per process, 4 per process per step (a global batch of 8).
 STEPS_PER_EPOCH = 16

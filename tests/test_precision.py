@@ -14,11 +14,11 @@ import pytest
 
 import gan_runs
 from conftest import initial_state
-from vae_jax import gan_train
-from vae_jax import objectives
-from vae_jax import precision
-from vae_jax import train
-from vae_jax.validation import ConfigError
+from vae_jax.trainers import adversarial
+from vae_jax.objectives import negative_elbo
+from vae_jax.core import precision
+from vae_jax.trainers import loop
+from vae_jax.errors import ConfigError
 
 IMAGE_SHAPE = (28, 28, 1)
 
@@ -35,11 +35,11 @@ def float_dtypes(tree):
 
 
 def autoencoder_steps(config, compute_dtype, num_steps=3):
-  model = train.build_model(config, IMAGE_SHAPE)
-  state = initial_state(train.create_train_state, config, model, IMAGE_SHAPE,
+  model = loop.build_model(config, IMAGE_SHAPE)
+  state = initial_state(loop.create_train_state, config, model, IMAGE_SHAPE,
                         total_steps=10)
-  terms_fn = objectives.terms_fn_for(model, config.loss, compute_dtype)
-  step = jax.jit(functools.partial(train.train_step, terms_fn=terms_fn))
+  terms_fn = negative_elbo.terms_fn_for(model, config.loss, compute_dtype)
+  step = jax.jit(functools.partial(loop.train_step, terms_fn=terms_fn))
   losses = []
   for _ in range(num_steps):
     state, metrics = step(state, batch(), jax.random.PRNGKey(1))
@@ -84,11 +84,11 @@ def test_apply_in_computes_in_bfloat16_and_returns_float32():
 def test_gan_step_in_bfloat16_keeps_float32_state():
   config = gan_runs.tiny_gan_config()
   config.compute_dtype = "bfloat16"
-  model = gan_train.build_model(config, IMAGE_SHAPE)
+  model = adversarial.build_model(config, IMAGE_SHAPE)
   assert model.compute_dtype == "bfloat16"
-  state = initial_state(gan_train.create_train_state, config, model,
+  state = initial_state(adversarial.create_train_state, config, model,
                         IMAGE_SHAPE, total_steps=10)
-  step = jax.jit(functools.partial(gan_train.train_step, model=model,
+  step = jax.jit(functools.partial(adversarial.train_step, model=model,
                                    n_critic=1, aux_weight=1.0))
   new_state, metrics = step(state, batch(), jax.random.PRNGKey(1))
   assert bool(metrics["finite"]) and metrics["loss"].dtype == jnp.float32

@@ -16,7 +16,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from mock_runs import TOTAL_STEPS, finish, start_run, wait_for_checkpoint
-from vae_jax import preemption
+from vae_jax.core import preemption
 
 # One worker runs the uninterrupted reference both runs compare to
 # (pytest.ini).

@@ -12,9 +12,9 @@ import tensorflow_datasets as tfds
 from conftest import REPO_ROOT
 from conftest import make_tiny_config
 from conftest import save_untrained_run
-from vae_jax import outputs
+from vae_jax.core import outputs
 from vae_jax import sample
-from vae_jax import validation
+from vae_jax import errors
 
 NUM_EXAMPLES = 8  # Mock MNIST; only the image shape is read.
 
@@ -54,9 +54,9 @@ def test_samples_are_uint8_images_and_follow_the_seed(runs, tmp_path):
 
 
 def test_label_and_autoencoders_are_user_errors(runs):
-  with pytest.raises(validation.UserInputError, match="needs a conditional"):
+  with pytest.raises(errors.UserInputError, match="needs a conditional"):
     run_sample(runs["vae"], 2, label=3)
-  with pytest.raises(validation.UserInputError, match="no prior"):
+  with pytest.raises(errors.UserInputError, match="no prior"):
     run_sample(runs["autoencoder"], 2)
 
 
@@ -64,9 +64,9 @@ def test_bad_output_paths_are_user_errors(tmp_path):
 
   blocker = tmp_path / "file"
   blocker.write_text("x")
-  with pytest.raises(validation.UserInputError, match="cannot create the"):
+  with pytest.raises(errors.UserInputError, match="cannot create the"):
     outputs.check_output_path(str(blocker / "samples.npz"), ".npz")
-  with pytest.raises(validation.UserInputError, match="must end in .npz"):
+  with pytest.raises(errors.UserInputError, match="must end in .npz"):
     outputs.check_output_path(str(tmp_path / "samples.png"), ".npz")
 
 

@@ -8,8 +8,8 @@ import jax
 import numpy as np
 import pytest
 
-from vae_jax import sharding
-from vae_jax import validation
+from vae_jax.core import sharding
+from vae_jax import errors
 
 
 @pytest.mark.parametrize("per_device,devices,processes,expected", [
@@ -39,13 +39,13 @@ def test_indivisible_batch_is_a_one_line_error(tiny_config, monkeypatch,
   monkeypatch.setattr(jax, "device_count", lambda: devices)
   monkeypatch.setattr(jax, "process_count", lambda: processes)
   tiny_config.batch_size = batch_size
-  with pytest.raises(validation.ConfigError) as error:
+  with pytest.raises(errors.ConfigError) as error:
     sharding.global_batch_size(tiny_config)
   assert message in str(error.value) and "\n" not in str(error.value)
 
 
 def test_hand_made_cluster_needs_all_three_flags():
-  with pytest.raises(validation.UserInputError, match="needs all of"):
+  with pytest.raises(errors.UserInputError, match="needs all of"):
     sharding.initialize_distributed("localhost:1234", num_processes=2)
 
 

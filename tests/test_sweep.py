@@ -9,9 +9,9 @@ import pytest
 
 from conftest import REPO_ROOT
 from test_configs import write_png_folder
-from vae_jax import outputs
+from vae_jax.core import outputs
 from vae_jax import sweep
-from vae_jax import validation
+from vae_jax import errors
 
 
 def test_values_take_the_field_type(tiny_config):
@@ -61,17 +61,17 @@ def test_names_are_filesystem_safe(tiny_config):
     ("loss.kl_weight=0.5,5e-1", "share the directory 'loss.kl_weight=0.5'"),
 ])
 def test_mistakes_are_config_errors(tiny_config, flag, message):
-  with pytest.raises(validation.ConfigError, match=message):
+  with pytest.raises(errors.ConfigError, match=message):
     sweep.make_runs(tiny_config, [flag])
 
 
 def test_a_field_swept_twice_is_an_error(tiny_config):
-  with pytest.raises(validation.ConfigError, match="more than one --sweep"):
+  with pytest.raises(errors.ConfigError, match="more than one --sweep"):
     sweep.make_runs(tiny_config, ["seed=1,2", "seed=3"])
 
 
 def test_a_bad_value_stops_the_sweep_before_any_run(tiny_config, tmp_path):
-  with pytest.raises(validation.ConfigError, match="kl_weight must be >= 0"):
+  with pytest.raises(errors.ConfigError, match="kl_weight must be >= 0"):
     sweep.run_sweep(tiny_config, str(tmp_path / "sweep"),
                     ["loss.kl_weight=1,-1"])
   assert not (tmp_path / "sweep").exists()

@@ -11,21 +11,21 @@ import pytest
 import tensorflow_datasets as tfds
 
 from conftest import initial_state
-from vae_jax import checkpoints
+from vae_jax.core import checkpoints
 from vae_jax import models
-from vae_jax import objectives
-from vae_jax import train
-from vae_jax import validation
+from vae_jax.objectives import negative_elbo
+from vae_jax.trainers import loop
+from vae_jax import errors
 
 
 def make_state(config, image_shape=(28, 28, 1)):
-  model = train.build_model(config, image_shape)
-  return initial_state(train.create_train_state, config, model, image_shape,
+  model = loop.build_model(config, image_shape)
+  return initial_state(loop.create_train_state, config, model, image_shape,
                        total_steps=100)
 
 
 def terms_fn(config, image_shape=(28, 28, 1)):
-  return objectives.terms_fn_for(train.build_model(config, image_shape),
+  return negative_elbo.terms_fn_for(loop.build_model(config, image_shape),
                             config.loss)
 
 
@@ -36,7 +36,7 @@ def random_batch(size=8, seed=0):
 
 
 def test_train_step_compiles_once_and_learns(tiny_config):
-  step = jax.jit(functools.partial(train.train_step,
+  step = jax.jit(functools.partial(loop.train_step,
                                    terms_fn=terms_fn(tiny_config)),
                  donate_argnums=0)
   state = make_state(tiny_config)
@@ -58,7 +58,7 @@ def test_train_step_uses_a_fresh_sample_each_step(tiny_config):
   state = make_state(tiny_config)
   batch = random_batch()
   rng = jax.random.PRNGKey(1)
-  step = jax.jit(functools.partial(train.train_step,
+  step = jax.jit(functools.partial(loop.train_step,
                                    terms_fn=terms_fn(tiny_config)))
   _, first = step(state, batch, rng)
   _, same_step = step(state, batch, rng)
@@ -75,7 +75,7 @@ def test_learned_gaussian_variance_is_a_trained_parameter(
   tiny_config.loss.learned_variance = learned_variance
   state = make_state(tiny_config)
   assert state.params["pixel_logvar"].shape == shape
-  step = jax.jit(functools.partial(train.train_step,
+  step = jax.jit(functools.partial(loop.train_step,
                                    terms_fn=terms_fn(tiny_config)))
   new_state, metrics = step(state, random_batch(), jax.random.PRNGKey(1))
   assert np.isfinite(float(metrics["loss"]))
@@ -85,7 +85,7 @@ def test_learned_gaussian_variance_is_a_trained_parameter(
 
 def test_pixel_range_must_match_the_model(tiny_config):
   tiny_config.input.pixel_range = "symmetric"
-  with pytest.raises(train.validation.ConfigError, match="pixel_range='unit'"):
+  with pytest.raises(errors.ConfigError, match="pixel_range='unit'"):
     make_state(tiny_config)
 
 
@@ -93,7 +93,7 @@ def test_eval_step_ignores_padding(tiny_config):
   state = make_state(tiny_config)
   batch = random_batch(size=8)
   batch["mask"] = np.array([True] * 5 + [False] * 3)
-  eval_step = jax.jit(functools.partial(train.eval_step,
+  eval_step = jax.jit(functools.partial(loop.eval_step,
                                         terms_fn=terms_fn(tiny_config)))
   sums = eval_step(state, batch, jax.random.PRNGKey(0))
   unpadded = {k: v[:5] for k, v in batch.items()}
@@ -106,7 +106,7 @@ def test_eval_step_ignores_padding(tiny_config):
 
 def run(config, workdir, num_examples=40):
   with tfds.testing.mock_data(num_examples=num_examples):
-    return train.train_and_evaluate(config, str(workdir))
+    return loop.train_and_evaluate(config, str(workdir))
 
 
 def test_train_and_evaluate_writes_every_output(tiny_config, tmp_path):
@@ -156,7 +156,7 @@ def test_rerun_resumes_from_the_newest_checkpoint(tiny_config, tmp_path):
 
 def test_non_finite_step_is_skipped_but_counted(tiny_config):
   state = make_state(tiny_config)
-  step = jax.jit(functools.partial(train.train_step,
+  step = jax.jit(functools.partial(loop.train_step,
                                    terms_fn=terms_fn(tiny_config)))
   poisoned = random_batch()
   poisoned["image"][0, 0, 0, 0] = np.nan
@@ -176,11 +176,11 @@ def test_window_summary_averages_applied_steps_and_carries_the_streak():
   def step(loss):
     return {"loss": np.float32(loss), "finite": np.bool_(np.isfinite(loss))}
 
-  summary, streak = train.summarize_window(
+  summary, streak = loop.summarize_window(
       [step(1.0), step(np.nan), step(3.0), step(np.inf), step(np.nan)], 4)
   assert summary == {"loss": 2.0, "nonfinite_steps": 3.0}
   assert streak == 2
-  summary, streak = train.summarize_window([step(np.nan)] * 2, streak)
+  summary, streak = loop.summarize_window([step(np.nan)] * 2, streak)
   assert summary == {"nonfinite_steps": 2.0} and streak == 4
 
 
@@ -205,7 +205,7 @@ def test_shape_changing_config_is_refused_unless_allowed(tiny_config,
                                                          tmp_path):
   run(tiny_config, tmp_path)
   tiny_config.model.latent_size = 3
-  with pytest.raises(validation.UserInputError,
+  with pytest.raises(errors.UserInputError,
                      match=r"model.latent_size \(4 -> 3\).*shapes"):
     run(tiny_config, tmp_path)
   assert json.loads((tmp_path / "config.json").read_text())[

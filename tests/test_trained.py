@@ -10,9 +10,9 @@ import pytest
 import tensorflow_datasets as tfds
 
 from conftest import make_tiny_config
-from vae_jax import train
-from vae_jax import trained
-from vae_jax import validation
+from vae_jax.trainers import loop
+from vae_jax.analysis import runs
+from vae_jax import errors
 
 NUM_EXAMPLES = 40  # Mock MNIST: 5 steps per epoch of 8, 10 in all.
 # One worker trains the run that the loading tests read (pytest.ini).
@@ -23,13 +23,13 @@ pytestmark = pytest.mark.xdist_group("trained_run")
 def run_dir(tmp_path_factory):
   workdir = tmp_path_factory.mktemp("run")
   with tfds.testing.mock_data(num_examples=NUM_EXAMPLES):
-    train.train_and_evaluate(make_tiny_config(), str(workdir))
+    loop.train_and_evaluate(make_tiny_config(), str(workdir))
   return workdir
 
 
 def load(workdir, step=None):
   with tfds.testing.mock_data(num_examples=NUM_EXAMPLES):
-    return trained.load(str(workdir), step)
+    return runs.load(str(workdir), step)
 
 
 def saved_params(workdir, step):
@@ -60,7 +60,7 @@ def test_load_picks_an_older_step(run_dir):
   newest = load(run_dir)
   assert not np.allclose(jax.tree.leaves(run.state.params)[0],
                          jax.tree.leaves(newest.state.params)[0])
-  with pytest.raises(validation.UserInputError, match="no checkpoint at step"):
+  with pytest.raises(errors.UserInputError, match="no checkpoint at step"):
     load(run_dir, step=4)
 
 
@@ -68,7 +68,7 @@ def test_fields_an_old_config_json_lacks_come_from_the_base_config(tmp_path):
   config = make_tiny_config().to_dict()
   del config["input"]["pixel_range"], config["loss"]["learned_variance"]
   (tmp_path / "config.json").write_text(json.dumps(config))
-  loaded = trained.load_config(str(tmp_path))
+  loaded = runs.load_config(str(tmp_path))
   assert loaded.input.pixel_range == "unit"
   assert loaded.loss.learned_variance == "per_pixel"
   assert loaded.model.to_dict() == {"name": "mlp_vae", "hidden_sizes": (32, 16),
@@ -76,12 +76,12 @@ def test_fields_an_old_config_json_lacks_come_from_the_base_config(tmp_path):
 
 
 def test_missing_workdir_config_or_checkpoints_is_a_user_error(tmp_path):
-  with pytest.raises(validation.UserInputError, match="holds no config.json"):
-    trained.load(str(tmp_path / "nowhere"))
+  with pytest.raises(errors.UserInputError, match="holds no config.json"):
+    runs.load(str(tmp_path / "nowhere"))
   (tmp_path / "config.json").write_text("{not json")
-  with pytest.raises(validation.UserInputError, match="not valid JSON"):
-    trained.load(str(tmp_path))
+  with pytest.raises(errors.UserInputError, match="not valid JSON"):
+    runs.load(str(tmp_path))
   (tmp_path / "config.json").write_text(make_tiny_config().to_json())
-  with pytest.raises(validation.UserInputError, match="holds no checkpoints"):
-    trained.load(str(tmp_path))
+  with pytest.raises(errors.UserInputError, match="holds no checkpoints"):
+    runs.load(str(tmp_path))
   assert not (tmp_path / "checkpoints").exists()  # Nothing was created.

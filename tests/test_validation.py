@@ -3,7 +3,7 @@
 import jax
 import pytest
 
-from vae_jax import validation
+from vae_jax import errors
 
 
 @pytest.mark.parametrize("field,value,message", [
@@ -27,25 +27,25 @@ from vae_jax import validation
 def test_bad_values_name_the_field(tiny_config, field, value, message):
   parent, _, name = field.rpartition(".")
   (tiny_config[parent] if parent else tiny_config)[name] = value
-  with pytest.raises(validation.ConfigError, match=message):
-    validation.validate_config(tiny_config)
+  with pytest.raises(errors.ConfigError, match=message):
+    errors.validate_config(tiny_config)
 
 
 def test_batch_must_divide_over_devices(tiny_config, monkeypatch):
   monkeypatch.setattr(jax, "device_count", lambda: 3)
-  with pytest.raises(validation.ConfigError,
+  with pytest.raises(errors.ConfigError,
                      match="batch_size 8 is not divisible by the 3 devices"):
-    validation.validate_config(tiny_config)
+    errors.validate_config(tiny_config)
 
 
 def test_tiny_config_is_valid(tiny_config):
-  validation.validate_config(tiny_config)
+  errors.validate_config(tiny_config)
 
 
 def test_workdir_that_is_a_file_is_rejected(tmp_path):
   path = tmp_path / "file"
   path.write_text("x")
-  with pytest.raises(validation.UserInputError, match="not a directory"):
-    validation.validate_workdir(str(path))
-  validation.validate_workdir(str(tmp_path))  # A directory is fine.
-  validation.validate_workdir(str(tmp_path / "new"))  # So is a new path.
+  with pytest.raises(errors.UserInputError, match="not a directory"):
+    errors.validate_workdir(str(path))
+  errors.validate_workdir(str(tmp_path))  # A directory is fine.
+  errors.validate_workdir(str(tmp_path / "new"))  # So is a new path.

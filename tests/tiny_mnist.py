@@ -9,7 +9,7 @@ it back like the real dataset.
 
 import numpy as np
 
-from vae_jax import mnist_mirror
+from vae_jax.data import mnist_mirror
 
 NUM_TRAIN = 64  # 8 steps of 8 per epoch.
 NUM_TEST = 32

@@ -10,7 +10,7 @@ Plain autoencoders have no prior, so the sampling-based items are skipped,
 each with its reason under "skipped" in analysis.json. On MNIST, the
 project's classifier judges 10,000 samples (`classifier.sample_metrics`):
 the Fréchet distance of its features to the test set's. GAN and ACGAN runs
-get their own items from `gan_analysis.analyze`: samples.png, an ACGAN's
+get their own items from `gan_report.analyze`: samples.png, an ACGAN's
 pairs.png, learning curves with the discriminator's accuracies and, on
 MNIST, the accuracy with which the classifier recognizes the conditioning
 digit.
@@ -26,29 +26,29 @@ import jax
 import ml_collections
 import numpy as np
 
-from vae_jax import classifier
-from vae_jax import command_line
-from vae_jax import datasets
-from vae_jax import event_logs
-from vae_jax import gan_analysis
-from vae_jax import input_pipeline
-from vae_jax import latent_metrics
-from vae_jax import outputs
-from vae_jax import plots
-from vae_jax import sharding
-from vae_jax import train
-from vae_jax import trained
-from vae_jax import validation
+from vae_jax.analysis import classifier
+from vae_jax import cli
+from vae_jax.data import sources
+from vae_jax.analysis import event_logs
+from vae_jax.analysis import gan_report
+from vae_jax.data import batches
+from vae_jax.analysis import latent_metrics
+from vae_jax.core import outputs
+from vae_jax.analysis import plots
+from vae_jax.core import sharding
+from vae_jax.trainers import loop
+from vae_jax.analysis import runs
+from vae_jax import errors
 
 NUM_SAMPLES = 32  # Images in samples.png and in the diversity measure.
 # Samples the MNIST classifier judges (Fréchet distance of its features).
-NUM_METRIC_SAMPLES = gan_analysis.NUM_METRIC_SAMPLES
+NUM_METRIC_SAMPLES = gan_report.NUM_METRIC_SAMPLES
 TRAVERSAL_VALUES = np.linspace(-3.0, 3.0, 9)
 INTERPOLATION_STEPS = 10
 NO_PRIOR = "a plain autoencoder has no prior to sample from"
 
 
-def run_title(run: trained.TrainedRun, what: str) -> str:
+def run_title(run: runs.TrainedRun, what: str) -> str:
   config, shape = run.config, "x".join(map(str, run.image_shape))
   if run.variational:
     model = (f"latent {run.model.latent_size}, {config.loss.likelihood}, "
@@ -61,7 +61,7 @@ def run_title(run: trained.TrainedRun, what: str) -> str:
 
 
 def input_config_for(
-    run: trained.TrainedRun,
+    run: runs.TrainedRun,
     attribute: str | None) -> tuple[ml_collections.ConfigDict, str]:
   """The run's input config, with `attribute` read too; the label's name."""
   config = run.config.input.copy_and_resolve_references()
@@ -69,15 +69,15 @@ def input_config_for(
     names = {"mnist": "digit", "celeb_a": config.attributes[0]}
     return config, names.get(config.dataset, "label")
   if config.dataset != "celeb_a":
-    raise validation.UserInputError(
+    raise errors.UserInputError(
         f"--attribute needs a celeb_a run; this run read {config.dataset}.")
   if attribute not in config.attributes:
     config.attributes = (*config.attributes, attribute)
-  datasets.check_config(config)  # Is it a CelebA attribute at all?
+  sources.check_config(config)  # Is it a CelebA attribute at all?
   return config, attribute
 
 
-def _check_traversal_options(run: trained.TrainedRun, dims,
+def _check_traversal_options(run: runs.TrainedRun, dims,
                              center: str) -> None:
   """Fails before the slow parts on --dims or --traversal_center typos."""
   if not run.variational:
@@ -85,11 +85,11 @@ def _check_traversal_options(run: trained.TrainedRun, dims,
   latent_size = run.model.latent_size
   if dims is not None and (len(dims) != 2 or dims[0] == dims[1] or
                            not all(0 <= d < latent_size for d in dims)):
-    raise validation.UserInputError(
+    raise errors.UserInputError(
         f"--dims must be two different latent dims in [0, {latent_size}), "
         f"got {','.join(map(str, dims))}.")
   if center != "zero" and not center.isdigit():
-    raise validation.UserInputError(
+    raise errors.UserInputError(
         f"--traversal_center must be 'zero' or a test image index, got "
         f"{center!r}.")
 
@@ -98,19 +98,19 @@ def _traversal_center(center: str, mu: np.ndarray) -> tuple[np.ndarray, str]:
   if center == "zero":
     return np.zeros(mu.shape[1], mu.dtype), "z = 0"
   if int(center) >= len(mu):
-    raise validation.UserInputError(
+    raise errors.UserInputError(
         f"--traversal_center {center} is not below the {len(mu)} test images.")
   return mu[int(center)], f"the posterior mean of test image {center}"
 
 
-def default_pairs(test_set: trained.EncodedSplit) -> list[tuple[int, int]]:
+def default_pairs(test_set: runs.EncodedSplit) -> list[tuple[int, int]]:
   """Pairs of kept test images to interpolate, mostly of different classes."""
   return latent_metrics.interpolation_pairs(
       test_set.labels[:len(test_set.images)])
 
 
-def interpolation_figure(run: trained.TrainedRun,
-                         test_set: trained.EncodedSplit, label_name: str,
+def interpolation_figure(run: runs.TrainedRun,
+                         test_set: runs.EncodedSplit, label_name: str,
                          pairs: list[tuple[int, int]] | None = None):
   """Linear and spherical paths between the codes of each pair of kept test
   images (indices into `test_set.images`; `default_pairs` if None)."""
@@ -120,7 +120,7 @@ def interpolation_figure(run: trained.TrainedRun,
     ends = test_set.images[[a, b]]
     for path_name, path in (("linear", latent_metrics.lerp),
                             ("slerp", latent_metrics.slerp)):
-      path_images = trained.decode(
+      path_images = runs.decode(
           run, path(test_set.codes[a], test_set.codes[b], t))
       rows.append(np.concatenate([ends[:1], path_images, ends[1:]]))
       row_labels.append(f"{label_name} {test_set.labels[a]}→"
@@ -131,11 +131,11 @@ def interpolation_figure(run: trained.TrainedRun,
       f"last column), decoded at {INTERPOLATION_STEPS} points"))
 
 
-def reconstructions_figure(run: trained.TrainedRun,
-                           test_set: trained.EncodedSplit, num: int):
+def reconstructions_figure(run: runs.TrainedRun,
+                           test_set: runs.EncodedSplit, num: int):
   """The first `num` kept test images over their reconstructions."""
   originals = test_set.images[:num]
-  recons = trained.reconstruct(run, test_set.model_images[:num])
+  recons = runs.reconstruct(run, test_set.model_images[:num])
   rows, row_labels = [], []
   for start in range(0, len(originals), 16):
     rows += [originals[start:start + 16], recons[start:start + 16]]
@@ -143,21 +143,21 @@ def reconstructions_figure(run: trained.TrainedRun,
   return plots.image_rows(rows, row_labels, run_title(run, "Reconstructions"))
 
 
-def samples_figure(run: trained.TrainedRun, samples: np.ndarray):
+def samples_figure(run: runs.TrainedRun, samples: np.ndarray):
   """Four rows of a VAE's uint8 `samples` (a multiple of 4 of them)."""
   return plots.image_rows(
       list(samples.reshape(4, -1, *samples.shape[1:])), None,
       run_title(run, f"{len(samples)} samples: decoded means of z ~ N(0, I)"))
 
 
-def traversal_figure(run: trained.TrainedRun, center: np.ndarray,
+def traversal_figure(run: runs.TrainedRun, center: np.ndarray,
                      center_name: str, dims: tuple[int, int]):
   """Decodings of `center` [D] with z[dims] set over TRAVERSAL_VALUES."""
   n = len(TRAVERSAL_VALUES)
   codes = np.tile(center, (n, n, 1))
   codes[:, :, dims[0]] = TRAVERSAL_VALUES[:, None]
   codes[:, :, dims[1]] = TRAVERSAL_VALUES[None, :]
-  grid = trained.decode(run, codes.reshape(n * n, -1))
+  grid = runs.decode(run, codes.reshape(n * n, -1))
   return plots.traversal(
       grid.reshape(n, n, *grid.shape[1:]), TRAVERSAL_VALUES, dims, run_title(
           run, f"Traversal of z[{dims[0]}] and z[{dims[1]}] around "
@@ -174,7 +174,7 @@ def _variational_items(run, test_set, report: dict[str, Any], *, dims,
   if dims is None:  # The two dims that carry the most information.
     dims = tuple(int(d) for d in np.argsort(-kl)[:2])
   center, center_name = _traversal_center(traversal_center, test_set.codes)
-  samples = trained.decode(run, np.asarray(jax.random.normal(
+  samples = runs.decode(run, np.asarray(jax.random.normal(
       rng, (NUM_SAMPLES, run.model.latent_size))))
   report["sample_diversity"] = latent_metrics.mean_pairwise_distance(
       samples / 255)
@@ -186,7 +186,7 @@ def _variational_items(run, test_set, report: dict[str, Any], *, dims,
           "traversal.png": traversal_figure(run, center, center_name, dims)}
 
 
-def latent_2d_figure(run: trained.TrainedRun, test_set: trained.EncodedSplit,
+def latent_2d_figure(run: runs.TrainedRun, test_set: runs.EncodedSplit,
                      label_name: str, num_points: int, seed: int):
   """The 2-D map of `num_points` random test codes; their class separation."""
   chosen = np.random.default_rng(seed).permutation(len(test_set.labels))[
@@ -201,7 +201,7 @@ def latent_2d_figure(run: trained.TrainedRun, test_set: trained.EncodedSplit,
           separation)
 
 
-def learning_curves_figure(run: trained.TrainedRun):
+def learning_curves_figure(run: runs.TrainedRun):
   """The run's curves from its TensorBoard events; None if it logged none."""
   return plots.learning_curves(event_logs.read_scalars(run.workdir),
                                run.variational,
@@ -212,7 +212,7 @@ def _check_counts(**counts: int) -> None:
   for name, value in counts.items():
     least = 0 if name == "iwae_k" else 1  # An iwae_k of 0 skips the IWAE.
     if value < least:
-      raise validation.UserInputError(
+      raise errors.UserInputError(
           f"--{name} must be >= {least}, got {value}.")
 
 
@@ -228,9 +228,9 @@ def analyze(workdir: str, *, step: int | None = None, num: int = 10,
   start = time.perf_counter()
   _check_counts(num=num, num_points=num_points, iwae_k=iwae_k,
                 iwae_examples=iwae_examples)
-  if trained.load_config(workdir).trainer == "gan":
-    return gan_analysis.analyze(workdir, step=step, seed=seed)
-  run = trained.load(workdir, step)
+  if runs.load_config(workdir).trainer == "gan":
+    return gan_report.analyze(workdir, step=step, seed=seed)
+  run = runs.load(workdir, step)
   _check_traversal_options(run, dims, traversal_center)
   input_config, label_name = input_config_for(run, attribute)
   eval_rng, sample_rng, iwae_rng = jax.random.split(jax.random.PRNGKey(seed), 3)
@@ -240,12 +240,12 @@ def analyze(workdir: str, *, step: int | None = None, num: int = 10,
 
   clock = time.perf_counter()
   mesh = sharding.make_mesh()
-  eval_ds = input_pipeline.eval_dataset(
+  eval_ds = batches.eval_dataset(
       input_config, sharding.local_batch_size(run.config.batch_size))
-  _, jitted_eval_step = train.make_jitted_steps(run.config, run.model, mesh)
-  report.update(train.evaluate(jitted_eval_step, run.state, eval_ds, eval_rng,
+  _, jitted_eval_step = loop.make_jitted_steps(run.config, run.model, mesh)
+  report.update(loop.evaluate(jitted_eval_step, run.state, eval_ds, eval_rng,
                                sharding.batch_sharded(mesh)))
-  test_set = trained.encode_split(
+  test_set = runs.encode_split(
       run, eval_ds, None if attribute is None else
       input_config.attributes.index(attribute),
       num_keep=max(num, NUM_SAMPLES, 200))
@@ -264,7 +264,7 @@ def analyze(workdir: str, *, step: int | None = None, num: int = 10,
       report["skipped"][item] = NO_PRIOR
   if run.variational and run.config.input.dataset == "mnist":
     clock = time.perf_counter()
-    samples = trained.decode(run, np.asarray(jax.random.normal(
+    samples = runs.decode(run, np.asarray(jax.random.normal(
         jax.random.fold_in(sample_rng, 1),
         (NUM_METRIC_SAMPLES, run.model.latent_size))))
     report.update(classifier.sample_metrics(
@@ -279,7 +279,7 @@ def analyze(workdir: str, *, step: int | None = None, num: int = 10,
     clock = time.perf_counter()
     # The -ELBO of the same images shows how much tighter the bound got.
     report[f"iwae_nll_k{iwae_k}"], report["iwae_examples_nelbo"] = (
-        trained.iwae_nll(run, eval_ds, iwae_k, iwae_examples, iwae_rng))
+        runs.iwae_nll(run, eval_ds, iwae_k, iwae_examples, iwae_rng))
     report["iwae_examples"] = min(iwae_examples, len(test_set.labels))
     report["seconds"]["iwae"] = time.perf_counter() - clock
 
@@ -327,14 +327,14 @@ def _parse_dims(text: str | None) -> tuple[int, ...] | None:
   try:
     return tuple(int(part) for part in text.split(","))
   except ValueError:
-    raise validation.UserInputError(
+    raise errors.UserInputError(
         f"--dims must be two integers 'i,j', got {text!r}.") from None
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  with command_line.reporting_user_errors():
+  with cli.reporting_user_errors():
     report = analyze(
         FLAGS.workdir, step=FLAGS.step, num=FLAGS.num,
         dims=_parse_dims(FLAGS.dims), traversal_center=FLAGS.traversal_center,

@@ -21,28 +21,28 @@ from absl import flags
 from matplotlib import figure as mpl_figure
 import numpy as np
 
-from vae_jax import classifier
-from vae_jax import command_line
-from vae_jax import gan_analysis
-from vae_jax import image_grid
-from vae_jax import outputs
+from vae_jax.analysis import classifier
+from vae_jax import cli
+from vae_jax.analysis import gan_report
+from vae_jax.core import image_grid
+from vae_jax.core import outputs
 from vae_jax import sample
-from vae_jax import trained
-from vae_jax import validation
+from vae_jax.analysis import runs
+from vae_jax import errors
 
 _INCHES_PER_IMAGE = 0.6
 # An ACGAN's samples cycle through its classes: MNIST's show rows of 0-9.
 _NUM_COLS = 10
 
 
-def describe(run: trained.TrainedRun) -> str:
+def describe(run: runs.TrainedRun) -> str:
   """The run in words: "mlp_vae on mnist, run 'vae_mnist', step 14040"."""
   name = os.path.basename(os.path.normpath(run.workdir))
   return (f"{run.config.model.name} on {run.config.input.dataset}, "
           f"run {name!r}, step {run.step}")
 
 
-def labelled_samples(run: trained.TrainedRun, num_samples: int,
+def labelled_samples(run: runs.TrainedRun, num_samples: int,
                      seed: int) -> tuple[np.ndarray, str]:
   """uint8 samples [N, H, W, C] of a loaded run, and its label."""
   images = sample.sample_images(run, num_samples, seed=seed)
@@ -54,10 +54,10 @@ def labelled_samples(run: trained.TrainedRun, num_samples: int,
 def model_samples(workdir: str, num_samples: int, seed: int,
                   step: int | None = None) -> tuple[np.ndarray, str]:
   """uint8 samples [N, H, W, C] of the run in `workdir`, and its label."""
-  return labelled_samples(trained.load(workdir, step), num_samples, seed)
+  return labelled_samples(runs.load(workdir, step), num_samples, seed)
 
 
-def sample_metrics(run: trained.TrainedRun, num_samples: int,
+def sample_metrics(run: runs.TrainedRun, num_samples: int,
                    seed: int) -> dict[str, Any]:
   """The MNIST classifier's verdict on `num_samples` samples of a run.
 
@@ -65,13 +65,13 @@ def sample_metrics(run: trained.TrainedRun, num_samples: int,
   test set's, and for an ACGAN how often it recognizes the digit asked for.
   """
   if run.config.input.dataset != "mnist":
-    raise validation.UserInputError(
+    raise errors.UserInputError(
         f"the classifier judges MNIST samples; {run.workdir!r} was trained "
         f"on {run.config.input.dataset}.")
   labels = None
   if run.adversarial:
-    z, classes = gan_analysis.random_inputs(run, num_samples, seed)
-    images = gan_analysis.sample(run, z, classes)
+    z, classes = gan_report.random_inputs(run, num_samples, seed)
+    images = gan_report.sample(run, z, classes)
     if run.model.num_classes:
       labels = classes
   else:
@@ -128,13 +128,13 @@ def compare(workdirs: list[str], output: str, *, num_samples: int = 20,
             seed: int = 0, steps: list[int | None] | None = None) -> None:
   """Writes `output`: `num_samples` samples of each run in `workdirs`."""
   if not workdirs:
-    raise validation.UserInputError("--workdirs names no runs.")
+    raise errors.UserInputError("--workdirs names no runs.")
   if num_samples < 1:
-    raise validation.UserInputError(
+    raise errors.UserInputError(
         f"--num_samples must be positive, got {num_samples}.")
   steps = steps or [None] * len(workdirs)
   if len(steps) != len(workdirs):
-    raise validation.UserInputError(
+    raise errors.UserInputError(
         f"--steps has {len(steps)} entries for {len(workdirs)} workdirs.")
   outputs.check_output_path(output, ".png")  # Before the slow part.
   entries = [model_samples(workdir, num_samples, seed, step)
@@ -160,7 +160,7 @@ def _parse_steps(texts: list[str] | None) -> list[int | None] | None:
   try:
     return [int(text) if text else None for text in texts]
   except ValueError:
-    raise validation.UserInputError(
+    raise errors.UserInputError(
         f"--steps must be integers or empty, got {','.join(texts)!r}."
     ) from None
 
@@ -168,7 +168,7 @@ def _parse_steps(texts: list[str] | None) -> list[int | None] | None:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  with command_line.reporting_user_errors():
+  with cli.reporting_user_errors():
     compare(FLAGS.workdirs, FLAGS.output, num_samples=FLAGS.num_samples,
             seed=FLAGS.seed, steps=_parse_steps(FLAGS.steps))
   print(FLAGS.output)

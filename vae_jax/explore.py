@@ -1,6 +1,6 @@
 """What the notebooks in colabs/ show, as functions of their controls.
 
-A notebook loads a run (`trained.load`), encodes its test split once
+A notebook loads a run (`runs.load`), encodes its test split once
 (`encode_test_set`), and wires ipywidgets sliders to figure functions through
 `live_figure`, which redraws on every change. The figures are the library's
 (`analyze`, `sweep_summary`, `plots`), so a notebook holds no plotting or
@@ -17,19 +17,19 @@ import numpy as np
 import tensorflow as tf
 
 from vae_jax import analyze
-from vae_jax import input_pipeline
-from vae_jax import latent_metrics
-from vae_jax import outputs
-from vae_jax import plots
-from vae_jax import sharding
-from vae_jax import sweep_summary
-from vae_jax import trained
-from vae_jax import validation
+from vae_jax.data import batches
+from vae_jax.analysis import latent_metrics
+from vae_jax.core import outputs
+from vae_jax.analysis import plots
+from vae_jax.core import sharding
+from vae_jax.analysis import sweep_report
+from vae_jax.analysis import runs
+from vae_jax import errors
 
 # Test images kept as pixels: what the sliders pick from and the figures show.
 # Codes and labels are kept for the whole split (the 2-D map uses them).
 NUM_KEPT_IMAGES = 200
-SWEEP_SUMMARY = "sweep_summary.json"  # Written by vae_jax.sweep.
+SWEEP_SUMMARY = "sweep_report.json"  # Written by vae_jax.sweep.
 
 
 def prepare_notebook() -> None:
@@ -46,17 +46,17 @@ def prepare_notebook() -> None:
         raise
 
 
-def encode_test_set(run: trained.TrainedRun, num_keep: int = NUM_KEPT_IMAGES
-                    ) -> tuple[trained.EncodedSplit, str]:
+def encode_test_set(run: runs.TrainedRun, num_keep: int = NUM_KEPT_IMAGES
+                    ) -> tuple[runs.EncodedSplit, str]:
   """The run's whole test split encoded, its first `num_keep` images kept;
   and what its labels are ('digit' for MNIST)."""
   input_config, label_name = analyze.input_config_for(run, None)
-  eval_ds = input_pipeline.eval_dataset(
+  eval_ds = batches.eval_dataset(
       input_config, sharding.local_batch_size(run.config.batch_size))
-  return trained.encode_split(run, eval_ds, None, num_keep), label_name
+  return runs.encode_split(run, eval_ds, None, num_keep), label_name
 
 
-def informative_dims(test_set: trained.EncodedSplit, num: int) -> list[int]:
+def informative_dims(test_set: runs.EncodedSplit, num: int) -> list[int]:
   """The `num` latent dims that carry the most, most first.
 
   A VAE's by their KL to the prior (unused dims have ~0 and decode to no
@@ -69,8 +69,8 @@ def informative_dims(test_set: trained.EncodedSplit, num: int) -> list[int]:
   return [int(d) for d in np.argsort(-spread, kind="stable")[:num]]
 
 
-def latent_shift_figure(run: trained.TrainedRun,
-                        test_set: trained.EncodedSplit, label_name: str,
+def latent_shift_figure(run: runs.TrainedRun,
+                        test_set: runs.EncodedSplit, label_name: str,
                         image_index: int,
                         shifts: dict[int, float]) -> mpl_figure.Figure:
   """A test image, its decoded code, and that code with `shifts` added.
@@ -78,14 +78,14 @@ def latent_shift_figure(run: trained.TrainedRun,
   `shifts` maps latent dims to offsets: the update of the traversal sliders.
   """
   if not 0 <= image_index < len(test_set.images):
-    raise validation.UserInputError(
+    raise errors.UserInputError(
         f"image_index must be in [0, {len(test_set.images)}), got "
         f"{image_index}.")
   code = test_set.codes[image_index]
   shifted = code.copy()
   for dim, offset in shifts.items():
     shifted[dim] += offset
-  decoded = trained.decode(run, np.stack([code, shifted]))
+  decoded = runs.decode(run, np.stack([code, shifted]))
   moved = [f"z[{dim}] {code[dim]:+.2f} → {shifted[dim]:+.2f}"
            for dim, offset in shifts.items() if offset]
   code_name = "posterior mean" if run.variational else "code"
@@ -136,19 +136,19 @@ def live_figure(draw: Callable[[], mpl_figure.Figure],
 
 
 def _read_sweep(workdir: str) -> dict[str, Any] | None:
-  return sweep_summary.read_json(os.path.join(workdir, SWEEP_SUMMARY))
+  return sweep_report.read_json(os.path.join(workdir, SWEEP_SUMMARY))
 
 
 def _as_tuple(value: Any) -> Any:
   return tuple(value) if isinstance(value, list) else value  # JSON's lists.
 
 
-def sweep_runs(workdir: str) -> list[sweep_summary.Run] | None:
+def sweep_runs(workdir: str) -> list[sweep_report.Run] | None:
   """The runs of the sweep in `workdir`; None when it holds no sweep."""
   summary = _read_sweep(workdir)
   if summary is None:
     return None
-  return [sweep_summary.Run(entry["name"], {
+  return [sweep_report.Run(entry["name"], {
       field: _as_tuple(value) for field, value in entry["overrides"].items()})
           for entry in summary["runs"]]
 
@@ -159,7 +159,7 @@ def run_dir(workdir: str, run_name: str | None = None) -> str:
   runs = sweep_runs(workdir)
   if runs is None:
     if run_name is not None:
-      raise validation.UserInputError(
+      raise errors.UserInputError(
           f"{workdir!r} holds no sweep ({SWEEP_SUMMARY}), so it has no run "
           f"{run_name!r}.")
     return workdir
@@ -167,7 +167,7 @@ def run_dir(workdir: str, run_name: str | None = None) -> str:
   if run_name is None:
     run_name = names[0]
   if run_name not in names:
-    raise validation.UserInputError(
+    raise errors.UserInputError(
         f"the sweep in {workdir!r} has no run {run_name!r}; it has "
         f"{', '.join(names)}.")
   return os.path.join(workdir, run_name)
@@ -184,8 +184,8 @@ def sweep_comparison(workdir: str
   runs = sweep_runs(workdir)
   errors = {entry["name"]: entry["error"] for entry in summary["runs"]
             if entry.get("error")}
-  config = trained.load_config(os.path.join(workdir, runs[0].name))
-  figure = sweep_summary.summary_figure(
+  config = runs.load_config(os.path.join(workdir, runs[0].name))
+  figure = sweep_report.summary_figure(
       workdir, runs, errors,
-      sweep_summary.figure_title(config, summary["fields"]))
-  return figure, sweep_summary.format_table(summary["table"])
+      sweep_report.figure_title(config, summary["fields"]))
+  return figure, sweep_report.format_table(summary["table"])

@@ -3,7 +3,7 @@ r"""Trains and evaluates a model from a config file.
     python -m vae_jax.main --config=configs/mnist_linear.py --workdir=/tmp/vae
 
 Any config field can be overridden, e.g. `--config.num_epochs=5`. The logic
-lives in `vae_jax.train` so that tests, notebooks and launch scripts call it
+lives in `vae_jax.trainers.loop` so that tests, notebooks and launch scripts call it
 directly; this file only parses flags.
 """
 
@@ -17,11 +17,11 @@ from absl import logging
 from ml_collections import config_flags
 import tensorflow as tf
 
-from vae_jax import checkpoints
-from vae_jax import preemption
-from vae_jax import sharding
-from vae_jax import train
-from vae_jax import validation
+from vae_jax.core import checkpoints
+from vae_jax.core import preemption
+from vae_jax.core import sharding
+from vae_jax.trainers import loop
+from vae_jax import errors
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
@@ -76,7 +76,7 @@ def prepare_process() -> None:
   if FLAGS.distributed or any(flag is not None for flag in cluster):
     try:
       sharding.initialize_distributed(*cluster)
-    except validation.UserInputError as e:
+    except errors.UserInputError as e:
       raise SystemExit(f"vae_jax: error: {e}") from None
 
 
@@ -88,7 +88,7 @@ def run_reporting_errors(work: Callable[..., Any], *args: Any) -> Any:
   """
   try:
     return work(*args)
-  except (validation.UserInputError, FloatingPointError,
+  except (errors.UserInputError, FloatingPointError,
           checkpoints.SaveError) as e:
     raise SystemExit(f"vae_jax: error: {e}") from None
   except preemption.Preempted as e:
@@ -101,7 +101,7 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   prepare_process()
   logging.info("Config:\n%s", FLAGS.config)
-  run_reporting_errors(train.train_and_evaluate, FLAGS.config, FLAGS.workdir)
+  run_reporting_errors(loop.train_and_evaluate, FLAGS.config, FLAGS.workdir)
 
 
 if __name__ == "__main__":

@@ -18,39 +18,39 @@ from absl import flags
 import jax
 import numpy as np
 
-from vae_jax import command_line
-from vae_jax import gan_analysis
-from vae_jax import outputs
-from vae_jax import trained
-from vae_jax import validation
+from vae_jax import cli
+from vae_jax.analysis import gan_report
+from vae_jax.core import outputs
+from vae_jax.analysis import runs
+from vae_jax import errors
 
 
-def sample_images(run: trained.TrainedRun, num_samples: int, *,
+def sample_images(run: runs.TrainedRun, num_samples: int, *,
                   label: int | None = None, seed: int = 0) -> np.ndarray:
   """uint8 [num_samples, H, W, C] samples of a loaded run."""
   if run.adversarial:
-    return gan_analysis.sample(run, *gan_analysis.random_inputs(
+    return gan_report.sample(run, *gan_report.random_inputs(
         run, num_samples, seed, label))
   if not run.variational:
-    raise validation.UserInputError(
+    raise errors.UserInputError(
         f"{run.workdir!r} holds a plain autoencoder "
         f"({run.config.model.name}): it has no prior to sample from.")
   if label is not None:
-    raise validation.UserInputError(
+    raise errors.UserInputError(
         f"--label needs a conditional model; {run.config.model.name!r} is "
         "unconditional.")
   z = jax.random.normal(jax.random.PRNGKey(seed),
                         (num_samples, run.model.latent_size))
-  return trained.decode(run, np.asarray(z))
+  return runs.decode(run, np.asarray(z))
 
 
 def sample(workdir: str, num_samples: int, *, step: int | None = None,
            label: int | None = None, seed: int = 0) -> np.ndarray:
   """uint8 [num_samples, H, W, C] samples of the run in `workdir`."""
   if num_samples < 1:
-    raise validation.UserInputError(
+    raise errors.UserInputError(
         f"--num_samples must be positive, got {num_samples}.")
-  return sample_images(trained.load(workdir, step), num_samples, label=label,
+  return sample_images(runs.load(workdir, step), num_samples, label=label,
                        seed=seed)
 
 
@@ -85,7 +85,7 @@ def _define_flags() -> None:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  with command_line.reporting_user_errors():
+  with cli.reporting_user_errors():
     outputs.check_output_path(FLAGS.output, ".npz")  # Before the slow part.
     images = sample(FLAGS.workdir, FLAGS.num_samples, step=FLAGS.step,
                     label=FLAGS.label, seed=FLAGS.seed)

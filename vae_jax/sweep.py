@@ -15,7 +15,7 @@ tuples are joined by `-`. Runs go one after another, each then analyzed by
 `vae_jax.analyze`. Rerunning the same command resumes: finished runs are not
 retrained, an interrupted one continues from its newest checkpoint, and
 analyses newer than their run's results.json are kept. The comparison goes to
-`<workdir>/sweep_summary.json` and `sweep_summary.png`. `--dry_run` lists the
+`<workdir>/sweep_report.json` and `sweep_report.png`. `--dry_run` lists the
 runs and what is left of each, and trains nothing.
 """
 
@@ -34,13 +34,13 @@ import ml_collections
 import tensorflow as tf
 
 from vae_jax import analyze
-from vae_jax import input_pipeline
+from vae_jax.data import batches
 from vae_jax import main as main_lib
-from vae_jax import outputs
-from vae_jax import sharding
-from vae_jax import sweep_summary
-from vae_jax import train
-from vae_jax import validation
+from vae_jax.core import outputs
+from vae_jax.core import sharding
+from vae_jax.analysis import sweep_report
+from vae_jax.trainers import loop
+from vae_jax import errors
 
 FLAGS = flags.FLAGS  # --config and --workdir come from vae_jax.main.
 flags.DEFINE_multi_string(
@@ -59,7 +59,7 @@ def _parent_and_leaf(config: ml_collections.ConfigDict,
   node = config
   for name in [*parents, leaf]:
     if not isinstance(node, ml_collections.ConfigDict) or name not in node:
-      raise validation.ConfigError(
+      raise errors.ConfigError(
           f"unknown config field {field!r} in --sweep.")
     parent, node = node, node[name]
   return parent, leaf
@@ -67,7 +67,7 @@ def _parent_and_leaf(config: ml_collections.ConfigDict,
 
 def _parse_value(text: str, field_type: type, field: str) -> Any:
   if field_type not in (bool, int, float, str, tuple):
-    raise validation.ConfigError(
+    raise errors.ConfigError(
         f"{field} holds a {field_type.__name__}; only bool, int, float, str "
         "and tuple fields can be swept.")
   try:
@@ -80,7 +80,7 @@ def _parse_value(text: str, field_type: type, field: str) -> Any:
       return value if isinstance(value, tuple) else (value,)
     return field_type(text)
   except (ValueError, SyntaxError, TypeError):
-    raise validation.ConfigError(
+    raise errors.ConfigError(
         f"--sweep value {text!r} of {field} cannot be read as "
         f"{field_type.__name__}.") from None
 
@@ -91,7 +91,7 @@ def parse_sweep_flag(config: ml_collections.ConfigDict,
   field, _, values_text = text.partition("=")
   field = field.strip()
   if not field or not values_text.strip():
-    raise validation.ConfigError(
+    raise errors.ConfigError(
         f"--sweep={text!r} is not FIELD=VALUE,VALUE,...")
   parent, leaf = _parent_and_leaf(config, field)
   field_type = parent.get_type(leaf)  # Also a placeholder's (None) type.
@@ -100,22 +100,22 @@ def parse_sweep_flag(config: ml_collections.ConfigDict,
 
 
 def make_runs(config: ml_collections.ConfigDict,
-              sweep_flags: list[str]) -> list[sweep_summary.Run]:
+              sweep_flags: list[str]) -> list[sweep_report.Run]:
   """The grid of `sweep_flags` over `config`; ConfigError for mistakes."""
   axes = [parse_sweep_flag(config, text) for text in sweep_flags]
   fields = [field for field, _ in axes]
   for field in fields:
     if fields.count(field) > 1:
-      raise validation.ConfigError(f"{field} is in more than one --sweep.")
+      raise errors.ConfigError(f"{field} is in more than one --sweep.")
   runs = []
   for values in itertools.product(*(values for _, values in axes)):
-    name = ",".join(f"{field}={sweep_summary.value_text(value)}"
+    name = ",".join(f"{field}={sweep_report.value_text(value)}"
                     for field, value in zip(fields, values))
     if any(run.name == name for run in runs):
-      raise validation.ConfigError(
+      raise errors.ConfigError(
           f"two runs of the sweep would share the directory {name!r}; give "
           "each value once.")
-    runs.append(sweep_summary.Run(name, dict(zip(fields, values))))
+    runs.append(sweep_report.Run(name, dict(zip(fields, values))))
   return runs
 
 
@@ -130,8 +130,8 @@ def run_config(config: ml_collections.ConfigDict,
 
 
 def _total_steps(config: ml_collections.ConfigDict) -> int:
-  input_pipeline.prepare(config.input)
-  return config.num_epochs * input_pipeline.steps_per_epoch(
+  batches.prepare(config.input)
+  return config.num_epochs * batches.steps_per_epoch(
       config.input, sharding.local_batch_size(config.batch_size))
 
 
@@ -146,7 +146,7 @@ def _checkpoint_steps(run_dir: str) -> list[int]:
 
 def run_status(run_dir: str, config: ml_collections.ConfigDict) -> str:
   """'done' (results.json for all its steps), 'partial (...)' or 'new'."""
-  results = sweep_summary.read_json(os.path.join(run_dir, "results.json"))
+  results = sweep_report.read_json(os.path.join(run_dir, "results.json"))
   if results is not None and results.get("steps") == _total_steps(config):
     return "done"
   steps = _checkpoint_steps(run_dir)
@@ -167,7 +167,7 @@ def _train_and_analyze(config: ml_collections.ConfigDict, run_dir: str,
   """Brings one run up to date; returns the error if its training diverged."""
   if status != "done":
     try:
-      train.train_and_evaluate(config, run_dir)
+      loop.train_and_evaluate(config, run_dir)
     except FloatingPointError as e:  # An outcome of the sweep, not a bug.
       logging.error("Run %s stopped: %s", run_dir, e)
       return str(e)
@@ -184,11 +184,11 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str,
   Every run's config is checked before the first one trains. Returns the
   summary (None for a dry run).
   """
-  validation.validate_workdir(workdir)
+  errors.validate_workdir(workdir)
   runs = make_runs(config, sweep_flags)
   configs = [run_config(config, run.overrides) for run in runs]
   for run_cfg in configs:
-    validation.validate_config(run_cfg)
+    errors.validate_config(run_cfg)
   run_dirs = [os.path.join(workdir, run.name) for run in runs]
   if dry_run:
     for run, run_dir, run_cfg in zip(runs, run_dirs, configs):
@@ -203,13 +203,13 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str,
     error = _train_and_analyze(run_cfg, run_dir, status)
     if error is not None:
       errors[run.name] = error
-  summary = sweep_summary.summarize(workdir, runs, errors)
+  summary = sweep_report.summarize(workdir, runs, errors)
   if jax.process_index() == 0:
-    outputs.write_json(os.path.join(workdir, "sweep_summary.json"), summary)
-    outputs.save_figure(os.path.join(workdir, "sweep_summary.png"),
-                        sweep_summary.summary_figure(workdir, runs, errors, sweep_summary.figure_title(
+    outputs.write_json(os.path.join(workdir, "sweep_report.json"), summary)
+    outputs.save_figure(os.path.join(workdir, "sweep_report.png"),
+                        sweep_report.summary_figure(workdir, runs, errors, sweep_report.figure_title(
                             config, summary["fields"])))
-  table = sweep_summary.format_table(summary["table"])
+  table = sweep_report.format_table(summary["table"])
   logging.info("Sweep summary:\n%s", table)
   print(table)
   return summary

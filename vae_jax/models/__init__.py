@@ -23,7 +23,7 @@ MODELS = {
     "small_conv_vae": small_conv_vae.build,
     "fc_autoencoder": autoencoders.build_fc,
     "conv_autoencoder": autoencoders.build_conv,
-    "gan": gan.build_gan,  # Trained by vae_jax.gan_train (config.trainer).
+    "gan": gan.build_gan,  # Trained by vae_jax.trainers.adversarial (config.trainer).
     "acgan": gan.build_acgan,
 }
 # The families only config.trainer 'gan' trains.

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from vae_jax import validation
+from vae_jax import errors
 from vae_jax.models import layers
 
 DEFAULT_CHANNELS = (64, 128, 256, 512)  # DCGAN's, for 64x64 images.
@@ -100,7 +100,7 @@ class Gan:
   discriminator: Discriminator
   latent_size: int
   num_classes: int  # 0: unconditional; else an ACGAN with this many classes.
-  # The networks' arithmetic: 'float32' or 'bfloat16' (vae_jax.precision).
+  # The networks' arithmetic: 'float32' or 'bfloat16' (vae_jax.core.precision).
   compute_dtype: str = "float32"
 
 
@@ -111,12 +111,12 @@ def _build(model_config: ml_collections.ConfigDict, image_shape: Sequence[int],
   generator_channels = tuple(model_config.get("generator_channels")
                              or channels)
   if len(generator_channels) != len(channels):
-    raise validation.ConfigError(
+    raise errors.ConfigError(
         f"model.generator_channels {generator_channels} must have as many "
         f"levels as model.channels {channels}.")
   activation = model_config.get("output_activation", "tanh")
   if activation not in OUTPUT_ACTIVATIONS:
-    raise validation.ConfigError(
+    raise errors.ConfigError(
         f"model.output_activation {activation!r} is unknown; choose one of "
         f"{sorted(OUTPUT_ACTIVATIONS)}.")
   return Gan(
@@ -137,7 +137,7 @@ def build_acgan(model_config: ml_collections.ConfigDict,
                 image_shape: Sequence[int]) -> Gan:
   """`model_config.num_classes` is set by gan_train from the dataset."""
   if model_config.get("num_classes", 0) < 2:
-    raise validation.ConfigError(
+    raise errors.ConfigError(
         "an ACGAN needs model.num_classes >= 2 (gan_train.build_model sets it "
         "from the dataset's labels).")
   return _build(model_config, image_shape, model_config.num_classes)

@@ -15,7 +15,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from vae_jax import validation
+from vae_jax import errors
 
 
 def require_halvable(model_name: str, image_shape: Sequence[int],
@@ -24,7 +24,7 @@ def require_halvable(model_name: str, image_shape: Sequence[int],
   scale = 2**num_halvings
   height, width = image_shape[:2]
   if height % scale or width % scale:
-    raise validation.ConfigError(
+    raise errors.ConfigError(
         f"{model_name} halves the image {num_halvings} times, so its height "
         f"and width must be divisible by {scale}; got {height}x{width}.")
 

@@ -11,7 +11,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from vae_jax import losses
+from vae_jax.objectives import likelihoods
 
 
 class VAE(nn.Module):
@@ -34,7 +34,7 @@ class VAE(nn.Module):
     mu, logvar = self.encoder(images, train=train)
     # exp(logvar) overflows float32 above 88; trained posteriors stay far
     # inside these bounds, so they only stop a diverging run from making inf.
-    return mu, jnp.clip(logvar, *losses.POSTERIOR_LOGVAR_RANGE)
+    return mu, jnp.clip(logvar, *likelihoods.POSTERIOR_LOGVAR_RANGE)
 
   def decode(self, z: jax.Array, train: bool = False) -> jax.Array:
     return self.decoder(z, train=train)
@@ -42,5 +42,5 @@ class VAE(nn.Module):
   def __call__(self, images: jax.Array, rng: jax.Array,
                train: bool = False) -> tuple[jax.Array, jax.Array, jax.Array]:
     mu, logvar = self.encode(images, train)
-    z = losses.reparameterize(rng, mu, logvar)
+    z = likelihoods.reparameterize(rng, mu, logvar)
     return self.decode(z, train), mu, logvar

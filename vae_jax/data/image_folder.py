@@ -10,7 +10,7 @@ from absl import logging
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from vae_jax.validation import DataError
+from vae_jax.errors import DataError
 
 
 def _builder(root: str, split: str) -> tfds.ImageFolder:

@@ -23,14 +23,14 @@ import ml_collections
 import numpy as np
 import optax
 
-from vae_jax import finite_guard
-from vae_jax import gan_losses
-from vae_jax import image_grid
+from vae_jax.core import finite_guard
+from vae_jax.objectives import nonsaturating_gan
+from vae_jax.core import image_grid
 from vae_jax import models
-from vae_jax import optimizers
-from vae_jax import precision
-from vae_jax import sharding
-from vae_jax import validation
+from vae_jax.core import optimizers
+from vae_jax.core import precision
+from vae_jax.core import sharding
+from vae_jax import errors
 from vae_jax.models import gan
 
 
@@ -76,7 +76,7 @@ def num_classes(input_config: ml_collections.ConfigDict) -> int:
     return 10
   if input_config.dataset == "celeb_a":
     return 2 ** len(input_config.attributes)
-  raise validation.ConfigError(
+  raise errors.ConfigError(
       "an ACGAN conditions on MNIST's digit or on CelebA attributes; "
       f"input.dataset {input_config.dataset!r} has neither.")
 
@@ -93,7 +93,7 @@ def build_model(config: ml_collections.ConfigDict,
                 image_shape: tuple[int, ...]) -> gan.Gan:
   """The configured GAN; an ACGAN gets its number of classes from the data."""
   if config.model.name not in models.GAN_MODELS:
-    raise validation.ConfigError(
+    raise errors.ConfigError(
         f"trainer 'gan' trains models {list(models.GAN_MODELS)}, not "
         f"{config.model.name!r}.")
   model_config = ml_collections.ConfigDict(config.model.to_dict())
@@ -103,7 +103,7 @@ def build_model(config: ml_collections.ConfigDict,
                               compute_dtype=config.compute_dtype)
   activation = model.generator.output_activation
   if config.input.pixel_range != gan.OUTPUT_PIXEL_RANGES[activation]:
-    raise validation.ConfigError(
+    raise errors.ConfigError(
         f"a {activation} generator needs input.pixel_range="
         f"{gan.OUTPUT_PIXEL_RANGES[activation]!r}, got "
         f"{config.input.pixel_range!r}.")
@@ -162,7 +162,7 @@ def discriminator_step(state: GanState, batch: dict[str, jax.Array],
                        ) -> tuple[GanState, dict[str, jax.Array], jax.Array]:
   """One discriminator update on `batch` and fakes of its labels.
 
-  Returns the state, the mean terms (`gan_losses.discriminator_terms`) and
+  Returns the state, the mean terms (`nonsaturating_gan.discriminator_terms`) and
   whether the loss and gradients were finite. The generator is unchanged.
   """
   images, labels = batch["image"], class_labels(batch)
@@ -179,7 +179,7 @@ def discriminator_step(state: GanState, batch: dict[str, jax.Array],
     fake, stats = _run(model, "discriminator",
                        network.replace(batch_stats=stats), params, fakes,
                        train=True)
-    terms = gan_losses.discriminator_terms(real, fake, labels, aux_weight)
+    terms = nonsaturating_gan.discriminator_terms(real, fake, labels, aux_weight)
     terms = {name: value.mean() for name, value in terms.items()}
     return terms["d_loss"], (terms, stats)
 
@@ -202,7 +202,7 @@ def generator_step(state: GanState, batch: dict[str, jax.Array],
     # statistics); its updated running averages are dropped.
     fake, _ = _run(model, "discriminator", state.discriminator,
                    state.discriminator.params, fakes, train=True)
-    terms = gan_losses.generator_terms(*fake, labels, aux_weight)
+    terms = nonsaturating_gan.generator_terms(*fake, labels, aux_weight)
     terms = {name: value.mean() for name, value in terms.items()}
     return terms["g_loss"], (terms, stats)
 
@@ -250,7 +250,7 @@ def eval_step(state: GanState, batch: dict[str, jax.Array], rng: jax.Array,
                   _latents(model, rng, images.shape[0]), labels, train=False)
   judge = functools.partial(_run, model, "discriminator", state.discriminator,
                             state.discriminator.params, train=False)
-  terms = gan_losses.discriminator_terms(judge(images)[0], judge(fakes)[0],
+  terms = nonsaturating_gan.discriminator_terms(judge(images)[0], judge(fakes)[0],
                                          labels, aux_weight)
   terms["loss"] = terms["d_loss"]
   mask = batch["mask"].astype(jnp.float32)

@@ -16,7 +16,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 import ml_collections
 import numpy as np
 
-from vae_jax import validation
+from vae_jax import errors
 
 DATA_AXIS = "data"
 
@@ -34,7 +34,7 @@ def initialize_distributed(coordinator_address: str | None = None,
   """
   given = (coordinator_address, num_processes, process_id)
   if any(v is not None for v in given) and None in given:
-    raise validation.UserInputError(
+    raise errors.UserInputError(
         "a hand-made cluster needs all of --coordinator_address, "
         "--num_processes and --process_id; got "
         f"{coordinator_address!r}, {num_processes!r}, {process_id!r}.")
@@ -70,7 +70,7 @@ def global_batch_size(config: ml_collections.ConfigDict) -> int:
   devices, processes = jax.device_count(), jax.process_count()
   batch = config.batch_size * (devices if config.batch_size_per_device else 1)
   if batch % devices or batch % processes:
-    raise validation.ConfigError(
+    raise errors.ConfigError(
         f"the global batch_size {batch} is not divisible by the {devices} "
         f"devices of the {processes} process(es) that share it; choose a "
         f"multiple of {np.lcm(devices, processes)}, or set "

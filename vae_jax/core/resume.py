@@ -19,7 +19,7 @@ import jax
 import ml_collections
 import tensorflow as tf
 
-from vae_jax import validation
+from vae_jax import errors
 
 
 def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -66,7 +66,7 @@ def check_config_change(
   except Exception:  # pylint: disable=broad-exception-caught
     same_shapes = False  # The saved config no longer builds a model.
   if not same_shapes and not config.get("allow_config_change", False):
-    raise validation.UserInputError(
+    raise errors.UserInputError(
         f"workdir {workdir} holds a run whose config differs in {described}, "
         "which changes the train state's shapes, so its checkpoints cannot "
         "continue; use a new --workdir, or --config.allow_config_change=True "

@@ -13,7 +13,7 @@ import math
 import ml_collections
 import tensorflow as tf
 
-from vae_jax.validation import ConfigError
+from vae_jax.errors import ConfigError
 
 
 def check_config(input_config: ml_collections.ConfigDict) -> None:

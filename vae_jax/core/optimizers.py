@@ -3,7 +3,7 @@
 import ml_collections
 import optax
 
-from vae_jax.validation import ConfigError
+from vae_jax.errors import ConfigError
 
 OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
 SCHEDULES = ("constant", "cosine")

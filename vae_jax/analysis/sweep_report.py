@@ -18,10 +18,10 @@ import ml_collections
 import numpy as np
 import tensorflow as tf
 
-from vae_jax import event_logs
-from vae_jax import image_grid
-from vae_jax import input_pipeline
-from vae_jax import trained
+from vae_jax.analysis import event_logs
+from vae_jax.core import image_grid
+from vae_jax.data import batches
+from vae_jax.analysis import runs
 
 _UNSAFE_IN_NAMES = re.compile(r"[^A-Za-z0-9._+-]")
 
@@ -114,16 +114,16 @@ def _final_images(run_dir: str) -> tuple[np.ndarray, ...]:
   From the run's newest checkpoint. Every run decodes the same z (the same
   key), so samples differ only by the runs' decoders.
   """
-  run = trained.load(run_dir)
-  batch = next(input_pipeline.eval_dataset(run.config.input, NUM_IMAGES)
+  run = runs.load(run_dir)
+  batch = next(batches.eval_dataset(run.config.input, NUM_IMAGES)
                .as_numpy_iterator())
   images = batch["image"][batch["mask"]]
-  recons = trained.reconstruct(run, images)
+  recons = runs.reconstruct(run, images)
   if run.config.input.pixel_range == "symmetric":
     images = (images + 1) / 2
   samples = None
   if run.variational:
-    samples = trained.decode(run, np.asarray(jax.random.normal(
+    samples = runs.decode(run, np.asarray(jax.random.normal(
         jax.random.PRNGKey(0), (NUM_IMAGES, run.model.latent_size))))
   return image_grid.to_uint8(images), recons, samples
 

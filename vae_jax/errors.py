@@ -40,14 +40,14 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError for values no run could use."""
   # Imported here: models and losses import this module for the error types.
   # pylint: disable=g-import-not-at-top
-  from vae_jax import augment
-  from vae_jax import datasets
-  from vae_jax import device_data
-  from vae_jax import mnist_mirror
+  from vae_jax.data import augment
+  from vae_jax.data import sources
+  from vae_jax.data import device_held
+  from vae_jax.data import mnist_mirror
   from vae_jax import models
-  from vae_jax import precision
-  from vae_jax import sharding
-  from vae_jax import train
+  from vae_jax.core import precision
+  from vae_jax.core import sharding
+  from vae_jax.trainers import loop
   # pylint: enable=g-import-not-at-top
 
   _require(config.batch_size > 0,
@@ -61,11 +61,11 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
                 "max_checkpoints_to_keep", "max_consecutive_nonfinite"):
     _require(config[field] > 0, f"{field} must be positive, got {config[field]}.")
   _require_choice(config, "input.mnist_source", mnist_mirror.SOURCES)
-  _require_choice(config, "trainer", train.TRAINERS)
+  _require_choice(config, "trainer", loop.TRAINERS)
   _require_choice(config, "model.name", models.MODELS)
-  datasets.check_config(config.input)
+  sources.check_config(config.input)
   augment.check_config(config.input)
-  device_data.check_config(config.input)
+  device_held.check_config(config.input)
   precision.check_config(config.compute_dtype)
   if "latent_size" in config.model:  # The plain autoencoders have none.
     _require(config.model.latent_size > 0, "model.latent_size must be "
@@ -82,15 +82,15 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
 def _validate_autoencoder_config(config: ml_collections.ConfigDict) -> None:
   """The loss and optimizer of trainer 'autoencoder' (VAEs, autoencoders)."""
   # pylint: disable=g-import-not-at-top
-  from vae_jax import losses
+  from vae_jax.objectives import likelihoods
   from vae_jax import models
-  from vae_jax import optimizers
+  from vae_jax.core import optimizers
   # pylint: enable=g-import-not-at-top
   _require(config.model.name not in models.GAN_MODELS,
            f"model.name {config.model.name!r} is a GAN; set trainer='gan'.")
   _require_choice(config, "optimizer.name", optimizers.OPTIMIZERS)
   _require_choice(config, "optimizer.schedule", optimizers.SCHEDULES)
-  _require_choice(config, "loss.likelihood", losses.LIKELIHOODS)
+  _require_choice(config, "loss.likelihood", likelihoods.LIKELIHOODS)
   _require(config.loss.learned_variance in ("shared", "per_pixel"),
            "loss.learned_variance must be 'shared' or 'per_pixel', got "
            f"{config.loss.learned_variance!r}.")
@@ -109,9 +109,9 @@ def _validate_autoencoder_config(config: ml_collections.ConfigDict) -> None:
 def _validate_gan_config(config: ml_collections.ConfigDict) -> None:
   """The update schedule, loss and two optimizers of trainer 'gan'."""
   # pylint: disable=g-import-not-at-top
-  from vae_jax import gan_train
+  from vae_jax.trainers import adversarial
   from vae_jax import models
-  from vae_jax import optimizers
+  from vae_jax.core import optimizers
   # pylint: enable=g-import-not-at-top
   _require(config.model.name in models.GAN_MODELS,
            f"trainer 'gan' trains models {list(models.GAN_MODELS)}, not "
@@ -128,7 +128,7 @@ def _validate_gan_config(config: ml_collections.ConfigDict) -> None:
     _require(learning_rate > 0, f"optimizer.{network}.learning_rate must be "
              f"positive, got {learning_rate}.")
   if config.model.name == "acgan":
-    gan_train.num_classes(config.input)  # Raises for data without labels.
+    adversarial.num_classes(config.input)  # Raises for data without labels.
 
 
 def validate_workdir(workdir: str) -> None:

@@ -1,6 +1,6 @@
 """What each model family is trained on, and how its outputs become images.
 
-VAEs (`models.vae.VAE`) minimize the negative ELBO (`losses.negative_elbo`);
+VAEs (`models.vae.VAE`) minimize the negative ELBO (`likelihoods.negative_elbo`);
 plain autoencoders minimize MSE on [-1, 1] pixels. The train step takes the
 per-image terms from `terms_fn_for(model, loss_config)`, so it never needs to
 know which kind of model it trains.
@@ -13,8 +13,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from vae_jax import losses
-from vae_jax import precision
+from vae_jax.objectives import likelihoods
+from vae_jax.core import precision
 from vae_jax.models import vae
 
 
@@ -40,9 +40,9 @@ def elbo_terms(params, state, images: jax.Array, rng: jax.Array, *,
   """
   (logits, mu, logvar), batch_stats = _apply(params, state, images, rng, train,
                                              compute_dtype)
-  kl_weight = losses.kl_weight_at(state.step, loss_config.kl_weight,
+  kl_weight = likelihoods.kl_weight_at(state.step, loss_config.kl_weight,
                                   loss_config.kl_warmup_steps)
-  terms = losses.negative_elbo(
+  terms = likelihoods.negative_elbo(
       logits, mu, logvar, images, likelihood=loss_config.likelihood,
       kl_weight=kl_weight, gaussian_variance=loss_config.gaussian_variance,
       pixel_logvar=params.get("pixel_logvar"))
@@ -57,7 +57,7 @@ def autoencoder_terms(params, state, images: jax.Array,
   del loss_config  # MSE has no settings.
   outputs, batch_stats = _apply(params, state, images, rng, train,
                                 compute_dtype)
-  return losses.autoencoder_loss(outputs, images), batch_stats
+  return likelihoods.autoencoder_loss(outputs, images), batch_stats
 
 
 def terms_fn_for(model, loss_config: ml_collections.ConfigDict,

@@ -20,16 +20,16 @@ import ml_collections
 import numpy as np
 import tensorflow as tf
 
-from vae_jax import checkpoints
-from vae_jax import gan_train
-from vae_jax import image_grid
-from vae_jax import input_pipeline
-from vae_jax import latent_metrics
-from vae_jax import losses
-from vae_jax import objectives
-from vae_jax import sharding
-from vae_jax import train
-from vae_jax import validation
+from vae_jax.core import checkpoints
+from vae_jax.trainers import adversarial
+from vae_jax.core import image_grid
+from vae_jax.data import batches
+from vae_jax.analysis import latent_metrics
+from vae_jax.objectives import likelihoods
+from vae_jax.objectives import negative_elbo
+from vae_jax.core import sharding
+from vae_jax.trainers import loop
+from vae_jax import errors
 from vae_jax.models import gan
 from vae_jax.models import vae
 
@@ -49,7 +49,7 @@ class TrainedRun:
   workdir: str
   config: ml_collections.ConfigDict  # As the run wrote it, with defaults.
   model: nn.Module | gan.Gan
-  state: train.TrainState | gan_train.GanState  # As config.trainer's.
+  state: loop.TrainState | adversarial.GanState  # As config.trainer's.
   image_shape: tuple[int, ...]
   step: int
 
@@ -105,13 +105,13 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
   """The config the run in `workdir` was trained with (its config.json)."""
   path = os.path.join(workdir, "config.json")
   if not tf.io.gfile.exists(path):
-    raise validation.UserInputError(
+    raise errors.UserInputError(
         f"{workdir!r} holds no config.json; is it the --workdir of a run?")
   with tf.io.gfile.GFile(path) as f:
     try:
       written = _as_tuples(json.load(f))
     except json.JSONDecodeError as e:
-      raise validation.UserInputError(
+      raise errors.UserInputError(
           f"{path} is not valid JSON ({e.msg}, line {e.lineno}).") from None
   config = _base_config()
   if config is None:
@@ -124,14 +124,14 @@ def load(workdir: str, step: int | None = None) -> TrainedRun:
   """The run in `workdir` at its newest checkpoint, or at exactly `step`.
 
   Reads one example of the training split for the image shape, so the run's
-  dataset must be readable (see `input_pipeline.prepare`).
+  dataset must be readable (see `batches.prepare`).
   """
   config = load_config(workdir)
   if not tf.io.gfile.isdir(os.path.join(workdir, "checkpoints")):
-    raise validation.UserInputError(f"{workdir!r} holds no checkpoints.")
-  input_pipeline.prepare(config.input)
-  image_shape = input_pipeline.image_shape(config.input)
-  trainer = train.TRAINERS[config.trainer]
+    raise errors.UserInputError(f"{workdir!r} holds no checkpoints.")
+  batches.prepare(config.input)
+  image_shape = batches.image_shape(config.input)
+  trainer = loop.TRAINERS[config.trainer]
   model = trainer.build_model(config, image_shape)
   replicated = sharding.replicated(sharding.make_mesh())
   # Shapes only: restoring fills in the values. The schedule's length is
@@ -148,19 +148,19 @@ def load(workdir: str, step: int | None = None) -> TrainedRun:
   finally:
     manager.close()
   if restored is None:
-    raise validation.UserInputError(f"{workdir!r} holds no checkpoints.")
+    raise errors.UserInputError(f"{workdir!r} holds no checkpoints.")
   state, _ = restored
   return TrainedRun(workdir=workdir, config=config, model=model, state=state,
                     image_shape=image_shape,
                     step=int(jax.device_get(state.step)))
 
 
-def _variables(state: train.TrainState) -> dict[str, Any]:
+def _variables(state: loop.TrainState) -> dict[str, Any]:
   return {"params": state.params, "batch_stats": state.batch_stats}
 
 
 @jax.jit
-def _encode(state: train.TrainState, images: jax.Array):
+def _encode(state: loop.TrainState, images: jax.Array):
   return state.apply_fn(_variables(state), images, method="encode")
 
 
@@ -172,12 +172,12 @@ def encode(run: TrainedRun,
 
 
 @functools.partial(jax.jit, static_argnames="variational")
-def _decode(state: train.TrainState, codes: jax.Array, *,
+def _decode(state: loop.TrainState, codes: jax.Array, *,
             variational: bool) -> jax.Array:
   if variational:
-    return objectives.decode_images(state, codes)
+    return negative_elbo.decode_images(state, codes)
   outputs = state.apply_fn(_variables(state), codes, method="decode")
-  return (jnp.tanh(outputs) + 1) / 2  # As objectives.reconstruct_images.
+  return (jnp.tanh(outputs) + 1) / 2  # As negative_elbo.reconstruct_images.
 
 
 def decode(run: TrainedRun, codes: np.ndarray) -> np.ndarray:
@@ -193,7 +193,7 @@ def decode(run: TrainedRun, codes: np.ndarray) -> np.ndarray:
   return image_grid.to_uint8(np.concatenate(batches))
 
 
-_reconstruct = jax.jit(objectives.reconstruct_images,
+_reconstruct = jax.jit(negative_elbo.reconstruct_images,
                        static_argnames="variational")
 
 
@@ -203,7 +203,7 @@ def reconstruct(run: TrainedRun, images: np.ndarray) -> np.ndarray:
       run.state, jnp.asarray(images), variational=run.variational)))
 
 
-def decoder_log_likelihood(state: train.TrainState, z: jax.Array,
+def decoder_log_likelihood(state: loop.TrainState, z: jax.Array,
                            images: jax.Array, *, likelihood: str,
                            gaussian_variance: float) -> jax.Array:
   """log p(x|z) [S, B] for latents z [S, B, D] and images [B, ...].
@@ -215,7 +215,7 @@ def decoder_log_likelihood(state: train.TrainState, z: jax.Array,
   logits = state.apply_fn(_variables(state), z.reshape(num_samples * batch, -1),
                           method="decode")
   tiled = jnp.broadcast_to(images[None], (num_samples, *images.shape))
-  nll = losses.LIKELIHOODS[likelihood](
+  nll = likelihoods.LIKELIHOODS[likelihood](
       logits, tiled.reshape(logits.shape), gaussian_variance=gaussian_variance,
       pixel_logvar=state.params.get("pixel_logvar"))
   return -nll.reshape(num_samples, batch)
@@ -236,7 +236,7 @@ def encode_split(run: TrainedRun, eval_ds: tf.data.Dataset,
   """Codes and labels of every image of `eval_ds`; its first `num_keep`.
 
   `eval_ds` gives padded batches with a 'mask', as from
-  `input_pipeline.eval_dataset`. Labels are the dataset's, or column
+  `batches.eval_dataset`. Labels are the dataset's, or column
   `attribute_index` of CelebA's attributes.
   """
   codes, logvars, labels, kept = [], [], [], []

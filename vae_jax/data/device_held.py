@@ -6,7 +6,7 @@ point where the host has work (a log step, a checkpoint, the end of an
 epoch) as one XLA while loop: batches are gathered on the devices, so
 neither Python dispatch nor host-to-device copies count per step. Batch k of
 epoch e holds the same examples as on the host path
-(`input_pipeline.epoch_batch_indices`), and step s draws its noise from
+(`batches.epoch_batch_indices`), and step s draws its noise from
 fold_in(rng, s) either way, so both paths train on the same batches and a
 run resumes mid-epoch exactly where it stopped. The eval split's padded
 batches are held there too, and evaluated in one loop. Other datasets, and
@@ -25,10 +25,10 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from vae_jax import augment
-from vae_jax import input_pipeline
-from vae_jax import sharding
-from vae_jax.validation import ConfigError
+from vae_jax.data import augment
+from vae_jax.data import batches
+from vae_jax.core import sharding
+from vae_jax.errors import ConfigError
 
 MODES = ("auto", "always", "never")
 # 'auto' keeps a split on the host above this size: the split is replicated
@@ -62,7 +62,7 @@ def is_device_resident(input_config: ml_collections.ConfigDict,
   if mode != "auto":
     return mode == "always"
   # Held as float32 pixels.
-  split_bytes = (input_pipeline.num_train_examples(input_config)
+  split_bytes = (batches.num_train_examples(input_config)
                  * jax.process_count() * math.prod(image_shape) * 4)
   return (input_config.in_memory and not augment.is_enabled(input_config)
           and split_bytes <= AUTO_MAX_BYTES)
@@ -134,10 +134,10 @@ class DeviceSteps:
                jitted_train_step, mesh: jax.sharding.Mesh,
                local_batch_size: int, seed: int, rng: jax.Array,
                max_steps: int):
-    local_arrays = input_pipeline.load_in_memory(input_config)
+    local_arrays = batches.load_in_memory(input_config)
     # Converted once here, as the host path converts each batch: the same
     # float32 pixels, and a step's gather is a plain copy of rows.
-    local_arrays["image"] = input_pipeline.to_model_pixels(
+    local_arrays["image"] = batches.to_model_pixels(
         local_arrays["image"], input_config)
     self._num_local = len(local_arrays["label"])
     self._arrays, self._offset = put_split(local_arrays, mesh)
@@ -164,7 +164,7 @@ class DeviceSteps:
                               self._num_local // self._local_batch_size)
     if epoch not in self._epoch_indices:
       self._epoch_indices.clear()
-      local = input_pipeline.epoch_batch_indices(
+      local = batches.epoch_batch_indices(
           self._seed, epoch, self._num_local, self._local_batch_size)
       self._epoch_indices[epoch] = jax.make_array_from_process_local_data(
           self._index_sharding, local + self._offset)

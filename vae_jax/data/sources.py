@@ -16,9 +16,9 @@ import ml_collections
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from vae_jax import image_folder
-from vae_jax import mnist_mirror
-from vae_jax.validation import ConfigError, DataError
+from vae_jax.data import image_folder
+from vae_jax.data import mnist_mirror
+from vae_jax.errors import ConfigError, DataError
 
 DATASETS = ("mnist", "stanford_dogs", "celeb_a", "image_folder")
 DOWNLOAD_MODES = ("auto", "always", "never")

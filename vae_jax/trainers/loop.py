@@ -22,20 +22,20 @@ import ml_collections
 import numpy as np
 import tensorflow as tf
 
-from vae_jax import checkpoints
-from vae_jax import device_data
-from vae_jax import finite_guard
-from vae_jax import gan_train
-from vae_jax import image_grid
-from vae_jax import input_pipeline
+from vae_jax.core import checkpoints
+from vae_jax.data import device_held
+from vae_jax.core import finite_guard
+from vae_jax.trainers import adversarial
+from vae_jax.core import image_grid
+from vae_jax.data import batches
 from vae_jax import models
-from vae_jax import objectives
-from vae_jax import optimizers
-from vae_jax import outputs
-from vae_jax import preemption
-from vae_jax import resume
-from vae_jax import sharding
-from vae_jax import validation
+from vae_jax.objectives import negative_elbo
+from vae_jax.core import optimizers
+from vae_jax.core import outputs
+from vae_jax.core import preemption
+from vae_jax.core import resume
+from vae_jax.core import sharding
+from vae_jax import errors
 from vae_jax.models import vae
 
 
@@ -67,12 +67,12 @@ def build_model(config: ml_collections.ConfigDict,
   variational = isinstance(model, vae.VAE)
   expected_range = "unit" if variational else "symmetric"
   if config.input.pixel_range != expected_range:
-    raise validation.ConfigError(
+    raise errors.ConfigError(
         f"model {config.model.name!r} needs input.pixel_range="
         f"{expected_range!r}, got {config.input.pixel_range!r}.")
   if config.loss.likelihood == "gaussian_learned":
     if not variational:
-      raise validation.ConfigError(
+      raise errors.ConfigError(
           "loss.likelihood 'gaussian_learned' needs a VAE model, got "
           f"{config.model.name!r}.")
     shared = config.loss.learned_variance == "shared"
@@ -85,7 +85,7 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array,
   """One update on `batch`; `rng` is the run's base key, folded with the step.
 
   `terms_fn` (bound with functools.partial) gives per-image loss terms:
-  see `objectives.terms_fn_for`.
+  see `negative_elbo.terms_fn_for`.
   """
   step_rng = jax.random.fold_in(rng, state.step)
 
@@ -144,7 +144,7 @@ def make_jitted_steps(config: ml_collections.ConfigDict, model, mesh):
   """
   replicated = sharding.replicated(mesh)
   data_sharding = sharding.batch_sharded(mesh)
-  terms_fn = objectives.terms_fn_for(model, config.loss, config.compute_dtype)
+  terms_fn = negative_elbo.terms_fn_for(model, config.loss, config.compute_dtype)
   jitted_train_step = jax.jit(
       functools.partial(train_step, terms_fn=terms_fn),
       in_shardings=(replicated, data_sharding, replicated),
@@ -165,9 +165,9 @@ def make_image_grids(config: ml_collections.ConfigDict, model,
   once from `rng`: the same images and latents every epoch show progress.
   """
   variational = isinstance(model, vae.VAE)
-  reconstruct = jax.jit(functools.partial(objectives.reconstruct_images,
+  reconstruct = jax.jit(functools.partial(negative_elbo.reconstruct_images,
                                           variational=variational))
-  decode = jax.jit(objectives.decode_images)
+  decode = jax.jit(negative_elbo.decode_images)
   fixed_z = (jax.random.normal(rng, (config.num_image_samples,
                                      model.latent_size))
              if variational else None)
@@ -214,8 +214,8 @@ class Trainer(NamedTuple):
 TRAINERS = {
     "autoencoder": Trainer(build_model, create_train_state, make_jitted_steps,
                            make_image_grids),
-    "gan": Trainer(gan_train.build_model, gan_train.create_train_state,
-                   gan_train.make_jitted_steps, gan_train.make_image_grids),
+    "gan": Trainer(adversarial.build_model, adversarial.create_train_state,
+                   adversarial.make_jitted_steps, adversarial.make_image_grids),
 }
 
 
@@ -261,19 +261,19 @@ def summarize_window(window: list[dict[str, np.ndarray]],
 def train_and_evaluate(config: ml_collections.ConfigDict,
                        workdir: str) -> dict[str, Any]:
   """Trains (or resumes) the run in `workdir`; returns the final metrics."""
-  validation.validate_config(config)
-  validation.validate_workdir(workdir)
+  errors.validate_config(config)
+  errors.validate_workdir(workdir)
   run_start = time.perf_counter()
   # Data first: a run that cannot read its data leaves no workdir behind.
-  data_source = input_pipeline.prepare(config.input)
+  data_source = batches.prepare(config.input)
   logging.info("Reading %s from the TFDS data dir (source: %s).",
                config.input.dataset, data_source)
-  image_shape = input_pipeline.image_shape(config.input)
+  image_shape = batches.image_shape(config.input)
   trainer = TRAINERS[config.trainer]
   model = trainer.build_model(config, image_shape)  # May reject the config.
   batch_size = sharding.global_batch_size(config)
   local_batch_size = sharding.local_batch_size(batch_size)
-  steps_per_epoch = input_pipeline.steps_per_epoch(config.input,
+  steps_per_epoch = batches.steps_per_epoch(config.input,
                                                    local_batch_size)
   total_steps = steps_per_epoch * config.num_epochs
   resume.check_config_change(config, workdir, functools.partial(
@@ -297,9 +297,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
                         image_shape, total_steps=total_steps),
       out_shardings=replicated)(init_rng)
 
-  eval_ds = input_pipeline.eval_dataset(config.input, local_batch_size)
+  eval_ds = batches.eval_dataset(config.input, local_batch_size)
   image_grids = trainer.make_image_grids(
-      config, model, input_pipeline.first_test_images(
+      config, model, batches.first_test_images(
           config.input, config.num_image_samples // 2), sample_rng)
 
   # Orbax's threads start with the manager; under tfds.testing.mock_data,
@@ -319,20 +319,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   # device-resident split runs the steps as one compiled loop.
   periods = (config.log_every_steps, config.checkpoint_every_steps,
              steps_per_epoch)
-  batches_on_device = device_data.is_device_resident(config.input, image_shape)
+  batches_on_device = device_held.is_device_resident(config.input, image_shape)
   logging.info("Training on %d devices; batches gathered %s.",
                jax.device_count(), "on the devices from the split held there"
                if batches_on_device else "on the host")
   if batches_on_device:
-    run_steps = device_data.DeviceSteps(
+    run_steps = device_held.DeviceSteps(
         config.input, jitted_train_step, mesh, local_batch_size, config.seed,
         train_rng, max_steps=min(periods))
-    eval_sums = device_data.device_evaluator(eval_ds, jitted_eval_step, mesh,
+    eval_sums = device_held.device_evaluator(eval_ds, jitted_eval_step, mesh,
                                              eval_rng)
   else:
-    run_steps = device_data.host_step_runner(
+    run_steps = device_held.host_step_runner(
         sharding.prefetch_to_mesh(
-            input_pipeline.train_batches(config.input, local_batch_size,
+            batches.train_batches(config.input, local_batch_size,
                                          config.seed, start_step),
             data_sharding),
         jitted_train_step, train_rng)
@@ -357,7 +357,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   step = start_step
   with preemption.StopRequests() as stop_requests:
     while step < total_steps:
-      end_step = device_data.next_stop(step, total_steps, periods)
+      end_step = device_held.next_stop(step, total_steps, periods)
       state, metrics = run_steps(state, step, end_step)
       pending_metrics.append(metrics)
       first_step, step = step + 1, end_step
@@ -369,7 +369,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
       # otherwise; before every save too, to stop on non-finite steps first.
       if step % config.log_every_steps == 0 or save_now:
         summary, nonfinite_streak = summarize_window(
-            device_data.per_step_metrics(pending_metrics), nonfinite_streak)
+            device_held.per_step_metrics(pending_metrics), nonfinite_streak)
         pending_metrics = []
         nonfinite_steps += int(summary["nonfinite_steps"])
         if nonfinite_streak >= config.max_consecutive_nonfinite:

@@ -28,9 +28,9 @@ import numpy as np
 import optax
 import tensorflow as tf
 
-from vae_jax import datasets
-from vae_jax import frechet
-from vae_jax import outputs
+from vae_jax.data import sources
+from vae_jax.analysis import frechet
+from vae_jax.core import outputs
 from vae_jax.models import layers
 
 VERSION = 1  # Bump when the network or its training changes: a new cache.
@@ -60,7 +60,7 @@ class TrainedClassifier:
 
 def mnist_input_config(data_dir: str | None = None,
                        mnist_source: str = "auto") -> ml_collections.ConfigDict:
-  """MNIST at its own 28x28, as `datasets.load` reads it."""
+  """MNIST at its own 28x28, as `sources.load` reads it."""
   return ml_collections.ConfigDict({
       "dataset": "mnist", "data_dir": data_dir, "mnist_source": mnist_source,
       "image_size": None, "grayscale": False, "crop_to_bbox": False,
@@ -90,7 +90,7 @@ def fingerprint(images: np.ndarray, labels: np.ndarray) -> str:
 def load_split(input_config: ml_collections.ConfigDict,
                split: str) -> tuple[np.ndarray, np.ndarray]:
   """Images float32 [N, 28, 28, 1] in [0, 1] and labels int32 [N]."""
-  chunks = list(datasets.load(input_config, split, per_process=False)
+  chunks = list(sources.load(input_config, split, per_process=False)
                 .batch(10_000).as_numpy_iterator())
   images = np.concatenate([c["image"] for c in chunks]).astype(np.float32)
   return images / 255.0, np.concatenate([c["label"] for c in chunks])
@@ -171,7 +171,7 @@ def load_or_train(data_dir: str | None = None, *, cache_dir: str | None = None,
   `cache_dir` defaults to `default_cache_dir`.
   """
   input_config = mnist_input_config(data_dir, mnist_source)
-  datasets.prepare(input_config)
+  sources.prepare(input_config)
   images, labels = load_split(input_config, "train")
   data_fingerprint = fingerprint(images, labels)
   cache_dir = cache_dir or default_cache_dir(data_dir, data_fingerprint)

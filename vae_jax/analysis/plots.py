@@ -12,7 +12,7 @@ from matplotlib import figure as mpl_figure
 from matplotlib import ticker
 import numpy as np
 
-from vae_jax import image_grid
+from vae_jax.core import image_grid
 
 # Inches per image in mosaics: MNIST digits stay legible in a 10-wide row.
 _INCHES_PER_IMAGE = 0.75

@@ -17,7 +17,7 @@ import ml_collections
 import orbax.checkpoint as ocp
 import tensorflow as tf
 
-from vae_jax import validation
+from vae_jax import errors
 
 
 def make_manager(workdir: str,
@@ -103,7 +103,7 @@ def restore(manager: ocp.CheckpointManager, state: Any, rng: jax.Array,
   steps = sorted(manager.all_steps(), reverse=True)
   if step is not None:
     if step not in steps:
-      raise validation.UserInputError(
+      raise errors.UserInputError(
           f"no checkpoint at step {step} in {manager.directory}; it has "
           f"steps {sorted(steps) or 'none'}.")
     steps = [step]
@@ -132,7 +132,7 @@ def restore(manager: ocp.CheckpointManager, state: Any, rng: jax.Array,
       manager.reload()
     return restored["state"], restored["rng"]
   failed_step, error = failures[0]
-  raise validation.UserInputError(
+  raise errors.UserInputError(
       f"no checkpoint in {manager.directory} fits this config's model and "
       f"optimizer (step {failed_step}: {_first_line(error)}); use a new "
       "--workdir, or the config that wrote it.") from error

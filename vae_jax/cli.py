@@ -8,7 +8,7 @@ from typing import Iterator
 from absl import logging
 import tensorflow as tf
 
-from vae_jax import validation
+from vae_jax import errors
 
 
 @contextlib.contextmanager
@@ -18,5 +18,5 @@ def reporting_user_errors() -> Iterator[None]:
   tf.config.set_visible_devices([], "GPU")  # TF only reads data.
   try:
     yield
-  except validation.UserInputError as e:
+  except errors.UserInputError as e:
     raise SystemExit(f"vae_jax: error: {e}") from None

@@ -1,6 +1,6 @@
 """What analysis shows of GAN and ACGAN runs, and sampling them.
 
-`sample` generates from a run that `trained.load` read (at its newest
+`sample` generates from a run that `runs.load` read (at its newest
 checkpoint, or at a chosen step: every periodic checkpoint is kept, so the
 steps before a collapse stay available). The figures are samples, an
 ACGAN's pairs (a row per class over the same z) and learning curves with
@@ -19,18 +19,18 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from vae_jax import classifier
-from vae_jax import event_logs
-from vae_jax import gan_curves
-from vae_jax import gan_train
-from vae_jax import image_grid
-from vae_jax import input_pipeline
-from vae_jax import outputs
-from vae_jax import plots
-from vae_jax import sharding
-from vae_jax import train
-from vae_jax import trained
-from vae_jax import validation
+from vae_jax.analysis import classifier
+from vae_jax.analysis import event_logs
+from vae_jax.analysis import gan_curves
+from vae_jax.trainers import adversarial
+from vae_jax.core import image_grid
+from vae_jax.data import batches
+from vae_jax.core import outputs
+from vae_jax.analysis import plots
+from vae_jax.core import sharding
+from vae_jax.trainers import loop
+from vae_jax.analysis import runs
+from vae_jax import errors
 
 SAMPLE_BATCH = 256  # Latents generated per call, padded: one compilation.
 NUM_SAMPLES = 32  # Images in samples.png.
@@ -48,18 +48,18 @@ def class_names(input_config: ml_collections.ConfigDict) -> list[str]:
           for k in range(2 ** len(attributes))]
 
 
-def random_inputs(run: trained.TrainedRun, num: int, seed: int,
+def random_inputs(run: runs.TrainedRun, num: int, seed: int,
                   label: int | None = None) -> tuple[np.ndarray, np.ndarray]:
   """z ~ N(0, I) and labels: `label`, or for an ACGAN every class in turn."""
   z = np.asarray(jax.random.normal(jax.random.PRNGKey(seed),
                                    (num, run.model.latent_size)))
   if label is not None:
     if not run.model.num_classes:
-      raise validation.UserInputError(
+      raise errors.UserInputError(
           f"--label needs a conditional model; {run.config.model.name!r} is "
           "unconditional.")
     if not 0 <= label < run.model.num_classes:
-      raise validation.UserInputError(
+      raise errors.UserInputError(
           f"--label must be a class in [0, {run.model.num_classes}), got "
           f"{label}.")
     return z, np.full(num, label, np.int32)
@@ -68,10 +68,10 @@ def random_inputs(run: trained.TrainedRun, num: int, seed: int,
 
 @functools.partial(jax.jit, static_argnames="model")
 def _generate(state, z, labels, *, model):
-  return gan_train.generate_images(state, z, labels, model=model)
+  return adversarial.generate_images(state, z, labels, model=model)
 
 
-def sample(run: trained.TrainedRun, z: np.ndarray,
+def sample(run: runs.TrainedRun, z: np.ndarray,
            labels: np.ndarray) -> np.ndarray:
   """uint8 images [N, H, W, C] of latents [N, D] and labels [N]."""
   batches = []
@@ -87,7 +87,7 @@ def sample(run: trained.TrainedRun, z: np.ndarray,
   return image_grid.to_uint8(np.concatenate(batches))
 
 
-def title(run: trained.TrainedRun, what: str) -> str:
+def title(run: runs.TrainedRun, what: str) -> str:
   shape = "x".join(map(str, run.image_shape))
   name = os.path.basename(os.path.normpath(run.workdir))
   return (f"{what}\n{run.config.model.name} on {run.config.input.dataset} "
@@ -95,7 +95,7 @@ def title(run: trained.TrainedRun, what: str) -> str:
           f"{run.step}")
 
 
-def samples_figure(run: trained.TrainedRun, seed: int):
+def samples_figure(run: runs.TrainedRun, seed: int):
   """NUM_SAMPLES samples; an ACGAN's for classes drawn at random too."""
   z, labels = random_inputs(run, NUM_SAMPLES, seed)
   what = f"{NUM_SAMPLES} samples of z ~ N(0, I)"
@@ -108,11 +108,11 @@ def samples_figure(run: trained.TrainedRun, seed: int):
                           title(run, what))
 
 
-def pairs_figure(run: trained.TrainedRun, seed: int, num_cols: int = NUM_PAIRS):
+def pairs_figure(run: runs.TrainedRun, seed: int, num_cols: int = NUM_PAIRS):
   """An ACGAN's classes as rows over the same z per column (two rows for
   one CelebA attribute: pairs)."""
   z, _ = random_inputs(run, num_cols, seed)
-  tiled_z, labels = gan_train.label_grid_inputs(run.model, jnp.asarray(z))
+  tiled_z, labels = adversarial.label_grid_inputs(run.model, jnp.asarray(z))
   images = sample(run, np.asarray(tiled_z), np.asarray(labels))
   rows = list(images.reshape(run.model.num_classes, num_cols,
                              *images.shape[1:]))
@@ -120,7 +120,7 @@ def pairs_figure(run: trained.TrainedRun, seed: int, num_cols: int = NUM_PAIRS):
       run, "Each column one z, each row the class it is generated for"))
 
 
-def learning_curves_figure(run: trained.TrainedRun):
+def learning_curves_figure(run: runs.TrainedRun):
   """The run's losses and accuracies from its TensorBoard events; None if
   it logged none."""
   return gan_curves.learning_curves(event_logs.read_scalars(run.workdir),
@@ -131,19 +131,19 @@ def analyze(workdir: str, *, step: int | None = None, seed: int = 0,
             num_metric_samples: int = NUM_METRIC_SAMPLES) -> dict[str, Any]:
   """Writes WORKDIR/analysis/ for a GAN run; returns analysis.json's payload."""
   start = time.perf_counter()
-  run = trained.load(workdir, step)
+  run = runs.load(workdir, step)
   if not run.adversarial:
-    raise validation.UserInputError(
+    raise errors.UserInputError(
         f"{workdir!r} holds a {run.config.trainer!r} run, not a GAN.")
   report = {"workdir": os.path.abspath(workdir), "model": run.config.model.name,
             "dataset": run.config.input.dataset, "step": run.step,
             "conditional": bool(run.model.num_classes), "seconds": {}}
   mesh = sharding.make_mesh()
-  eval_ds = input_pipeline.eval_dataset(
+  eval_ds = batches.eval_dataset(
       run.config.input, sharding.local_batch_size(run.config.batch_size))
-  _, jitted_eval_step = gan_train.make_jitted_steps(run.config, run.model,
+  _, jitted_eval_step = adversarial.make_jitted_steps(run.config, run.model,
                                                     mesh)
-  report.update(train.evaluate(jitted_eval_step, run.state, eval_ds,
+  report.update(loop.evaluate(jitted_eval_step, run.state, eval_ds,
                                jax.random.PRNGKey(seed),
                                sharding.batch_sharded(mesh)))
   figures = {"samples.png": samples_figure(run, seed)}

@@ -15,7 +15,7 @@ from typing import Any, Iterator
 import numpy as np
 import tensorflow as tf
 
-from vae_jax import validation
+from vae_jax import errors
 
 
 @contextlib.contextmanager
@@ -35,16 +35,16 @@ def check_output_path(path: str, extension: str) -> None:
   """Makes the folder of a command's --output `path`; fails in one line when
   `path` cannot hold the file or lacks `extension` ('.png')."""
   if not path.endswith(extension):
-    raise validation.UserInputError(
+    raise errors.UserInputError(
         f"--output {path!r} must end in {extension}.")
   if tf.io.gfile.isdir(path):
-    raise validation.UserInputError(f"--output {path!r} is a directory.")
+    raise errors.UserInputError(f"--output {path!r} is a directory.")
   folder = os.path.dirname(path)
   try:
     if folder:
       tf.io.gfile.makedirs(folder)
   except (tf.errors.OpError, OSError) as e:
-    raise validation.UserInputError(
+    raise errors.UserInputError(
         f"cannot create the folder of --output {path!r} "
         f"({type(e).__name__}).") from None
 

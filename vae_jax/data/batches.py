@@ -15,22 +15,22 @@ import ml_collections
 import numpy as np
 import tensorflow as tf
 
-from vae_jax import augment
-from vae_jax import datasets
-from vae_jax import sharding
-from vae_jax.validation import DataError
+from vae_jax.data import augment
+from vae_jax.data import sources
+from vae_jax.core import sharding
+from vae_jax.errors import DataError
 
-DATASETS = datasets.DATASETS
+DATASETS = sources.DATASETS
 
 
 def prepare(input_config: ml_collections.ConfigDict) -> str:
   """Makes the data readable from the TFDS data dir; returns its source."""
-  return datasets.prepare(input_config)
+  return sources.prepare(input_config)
 
 
 def image_shape(input_config: ml_collections.ConfigDict) -> tuple[int, ...]:
   """The shape of one image after preprocessing (resize, grayscale)."""
-  return datasets.image_shape(input_config)
+  return sources.image_shape(input_config)
 
 
 def _epoch_seed(seed: int, epoch: int, *stream: int) -> int:
@@ -43,7 +43,7 @@ def _num_examples(ds: tf.data.Dataset) -> int:
 
 
 def _train_examples(input_config: ml_collections.ConfigDict) -> tf.data.Dataset:
-  return datasets.load(input_config, "train", drop_remainder=True)
+  return sources.load(input_config, "train", drop_remainder=True)
 
 
 def num_train_examples(input_config: ml_collections.ConfigDict) -> int:
@@ -190,7 +190,7 @@ def first_test_images(input_config: ml_collections.ConfigDict,
   The same on every process, unlike `eval_dataset`'s shares: image grids
   are computed by all processes together.
   """
-  examples = datasets.load(input_config, "test", per_process=False)
+  examples = sources.load(input_config, "test", per_process=False)
   images = next(examples.batch(count).as_numpy_iterator())["image"]
   return _to_pixel_range(images.astype(np.float32) / 255.0, input_config)
 
@@ -203,7 +203,7 @@ def eval_dataset(input_config: ml_collections.ConfigDict,
   split, but each must contribute the same number of batches to a global
   array, so all pad to the largest.
   """
-  examples = datasets.load(input_config, split).map(
+  examples = sources.load(input_config, split).map(
       lambda ex: {**ex, "mask": tf.constant(True), "image": _to_pixel_range(
           _to_unit_range(ex["image"]), input_config)})
   # The shares' sizes, not the split's size over the process count: a

