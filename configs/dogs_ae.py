@@ -16,21 +16,21 @@ import ml_collections
 
 from configs import dogs_conv
 from vae_jax.models import autoencoders
+from vae_jax.trainers import loop
 
 
 def get_config(variant: str = "fcn1") -> ml_collections.ConfigDict:
-  config = dogs_conv.get_config()
-  config.input.pixel_range = "symmetric"  # [-1, 1], for the tanh output.
-  config.model = ml_collections.ConfigDict()
-  if variant == "conv":
-    config.model.name = "conv_autoencoder"  # vae_jax/models/autoencoders.py.
-    config.model.channels = (64, 128, 256, 512)  # Encoder; mirrored back.
-  elif variant in autoencoders.SEED_FC_SIZES:
-    encoder_sizes, decoder_sizes = autoencoders.SEED_FC_SIZES[variant]
-    config.model.name = "fc_autoencoder"  # vae_jax/models/autoencoders.py.
-    config.model.encoder_sizes = encoder_sizes  # After the 12288 inputs.
-    config.model.decoder_sizes = decoder_sizes  # Before the 12288 outputs.
-  else:
+  if variant not in (*autoencoders.SEED_FC_SIZES, "conv"):
     raise ValueError(f"dogs_ae variant {variant!r} is unknown; choose one of "
                      f"{sorted(autoencoders.SEED_FC_SIZES) + ['conv']}.")
+  config = dogs_conv.get_config()  # Its data, schedule and optimizer.
+  # The family's model section, its MSE loss and its [-1, 1] pixels.
+  family = loop.default_config("conv_autoencoder" if variant == "conv"
+                               else "fc_autoencoder")
+  config.model, config.loss = family.model, family.loss
+  config.input.pixel_range = family.input.pixel_range
+  if variant != "conv":
+    encoder_sizes, decoder_sizes = autoencoders.SEED_FC_SIZES[variant]
+    config.model.encoder_sizes = encoder_sizes  # After the 12288 inputs.
+    config.model.decoder_sizes = decoder_sizes  # Before the 12288 outputs.
   return config

@@ -11,16 +11,12 @@ most diverse samples.
 
 import ml_collections
 
-from configs import mnist_linear
+from vae_jax.trainers import loop
 
 
 def get_config(latent_size: str = "16") -> ml_collections.ConfigDict:
-  config = mnist_linear.get_config()
+  config = loop.default_config("small_conv_vae")  # The listing's sizes.
   config.num_epochs = 10  # A few epochs already show the latent-size effect.
   config.input.image_size = 32  # Three stride-2 convs: 32 -> 16 -> 8 -> 4.
-  config.model = ml_collections.ConfigDict()
-  config.model.name = "small_conv_vae"  # vae_jax/models/small_conv_vae.py.
   config.model.latent_size = int(latent_size)  # 16 or 256 in the seed.
-  config.model.base_channels = 32  # d: convs have d, 2d, 4d channels.
-  config.model.dense_size = 256  # Linear between the convs and the heads.
   return config

@@ -19,56 +19,23 @@ the discriminator's accuracies that show collapse.
 
 import ml_collections
 
-from configs import mnist_linear
-
-
-def adam(base: ml_collections.ConfigDict,
-         learning_rate: float) -> ml_collections.ConfigDict:
-  """`base`'s optimizer fields as DCGAN's Adam: β1 = 0.5, constant rate."""
-  optimizer = base.copy_and_resolve_references()
-  optimizer.name = "adam"
-  optimizer.learning_rate = learning_rate
-  optimizer.schedule = "constant"
-  optimizer.b1 = 0.5  # DCGAN's: 0.9 makes GAN training oscillate.
-  optimizer.b2 = 0.999
-  return optimizer
+from vae_jax.trainers import loop
 
 
 def get_config() -> ml_collections.ConfigDict:
-  config = mnist_linear.get_config()
+  # DCGAN's networks, non-saturating loss and Adam (β1 = 0.5, 2e-4) per
+  # network; see vae_jax/models/gan.py and vae_jax/trainers/adversarial.py.
+  config = loop.default_config("gan")
   config.num_epochs = 16  # 14,992 steps of batch 64.
   config.batch_size = 64  # Global batch of real images (and as many fakes).
   config.checkpoint_every_steps = 1000  # GANs can collapse late: see below.
   # Every periodic checkpoint is kept (2 MB each), so the step before a
   # collapse can still be analyzed (`analyze --step=...`).
   config.max_checkpoints_to_keep = 1000
-  config.input.pixel_range = "symmetric"  # [-1, 1], the tanh output's range.
-  config.trainer = "gan"  # vae_jax/trainers/adversarial.py.
-  # Discriminator updates per generator update; WGAN-style critics take 5.
-  config.n_critic = 1
-
-  config.model = ml_collections.ConfigDict()
-  config.model.name = "gan"  # 'gan' or 'acgan' (vae_jax/models/gan.py).
   config.model.latent_size = 64  # Dimensions of z ~ N(0, I).
-  # Discriminator convs, each halving the image.
-  config.model.channels = (16, 32)
-  # The generator's, in the same order (it runs them backwards). Wider than
-  # the discriminator: a discriminator wider than the generator won the
-  # game too easily (see the docstring).
+  config.model.channels = (16, 32)  # Discriminator convs, each halving.
+  # Wider than the discriminator: a discriminator wider than the generator
+  # won the game too easily (see the docstring).
   config.model.generator_channels = (24, 48)
-  # DCGAN's BatchNorm in the discriminator (all levels but the first).
-  config.model.discriminator_batch_norm = False
-  # 'tanh' ([-1, 1], pixel_range 'symmetric') or 'sigmoid' ([0, 1], 'unit').
-  config.model.output_activation = "tanh"
-
-  config.loss = ml_collections.ConfigDict()
-  # ACGAN: weight of the class cross-entropy (real and fake for the
-  # discriminator, fake for the generator); unused by 'gan'.
-  config.loss.aux_weight = 1.0
-
-  # One optimizer per network, each with every field of mnist_linear's.
-  base = config.optimizer
-  config.optimizer = ml_collections.ConfigDict()
-  config.optimizer.generator = adam(base, 2e-4)  # DCGAN's rates.
-  config.optimizer.discriminator = adam(base, 2e-4)
+  config.model.discriminator_batch_norm = False  # Narrow: none needed.
   return config

@@ -41,7 +41,11 @@ jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
-from configs import mnist_linear  # pylint: disable=g-import-not-at-top,wrong-import-position
+# pylint: disable=g-import-not-at-top,wrong-import-position
+from configs import mnist_linear
+from vae_jax.core import checkpoints
+from vae_jax.trainers import parts as parts_lib
+# pylint: enable=g-import-not-at-top,wrong-import-position
 
 
 def shrink_run(config):
@@ -79,24 +83,25 @@ def tiny_config():
   return make_tiny_config()
 
 
-def initial_state(create_train_state, config, model, image_shape,
-                  total_steps):
-  """A trainer's initial state of `model` from PRNGKey(0), compiled whole:
-  op by op, Flax's init compiles each of its small ops apart (seconds)."""
-  return jax.jit(functools.partial(create_train_state, config, model,
-                                   image_shape, total_steps=total_steps))(
+def initial_state(config, parts, image_shape, total_steps):
+  """The initial train state of `parts` (`trainers.parts.assemble`) from
+  PRNGKey(0), compiled whole: op by op, Flax's init compiles each of its
+  small ops apart (seconds)."""
+  return jax.jit(functools.partial(parts.trainer.create_train_state, config,
+                                   parts, image_shape,
+                                   total_steps=total_steps))(
                                        jax.random.PRNGKey(0))
+
+
+def assemble(config, image_shape=(28, 28, 1)):
+  """`config`'s model, family, objective and trainer."""
+  return parts_lib.assemble(config, image_shape)
 
 
 def save_untrained_run(config, workdir):
   """A workdir as training leaves it, minus the training: saves seconds."""
-  # pylint: disable=g-import-not-at-top
-  from vae_jax.core import checkpoints
-  from vae_jax.trainers import loop
-  # pylint: enable=g-import-not-at-top
   image_shape = (28, 28, 1)
-  model = loop.build_model(config, image_shape)
-  state = initial_state(loop.create_train_state, config, model, image_shape,
+  state = initial_state(config, assemble(config, image_shape), image_shape,
                         total_steps=1)
   manager = checkpoints.make_manager(str(workdir), config)
   checkpoints.save(manager, state, jax.random.PRNGKey(1))

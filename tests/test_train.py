@@ -1,6 +1,5 @@
 """The train step, evaluation, and whole runs on mock MNIST."""
 
-import functools
 import glob
 import json
 import os
@@ -10,23 +9,22 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
+from conftest import assemble
 from conftest import initial_state
-from vae_jax.core import checkpoints
-from vae_jax import models
-from vae_jax.objectives import negative_elbo
-from vae_jax.trainers import loop
 from vae_jax import errors
+from vae_jax.core import checkpoints
+from vae_jax.models import registry
+from vae_jax.trainers import loop
+from vae_jax.trainers import single_network
 
 
 def make_state(config, image_shape=(28, 28, 1)):
-  model = loop.build_model(config, image_shape)
-  return initial_state(loop.create_train_state, config, model, image_shape,
+  return initial_state(config, assemble(config, image_shape), image_shape,
                        total_steps=100)
 
 
-def terms_fn(config, image_shape=(28, 28, 1)):
-  return negative_elbo.terms_fn_for(loop.build_model(config, image_shape),
-                            config.loss)
+def train_step(config):
+  return single_network.bound_steps(config, assemble(config))[0]
 
 
 def random_batch(size=8, seed=0):
@@ -36,9 +34,7 @@ def random_batch(size=8, seed=0):
 
 
 def test_train_step_compiles_once_and_learns(tiny_config):
-  step = jax.jit(functools.partial(loop.train_step,
-                                   terms_fn=terms_fn(tiny_config)),
-                 donate_argnums=0)
+  step = jax.jit(train_step(tiny_config), donate_argnums=0)
   state = make_state(tiny_config)
   batch = random_batch()
   rng = jax.random.PRNGKey(1)
@@ -58,8 +54,7 @@ def test_train_step_uses_a_fresh_sample_each_step(tiny_config):
   state = make_state(tiny_config)
   batch = random_batch()
   rng = jax.random.PRNGKey(1)
-  step = jax.jit(functools.partial(loop.train_step,
-                                   terms_fn=terms_fn(tiny_config)))
+  step = jax.jit(train_step(tiny_config))
   _, first = step(state, batch, rng)
   _, same_step = step(state, batch, rng)
   _, next_step = step(state.replace(step=state.step + 1), batch, rng)
@@ -75,8 +70,7 @@ def test_learned_gaussian_variance_is_a_trained_parameter(
   tiny_config.loss.learned_variance = learned_variance
   state = make_state(tiny_config)
   assert state.params["pixel_logvar"].shape == shape
-  step = jax.jit(functools.partial(loop.train_step,
-                                   terms_fn=terms_fn(tiny_config)))
+  step = jax.jit(train_step(tiny_config))
   new_state, metrics = step(state, random_batch(), jax.random.PRNGKey(1))
   assert np.isfinite(float(metrics["loss"]))
   assert not np.allclose(new_state.params["pixel_logvar"],
@@ -93,8 +87,8 @@ def test_eval_step_ignores_padding(tiny_config):
   state = make_state(tiny_config)
   batch = random_batch(size=8)
   batch["mask"] = np.array([True] * 5 + [False] * 3)
-  eval_step = jax.jit(functools.partial(loop.eval_step,
-                                        terms_fn=terms_fn(tiny_config)))
+  eval_step = jax.jit(single_network.bound_steps(
+      tiny_config, assemble(tiny_config))[1])
   sums = eval_step(state, batch, jax.random.PRNGKey(0))
   unpadded = {k: v[:5] for k, v in batch.items()}
   unpadded_sums = eval_step(state, unpadded, jax.random.PRNGKey(0))
@@ -120,7 +114,7 @@ def test_train_and_evaluate_writes_every_output(tiny_config, tmp_path):
   np.testing.assert_allclose(on_disk["test_loss"],
                              on_disk["test_recon"] + on_disk["test_kl"],
                              rtol=1e-5)
-  assert on_disk["num_params"] == models.count_params(
+  assert on_disk["num_params"] == registry.count_params(
       make_state(tiny_config).params)
   assert on_disk["images_per_second"] > 0 and on_disk["train_seconds"] > 0
   assert json.loads((tmp_path / "config.json").read_text())["batch_size"] == 8
@@ -156,8 +150,7 @@ def test_rerun_resumes_from_the_newest_checkpoint(tiny_config, tmp_path):
 
 def test_non_finite_step_is_skipped_but_counted(tiny_config):
   state = make_state(tiny_config)
-  step = jax.jit(functools.partial(loop.train_step,
-                                   terms_fn=terms_fn(tiny_config)))
+  step = jax.jit(train_step(tiny_config))
   poisoned = random_batch()
   poisoned["image"][0, 0, 0, 0] = np.nan
   skipped, metrics = step(state, poisoned, jax.random.PRNGKey(1))

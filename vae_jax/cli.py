@@ -1,22 +1,142 @@
-"""What the analysis commands (analyze, sample, compare) share around their
-work: quiet logs, TensorFlow off the accelerators, and mistakes reported in
-one line instead of a traceback."""
+"""What every vae_jax command shares: flag parsing, process setup, and
+mistakes reported in one line instead of a traceback.
+
+Commands training a config (`main`, `sweep`) define their flags with
+`define_run_flags`, parse them with `parse_flags`, call `prepare_process`
+and run their work through `run_reporting_errors`. The analysis commands
+(`analyze`, `sample`, `compare`) wrap theirs in `reporting_user_errors`.
+"""
 
 import contextlib
-from typing import Iterator
+import logging as python_logging
+import sys
+from typing import Any, Callable, Iterator
 
+from absl import flags
 from absl import logging
+from ml_collections import config_flags
 import tensorflow as tf
 
 from vae_jax import errors
+from vae_jax.core import checkpoints
+from vae_jax.core import preemption
+from vae_jax.core import sharding
+
+FLAGS = flags.FLAGS
+ERROR_PREFIX = "vae_jax: error: "
+
+
+def define_run_flags() -> None:
+  """--config, --workdir and the flags of multi-process runs; once per
+  process, however many commands define them."""
+  if "config" in FLAGS:
+    return
+  config_flags.DEFINE_config_file(
+      "config", None, "Path to a config file, optionally `path:argument`.",
+      lock_config=True)
+  flags.DEFINE_string("workdir", None,
+                      "Directory for checkpoints, logs, images.")
+  flags.DEFINE_bool(
+      "distributed", False,
+      "Multi-process run on a cluster JAX detects (Cloud TPU, SLURM, "
+      "Kubernetes): initializes jax.distributed with no arguments.")
+  flags.DEFINE_string(
+      "coordinator_address", None,
+      "host:port of process 0, for a multi-process run JAX cannot detect "
+      "(see launch/local_multiprocess.sh); needs --num_processes, "
+      "--process_id.")
+  flags.DEFINE_integer("num_processes", None, "Processes in the run.")
+  flags.DEFINE_integer("process_id", None, "This process's index, from 0.")
+  flags.mark_flags_as_required(["config", "workdir"])
+
+
+# Libraries whose INFO records say nothing a user needs: Orbax logs every
+# step of every save, TFDS every file it opens.
+_QUIET_INFO = ("/orbax/", "/tensorflow_datasets/")
+# Warnings nobody can act on: (logger path fragment, message fragment).
+_QUIET_WARNINGS = (
+    # The MNIST the registry mirror writes (`data.mnist_mirror`) has no
+    # description or citation on disk; TFDS then uses its code's.
+    ("/tensorflow_datasets/", "differ on disk and in the code"),
+    ("/tensorflow_datasets/", "has no dataset_info.json"),
+    # JAX looks for a TPU library on every machine.
+    ("/jax/_src/xla_bridge.py", "Unable to initialize backend"),
+)
+
+
+class _QuietLibraries(python_logging.Filter):
+  """Drops the records of `_QUIET_INFO` and `_QUIET_WARNINGS`."""
+
+  def filter(self, record: python_logging.LogRecord) -> bool:
+    if record.levelno < python_logging.WARNING and any(
+        path in record.pathname for path in _QUIET_INFO):
+      return False
+    message = record.getMessage()
+    return not any(path in record.pathname and fragment in message
+                   for path, fragment in _QUIET_WARNINGS)
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's parsing, with config mistakes reported as one line."""
+  try:
+    return FLAGS(argv)
+  except flags.Error as e:
+    message = str(e)
+    if "Traceback (most recent call last)" in message:
+      # A config file's get_config raised; its last line names the cause.
+      message = message.strip().splitlines()[-1]
+  except AttributeError as e:  # ml_collections: no such config field.
+    cause = e.args[0] if e.args else e
+    if isinstance(cause, KeyError) and cause.args:  # Unwrap its repr.
+      cause = cause.args[0]
+    message = f"unknown config field {cause}"
+  raise SystemExit(ERROR_PREFIX + " ".join(message.split()))
+
+
+def quiet_libraries() -> None:
+  """Keeps what the libraries log at INFO, and their warnings nobody can act
+  on, out of the log."""
+  logging.get_absl_handler().addFilter(_QuietLibraries())
+  # TensorFlow only feeds data; keep it off the accelerators JAX uses.
+  tf.config.set_visible_devices([], "GPU")
+  tf.config.set_visible_devices([], "TPU")
+
+
+def prepare_process() -> None:
+  """What every training command does before its work (main, sweep)."""
+  quiet_libraries()
+  cluster = (FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+  if FLAGS.distributed or any(flag is not None for flag in cluster):
+    try:
+      sharding.initialize_distributed(*cluster)
+    except errors.UserInputError as e:
+      raise SystemExit(f"{ERROR_PREFIX}{e}") from None
+
+
+def run_reporting_errors(work: Callable[..., Any], *args: Any) -> Any:
+  """Runs `work(*args)`; what the user can act on ends the process in one line.
+
+  A mistake or a failure to save exits 1 with `vae_jax: error: <cause>`; a
+  preemption exits with `preemption.EXIT_CODE` after its checkpoint.
+  """
+  try:
+    return work(*args)
+  except (errors.UserInputError, FloatingPointError,
+          checkpoints.SaveError) as e:
+    raise SystemExit(f"{ERROR_PREFIX}{e}") from None
+  except preemption.Preempted as e:
+    logging.warning("vae_jax: %s", e)
+    sys.exit(preemption.EXIT_CODE)
 
 
 @contextlib.contextmanager
 def reporting_user_errors() -> Iterator[None]:
-  """Ends the process with `vae_jax: error: <cause>` on a UserInputError."""
-  logging.set_verbosity(logging.WARNING)  # Orbax logs every read at INFO.
-  tf.config.set_visible_devices([], "GPU")  # TF only reads data.
+  """For the analysis commands: quiet logs (Orbax logs every read at INFO),
+  TensorFlow off the accelerators, and `vae_jax: error: <cause>` on a
+  UserInputError."""
+  logging.set_verbosity(logging.WARNING)
+  quiet_libraries()
   try:
     yield
   except errors.UserInputError as e:
-    raise SystemExit(f"vae_jax: error: {e}") from None
+    raise SystemExit(f"{ERROR_PREFIX}{e}") from None

@@ -16,8 +16,8 @@ from matplotlib import figure as mpl_figure
 import numpy as np
 import tensorflow as tf
 
-from vae_jax import analyze
-from vae_jax.data import batches
+from vae_jax.analysis import report
+from vae_jax.data import batching
 from vae_jax.analysis import latent_metrics
 from vae_jax.core import outputs
 from vae_jax.analysis import plots
@@ -29,7 +29,7 @@ from vae_jax import errors
 # Test images kept as pixels: what the sliders pick from and the figures show.
 # Codes and labels are kept for the whole split (the 2-D map uses them).
 NUM_KEPT_IMAGES = 200
-SWEEP_SUMMARY = "sweep_report.json"  # Written by vae_jax.sweep.
+SWEEP_SUMMARY = "sweep_summary.json"  # Written by vae_jax.sweep.
 
 
 def prepare_notebook() -> None:
@@ -50,10 +50,9 @@ def encode_test_set(run: runs.TrainedRun, num_keep: int = NUM_KEPT_IMAGES
                     ) -> tuple[runs.EncodedSplit, str]:
   """The run's whole test split encoded, its first `num_keep` images kept;
   and what its labels are ('digit' for MNIST)."""
-  input_config, label_name = analyze.input_config_for(run, None)
-  eval_ds = batches.eval_dataset(
-      input_config, sharding.local_batch_size(run.config.batch_size))
-  return runs.encode_split(run, eval_ds, None, num_keep), label_name
+  _, label_name = report.input_config_for(run, None)
+  return (runs.encode_split(run, runs.test_batches(run), None, num_keep),
+          label_name)
 
 
 def informative_dims(test_set: runs.EncodedSplit, num: int) -> list[int]:
@@ -96,7 +95,7 @@ def latent_shift_figure(run: runs.TrainedRun,
       "\n".join(moved) if moved else "no shift: move a slider"]
   return plots.image_panels(
       np.concatenate([test_set.images[image_index:image_index + 1], decoded]),
-      captions, analyze.run_title(run, f"The {code_name} of a test image, "
+      captions, report.run_title(run, f"The {code_name} of a test image, "
                                   "shifted along chosen dims"))
 
 
@@ -156,14 +155,14 @@ def sweep_runs(workdir: str) -> list[sweep_report.Run] | None:
 def run_dir(workdir: str, run_name: str | None = None) -> str:
   """`workdir` if it holds a run; in a sweep, its run `run_name` (the first
   if None)."""
-  runs = sweep_runs(workdir)
-  if runs is None:
+  entries = sweep_runs(workdir)
+  if entries is None:
     if run_name is not None:
       raise errors.UserInputError(
           f"{workdir!r} holds no sweep ({SWEEP_SUMMARY}), so it has no run "
           f"{run_name!r}.")
     return workdir
-  names = [run.name for run in runs]
+  names = [run.name for run in entries]
   if run_name is None:
     run_name = names[0]
   if run_name not in names:
@@ -181,11 +180,11 @@ def sweep_comparison(workdir: str
   summary = _read_sweep(workdir)
   if summary is None:
     return None
-  runs = sweep_runs(workdir)
-  errors = {entry["name"]: entry["error"] for entry in summary["runs"]
-            if entry.get("error")}
-  config = runs.load_config(os.path.join(workdir, runs[0].name))
+  entries = sweep_runs(workdir)
+  failures = {entry["name"]: entry["error"] for entry in summary["runs"]
+              if entry.get("error")}
+  config = runs.load_config(os.path.join(workdir, entries[0].name))
   figure = sweep_report.summary_figure(
-      workdir, runs, errors,
+      workdir, entries, failures,
       sweep_report.figure_title(config, summary["fields"]))
   return figure, sweep_report.format_table(summary["table"])

@@ -5,81 +5,26 @@ r"""Samples of a trained VAE or GAN, saved as uint8 images in an .npz file.
     python -m vae_jax.sample --workdir=/tmp/acgan_mnist --num_samples=100 \
         --label=7 --output=/tmp/sevens.npz
 
-The file holds `images`, uint8 [N, H, W, C]: decoded means of z ~ N(0, I),
-or a GAN generator's images of z, the same for the same --seed. An ACGAN
-generates class --label (MNIST's digit; CelebA attributes as bits, the first
-lowest), or every class in turn. Plain autoencoders have no prior to sample.
+What the file holds is `vae_jax.analysis.sampling`'s; this file only reads
+flags.
 """
-
-import io
 
 from absl import app
 from absl import flags
-import jax
-import numpy as np
 
 from vae_jax import cli
-from vae_jax.analysis import gan_report
+from vae_jax.analysis import sampling
 from vae_jax.core import outputs
-from vae_jax.analysis import runs
-from vae_jax import errors
-
-
-def sample_images(run: runs.TrainedRun, num_samples: int, *,
-                  label: int | None = None, seed: int = 0) -> np.ndarray:
-  """uint8 [num_samples, H, W, C] samples of a loaded run."""
-  if run.adversarial:
-    return gan_report.sample(run, *gan_report.random_inputs(
-        run, num_samples, seed, label))
-  if not run.variational:
-    raise errors.UserInputError(
-        f"{run.workdir!r} holds a plain autoencoder "
-        f"({run.config.model.name}): it has no prior to sample from.")
-  if label is not None:
-    raise errors.UserInputError(
-        f"--label needs a conditional model; {run.config.model.name!r} is "
-        "unconditional.")
-  z = jax.random.normal(jax.random.PRNGKey(seed),
-                        (num_samples, run.model.latent_size))
-  return runs.decode(run, np.asarray(z))
-
-
-def sample(workdir: str, num_samples: int, *, step: int | None = None,
-           label: int | None = None, seed: int = 0) -> np.ndarray:
-  """uint8 [num_samples, H, W, C] samples of the run in `workdir`."""
-  if num_samples < 1:
-    raise errors.UserInputError(
-        f"--num_samples must be positive, got {num_samples}.")
-  return sample_images(runs.load(workdir, step), num_samples, label=label,
-                       seed=seed)
-
-
-def write_samples(path: str, images: np.ndarray) -> None:
-  """`images` as the `images` array of the .npz file `path`, atomically."""
-  # zipfile reads back what it wrote, which a GFile open for writing can't.
-  buffer = io.BytesIO()
-  np.savez(buffer, images=images)
-  with outputs.atomic_open(path, "wb") as f:
-    f.write(buffer.getvalue())
-
 
 FLAGS = flags.FLAGS
-
-
-def _define_flags() -> None:
-  """Defines the command's flags, only when it runs.
-
-  Importing this module beside another command's (vae_jax.sweep imports
-  analyze) then cannot define a flag twice.
-  """
-  flags.DEFINE_string("workdir", None, "Directory of a trained run.")
-  flags.DEFINE_integer("num_samples", None, "Number of images.")
-  flags.DEFINE_string("output", None, "The .npz file to write; its folder is "
-                      "created if needed.")
-  flags.DEFINE_integer("label", None, "Class to sample (conditional models).")
-  flags.DEFINE_integer("seed", 0, "Seeds z.")
-  flags.DEFINE_integer("step", None, "Checkpoint step; the newest if unset.")
-  flags.mark_flags_as_required(["workdir", "num_samples", "output"])
+flags.DEFINE_string("workdir", None, "Directory of a trained run.")
+flags.DEFINE_integer("num_samples", None, "Number of images.")
+flags.DEFINE_string("output", None, "The .npz file to write; its folder is "
+                    "created if needed.")
+flags.DEFINE_integer("label", None, "Class to sample (conditional models).")
+flags.DEFINE_integer("seed", 0, "Seeds z.")
+flags.DEFINE_integer("step", None, "Checkpoint step; the newest if unset.")
+flags.mark_flags_as_required(["workdir", "num_samples", "output"])
 
 
 def main(argv):
@@ -87,12 +32,11 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   with cli.reporting_user_errors():
     outputs.check_output_path(FLAGS.output, ".npz")  # Before the slow part.
-    images = sample(FLAGS.workdir, FLAGS.num_samples, step=FLAGS.step,
-                    label=FLAGS.label, seed=FLAGS.seed)
-    write_samples(FLAGS.output, images)
+    images = sampling.sample(FLAGS.workdir, FLAGS.num_samples, step=FLAGS.step,
+                             label=FLAGS.label, seed=FLAGS.seed)
+    sampling.write_samples(FLAGS.output, images)
   print(f"{FLAGS.output}: images {images.dtype} {list(images.shape)}")
 
 
 if __name__ == "__main__":
-  _define_flags()
   app.run(main)

@@ -3,227 +3,35 @@ r"""Trains one config over a grid of field values, then compares the runs.
     python -m vae_jax.sweep --config=configs/mnist_convvae.py:16 \
         --workdir=/tmp/sweep_kl --sweep='loss.kl_weight=5e-1,5e-2,5e-3'
 
-`--sweep=FIELD=V1,V2,...` names any config field and its values, parsed to
-the field's type (tuples in parentheses: `model.hidden_sizes=(400,200),(64,)`);
-several `--sweep` flags form a grid, the first varying slowest. Other config
-fields are overridden as in `vae_jax.main` (`--config.num_epochs=3`).
-
-Each run trains in `<workdir>/<field>=<value>/`; with several fields, the
-pairs are joined by commas (`loss.kl_weight=0.5,model.latent_size=16`). In
-values, characters other than letters, digits and `._+-` become `_`, and
-tuples are joined by `-`. Runs go one after another, each then analyzed by
-`vae_jax.analyze`. Rerunning the same command resumes: finished runs are not
-retrained, an interrupted one continues from its newest checkpoint, and
-analyses newer than their run's results.json are kept. The comparison goes to
-`<workdir>/sweep_report.json` and `sweep_report.png`. `--dry_run` lists the
-runs and what is left of each, and trains nothing.
+See `vae_jax.sweeps.runner` for the grid, the run directories, resuming and
+the summary; this file only reads flags.
 """
-
-import ast
-import copy
-import itertools
-import os
-import re
-from typing import Any
 
 from absl import app
 from absl import flags
-from absl import logging
-import jax
-import ml_collections
-import tensorflow as tf
 
-from vae_jax import analyze
-from vae_jax.data import batches
-from vae_jax import main as main_lib
-from vae_jax.core import outputs
-from vae_jax.core import sharding
-from vae_jax.analysis import sweep_report
-from vae_jax.trainers import loop
-from vae_jax import errors
+from vae_jax import cli
+from vae_jax.sweeps import runner
 
-FLAGS = flags.FLAGS  # --config and --workdir come from vae_jax.main.
+FLAGS = flags.FLAGS
+cli.define_run_flags()
 flags.DEFINE_multi_string(
     "sweep", None, "FIELD=VALUE,VALUE,...: a config field and its values; "
     "several --sweep flags form a grid.")
 flags.DEFINE_bool("dry_run", False, "List the runs and whether each is done, "
                   "partial or new; train nothing.")
 
-# Splits values at commas outside parentheses, which hold tuples.
-_VALUE_SEPARATOR = re.compile(r",(?![^(]*\))")
-
-
-def _parent_and_leaf(config: ml_collections.ConfigDict,
-                     field: str) -> tuple[ml_collections.ConfigDict, str]:
-  *parents, leaf = field.split(".")
-  node = config
-  for name in [*parents, leaf]:
-    if not isinstance(node, ml_collections.ConfigDict) or name not in node:
-      raise errors.ConfigError(
-          f"unknown config field {field!r} in --sweep.")
-    parent, node = node, node[name]
-  return parent, leaf
-
-
-def _parse_value(text: str, field_type: type, field: str) -> Any:
-  if field_type not in (bool, int, float, str, tuple):
-    raise errors.ConfigError(
-        f"{field} holds a {field_type.__name__}; only bool, int, float, str "
-        "and tuple fields can be swept.")
-  try:
-    if field_type is bool:
-      if text.lower() not in ("true", "false"):
-        raise ValueError(text)
-      return text.lower() == "true"
-    if field_type is tuple:
-      value = ast.literal_eval(text)
-      return value if isinstance(value, tuple) else (value,)
-    return field_type(text)
-  except (ValueError, SyntaxError, TypeError):
-    raise errors.ConfigError(
-        f"--sweep value {text!r} of {field} cannot be read as "
-        f"{field_type.__name__}.") from None
-
-
-def parse_sweep_flag(config: ml_collections.ConfigDict,
-                     text: str) -> tuple[str, list[Any]]:
-  """'FIELD=V1,V2' -> (FIELD, values parsed to the field's type)."""
-  field, _, values_text = text.partition("=")
-  field = field.strip()
-  if not field or not values_text.strip():
-    raise errors.ConfigError(
-        f"--sweep={text!r} is not FIELD=VALUE,VALUE,...")
-  parent, leaf = _parent_and_leaf(config, field)
-  field_type = parent.get_type(leaf)  # Also a placeholder's (None) type.
-  return field, [_parse_value(value.strip(), field_type, field)
-                 for value in _VALUE_SEPARATOR.split(values_text)]
-
-
-def make_runs(config: ml_collections.ConfigDict,
-              sweep_flags: list[str]) -> list[sweep_report.Run]:
-  """The grid of `sweep_flags` over `config`; ConfigError for mistakes."""
-  axes = [parse_sweep_flag(config, text) for text in sweep_flags]
-  fields = [field for field, _ in axes]
-  for field in fields:
-    if fields.count(field) > 1:
-      raise errors.ConfigError(f"{field} is in more than one --sweep.")
-  runs = []
-  for values in itertools.product(*(values for _, values in axes)):
-    name = ",".join(f"{field}={sweep_report.value_text(value)}"
-                    for field, value in zip(fields, values))
-    if any(run.name == name for run in runs):
-      raise errors.ConfigError(
-          f"two runs of the sweep would share the directory {name!r}; give "
-          "each value once.")
-    runs.append(sweep_report.Run(name, dict(zip(fields, values))))
-  return runs
-
-
-def run_config(config: ml_collections.ConfigDict,
-               overrides: dict[str, Any]) -> ml_collections.ConfigDict:
-  """A copy of `config` with `overrides` (dotted fields) applied."""
-  config = copy.deepcopy(config)
-  for field, value in overrides.items():
-    parent, leaf = _parent_and_leaf(config, field)
-    parent[leaf] = value
-  return config
-
-
-def _total_steps(config: ml_collections.ConfigDict) -> int:
-  batches.prepare(config.input)
-  return config.num_epochs * batches.steps_per_epoch(
-      config.input, sharding.local_batch_size(config.batch_size))
-
-
-def _checkpoint_steps(run_dir: str) -> list[int]:
-  path = os.path.join(run_dir, "checkpoints")
-  if not tf.io.gfile.isdir(path):
-    return []
-  # Orbax names a finished save by its step; unfinished ones carry a suffix.
-  return sorted(int(name.strip("/")) for name in tf.io.gfile.listdir(path)
-                if name.strip("/").isdigit())
-
-
-def run_status(run_dir: str, config: ml_collections.ConfigDict) -> str:
-  """'done' (results.json for all its steps), 'partial (...)' or 'new'."""
-  results = sweep_report.read_json(os.path.join(run_dir, "results.json"))
-  if results is not None and results.get("steps") == _total_steps(config):
-    return "done"
-  steps = _checkpoint_steps(run_dir)
-  return f"partial (checkpoint at step {steps[-1]})" if steps else "new"
-
-
-def _analysis_is_current(run_dir: str) -> bool:
-  """Whether analysis.json was written after results.json (or with it)."""
-  analysis = os.path.join(run_dir, "analysis", "analysis.json")
-  results = os.path.join(run_dir, "results.json")
-  # >=: file times are coarse (a few ms), and training takes far longer.
-  return (tf.io.gfile.exists(analysis) and tf.io.gfile.stat(analysis).mtime_nsec
-          >= tf.io.gfile.stat(results).mtime_nsec)
-
-
-def _train_and_analyze(config: ml_collections.ConfigDict, run_dir: str,
-                       status: str) -> str | None:
-  """Brings one run up to date; returns the error if its training diverged."""
-  if status != "done":
-    try:
-      loop.train_and_evaluate(config, run_dir)
-    except FloatingPointError as e:  # An outcome of the sweep, not a bug.
-      logging.error("Run %s stopped: %s", run_dir, e)
-      return str(e)
-  if not _analysis_is_current(run_dir):
-    analyze.analyze(run_dir)
-  return None
-
-
-def run_sweep(config: ml_collections.ConfigDict, workdir: str,
-              sweep_flags: list[str],
-              dry_run: bool = False) -> dict[str, Any] | None:
-  """Trains and analyzes every run of the grid, then writes the summary.
-
-  Every run's config is checked before the first one trains. Returns the
-  summary (None for a dry run).
-  """
-  errors.validate_workdir(workdir)
-  runs = make_runs(config, sweep_flags)
-  configs = [run_config(config, run.overrides) for run in runs]
-  for run_cfg in configs:
-    errors.validate_config(run_cfg)
-  run_dirs = [os.path.join(workdir, run.name) for run in runs]
-  if dry_run:
-    for run, run_dir, run_cfg in zip(runs, run_dirs, configs):
-      overrides = " ".join(f"{k}={v!r}" for k, v in run.overrides.items())
-      print(f"{run_status(run_dir, run_cfg):<36} {run_dir}  {overrides}")
-    return None
-  errors = {}
-  for i, (run, run_dir, run_cfg) in enumerate(zip(runs, run_dirs, configs)):
-    status = run_status(run_dir, run_cfg)
-    logging.info("Sweep run %d of %d, %s: %s.", i + 1, len(runs), run.name,
-                 status)
-    error = _train_and_analyze(run_cfg, run_dir, status)
-    if error is not None:
-      errors[run.name] = error
-  summary = sweep_report.summarize(workdir, runs, errors)
-  if jax.process_index() == 0:
-    outputs.write_json(os.path.join(workdir, "sweep_report.json"), summary)
-    outputs.save_figure(os.path.join(workdir, "sweep_report.png"),
-                        sweep_report.summary_figure(workdir, runs, errors, sweep_report.figure_title(
-                            config, summary["fields"])))
-  table = sweep_report.format_table(summary["table"])
-  logging.info("Sweep summary:\n%s", table)
-  print(table)
-  return summary
-
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   if not FLAGS.sweep:
-    raise SystemExit("vae_jax: error: give at least one --sweep=FIELD=V1,V2.")
-  main_lib.prepare_process()
-  main_lib.run_reporting_errors(run_sweep, FLAGS.config, FLAGS.workdir,
-                                FLAGS.sweep, FLAGS.dry_run)
+    raise SystemExit(f"{cli.ERROR_PREFIX}give at least one "
+                     "--sweep=FIELD=V1,V2.")
+  cli.prepare_process()
+  cli.run_reporting_errors(runner.run_sweep, FLAGS.config, FLAGS.workdir,
+                           FLAGS.sweep, FLAGS.dry_run)
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=main_lib.parse_flags)
+  app.run(main, flags_parser=cli.parse_flags)

@@ -24,7 +24,7 @@ from vae_jax.analysis import event_logs
 from vae_jax.analysis import gan_curves
 from vae_jax.trainers import adversarial
 from vae_jax.core import image_grid
-from vae_jax.data import batches
+from vae_jax.data import batching
 from vae_jax.core import outputs
 from vae_jax.analysis import plots
 from vae_jax.core import sharding
@@ -66,9 +66,7 @@ def random_inputs(run: runs.TrainedRun, num: int, seed: int,
   return z, (np.arange(num) % max(run.model.num_classes, 1)).astype(np.int32)
 
 
-@functools.partial(jax.jit, static_argnames="model")
-def _generate(state, z, labels, *, model):
-  return adversarial.generate_images(state, z, labels, model=model)
+_generate = jax.jit(adversarial.generate_images, static_argnames="settings")
 
 
 def sample(run: runs.TrainedRun, z: np.ndarray,
@@ -82,7 +80,8 @@ def sample(run: runs.TrainedRun, z: np.ndarray,
     padded_z[:count] = z[start:start + count]
     padded_labels[:count] = labels[start:start + count]
     images = _generate(run.state, jnp.asarray(padded_z),
-                       jnp.asarray(padded_labels), model=run.model)
+                       jnp.asarray(padded_labels),
+                       settings=adversarial.settings_of(run.config, run.parts))
     batches.append(np.asarray(images)[:count])
   return image_grid.to_uint8(np.concatenate(batches))
 
@@ -127,25 +126,16 @@ def learning_curves_figure(run: runs.TrainedRun):
                                     title(run, "Learning curves"), run.step)
 
 
-def analyze(workdir: str, *, step: int | None = None, seed: int = 0,
+def analyze(run: runs.TrainedRun, *, seed: int = 0,
             num_metric_samples: int = NUM_METRIC_SAMPLES) -> dict[str, Any]:
-  """Writes WORKDIR/analysis/ for a GAN run; returns analysis.json's payload."""
+  """Writes the GAN run's WORKDIR/analysis/; returns analysis.json's payload."""
   start = time.perf_counter()
-  run = runs.load(workdir, step)
-  if not run.adversarial:
-    raise errors.UserInputError(
-        f"{workdir!r} holds a {run.config.trainer!r} run, not a GAN.")
+  workdir = run.workdir
   report = {"workdir": os.path.abspath(workdir), "model": run.config.model.name,
             "dataset": run.config.input.dataset, "step": run.step,
             "conditional": bool(run.model.num_classes), "seconds": {}}
-  mesh = sharding.make_mesh()
-  eval_ds = batches.eval_dataset(
-      run.config.input, sharding.local_batch_size(run.config.batch_size))
-  _, jitted_eval_step = adversarial.make_jitted_steps(run.config, run.model,
-                                                    mesh)
-  report.update(loop.evaluate(jitted_eval_step, run.state, eval_ds,
-                               jax.random.PRNGKey(seed),
-                               sharding.batch_sharded(mesh)))
+  report.update(runs.evaluate(run, runs.test_batches(run),
+                              jax.random.PRNGKey(seed)))
   figures = {"samples.png": samples_figure(run, seed)}
   if run.model.num_classes:
     figures["pairs.png"] = pairs_figure(run, seed)

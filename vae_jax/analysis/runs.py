@@ -1,8 +1,10 @@
 """A finished (or running) training run read back from its workdir.
 
-`load(workdir)` gives the config the run wrote to config.json, its model and
-the train state of its newest checkpoint (or of a chosen step), so analysis,
-sampling and sweeps share one way of reading runs. `encode`, `decode` and
+`load(workdir)` gives the config the run wrote to config.json, its model (and
+what declares it: family, objective, trainer), its data and the train state
+of its newest checkpoint (or of a chosen step), so analysis, sampling and
+sweeps share one way of reading runs. It needs nothing but the workdir: the
+fields a config.json lacks take the defaults of the pieces that read them. `encode`, `decode` and
 `reconstruct` apply the loaded model to host arrays; `encode_split` and
 `iwae_nll` run it over a dataset.
 """
@@ -13,34 +15,29 @@ import json
 import os
 from typing import Any
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import tensorflow as tf
 
-from vae_jax.core import checkpoints
-from vae_jax.trainers import adversarial
-from vae_jax.core import image_grid
-from vae_jax.data import batches
-from vae_jax.analysis import latent_metrics
-from vae_jax.objectives import likelihoods
-from vae_jax.objectives import negative_elbo
-from vae_jax.core import sharding
-from vae_jax.trainers import loop
 from vae_jax import errors
-from vae_jax.models import gan
-from vae_jax.models import vae
+from vae_jax.analysis import latent_metrics
+from vae_jax.core import checkpoints
+from vae_jax.core import image_grid
+from vae_jax.core import sharding
+from vae_jax.data import pipeline
+from vae_jax.models import family
+from vae_jax.objectives import likelihoods
+from vae_jax.trainers import loop
+from vae_jax.trainers import parts as parts_lib
+from vae_jax.trainers import single_network
 
 DECODE_BATCH = 256  # Codes decoded per call by `decode`.
 # Output pixels decoded per IWAE chunk: bounds memory whatever K is. A conv
 # decoder's activations are ~1 KB per output pixel (dcgan_vae, 32x32: 1.2 GB).
 IWAE_PIXELS_PER_CHUNK = 2**20
 IWAE_BATCH = 128  # Images whose estimates are computed together.
-# Sub-configs read as written: their fields depend on the model family, so
-# the base config's would not belong.
-_TAKEN_AS_WRITTEN = ("model",)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,20 +45,28 @@ class TrainedRun:
   """Everything needed to evaluate, sample from or plot one run."""
   workdir: str
   config: ml_collections.ConfigDict  # As the run wrote it, with defaults.
-  model: nn.Module | gan.Gan
-  state: loop.TrainState | adversarial.GanState  # As config.trainer's.
-  image_shape: tuple[int, ...]
+  parts: parts_lib.Parts  # The model, and its family, objective, trainer.
+  data: pipeline.PreparedData
+  state: Any  # The trainer's: a `single_network.TrainState`, a `GanState`.
   step: int
 
   @property
+  def model(self) -> Any:
+    return self.parts.model
+
+  @property
+  def image_shape(self) -> tuple[int, ...]:
+    return self.data.image_shape
+
+  @property
   def variational(self) -> bool:
-    """True for VAEs; plain autoencoders have no posterior to sample."""
-    return isinstance(self.model, vae.VAE)
+    """Whether the model has a prior to sample (its declared kind)."""
+    return self.parts.family.kind == family.Kind.LATENT_VARIABLE
 
   @property
   def adversarial(self) -> bool:
-    """True for GANs and ACGANs (config.trainer 'gan')."""
-    return isinstance(self.model, gan.Gan)
+    """Whether the model is a GAN (its declared kind)."""
+    return self.parts.family.kind == family.Kind.GAN
 
 
 def _as_tuples(value: Any) -> Any:
@@ -73,22 +78,10 @@ def _as_tuples(value: Any) -> Any:
   return value
 
 
-def _base_config() -> ml_collections.ConfigDict | None:
-  """The config every config file builds on, if the checkout is importable.
-
-  It gives defaults for fields added after a run wrote its config.json.
-  """
-  try:
-    from configs import mnist_linear  # pylint: disable=g-import-not-at-top
-  except ImportError:
-    return None
-  return mnist_linear.get_config()
-
-
 def _merge(base: ml_collections.ConfigDict, written: dict[str, Any]) -> None:
   """Overrides `base` in place with `written`, keeping fields it lacks."""
   for key, value in written.items():
-    if (isinstance(value, dict) and key in base and key not in _TAKEN_AS_WRITTEN
+    if (isinstance(value, dict) and key in base
         and isinstance(base[key], ml_collections.ConfigDict)):
       _merge(base[key], value)
     elif key in base and not isinstance(value, dict):
@@ -113,9 +106,13 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
     except json.JSONDecodeError as e:
       raise errors.UserInputError(
           f"{path} is not valid JSON ({e.msg}, line {e.lineno}).") from None
-  config = _base_config()
-  if config is None:
-    return ml_collections.ConfigDict(written)
+  try:
+    # Defaults for fields added after the run wrote its config.json.
+    config = loop.default_config(written["model"]["name"],
+                                 written.get("loss", {}).get("objective"))
+  except (KeyError, TypeError, errors.ConfigError) as e:
+    raise errors.UserInputError(
+        f"{path} names no model family vae_jax knows ({e}).") from None
   _merge(config, written)
   return config
 
@@ -123,21 +120,18 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
 def load(workdir: str, step: int | None = None) -> TrainedRun:
   """The run in `workdir` at its newest checkpoint, or at exactly `step`.
 
-  Reads one example of the training split for the image shape, so the run's
-  dataset must be readable (see `batches.prepare`).
+  The run's dataset must be readable (see `data.pipeline.prepare`).
   """
   config = load_config(workdir)
   if not tf.io.gfile.isdir(os.path.join(workdir, "checkpoints")):
     raise errors.UserInputError(f"{workdir!r} holds no checkpoints.")
-  batches.prepare(config.input)
-  image_shape = batches.image_shape(config.input)
-  trainer = loop.TRAINERS[config.trainer]
-  model = trainer.build_model(config, image_shape)
+  data = pipeline.prepare(config.input)
+  parts = parts_lib.assemble(config, data.image_shape)
   replicated = sharding.replicated(sharding.make_mesh())
   # Shapes only: restoring fills in the values. The schedule's length is
   # irrelevant, as a loaded state is evaluated, not trained further.
-  init = jax.jit(functools.partial(trainer.create_train_state, config, model,
-                                   image_shape, total_steps=1),
+  init = jax.jit(functools.partial(parts.trainer.create_train_state, config,
+                                   parts, data.image_shape, total_steps=1),
                  out_shardings=replicated)
   rng = jax.random.PRNGKey(0)
   abstract_state = jax.eval_shape(init, rng)
@@ -150,18 +144,14 @@ def load(workdir: str, step: int | None = None) -> TrainedRun:
   if restored is None:
     raise errors.UserInputError(f"{workdir!r} holds no checkpoints.")
   state, _ = restored
-  return TrainedRun(workdir=workdir, config=config, model=model, state=state,
-                    image_shape=image_shape,
-                    step=int(jax.device_get(state.step)))
-
-
-def _variables(state: loop.TrainState) -> dict[str, Any]:
-  return {"params": state.params, "batch_stats": state.batch_stats}
+  return TrainedRun(workdir=workdir, config=config, parts=parts, data=data,
+                    state=state, step=int(jax.device_get(state.step)))
 
 
 @jax.jit
-def _encode(state: loop.TrainState, images: jax.Array):
-  return state.apply_fn(_variables(state), images, method="encode")
+def _encode(state: single_network.TrainState, images: jax.Array):
+  return state.apply_fn(single_network.variables(state), images,
+                        method="encode")
 
 
 def encode(run: TrainedRun,
@@ -171,13 +161,9 @@ def encode(run: TrainedRun,
   return code if run.variational else (code, None)
 
 
-@functools.partial(jax.jit, static_argnames="variational")
-def _decode(state: loop.TrainState, codes: jax.Array, *,
-            variational: bool) -> jax.Array:
-  if variational:
-    return negative_elbo.decode_images(state, codes)
-  outputs = state.apply_fn(_variables(state), codes, method="decode")
-  return (jnp.tanh(outputs) + 1) / 2  # As negative_elbo.reconstruct_images.
+_decode = jax.jit(single_network.decode_images, static_argnames="to_images")
+_reconstruct = jax.jit(single_network.reconstruct_images,
+                       static_argnames=("kind", "to_images"))
 
 
 def decode(run: TrainedRun, codes: np.ndarray) -> np.ndarray:
@@ -188,22 +174,19 @@ def decode(run: TrainedRun, codes: np.ndarray) -> np.ndarray:
     padded = np.zeros((DECODE_BATCH, *codes.shape[1:]), np.float32)
     padded[:len(chunk)] = chunk  # One shape: one compilation.
     images = _decode(run.state, jnp.asarray(padded),
-                     variational=run.variational)
+                     to_images=run.parts.objective.to_images)
     batches.append(np.asarray(images)[:len(chunk)])
   return image_grid.to_uint8(np.concatenate(batches))
-
-
-_reconstruct = jax.jit(negative_elbo.reconstruct_images,
-                       static_argnames="variational")
 
 
 def reconstruct(run: TrainedRun, images: np.ndarray) -> np.ndarray:
   """uint8 reconstructions of images in the model's pixel range."""
   return image_grid.to_uint8(np.asarray(_reconstruct(
-      run.state, jnp.asarray(images), variational=run.variational)))
+      run.state, jnp.asarray(images), kind=run.parts.family.kind,
+      to_images=run.parts.objective.to_images)))
 
 
-def decoder_log_likelihood(state: loop.TrainState, z: jax.Array,
+def decoder_log_likelihood(state: single_network.TrainState, z: jax.Array,
                            images: jax.Array, *, likelihood: str,
                            gaussian_variance: float) -> jax.Array:
   """log p(x|z) [S, B] for latents z [S, B, D] and images [B, ...].
@@ -212,8 +195,8 @@ def decoder_log_likelihood(state: loop.TrainState, z: jax.Array,
   keyword arguments with functools.partial.
   """
   num_samples, batch = z.shape[:2]
-  logits = state.apply_fn(_variables(state), z.reshape(num_samples * batch, -1),
-                          method="decode")
+  logits = state.apply_fn(single_network.variables(state),
+                          z.reshape(num_samples * batch, -1), method="decode")
   tiled = jnp.broadcast_to(images[None], (num_samples, *images.shape))
   nll = likelihoods.LIKELIHOODS[likelihood](
       logits, tiled.reshape(logits.shape), gaussian_variance=gaussian_variance,
@@ -236,7 +219,7 @@ def encode_split(run: TrainedRun, eval_ds: tf.data.Dataset,
   """Codes and labels of every image of `eval_ds`; its first `num_keep`.
 
   `eval_ds` gives padded batches with a 'mask', as from
-  `batches.eval_dataset`. Labels are the dataset's, or column
+  `PreparedData.eval_dataset`. Labels are the dataset's, or column
   `attribute_index` of CelebA's attributes.
   """
   codes, logvars, labels, kept = [], [], [], []
@@ -296,3 +279,20 @@ def iwae_nll(run: TrainedRun, eval_ds: tf.data.Dataset, num_samples: int,
     elbo.append(estimates[1][:count])
   return -float(np.mean(np.concatenate(iwae))), -float(np.mean(
       np.concatenate(elbo)))
+
+
+def evaluate(run: TrainedRun, eval_ds: tf.data.Dataset,
+             rng: jax.Array) -> dict[str, float]:
+  """The 'test_<term>' means of the run's objective over `eval_ds` (padded
+  batches of the run's local batch size), as training evaluates."""
+  mesh = sharding.make_mesh()
+  _, jitted_eval_step = run.parts.trainer.make_jitted_steps(
+      run.config, run.parts, mesh)
+  return loop.per_image_means(loop.evaluate(
+      jitted_eval_step, run.state, eval_ds, rng,
+      sharding.batch_sharded(mesh)))
+
+
+def test_batches(run: TrainedRun) -> tf.data.Dataset:
+  """The run's test split in padded batches of its local batch size."""
+  return run.data.eval_dataset(sharding.local_batch_size(run.config.batch_size))

@@ -20,7 +20,7 @@ import tensorflow as tf
 
 from vae_jax.analysis import event_logs
 from vae_jax.core import image_grid
-from vae_jax.data import batches
+from vae_jax.data import batching
 from vae_jax.analysis import runs
 
 _UNSAFE_IN_NAMES = re.compile(r"[^A-Za-z0-9._+-]")
@@ -65,8 +65,8 @@ def _lookup(payload: dict[str, Any] | None, dotted_key: str) -> Any:
   return payload
 
 
-def summarize(workdir: str, runs: list[Run],
-              errors: dict[str, str]) -> dict[str, Any]:
+def summarize(workdir: str, sweep_runs: list[Run],
+              failures: dict[str, str]) -> dict[str, Any]:
   """Each run's overrides, results.json and analysis.json, and a table."""
   entries = []
   for run in runs:
@@ -76,16 +76,16 @@ def summarize(workdir: str, runs: list[Run],
         "results": read_json(os.path.join(run_dir, "results.json")),
         "analysis": read_json(os.path.join(run_dir, "analysis",
                                            "analysis.json")),
-        "error": errors.get(run.name)})
+        "error": failures.get(run.name)})
   present = [(file, key) for file, key in _TABLE_COLUMNS
              if any(_lookup(entry[file], key) is not None for entry in entries)]
-  fields = list(runs[0].overrides)
+  fields = list(sweep_runs[0].overrides)
   table = {
       "columns": fields + [key.rsplit(".", 1)[-1] for _, key in present],
       "rows": [list(run.overrides.values())
                + [_lookup(entry[file], key) for file, key in present]
-               for run, entry in zip(runs, entries)]}
-  return {"fields": fields, "runs": entries, "table": table}
+               for run, entry in zip(sweep_runs, entries)]}
+  return {"fields": fields, "sweep_runs": entries, "table": table}
 
 
 def format_table(table: dict[str, list[Any]]) -> str:
@@ -115,8 +115,7 @@ def _final_images(run_dir: str) -> tuple[np.ndarray, ...]:
   key), so samples differ only by the runs' decoders.
   """
   run = runs.load(run_dir)
-  batch = next(batches.eval_dataset(run.config.input, NUM_IMAGES)
-               .as_numpy_iterator())
+  batch = next(run.data.eval_dataset(NUM_IMAGES).as_numpy_iterator())
   images = batch["image"][batch["mask"]]
   recons = runs.reconstruct(run, images)
   if run.config.input.pixel_range == "symmetric":
@@ -150,10 +149,11 @@ def figure_title(config: ml_collections.ConfigDict, fields: list[str]) -> str:
       part for part in (model, epochs) if part)
 
 
-def summary_figure(workdir: str, runs: list[Run], errors: dict[str, str],
+def summary_figure(workdir: str, sweep_runs: list[Run],
+                   failures: dict[str, str],
                    title: str):
   """Loss curves of every run, then rows of reconstructions and samples."""
-  done = [run for run in runs if run.name not in errors]
+  done = [run for run in sweep_runs if run.name not in failures]
   images = {run.name: _final_images(os.path.join(workdir, run.name))
             for run in done}
   sampled = [run for run in done if images[run.name][2] is not None]
@@ -164,12 +164,12 @@ def summary_figure(workdir: str, runs: list[Run], errors: dict[str, str],
   grid = fig.add_gridspec(num_rows, 1, height_ratios=[4] + [1] * (num_rows - 1))
   ax = fig.add_subplot(grid[0])
   scalars = [event_logs.read_scalars(os.path.join(workdir, run.name))
-             for run in runs]
+             for run in sweep_runs]
   # The negative ELBO compares VAEs trained with different β; the trained
   # loss (recon + β·KL) does not. Autoencoders log only their MSE loss.
   name = ("nelbo" if all("test_nelbo" in s for s in scalars if s)
           else "loss")
-  for i, (run, run_scalars) in enumerate(zip(runs, scalars)):
+  for i, (run, run_scalars) in enumerate(zip(sweep_runs, scalars)):
     for split, style in (("test", "o-"), ("train", "--")):
       if f"{split}_{name}" in run_scalars:
         steps, values = run_scalars[f"{split}_{name}"]

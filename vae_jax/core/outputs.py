@@ -82,3 +82,10 @@ def save_figure(path: str, figure) -> None:
   """A matplotlib figure to `path` as PNG."""
   with atomic_open(path, "wb") as f:
     f.write(figure_png(figure))
+
+
+def check_workdir(workdir: str) -> None:
+  """Raises UserInputError when `workdir` cannot hold a run's outputs."""
+  if tf.io.gfile.exists(workdir) and not tf.io.gfile.isdir(workdir):
+    raise errors.UserInputError(
+        f"workdir {workdir!r} exists and is not a directory.")

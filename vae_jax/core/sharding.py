@@ -7,7 +7,7 @@ its own share of the data, and `to_global` joins the shares into one array.
 """
 
 import collections
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from absl import logging
 import jax
@@ -125,3 +125,19 @@ def prefetch_to_mesh(local_batches: Iterable[Any], sharding: NamedSharding,
     if len(queue) > size:
       yield queue.popleft()
   yield from queue
+
+
+def jit_steps(train_step: Callable[..., Any], eval_step: Callable[..., Any],
+              mesh: Mesh) -> tuple[Any, Any]:
+  """A trainer's `(state, batch, rng) -> (state, metrics)` train step and
+  `(state, batch, rng) -> sums` eval step, compiled for `mesh`: the state and
+  key replicated, the state donated (updated in place), batches split over
+  the data axis."""
+  state_sharding, data_sharding = replicated(mesh), batch_sharded(mesh)
+  in_shardings = (state_sharding, data_sharding, state_sharding)
+  jitted_train_step = jax.jit(train_step, in_shardings=in_shardings,
+                              out_shardings=(state_sharding, state_sharding),
+                              donate_argnums=0)
+  jitted_eval_step = jax.jit(eval_step, in_shardings=in_shardings,
+                             out_shardings=state_sharding)
+  return jitted_train_step, jitted_eval_step

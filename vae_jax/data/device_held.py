@@ -6,7 +6,7 @@ point where the host has work (a log step, a checkpoint, the end of an
 epoch) as one XLA while loop: batches are gathered on the devices, so
 neither Python dispatch nor host-to-device copies count per step. Batch k of
 epoch e holds the same examples as on the host path
-(`batches.epoch_batch_indices`), and step s draws its noise from
+(`batching.epoch_batch_indices`), and step s draws its noise from
 fold_in(rng, s) either way, so both paths train on the same batches and a
 run resumes mid-epoch exactly where it stopped. The eval split's padded
 batches are held there too, and evaluated in one loop. Other datasets, and
@@ -25,10 +25,10 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from vae_jax.data import augment
-from vae_jax.data import batches
+from vae_jax import errors
 from vae_jax.core import sharding
-from vae_jax.errors import ConfigError
+from vae_jax.data import augment
+from vae_jax.data import batching
 
 MODES = ("auto", "always", "never")
 # 'auto' keeps a split on the host above this size: the split is replicated
@@ -47,23 +47,25 @@ def check_config(input_config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError for settings the device path cannot honour."""
   mode = input_config.device_resident
   if mode not in MODES:
-    raise ConfigError(f"input.device_resident {mode!r} is unknown; choose "
+    raise errors.ConfigError(f"input.device_resident {mode!r} is unknown; choose "
                       f"one of {list(MODES)}.")
   if mode == "always" and augment.is_enabled(input_config):
-    raise ConfigError(
+    raise errors.ConfigError(
         "input.device_resident='always' cannot augment: augmentations run in "
         "tf.data on the host; use 'auto' or 'never', or turn them off.")
 
 
 def is_device_resident(input_config: ml_collections.ConfigDict,
-                       image_shape: Sequence[int]) -> bool:
-  """Whether training batches come from a copy of the split on the devices."""
+                       image_shape: Sequence[int],
+                       num_train_examples: int) -> bool:
+  """Whether training batches come from a copy of the split on the devices;
+  `num_train_examples` is this process's share."""
   mode = input_config.device_resident
   if mode != "auto":
     return mode == "always"
   # Held as float32 pixels.
-  split_bytes = (batches.num_train_examples(input_config)
-                 * jax.process_count() * math.prod(image_shape) * 4)
+  split_bytes = (num_train_examples * jax.process_count()
+                 * math.prod(image_shape) * 4)
   return (input_config.in_memory and not augment.is_enabled(input_config)
           and split_bytes <= AUTO_MAX_BYTES)
 
@@ -125,20 +127,16 @@ class DeviceSteps:
   """A `StepRunner` on the split held on the devices, `max_steps` at most
   per call.
 
-  `jitted_train_step` is a trainer's (`train.Trainer.make_jitted_steps`):
-  traced into the loop, its shardings keep the batch split over the data
-  axis.
+  `local_arrays` is this process's share of the split, its images already
+  as the model reads them (`pipeline.PreparedData.device_split`).
+  `jitted_train_step` is a trainer's (`trainers.trainer.Trainer`): traced
+  into the loop, its shardings keep the batch split over the data axis.
   """
 
-  def __init__(self, input_config: ml_collections.ConfigDict,
+  def __init__(self, local_arrays: dict[str, np.ndarray],
                jitted_train_step, mesh: jax.sharding.Mesh,
                local_batch_size: int, seed: int, rng: jax.Array,
                max_steps: int):
-    local_arrays = batches.load_in_memory(input_config)
-    # Converted once here, as the host path converts each batch: the same
-    # float32 pixels, and a step's gather is a plain copy of rows.
-    local_arrays["image"] = batches.to_model_pixels(
-        local_arrays["image"], input_config)
     self._num_local = len(local_arrays["label"])
     self._arrays, self._offset = put_split(local_arrays, mesh)
     logging.info("Holding the training split on each device: %d examples, "
@@ -164,7 +162,7 @@ class DeviceSteps:
                               self._num_local // self._local_batch_size)
     if epoch not in self._epoch_indices:
       self._epoch_indices.clear()
-      local = batches.epoch_batch_indices(
+      local = batching.epoch_batch_indices(
           self._seed, epoch, self._num_local, self._local_batch_size)
       self._epoch_indices[epoch] = jax.make_array_from_process_local_data(
           self._index_sharding, local + self._offset)
@@ -186,7 +184,7 @@ class DeviceSteps:
 def _eval_sums(state, rng: jax.Array, batches: dict[str, jax.Array], *,
                eval_step) -> dict[str, jax.Array]:
   """`eval_step`'s sums over `batches` ([num_batches, batch, ...]), added
-  in the order `train.evaluate` adds them, with its keys."""
+  in the order `loop.evaluate` adds them, with its keys."""
   def sums(i):
     batch = jax.tree.map(lambda x: x[i], batches)
     return eval_step(state, batch, jax.random.fold_in(rng, i))
@@ -201,9 +199,9 @@ def device_evaluator(eval_ds, jitted_eval_step, mesh: jax.sharding.Mesh,
                      rng: jax.Array) -> Callable[[Any], dict[str, jax.Array]]:
   """state -> sums of the eval split's terms, from a copy on the devices.
 
-  `eval_ds` gives this process's padded batches (`input_pipeline.
+  `eval_ds` gives this process's padded batches (`batching.
   eval_dataset`); held on the devices, evaluation is one compiled loop with
-  the same keys and sums as `train.evaluate`.
+  the same keys and sums as `loop.evaluate`.
   """
   local = list(eval_ds.as_numpy_iterator())
   batch_sharding = jax.sharding.NamedSharding(

@@ -16,9 +16,9 @@ import ml_collections
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from vae_jax import errors
 from vae_jax.data import image_folder
 from vae_jax.data import mnist_mirror
-from vae_jax.errors import ConfigError, DataError
 
 DATASETS = ("mnist", "stanford_dogs", "celeb_a", "image_folder")
 DOWNLOAD_MODES = ("auto", "always", "never")
@@ -29,50 +29,47 @@ DOWNLOAD_MODES = ("auto", "always", "never")
 CELEB_A_CROP = 140
 
 
-def _require(condition: bool, message: str) -> None:
-  if not condition:
-    raise ConfigError(message)
-
-
 def check_config(input_config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError for input settings no run could use."""
   name, size = input_config.dataset, input_config.image_size
+  errors.require_choice(input_config.mnist_source, mnist_mirror.SOURCES,
+                        "input.mnist_source")
   if name not in DATASETS:
     known = tfds.list_builders(with_community_datasets=False)
     close = difflib.get_close_matches(name, known, n=3)
-    _require(name in known,
+    errors.require(name in known,
              f"input.dataset {name!r} is not one of {list(DATASETS)} nor a "
              "dataset TFDS knows" + (f" (did you mean {', '.join(close)}?)"
                                      if close else "") + ".")
-  _require(size is None or size > 0,
+  errors.require(size is None or size > 0,
            f"input.image_size must be positive or None, got {size}.")
-  _require(name != "stanford_dogs" or size,
+  errors.require(name != "stanford_dogs" or size,
            "input.image_size must be set for stanford_dogs, whose images vary "
            "in size (the seed used 32 or 64).")
-  _require(not input_config.crop_to_bbox or name == "stanford_dogs",
+  errors.require(not input_config.crop_to_bbox or name == "stanford_dogs",
            "input.crop_to_bbox needs bounding boxes; only stanford_dogs has "
            "them.")
-  _require(input_config.download in DOWNLOAD_MODES,
+  errors.require(input_config.download in DOWNLOAD_MODES,
            f"input.download {input_config.download!r} is unknown; choose one "
            f"of {list(DOWNLOAD_MODES)}.")
-  _require(name != "image_folder" or input_config.folder_path,
+  errors.require(name != "image_folder" or input_config.folder_path,
            "input.folder_path must be set for the image_folder dataset.")
-  _require(input_config.unreadable_images in image_folder.UNREADABLE_MODES,
+  errors.require(input_config.unreadable_images in image_folder.UNREADABLE_MODES,
            f"input.unreadable_images {input_config.unreadable_images!r} is "
            f"unknown; choose one of {list(image_folder.UNREADABLE_MODES)}.")
   if name == "celeb_a":
     builder = tfds.builder("celeb_a", data_dir=input_config.data_dir)
     known = builder.info.features["attributes"].keys()
     unknown = [a for a in input_config.attributes if a not in known]
-    _require(input_config.attributes and not unknown,
+    errors.require(input_config.attributes and not unknown,
              f"input.attributes {list(input_config.attributes)} must be a "
              f"non-empty list of CelebA attributes; unknown: {unknown}.")
 
 
 def _not_prepared(builder, archives: list[str], manual_dir: str,
-                  reason: str) -> DataError:
+                  reason: str) -> errors.DataError:
   root, name = builder.data_dir_root, builder.name
-  return DataError(
+  return errors.DataError(
       f"{name} is not prepared in the TFDS data dir {root} and {reason}. "
       f"Either let TFDS download it where its host is reachable "
       f"(input.download='auto', or `tfds build {name} --data_dir={root}`), or "
@@ -126,7 +123,7 @@ def prepare(input_config: ml_collections.ConfigDict) -> str:
   features = tfds.builder(input_config.dataset,
                           data_dir=input_config.data_dir).info.features
   if not isinstance(dict(features).get("image"), tfds.features.Image):
-    raise DataError(f"TFDS dataset {input_config.dataset!r} has no 'image' "
+    raise errors.DataError(f"TFDS dataset {input_config.dataset!r} has no 'image' "
                     f"feature (it has {sorted(features)}).")
   return source
 
@@ -201,7 +198,21 @@ def load(input_config: ml_collections.ConfigDict, split: str, *,
                       num_parallel_calls=tf.data.AUTOTUNE)
 
 
-def image_shape(input_config: ml_collections.ConfigDict) -> tuple[int, ...]:
-  """The shape of a preprocessed training image, e.g. (32, 32, 1)."""
-  example = next(iter(load(input_config, "train", per_process=False).take(1)))
-  return tuple(example["image"].shape)
+def image_shape(examples: tf.data.Dataset) -> tuple[int, ...]:
+  """The shape of a preprocessed image of `examples`, e.g. (32, 32, 1)."""
+  shape = examples.element_spec["image"].shape
+  if not shape.is_fully_defined():  # Decoded sizes vary: read one.
+    shape = next(iter(examples.take(1)))["image"].shape
+  return tuple(shape)
+
+
+def num_classes(input_config: ml_collections.ConfigDict) -> int:
+  """Classes a conditional model can be given: MNIST's digits, or every
+  combination of the chosen CelebA attributes."""
+  if input_config.dataset == "mnist":
+    return 10
+  if input_config.dataset == "celeb_a":
+    return 2 ** len(input_config.attributes)
+  raise errors.DataError(
+      "only MNIST's digit and CelebA's attributes are class labels to "
+      f"condition on; input.dataset {input_config.dataset!r} has neither.")

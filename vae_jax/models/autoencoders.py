@@ -25,6 +25,7 @@ import flax.linen as nn
 import jax
 import ml_collections
 
+from vae_jax.models import family
 from vae_jax.models import layers
 
 # (encoder_sizes, decoder_sizes) of the seed's variants on 12288 inputs; the
@@ -35,7 +36,6 @@ SEED_FC_SIZES = {
     "fcn2": ((1024, 128, 64, 32, 12, 3), (12, 32, 64, 128, 1024)),
     "fcn3": ((512, 128, 64, 32, 12, 3), (12, 32, 64, 128, 512)),
 }
-DEFAULT_CONV_CHANNELS = (64, 128, 256, 512)
 
 
 class Autoencoder(nn.Module):
@@ -50,9 +50,7 @@ class Autoencoder(nn.Module):
   def decode(self, code: jax.Array, train: bool = False) -> jax.Array:
     return self.decoder(code, train=train)
 
-  def __call__(self, images: jax.Array, rng: jax.Array,
-               train: bool = False) -> jax.Array:
-    del rng  # Deterministic; the argument matches VAE so trainers can share.
+  def __call__(self, images: jax.Array, train: bool = False) -> jax.Array:
     return self.decode(self.encode(images, train), train)
 
 
@@ -110,6 +108,24 @@ class ConvDecoder(nn.Module):
     return layers.UpConv(image_channels, name="outputs")(h)
 
 
+def default_fc_config() -> ml_collections.ConfigDict:
+  """The seed's fcn1."""
+  config = ml_collections.ConfigDict()
+  config.name = "fc_autoencoder"  # vae_jax/models/autoencoders.py.
+  encoder_sizes, decoder_sizes = SEED_FC_SIZES["fcn1"]
+  config.encoder_sizes = encoder_sizes  # After the H*W*C inputs.
+  config.decoder_sizes = decoder_sizes  # Before the H*W*C outputs.
+  return config
+
+
+def default_conv_config() -> ml_collections.ConfigDict:
+  """The seed's conv autoencoder."""
+  config = ml_collections.ConfigDict()
+  config.name = "conv_autoencoder"  # vae_jax/models/autoencoders.py.
+  config.channels = (64, 128, 256, 512)  # Encoder; mirrored back.
+  return config
+
+
 def build_fc(model_config: ml_collections.ConfigDict,
              image_shape: Sequence[int]) -> nn.Module:
   encoder_sizes = tuple(model_config.encoder_sizes)
@@ -121,7 +137,7 @@ def build_fc(model_config: ml_collections.ConfigDict,
 
 def build_conv(model_config: ml_collections.ConfigDict,
                image_shape: Sequence[int]) -> nn.Module:
-  channels = tuple(model_config.get("channels", DEFAULT_CONV_CHANNELS))
+  channels = tuple(model_config.channels)
   layers.require_halvable("conv_autoencoder", image_shape, len(channels))
   scale = 2 ** len(channels)
   height, width, _ = image_shape
@@ -129,3 +145,17 @@ def build_conv(model_config: ml_collections.ConfigDict,
       encoder=ConvEncoder(channels),
       decoder=ConvDecoder(channels, tuple(image_shape)),
       code_size=(height // scale) * (width // scale) * channels[-1])
+
+
+# Both read [-1, 1] pixels, for their tanh outputs.
+FAMILIES = (
+    family.Family(
+        name="fc_autoencoder", kind=family.Kind.AUTOENCODER, build=build_fc,
+        default_config=default_fc_config, pixel_range=family.reads("symmetric"),
+        objective="autoencoder_mse", trainer="single_network"),
+    family.Family(
+        name="conv_autoencoder", kind=family.Kind.AUTOENCODER,
+        build=build_conv, default_config=default_conv_config,
+        pixel_range=family.reads("symmetric"), objective="autoencoder_mse",
+        trainer="single_network"),
+)

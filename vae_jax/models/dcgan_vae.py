@@ -20,18 +20,9 @@ import flax.linen as nn
 import jax
 import ml_collections
 
+from vae_jax.models import family
 from vae_jax.models import layers
 from vae_jax.models import vae
-
-# The listing's sizes, used where the config leaves them out.
-DEFAULT_CHANNELS = (64, 128, 256, 128)
-DEFAULT_DENSE_SIZE = 512
-
-
-def _batch_norm(train: bool) -> nn.BatchNorm:
-  # momentum 0.9 keeps 90% of the old running average: PyTorch's momentum 0.1.
-  return nn.BatchNorm(use_running_average=not train, momentum=0.9,
-                      epsilon=1e-5)
 
 
 class DcganEncoder(nn.Module):
@@ -46,7 +37,7 @@ class DcganEncoder(nn.Module):
     for features in self.channels:
       # No bias: the BatchNorm that follows has its own shift.
       h = layers.StridedConv(features, use_bias=False)(h)  # k=4, s=2, p=1.
-      h = _batch_norm(train)(nn.relu(h))
+      h = layers.batch_norm(train)(nn.relu(h))
     h = h.reshape(h.shape[0], -1)
     return (nn.Dense(self.latent_size, name="mu")(h),
             nn.Dense(self.latent_size, name="logvar")(h))
@@ -68,17 +59,32 @@ class DcganDecoder(nn.Module):
     h = h.reshape((z.shape[0], *start_shape))
     for features in tuple(self.channels[-2::-1]):
       h = layers.UpConv(features, use_bias=False)(h)  # PyTorch k=4, s=2, p=1.
-      h = _batch_norm(train)(nn.relu(h))
+      h = layers.batch_norm(train)(nn.relu(h))
     return layers.UpConv(image_channels, use_bias=False, name="logits")(h)
+
+
+def default_config() -> ml_collections.ConfigDict:
+  """The listing's sizes (32x32x1 MNIST)."""
+  config = ml_collections.ConfigDict()
+  config.name = "dcgan_vae"  # vae_jax/models/dcgan_vae.py.
+  config.latent_size = 128  # The listing's mu/sigma heads: 512 -> 128.
+  config.channels = (64, 128, 256, 128)  # Encoder convs; mirrored back.
+  config.dense_size = 512  # Decoder's first Linear: latent -> 512.
+  return config
 
 
 def build(model_config: ml_collections.ConfigDict,
           image_shape: Sequence[int]) -> nn.Module:
-  channels = tuple(model_config.get("channels", DEFAULT_CHANNELS))
+  channels = tuple(model_config.channels)
   layers.require_halvable("dcgan_vae", image_shape, len(channels))
   return vae.VAE(
       encoder=DcganEncoder(channels, model_config.latent_size),
-      decoder=DcganDecoder(channels,
-                           model_config.get("dense_size", DEFAULT_DENSE_SIZE),
+      decoder=DcganDecoder(channels, model_config.dense_size,
                            tuple(image_shape)),
       latent_size=model_config.latent_size)
+
+
+FAMILIES = (family.Family(
+    name="dcgan_vae", kind=family.Kind.LATENT_VARIABLE, build=build,
+    default_config=default_config, pixel_range=family.reads("unit"),
+    objective="negative_elbo", trainer="single_network"),)

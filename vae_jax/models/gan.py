@@ -25,18 +25,12 @@ import jax.numpy as jnp
 import ml_collections
 
 from vae_jax import errors
+from vae_jax.models import family
 from vae_jax.models import layers
 
-DEFAULT_CHANNELS = (64, 128, 256, 512)  # DCGAN's, for 64x64 images.
 OUTPUT_ACTIVATIONS = {"tanh": jnp.tanh, "sigmoid": jax.nn.sigmoid}
 # The pixel range ('symmetric' [-1, 1] or 'unit' [0, 1]) each one produces.
 OUTPUT_PIXEL_RANGES = {"tanh": "symmetric", "sigmoid": "unit"}
-
-
-def _batch_norm(train: bool) -> nn.BatchNorm:
-  # momentum 0.9 keeps 90% of the old running average: PyTorch's momentum 0.1.
-  return nn.BatchNorm(use_running_average=not train, momentum=0.9,
-                      epsilon=1e-5)
 
 
 class Generator(nn.Module):
@@ -59,10 +53,10 @@ class Generator(nn.Module):
     start_shape = (height // scale, width // scale, self.channels[-1])
     # No biases before BatchNorm: its shift does their job.
     h = nn.Dense(math.prod(start_shape), use_bias=False, name="project")(z)
-    h = nn.relu(_batch_norm(train)(h.reshape((z.shape[0], *start_shape))))
+    h = nn.relu(layers.batch_norm(train)(h.reshape((z.shape[0], *start_shape))))
     for features in tuple(self.channels[-2::-1]):
       h = layers.UpConv(features, use_bias=False)(h)  # PyTorch k=4, s=2, p=1.
-      h = nn.relu(_batch_norm(train)(h))
+      h = nn.relu(layers.batch_norm(train)(h))
     h = layers.UpConv(image_channels, name="output")(h)
     return OUTPUT_ACTIVATIONS[self.output_activation](h)
 
@@ -84,7 +78,7 @@ class Discriminator(nn.Module):
       normalized = self.batch_norm and level > 0
       h = layers.StridedConv(features, use_bias=not normalized)(h)  # k=4, s=2.
       if normalized:
-        h = _batch_norm(train)(h)
+        h = layers.batch_norm(train)(h)
       h = nn.leaky_relu(h, 0.2)
     h = h.reshape(h.shape[0], -1)
     logits = nn.Dense(1, name="real_fake")(h)[:, 0]
@@ -95,26 +89,41 @@ class Discriminator(nn.Module):
 
 @dataclasses.dataclass(frozen=True)
 class Gan:
-  """The two networks, initialized and trained apart (see gan_train)."""
+  """The two networks, initialized and trained apart (see
+  `trainers.adversarial`)."""
   generator: Generator
   discriminator: Discriminator
   latent_size: int
   num_classes: int  # 0: unconditional; else an ACGAN with this many classes.
-  # The networks' arithmetic: 'float32' or 'bfloat16' (vae_jax.core.precision).
-  compute_dtype: str = "float32"
+
+
+def default_config(name: str = "gan") -> ml_collections.ConfigDict:
+  """DCGAN's networks for 64x64 images; `name` 'acgan' conditions them."""
+  config = ml_collections.ConfigDict()
+  config.name = name  # 'gan' or 'acgan' (vae_jax/models/gan.py).
+  config.latent_size = 100  # Dimensions of z ~ N(0, I); DCGAN's.
+  # Discriminator convs, each halving the image.
+  config.channels = (64, 128, 256, 512)
+  # The generator's, in the same order (it runs them backwards); None
+  # mirrors `channels`.
+  config.generator_channels = (64, 128, 256, 512)
+  # DCGAN's BatchNorm in the discriminator (all levels but the first).
+  config.discriminator_batch_norm = True
+  # 'tanh' ([-1, 1], pixel_range 'symmetric') or 'sigmoid' ([0, 1], 'unit').
+  config.output_activation = "tanh"
+  return config
 
 
 def _build(model_config: ml_collections.ConfigDict, image_shape: Sequence[int],
            num_classes: int) -> Gan:
-  channels = tuple(model_config.get("channels", DEFAULT_CHANNELS))
+  channels = tuple(model_config.channels)
   layers.require_halvable(model_config.name, image_shape, len(channels))
-  generator_channels = tuple(model_config.get("generator_channels")
-                             or channels)
+  generator_channels = tuple(model_config.generator_channels or channels)
   if len(generator_channels) != len(channels):
     raise errors.ConfigError(
         f"model.generator_channels {generator_channels} must have as many "
         f"levels as model.channels {channels}.")
-  activation = model_config.get("output_activation", "tanh")
+  activation = model_config.output_activation
   if activation not in OUTPUT_ACTIVATIONS:
     raise errors.ConfigError(
         f"model.output_activation {activation!r} is unknown; choose one of "
@@ -124,7 +133,7 @@ def _build(model_config: ml_collections.ConfigDict, image_shape: Sequence[int],
                           activation),
       discriminator=Discriminator(
           channels, num_classes,
-          model_config.get("discriminator_batch_norm", False)),
+          model_config.discriminator_batch_norm),
       latent_size=model_config.latent_size, num_classes=num_classes)
 
 
@@ -135,9 +144,27 @@ def build_gan(model_config: ml_collections.ConfigDict,
 
 def build_acgan(model_config: ml_collections.ConfigDict,
                 image_shape: Sequence[int]) -> Gan:
-  """`model_config.num_classes` is set by gan_train from the dataset."""
+  """`model_config.num_classes` is set from the dataset's labels
+  (`models.registry.build`)."""
   if model_config.get("num_classes", 0) < 2:
     raise errors.ConfigError(
-        "an ACGAN needs model.num_classes >= 2 (gan_train.build_model sets it "
-        "from the dataset's labels).")
+        "an ACGAN needs data with at least 2 classes, got "
+        f"{model_config.get('num_classes', 0)}.")
   return _build(model_config, image_shape, model_config.num_classes)
+
+
+def _pixel_range(model_config: ml_collections.ConfigDict) -> str:
+  return OUTPUT_PIXEL_RANGES[model_config.output_activation]
+
+
+FAMILIES = (
+    family.Family(
+        name="gan", kind=family.Kind.GAN, build=build_gan,
+        default_config=default_config, pixel_range=_pixel_range,
+        objective="nonsaturating_gan", trainer="adversarial"),
+    family.Family(
+        name="acgan", kind=family.Kind.GAN, build=build_acgan,
+        default_config=lambda: default_config("acgan"),
+        pixel_range=_pixel_range, objective="nonsaturating_gan",
+        trainer="adversarial", conditional=True),
+)

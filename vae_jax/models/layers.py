@@ -29,6 +29,13 @@ def require_halvable(model_name: str, image_shape: Sequence[int],
         f"and width must be divisible by {scale}; got {height}x{width}.")
 
 
+def batch_norm(train: bool) -> nn.BatchNorm:
+  """PyTorch's BatchNorm2d defaults: momentum 0.9 here keeps 90% of the old
+  running average, as PyTorch's momentum 0.1 does."""
+  return nn.BatchNorm(use_running_average=not train, momentum=0.9,
+                      epsilon=1e-5)
+
+
 def _conv_as_matmul(x: jax.Array, kernel: jax.Array, stride: int,
                     padding: int) -> jax.Array:
   """NHWC input, HWIO kernel: a cross-correlation like nn.Conv's."""

@@ -12,6 +12,7 @@ import flax.linen as nn
 import jax
 import ml_collections
 
+from vae_jax.models import family
 from vae_jax.models import vae
 
 
@@ -44,6 +45,15 @@ class MlpDecoder(nn.Module):
     return logits.reshape((z.shape[0], *self.image_shape))
 
 
+def default_config() -> ml_collections.ConfigDict:
+  """The seed's MNIST model."""
+  config = ml_collections.ConfigDict()
+  config.name = "mlp_vae"  # vae_jax/models/mlp_vae.py.
+  config.hidden_sizes = (400, 200)  # Encoder; the decoder mirrors it.
+  config.latent_size = 20  # Dimensions of z.
+  return config
+
+
 def build(model_config: ml_collections.ConfigDict,
           image_shape: Sequence[int]) -> nn.Module:
   hidden_sizes = tuple(model_config.hidden_sizes)
@@ -51,4 +61,10 @@ def build(model_config: ml_collections.ConfigDict,
       encoder=MlpEncoder(hidden_sizes, model_config.latent_size),
       decoder=MlpDecoder(hidden_sizes[::-1], tuple(image_shape)),
       latent_size=model_config.latent_size)
+
+
+FAMILIES = (family.Family(
+    name="mlp_vae", kind=family.Kind.LATENT_VARIABLE, build=build,
+    default_config=default_config, pixel_range=family.reads("unit"),
+    objective="negative_elbo", trainer="single_network"),)
 

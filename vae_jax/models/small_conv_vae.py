@@ -18,12 +18,9 @@ import flax.linen as nn
 import jax
 import ml_collections
 
+from vae_jax.models import family
 from vae_jax.models import layers
 from vae_jax.models import vae
-
-# The listing's sizes, used where the config leaves them out.
-DEFAULT_BASE_CHANNELS = 32
-DEFAULT_DENSE_SIZE = 256
 # Three stride-2 levels: the decoder can only rebuild sizes divisible by 2**3.
 _NUM_LEVELS = 3
 
@@ -72,13 +69,29 @@ class SmallConvDecoder(nn.Module):
     return layers.UpConv(image_channels, kernel_size=3, name="logits")(h)
 
 
+def default_config() -> ml_collections.ConfigDict:
+  """The listing's sizes (32x32 input, d = 32)."""
+  config = ml_collections.ConfigDict()
+  config.name = "small_conv_vae"  # vae_jax/models/small_conv_vae.py.
+  config.latent_size = 16  # 16 or 256 in the seed.
+  config.base_channels = 32  # d: convs have d, 2d, 4d channels.
+  config.dense_size = 256  # Linear between the convs and the heads.
+  return config
+
+
 def build(model_config: ml_collections.ConfigDict,
           image_shape: Sequence[int]) -> nn.Module:
   layers.require_halvable("small_conv_vae", image_shape, _NUM_LEVELS)
-  base_channels = model_config.get("base_channels", DEFAULT_BASE_CHANNELS)
-  dense_size = model_config.get("dense_size", DEFAULT_DENSE_SIZE)
+  base_channels = model_config.base_channels
+  dense_size = model_config.dense_size
   return vae.VAE(
       encoder=SmallConvEncoder(base_channels, dense_size,
                                model_config.latent_size),
       decoder=SmallConvDecoder(base_channels, dense_size, tuple(image_shape)),
       latent_size=model_config.latent_size)
+
+
+FAMILIES = (family.Family(
+    name="small_conv_vae", kind=family.Kind.LATENT_VARIABLE, build=build,
+    default_config=default_config, pixel_range=family.reads("unit"),
+    objective="negative_elbo", trainer="single_network"),)

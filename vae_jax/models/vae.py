@@ -1,8 +1,9 @@
 """The VAE wiring shared by every encoder/decoder family.
 
 A family module supplies an encoder (images -> mu, logvar) and a decoder
-(z -> logits shaped like the images); `VAE` joins them with the
-reparameterized sample in between.
+(z -> logits shaped like the images); `VAE` holds them, and the prior is
+N(0, I). Sampling z and the bound it enters are the objectives' (see
+`objectives.negative_elbo`), so a new bound needs no change here.
 """
 
 from typing import Sequence
@@ -11,7 +12,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from vae_jax.objectives import likelihoods
+# Bounds of a posterior log-variance: variances from 1e-13 to 5e8.
+POSTERIOR_LOGVAR_RANGE = (-30.0, 20.0)
 
 
 class VAE(nn.Module):
@@ -34,13 +36,13 @@ class VAE(nn.Module):
     mu, logvar = self.encoder(images, train=train)
     # exp(logvar) overflows float32 above 88; trained posteriors stay far
     # inside these bounds, so they only stop a diverging run from making inf.
-    return mu, jnp.clip(logvar, *likelihoods.POSTERIOR_LOGVAR_RANGE)
+    return mu, jnp.clip(logvar, *POSTERIOR_LOGVAR_RANGE)
 
   def decode(self, z: jax.Array, train: bool = False) -> jax.Array:
     return self.decoder(z, train=train)
 
-  def __call__(self, images: jax.Array, rng: jax.Array,
-               train: bool = False) -> tuple[jax.Array, jax.Array, jax.Array]:
-    mu, logvar = self.encode(images, train)
-    z = likelihoods.reparameterize(rng, mu, logvar)
-    return self.decode(z, train), mu, logvar
+  def __call__(self, images: jax.Array, train: bool = False) -> jax.Array:
+    """The posterior mean's decoding: what `init` traces to make every
+    parameter."""
+    mu, _ = self.encode(images, train)
+    return self.decode(mu, train)

@@ -1,12 +1,10 @@
-"""The ELBO and its pieces, per image and in nats.
+"""Likelihoods p(x|z) of images under a decoder's outputs, per image, in nats.
 
-A VAE decoder returns `logits` with the image's shape. Every likelihood reads
-them the same way: `sigmoid(logits)` is the mean image in [0, 1], which is what
-reconstructions and samples show. The training objective is the negative ELBO
-
-    loss = reconstruction + kl_weight * KL(q(z|x) || N(0, I)),
-
-with the reconstruction term the negative log-likelihood of the image.
+A decoder returns `logits` with the image's shape. Every likelihood reads
+them the same way: `sigmoid(logits)` is the mean image in [0, 1], which is
+what reconstructions and samples show. Each returns -log p(x|z) summed over
+an image's pixels; the objectives (`negative_elbo`, the IWAE bound) add the
+latent terms.
 """
 
 import math
@@ -69,33 +67,6 @@ LIKELIHOODS: dict[str, Callable[..., jax.Array]] = {
 }
 
 
-# Bounds of a posterior log-variance: variances from 1e-13 to 5e8.
-POSTERIOR_LOGVAR_RANGE = (-30.0, 20.0)
-
-
-def kl_to_standard_normal(mu: jax.Array, logvar: jax.Array) -> jax.Array:
-  """KL(N(mu, exp(logvar)) || N(0, I)) per image, in closed form."""
-  return 0.5 * jnp.sum(jnp.exp(logvar) + jnp.square(mu) - 1.0 - logvar,
-                       axis=-1)
-
-
-def reparameterize(rng: jax.Array, mu: jax.Array,
-                   logvar: jax.Array) -> jax.Array:
-  """z = mu + sigma * eps, so gradients flow through the sample to mu, sigma."""
-  # Drawn in float32 whatever the compute dtype: the same noise either way.
-  eps = jax.random.normal(rng, mu.shape, jnp.float32).astype(mu.dtype)
-  return mu + jnp.exp(0.5 * logvar) * eps
-
-
-def kl_weight_at(step: jax.Array, kl_weight: float,
-                 kl_warmup_steps: int) -> jax.Array:
-  """β at `step`: ramps linearly from 0 over the warm-up, then stays."""
-  if kl_warmup_steps <= 0:
-    return jnp.asarray(kl_weight, jnp.float32)
-  ramp = jnp.minimum(1.0, step.astype(jnp.float32) / kl_warmup_steps)
-  return kl_weight * ramp
-
-
 def squared_error(predictions: jax.Array, images: jax.Array) -> jax.Array:
   """Mean squared error per image (over pixels and channels)."""
   return jnp.mean(jnp.square(images - predictions).reshape(images.shape[0], -1),
@@ -111,37 +82,3 @@ def flat_pixels(*arrays: jax.Array) -> tuple[jax.Array, ...]:
   """
   return jax.lax.optimization_barrier(
       tuple(x.reshape(x.shape[0], -1) for x in arrays))
-
-
-def negative_elbo(logits: jax.Array, mu: jax.Array, logvar: jax.Array,
-                  images: jax.Array, *, likelihood: str, kl_weight: jax.Array,
-                  gaussian_variance: float = 1.0,
-                  pixel_logvar: jax.Array | None = None
-                  ) -> dict[str, jax.Array]:
-  """Per-image terms of the objective; `loss` is what training minimizes."""
-  logits, images = flat_pixels(logits, images)
-  if pixel_logvar is not None and pixel_logvar.ndim:  # One per pixel.
-    pixel_logvar = pixel_logvar.reshape(-1)
-  recon = LIKELIHOODS[likelihood](
-      logits, images, gaussian_variance=gaussian_variance,
-      pixel_logvar=pixel_logvar)
-  kl = kl_to_standard_normal(mu, logvar)
-  return {
-      "loss": recon + kl_weight * kl,
-      # The true negative ELBO, whatever β: comparable across runs and epochs.
-      "nelbo": recon + kl,
-      "recon": recon,
-      "kl": kl,
-      "mse": squared_error(jax.nn.sigmoid(logits), images),
-  }
-
-
-def autoencoder_loss(outputs: jax.Array,
-                     images: jax.Array) -> dict[str, jax.Array]:
-  """Plain autoencoders: MSE between tanh(outputs) and images in [-1, 1].
-
-  `mse` is reported on [0, 1] pixels like the VAEs': (a - b)^2 / 4.
-  """
-  outputs, images = flat_pixels(outputs, images)
-  error = squared_error(jnp.tanh(outputs), images)
-  return {"loss": error, "mse": error / 4}

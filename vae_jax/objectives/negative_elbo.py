@@ -1,90 +1,135 @@
-"""What each model family is trained on, and how its outputs become images.
+"""The negative ELBO of a VAE, per image, in nats: the whole objective.
 
-VAEs (`models.vae.VAE`) minimize the negative ELBO (`likelihoods.negative_elbo`);
-plain autoencoders minimize MSE on [-1, 1] pixels. The train step takes the
-per-image terms from `terms_fn_for(model, loss_config)`, so it never needs to
-know which kind of model it trains.
+    loss = -log p(x|z) + β · KL(q(z|x) || N(0, I)),   z = mu + σ · eps,
+
+with z drawn once per image by the reparameterization, so that gradients
+flow through the sample to mu and σ, and the KL in closed form. β
+(`loss.kl_weight`) is 1 for the true bound; `nelbo` reports the true bound
+whatever β. The likelihoods are in `likelihoods`.
 """
 
-import functools
-from typing import Any
+from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 
+from vae_jax import errors
+from vae_jax.models import family
 from vae_jax.objectives import likelihoods
-from vae_jax.core import precision
-from vae_jax.models import vae
+from vae_jax.objectives import objective
+
+LEARNED_VARIANCES = ("shared", "per_pixel")
 
 
-def _apply(params, state, images: jax.Array, rng: jax.Array, train: bool,
-           compute_dtype: str) -> tuple[Any, Any]:
-  """The model's outputs and BatchNorm statistics (updated when training)."""
-  apply_fn = precision.apply_in(state.apply_fn, compute_dtype)
-  variables = {"params": params, "batch_stats": state.batch_stats}
-  if not train:
-    return apply_fn(variables, images, rng, train=False), state.batch_stats
-  outputs, updates = apply_fn(variables, images, rng, train=True,
-                              mutable=["batch_stats"])
-  return outputs, updates.get("batch_stats", state.batch_stats)
+def default_config() -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  config.objective = "negative_elbo"  # vae_jax/objectives/negative_elbo.py.
+  # 'bernoulli' (BCE), 'gaussian' (fixed variance: MSE) or
+  # 'gaussian_learned' (variance learned with the model).
+  config.likelihood = "bernoulli"
+  config.gaussian_variance = 1.0  # Fixed pixel variance of 'gaussian'.
+  # 'gaussian_learned': one 'shared' variance or one per pixel ('per_pixel').
+  config.learned_variance = "per_pixel"
+  config.kl_weight = 1.0  # β; 1.0 is the true ELBO.
+  config.kl_warmup_steps = 0  # Steps over which β ramps up from 0.
+  return config
 
 
-def elbo_terms(params, state, images: jax.Array, rng: jax.Array, *,
-               loss_config: ml_collections.ConfigDict, train: bool,
-               compute_dtype: str = "float32"
-               ) -> tuple[dict[str, jax.Array], Any]:
-  """VAEs: per-image negative-ELBO terms, and the BatchNorm statistics.
+def check_config(loss_config: ml_collections.ConfigDict) -> None:
+  errors.require_choice(loss_config.likelihood, likelihoods.LIKELIHOODS,
+                        "loss.likelihood")
+  errors.require_choice(loss_config.learned_variance, LEARNED_VARIANCES,
+                        "loss.learned_variance")
+  errors.require(loss_config.kl_weight >= 0, "loss.kl_weight must be >= 0, "
+                 f"got {loss_config.kl_weight}.")
+  errors.require(loss_config.kl_warmup_steps >= 0, "loss.kl_warmup_steps "
+                 f"must be >= 0, got {loss_config.kl_warmup_steps}.")
+  errors.require(loss_config.gaussian_variance > 0, "loss.gaussian_variance "
+                 f"must be positive, got {loss_config.gaussian_variance}.")
 
-  The model runs in `compute_dtype`; the terms are float32 either way.
-  """
-  (logits, mu, logvar), batch_stats = _apply(params, state, images, rng, train,
-                                             compute_dtype)
-  kl_weight = likelihoods.kl_weight_at(state.step, loss_config.kl_weight,
-                                  loss_config.kl_warmup_steps)
-  terms = likelihoods.negative_elbo(
+
+def kl_to_standard_normal(mu: jax.Array, logvar: jax.Array) -> jax.Array:
+  """KL(N(mu, exp(logvar)) || N(0, I)) per image, in closed form."""
+  return 0.5 * jnp.sum(jnp.exp(logvar) + jnp.square(mu) - 1.0 - logvar,
+                       axis=-1)
+
+
+def reparameterize(rng: jax.Array, mu: jax.Array,
+                   logvar: jax.Array) -> jax.Array:
+  """z = mu + sigma * eps, so gradients flow through the sample to mu, sigma."""
+  # Drawn in float32 whatever the compute dtype: the same noise either way.
+  eps = jax.random.normal(rng, mu.shape, jnp.float32).astype(mu.dtype)
+  return mu + jnp.exp(0.5 * logvar) * eps
+
+
+def kl_weight_at(step: jax.Array, kl_weight: float,
+                 kl_warmup_steps: int) -> jax.Array:
+  """β at `step`: ramps linearly from 0 over the warm-up, then stays."""
+  if kl_warmup_steps <= 0:
+    return jnp.asarray(kl_weight, jnp.float32)
+  ramp = jnp.minimum(1.0, step.astype(jnp.float32) / kl_warmup_steps)
+  return kl_weight * ramp
+
+
+def negative_elbo(logits: jax.Array, mu: jax.Array, logvar: jax.Array,
+                  images: jax.Array, *, likelihood: str, kl_weight: jax.Array,
+                  gaussian_variance: float = 1.0,
+                  pixel_logvar: jax.Array | None = None
+                  ) -> dict[str, jax.Array]:
+  """Per-image terms of the objective; `loss` is what training minimizes."""
+  logits, images = likelihoods.flat_pixels(logits, images)
+  if pixel_logvar is not None and pixel_logvar.ndim:  # One per pixel.
+    pixel_logvar = pixel_logvar.reshape(-1)
+  recon = likelihoods.LIKELIHOODS[likelihood](
+      logits, images, gaussian_variance=gaussian_variance,
+      pixel_logvar=pixel_logvar)
+  kl = kl_to_standard_normal(mu, logvar)
+  return {
+      "loss": recon + kl_weight * kl,
+      # The true negative ELBO, whatever β: comparable across runs and epochs.
+      "nelbo": recon + kl,
+      "recon": recon,
+      "kl": kl,
+      "mse": likelihoods.squared_error(jax.nn.sigmoid(logits), images),
+  }
+
+
+def _sample_and_decode(vae: Any, images: jax.Array, rng: jax.Array,
+                       train: bool) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """A Flax method of `models.vae.VAE`: logits of p(x|z) for one
+  z ~ q(z|x) per image, and q's mu and log-variance."""
+  mu, logvar = vae.encode(images, train)
+  z = reparameterize(rng, mu, logvar)
+  return vae.decode(z, train), mu, logvar
+
+
+def terms(run_model: objective.RunModel, params: Any, images: jax.Array,
+          rng: jax.Array, step: jax.Array, *,
+          loss_config: ml_collections.ConfigDict
+          ) -> tuple[dict[str, jax.Array], Any]:
+  """Per-image terms at one sample of z, and the BatchNorm statistics."""
+  (logits, mu, logvar), batch_stats = run_model(images, rng,
+                                                method=_sample_and_decode)
+  kl_weight = kl_weight_at(step, loss_config.kl_weight,
+                           loss_config.kl_warmup_steps)
+  return negative_elbo(
       logits, mu, logvar, images, likelihood=loss_config.likelihood,
       kl_weight=kl_weight, gaussian_variance=loss_config.gaussian_variance,
-      pixel_logvar=params.get("pixel_logvar"))
-  return terms, batch_stats
+      pixel_logvar=params.get("pixel_logvar")), batch_stats
 
 
-def autoencoder_terms(params, state, images: jax.Array,
-                      rng: jax.Array, *, loss_config: ml_collections.ConfigDict,
-                      train: bool, compute_dtype: str = "float32"
-                      ) -> tuple[dict[str, jax.Array], Any]:
-  """Plain autoencoders: per-image MSE on [-1, 1] pixels."""
-  del loss_config  # MSE has no settings.
-  outputs, batch_stats = _apply(params, state, images, rng, train,
-                                compute_dtype)
-  return likelihoods.autoencoder_loss(outputs, images), batch_stats
+def with_pixel_variance(model: Any, loss_config: ml_collections.ConfigDict,
+                        image_shape: Sequence[int]) -> Any:
+  """The VAE, with the learned log-variance of 'gaussian_learned'."""
+  if loss_config.likelihood != "gaussian_learned":
+    return model
+  shared = loss_config.learned_variance == "shared"
+  return model.clone(pixel_logvar_shape=() if shared else tuple(image_shape))
 
 
-def terms_fn_for(model, loss_config: ml_collections.ConfigDict,
-                 compute_dtype: str = "float32"):
-  """The objective follows the model: ELBO for VAEs, MSE for autoencoders.
-
-  `compute_dtype` is the models' (`precision`); the loss is float32.
-  """
-  terms_fn = elbo_terms if isinstance(model, vae.VAE) else autoencoder_terms
-  return functools.partial(terms_fn, loss_config=loss_config,
-                           compute_dtype=compute_dtype)
-
-
-def _variables(state) -> dict[str, Any]:
-  return {"params": state.params, "batch_stats": state.batch_stats}
-
-
-def decode_images(state, z: jax.Array) -> jax.Array:
-  """VAE mean images p(x|z), in [0, 1]."""
-  return jax.nn.sigmoid(state.apply_fn(_variables(state), z, method="decode"))
-
-
-def reconstruct_images(state, images: jax.Array, *,
-                       variational: bool) -> jax.Array:
-  """Reconstructions in [0, 1]; a VAE decodes its posterior mean (no noise)."""
-  code = state.apply_fn(_variables(state), images, method="encode")
-  if variational:
-    return decode_images(state, code[0])
-  outputs = state.apply_fn(_variables(state), code, method="decode")
-  return (jnp.tanh(outputs) + 1) / 2
+OBJECTIVES = (objective.Objective(
+    name="negative_elbo", kinds=(family.Kind.LATENT_VARIABLE,),
+    trainer="single_network", default_config=default_config,
+    check_config=check_config, terms=terms, to_images=jax.nn.sigmoid,
+    adapt_model=with_pixel_variance),)

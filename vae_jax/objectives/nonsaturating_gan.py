@@ -11,7 +11,27 @@ for the generator, which is rewarded for images recognizably of their class.
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import optax
+
+from vae_jax import errors
+from vae_jax.models import family
+from vae_jax.objectives import objective
+
+
+def default_config() -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  # vae_jax/objectives/nonsaturating_gan.py.
+  config.objective = "nonsaturating_gan"
+  # ACGAN: weight of the class cross-entropy (real and fake for the
+  # discriminator, fake for the generator); unused without classes.
+  config.aux_weight = 1.0
+  return config
+
+
+def check_config(loss_config: ml_collections.ConfigDict) -> None:
+  errors.require(loss_config.aux_weight >= 0, "loss.aux_weight must be >= 0, "
+                 f"got {loss_config.aux_weight}.")
 
 
 def _class_terms(class_logits: jax.Array, labels: jax.Array,
@@ -24,10 +44,13 @@ def _class_terms(class_logits: jax.Array, labels: jax.Array,
   }
 
 
-def generator_terms(fake_logits: jax.Array, fake_class_logits: jax.Array | None,
-                    labels: jax.Array, aux_weight: float
+def generator_terms(fake: tuple[jax.Array, jax.Array | None],
+                    labels: jax.Array, loss_config: ml_collections.ConfigDict
                     ) -> dict[str, jax.Array]:
-  """Per-image 'g_loss' of the fakes generated for `labels`."""
+  """Per-image 'g_loss' of the fakes generated for `labels`; `fake` is the
+  discriminator's (logits, class logits or None) of them."""
+  fake_logits, fake_class_logits = fake
+  aux_weight = loss_config.aux_weight
   g_loss = jax.nn.softplus(-fake_logits)
   if fake_class_logits is None:
     return {"g_loss": g_loss}
@@ -37,7 +60,8 @@ def generator_terms(fake_logits: jax.Array, fake_class_logits: jax.Array | None,
 
 def discriminator_terms(real: tuple[jax.Array, jax.Array | None],
                         fake: tuple[jax.Array, jax.Array | None],
-                        labels: jax.Array, aux_weight: float
+                        labels: jax.Array,
+                        loss_config: ml_collections.ConfigDict
                         ) -> dict[str, jax.Array]:
   """Per-image 'd_loss' and accuracies; `real` and `fake` are the
   discriminator's (logits, class logits) of real images and of fakes
@@ -47,8 +71,9 @@ def discriminator_terms(real: tuple[jax.Array, jax.Array | None],
   so it is measured at every step whatever the generator's update schedule.
   """
   real_logits, real_class_logits = real
-  fake_logits, fake_class_logits = fake
-  terms = generator_terms(fake_logits, fake_class_logits, labels, aux_weight)
+  fake_logits, _ = fake
+  aux_weight = loss_config.aux_weight
+  terms = generator_terms(fake, labels, loss_config)
   d_loss = jax.nn.softplus(-real_logits) + jax.nn.softplus(fake_logits)
   if real_class_logits is not None:
     terms.update(_class_terms(real_class_logits, labels, "real"))
@@ -59,3 +84,10 @@ def discriminator_terms(real: tuple[jax.Array, jax.Array | None],
   terms["d_fake_accuracy"] = (fake_logits < 0).astype(jnp.float32)
   terms["d_loss"] = d_loss
   return terms
+
+
+OBJECTIVES = (objective.Objective(
+    name="nonsaturating_gan", kinds=(family.Kind.GAN,), trainer="adversarial",
+    default_config=default_config, check_config=check_config,
+    terms=objective.AdversarialTerms(discriminator=discriminator_terms,
+                                     generator=generator_terms)),)

@@ -1,20 +1,19 @@
-"""Training of GANs and ACGANs: the `train.Trainer` functions for config.trainer
-'gan'.
+"""The adversarial trainer: GANs and ACGANs, a generator against a
+discriminator.
 
-One loop step of `train.train_and_evaluate` is one discriminator update; the
+One loop step of `loop.train_and_evaluate` is one discriminator update; the
 generator updates after every `n_critic`-th one, on fresh z for the labels
 of the same batch. With n_critic = 1 each step is D then G, as in DCGAN and
 ACGAN (WGAN-style critics take n_critic = 5). Each update changes only its own
 network: the other's parameters, optimizer state and BatchNorm statistics
 pass through bit-identical, and its BatchNorm runs on batch statistics whose
 running averages are discarded. Both updates are one jitted, data-parallel
-XLA graph, and the whole `GanState` is one checkpoint. The losses are in
-`gan_losses`.
+XLA graph, and the whole `GanState` is one checkpoint. The per-image terms
+are the objective's (`objectives.nonsaturating_gan`).
 """
 
-import dataclasses
 import functools
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 from flax import struct
 import jax
@@ -23,15 +22,17 @@ import ml_collections
 import numpy as np
 import optax
 
+from vae_jax import errors
 from vae_jax.core import finite_guard
-from vae_jax.objectives import nonsaturating_gan
 from vae_jax.core import image_grid
-from vae_jax import models
 from vae_jax.core import optimizers
 from vae_jax.core import precision
 from vae_jax.core import sharding
-from vae_jax import errors
 from vae_jax.models import gan
+from vae_jax.objectives import objective as objective_lib
+from vae_jax.trainers import trainer
+
+NETWORKS = ("generator", "discriminator")
 
 
 class NetworkState(struct.PyTreeNode):
@@ -69,18 +70,6 @@ class GanState(struct.PyTreeNode):
             "discriminator": self.discriminator.params}
 
 
-def num_classes(input_config: ml_collections.ConfigDict) -> int:
-  """Classes an ACGAN conditions on: MNIST's digits, or every combination
-  of the chosen CelebA attributes."""
-  if input_config.dataset == "mnist":
-    return 10
-  if input_config.dataset == "celeb_a":
-    return 2 ** len(input_config.attributes)
-  raise errors.ConfigError(
-      "an ACGAN conditions on MNIST's digit or on CelebA attributes; "
-      f"input.dataset {input_config.dataset!r} has neither.")
-
-
 def class_labels(batch: dict[str, jax.Array]) -> jax.Array:
   """int32 [B]: the digit, or CelebA's attributes as bits (first lowest)."""
   if "attributes" in batch:
@@ -89,31 +78,32 @@ def class_labels(batch: dict[str, jax.Array]) -> jax.Array:
   return batch["label"].astype(jnp.int32)
 
 
-def build_model(config: ml_collections.ConfigDict,
-                image_shape: tuple[int, ...]) -> gan.Gan:
-  """The configured GAN; an ACGAN gets its number of classes from the data."""
-  if config.model.name not in models.GAN_MODELS:
-    raise errors.ConfigError(
-        f"trainer 'gan' trains models {list(models.GAN_MODELS)}, not "
-        f"{config.model.name!r}.")
-  model_config = ml_collections.ConfigDict(config.model.to_dict())
-  if config.model.name == "acgan":
-    model_config.num_classes = num_classes(config.input)
-  model = dataclasses.replace(models.build_model(model_config, image_shape),
-                              compute_dtype=config.compute_dtype)
-  activation = model.generator.output_activation
-  if config.input.pixel_range != gan.OUTPUT_PIXEL_RANGES[activation]:
-    raise errors.ConfigError(
-        f"a {activation} generator needs input.pixel_range="
-        f"{gan.OUTPUT_PIXEL_RANGES[activation]!r}, got "
-        f"{config.input.pixel_range!r}.")
-  return model
+def default_config() -> ml_collections.ConfigDict:
+  """An update schedule and one optimizer per network: DCGAN's Adam."""
+  config = ml_collections.ConfigDict()
+  # Discriminator updates per generator update; WGAN-style critics take 5.
+  config.n_critic = 1
+  config.optimizer = ml_collections.ConfigDict()
+  for network in NETWORKS:
+    optimizer = optimizers.default_config()
+    optimizer.learning_rate = 2e-4  # DCGAN's.
+    optimizer.b1 = 0.5  # DCGAN's: 0.9 makes GAN training oscillate.
+    config.optimizer[network] = optimizer
+  return config
 
 
-def create_train_state(config: ml_collections.ConfigDict, model: gan.Gan,
+def check_config(config: ml_collections.ConfigDict) -> None:
+  errors.require(config.n_critic >= 1,
+                 f"n_critic must be >= 1, got {config.n_critic}.")
+  for network in NETWORKS:
+    optimizers.check_config(config.optimizer[network], f"optimizer.{network}")
+
+
+def create_train_state(config: ml_collections.ConfigDict, parts,
                        image_shape: tuple[int, ...], rng: jax.Array,
                        total_steps: int) -> GanState:
   """Fresh networks and optimizers; jit it to initialize on devices."""
+  model = parts.model
   g_rng, d_rng = jax.random.split(rng)
   g_variables = model.generator.init(
       g_rng, jnp.zeros((1, model.latent_size)), jnp.zeros((1,), jnp.int32))
@@ -129,12 +119,20 @@ def create_train_state(config: ml_collections.ConfigDict, model: gan.Gan,
           config.optimizer.discriminator, total_steps)))
 
 
-def _run(model: gan.Gan, name: str, network: NetworkState, params, *args,
+class Settings(NamedTuple):
+  """What the steps are given besides their arrays (bound, never traced)."""
+  model: gan.Gan
+  terms: objective_lib.AdversarialTerms  # The objective's.
+  loss_config: ml_collections.ConfigDict
+  compute_dtype: str  # The networks' arithmetic (`core.precision`).
+
+
+def _run(settings: Settings, name: str, network: NetworkState, params, *args,
          train: bool) -> tuple[Any, Any]:
-  """The outputs of `model`'s network `name` ('generator' or
-  'discriminator') with `params`, and its updated BatchNorm statistics."""
-  apply_fn = precision.apply_in(getattr(model, name).apply,
-                                model.compute_dtype)
+  """The outputs of network `name` ('generator' or 'discriminator') with
+  `params`, and its updated BatchNorm statistics."""
+  apply_fn = precision.apply_in(getattr(settings.model, name).apply,
+                                settings.compute_dtype)
   variables = {"params": params, "batch_stats": network.batch_stats}
   if not train:
     return apply_fn(variables, *args, train=False), network.batch_stats
@@ -158,28 +156,32 @@ def _latents(model: gan.Gan, rng: jax.Array, batch_size: int) -> jax.Array:
 
 
 def discriminator_step(state: GanState, batch: dict[str, jax.Array],
-                       rng: jax.Array, *, model: gan.Gan, aux_weight: float
+                       rng: jax.Array, settings: Settings
                        ) -> tuple[GanState, dict[str, jax.Array], jax.Array]:
   """One discriminator update on `batch` and fakes of its labels.
 
-  Returns the state, the mean terms (`nonsaturating_gan.discriminator_terms`) and
-  whether the loss and gradients were finite. The generator is unchanged.
+  Returns the state, the mean terms (the objective's discriminator terms)
+  and whether the loss and gradients were finite. The generator is
+  unchanged.
   """
   images, labels = batch["image"], class_labels(batch)
-  fakes, _ = _run(model, "generator", state.generator, state.generator.params,
-                  _latents(model, rng, images.shape[0]), labels, train=True)
+  fakes, _ = _run(settings, "generator", state.generator,
+                  state.generator.params,
+                  _latents(settings.model, rng, images.shape[0]), labels,
+                  train=True)
   fakes = jax.lax.stop_gradient(fakes)
   network = state.discriminator
 
   def objective(params):
     # Real and fake batches pass apart, as in DCGAN: BatchNorm statistics
     # of a mixed batch would tell the two kinds apart by themselves.
-    real, stats = _run(model, "discriminator", network, params, images,
+    real, stats = _run(settings, "discriminator", network, params, images,
                        train=True)
-    fake, stats = _run(model, "discriminator",
+    fake, stats = _run(settings, "discriminator",
                        network.replace(batch_stats=stats), params, fakes,
                        train=True)
-    terms = nonsaturating_gan.discriminator_terms(real, fake, labels, aux_weight)
+    terms = settings.terms.discriminator(real, fake, labels,
+                                         settings.loss_config)
     terms = {name: value.mean() for name, value in terms.items()}
     return terms["d_loss"], (terms, stats)
 
@@ -188,21 +190,21 @@ def discriminator_step(state: GanState, batch: dict[str, jax.Array],
 
 
 def generator_step(state: GanState, batch: dict[str, jax.Array],
-                   rng: jax.Array, *, model: gan.Gan, aux_weight: float
+                   rng: jax.Array, settings: Settings
                    ) -> tuple[GanState, dict[str, jax.Array], jax.Array]:
   """One generator update on fresh z for `batch`'s labels; D is unchanged."""
   labels = class_labels(batch)
-  z = _latents(model, rng, labels.shape[0])
+  z = _latents(settings.model, rng, labels.shape[0])
   network = state.generator
 
   def objective(params):
-    fakes, stats = _run(model, "generator", network, params, z, labels,
+    fakes, stats = _run(settings, "generator", network, params, z, labels,
                         train=True)
     # The discriminator as it judged fakes in its own update (batch
     # statistics); its updated running averages are dropped.
-    fake, _ = _run(model, "discriminator", state.discriminator,
+    fake, _ = _run(settings, "discriminator", state.discriminator,
                    state.discriminator.params, fakes, train=True)
-    terms = nonsaturating_gan.generator_terms(*fake, labels, aux_weight)
+    terms = settings.terms.generator(fake, labels, settings.loss_config)
     terms = {name: value.mean() for name, value in terms.items()}
     return terms["g_loss"], (terms, stats)
 
@@ -211,7 +213,7 @@ def generator_step(state: GanState, batch: dict[str, jax.Array],
 
 
 def train_step(state: GanState, batch: dict[str, jax.Array], rng: jax.Array,
-               *, model: gan.Gan, n_critic: int, aux_weight: float
+               *, settings: Settings, n_critic: int
                ) -> tuple[GanState, dict[str, jax.Array]]:
   """A discriminator update, then a generator update every n_critic-th step.
 
@@ -219,13 +221,10 @@ def train_step(state: GanState, batch: dict[str, jax.Array], rng: jax.Array,
   discriminator update's; 'loss' is its loss.
   """
   d_rng, g_rng = jax.random.split(jax.random.fold_in(rng, state.step))
-  steps = functools.partial(discriminator_step, model=model,
-                            aux_weight=aux_weight)
-  updated, terms, finite = steps(state, batch, d_rng)
+  updated, terms, finite = discriminator_step(state, batch, d_rng, settings)
 
   def update_generator(s):
-    s, _, g_finite = generator_step(s, batch, g_rng, model=model,
-                                    aux_weight=aux_weight)
+    s, _, g_finite = generator_step(s, batch, g_rng, settings)
     return s, g_finite
 
   if n_critic == 1:
@@ -242,45 +241,49 @@ def train_step(state: GanState, batch: dict[str, jax.Array], rng: jax.Array,
 
 
 def eval_step(state: GanState, batch: dict[str, jax.Array], rng: jax.Array,
-              *, model: gan.Gan, aux_weight: float) -> dict[str, jax.Array]:
+              *, settings: Settings) -> dict[str, jax.Array]:
   """Sums over the unpadded images of `batch`, and as many fakes of their
   labels, of the discriminator's terms (accuracies, losses)."""
   images, labels = batch["image"], class_labels(batch)
-  fakes, _ = _run(model, "generator", state.generator, state.generator.params,
-                  _latents(model, rng, images.shape[0]), labels, train=False)
-  judge = functools.partial(_run, model, "discriminator", state.discriminator,
-                            state.discriminator.params, train=False)
-  terms = nonsaturating_gan.discriminator_terms(judge(images)[0], judge(fakes)[0],
-                                         labels, aux_weight)
+  fakes, _ = _run(settings, "generator", state.generator,
+                  state.generator.params,
+                  _latents(settings.model, rng, images.shape[0]), labels,
+                  train=False)
+  judge = functools.partial(_run, settings, "discriminator",
+                            state.discriminator, state.discriminator.params,
+                            train=False)
+  terms = settings.terms.discriminator(judge(images)[0], judge(fakes)[0],
+                                       labels, settings.loss_config)
   terms["loss"] = terms["d_loss"]
-  mask = batch["mask"].astype(jnp.float32)
-  sums = {name: jnp.sum(value * mask) for name, value in terms.items()}
-  return {**sums, "count": jnp.sum(mask)}
+  return trainer.masked_sums(terms, batch["mask"])
 
 
-def make_jitted_steps(config: ml_collections.ConfigDict, model: gan.Gan, mesh):
-  """`train_step` and `eval_step` compiled for `mesh`, as `train`'s are:
-  the state replicated and donated, batches split over the data axis."""
-  replicated = sharding.replicated(mesh)
-  data_sharding = sharding.batch_sharded(mesh)
-  settings = {"model": model, "aux_weight": config.loss.aux_weight}
-  jitted_train_step = jax.jit(
-      functools.partial(train_step, n_critic=config.n_critic, **settings),
-      in_shardings=(replicated, data_sharding, replicated),
-      out_shardings=(replicated, replicated), donate_argnums=0)
-  jitted_eval_step = jax.jit(
-      functools.partial(eval_step, **settings),
-      in_shardings=(replicated, data_sharding, replicated),
-      out_shardings=replicated)
-  return jitted_train_step, jitted_eval_step
+def settings_of(config: ml_collections.ConfigDict, parts) -> Settings:
+  return Settings(model=parts.model, terms=parts.objective.terms,
+                  loss_config=config.loss, compute_dtype=config.compute_dtype)
+
+
+def bound_steps(config: ml_collections.ConfigDict, parts
+                ) -> tuple[Callable[..., Any], Callable[..., Any]]:
+  """`train_step` and `eval_step` with `config`'s settings bound:
+  `(state, batch, rng)` functions, not yet compiled."""
+  settings = settings_of(config, parts)
+  return (functools.partial(train_step, settings=settings,
+                            n_critic=config.n_critic),
+          functools.partial(eval_step, settings=settings))
+
+
+def make_jitted_steps(config: ml_collections.ConfigDict, parts, mesh):
+  """`bound_steps` compiled for `mesh`."""
+  return sharding.jit_steps(*bound_steps(config, parts), mesh)
 
 
 def generate_images(state: GanState, z: jax.Array, labels: jax.Array, *,
-                    model: gan.Gan) -> jax.Array:
+                    settings: Settings) -> jax.Array:
   """Samples in [0, 1], BatchNorm on its running averages (eval mode)."""
-  images, _ = _run(model, "generator", state.generator, state.generator.params,
-                   z, labels, train=False)
-  if model.generator.output_activation == "tanh":
+  images, _ = _run(settings, "generator", state.generator,
+                   state.generator.params, z, labels, train=False)
+  if settings.model.generator.output_activation == "tanh":
     return (images + 1) / 2
   return images
 
@@ -295,14 +298,16 @@ def label_grid_inputs(model: gan.Gan, z: jax.Array
           np.repeat(np.arange(model.num_classes, dtype=np.int32), num_cols))
 
 
-def make_image_grids(config: ml_collections.ConfigDict, model: gan.Gan,
+def make_image_grids(config: ml_collections.ConfigDict, parts,
                      test_images: np.ndarray, rng: jax.Array
                      ) -> Callable[[GanState], dict[str, np.ndarray]]:
   """The grids shown each epoch: samples of z drawn once from `rng` (an
   ACGAN's cycle through the classes), and for an ACGAN 'by_label', a row
   per class over the same z, so progress shows on the same images."""
   del test_images  # A GAN reconstructs nothing.
-  generate = jax.jit(functools.partial(generate_images, model=model))
+  model = parts.model
+  generate = jax.jit(functools.partial(generate_images,
+                                       settings=settings_of(config, parts)))
   z = _latents(model, rng, config.num_image_samples)
   labels = np.arange(z.shape[0], dtype=np.int32) % max(model.num_classes, 1)
   num_cols = min(10, z.shape[0])
@@ -317,3 +322,9 @@ def make_image_grids(config: ml_collections.ConfigDict, model: gan.Gan,
     return grids
 
   return image_grids
+
+
+TRAINER = trainer.Trainer(
+    name="adversarial", default_config=default_config,
+    check_config=check_config, create_train_state=create_train_state,
+    make_jitted_steps=make_jitted_steps, make_image_grids=make_image_grids)

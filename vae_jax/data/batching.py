@@ -4,7 +4,9 @@ Training batches are a pure function of (seed, step): each epoch is shuffled
 with a seed derived from (seed, epoch), and batch k of epoch e is augmented
 with a key derived from (seed, e, k), so a run resumed at step s sees exactly
 the batches an uninterrupted run would have seen from s on. Which datasets
-exist and how their images are preprocessed lives in `datasets`.
+exist and how their images are preprocessed lives in `sources`; a run
+reaches these functions through `pipeline.PreparedData`, which loads each
+split once.
 """
 
 import functools
@@ -15,22 +17,9 @@ import ml_collections
 import numpy as np
 import tensorflow as tf
 
-from vae_jax.data import augment
-from vae_jax.data import sources
+from vae_jax import errors
 from vae_jax.core import sharding
-from vae_jax.errors import DataError
-
-DATASETS = sources.DATASETS
-
-
-def prepare(input_config: ml_collections.ConfigDict) -> str:
-  """Makes the data readable from the TFDS data dir; returns its source."""
-  return sources.prepare(input_config)
-
-
-def image_shape(input_config: ml_collections.ConfigDict) -> tuple[int, ...]:
-  """The shape of one image after preprocessing (resize, grayscale)."""
-  return sources.image_shape(input_config)
+from vae_jax.data import augment
 
 
 def _epoch_seed(seed: int, epoch: int, *stream: int) -> int:
@@ -38,28 +27,18 @@ def _epoch_seed(seed: int, epoch: int, *stream: int) -> int:
   return int(state[0])
 
 
-def _num_examples(ds: tf.data.Dataset) -> int:
-  return int(ds.cardinality())
+def num_examples(examples: tf.data.Dataset) -> int:
+  return int(examples.cardinality())
 
 
-def _train_examples(input_config: ml_collections.ConfigDict) -> tf.data.Dataset:
-  return sources.load(input_config, "train", drop_remainder=True)
-
-
-def num_train_examples(input_config: ml_collections.ConfigDict) -> int:
-  """Examples in this process's share of the training split."""
-  return _num_examples(_train_examples(input_config))
-
-
-def steps_per_epoch(input_config: ml_collections.ConfigDict,
-                    local_batch_size: int) -> int:
+def steps_per_epoch(num_train_examples: int, local_batch_size: int) -> int:
   """Steps of the shortest share: every process must take as many."""
-  num_examples = int(sharding.each_process(
-      num_train_examples(input_config)).min())
-  if num_examples < local_batch_size:
-    raise DataError(f"the training split has {num_examples} examples per "
-                    f"process, fewer than one batch of {local_batch_size}.")
-  return num_examples // local_batch_size
+  shortest = int(sharding.each_process(num_train_examples).min())
+  if shortest < local_batch_size:
+    raise errors.DataError(
+        f"the training split has {shortest} examples per process, fewer "
+        f"than one batch of {local_batch_size}.")
+  return shortest // local_batch_size
 
 
 def _to_unit_range(images: tf.Tensor) -> tf.Tensor:
@@ -92,10 +71,9 @@ def _finish_train_batch(index: tf.Tensor, batch: dict[str, tf.Tensor],
   return {**batch, "image": _to_pixel_range(images, input_config)}
 
 
-def load_in_memory(input_config: ml_collections.ConfigDict
-                   ) -> dict[str, np.ndarray]:
+def load_in_memory(train_examples: tf.data.Dataset) -> dict[str, np.ndarray]:
   """This process's preprocessed training split, decoded once, as uint8."""
-  chunks = list(_train_examples(input_config).batch(4096).as_numpy_iterator())
+  chunks = list(train_examples.batch(4096).as_numpy_iterator())
   return {name: np.concatenate([chunk[name] for chunk in chunks])
           for name in chunks[0]}
 
@@ -121,13 +99,16 @@ def to_model_pixels(images: np.ndarray,
   return _to_pixel_range(images.astype(np.float32) / 255.0, input_config)
 
 
-def _in_memory_batches(input_config, local_batch_size, seed, start_step):
-  """Batches gathered from the preprocessed split held in memory as uint8.
+def in_memory_batches(arrays: dict[str, np.ndarray],
+                      input_config: ml_collections.ConfigDict,
+                      local_batch_size: int, seed: int, start_step: int = 0
+                      ) -> Iterator[dict[str, np.ndarray]]:
+  """Endless batches gathered from `arrays`, the preprocessed split held in
+  memory as uint8 (`load_in_memory`).
 
   For datasets that fit in memory this keeps tf.data's per-example work off
   the cores that run the train step.
   """
-  arrays = load_in_memory(input_config)
   num_examples = len(arrays["label"])
   epoch, skip = divmod(start_step, num_examples // local_batch_size)
   while True:
@@ -148,11 +129,14 @@ def _in_memory_batches(input_config, local_batch_size, seed, start_step):
     epoch, skip = epoch + 1, 0
 
 
-def _streamed_batches(input_config, local_batch_size, seed, start_step):
-  """Batches from a tf.data pipeline, for datasets too large for memory."""
-  examples = _train_examples(input_config)
-  num_steps = _num_examples(examples) // local_batch_size
-  buffer_size = min(input_config.shuffle_buffer_size, _num_examples(examples))
+def streamed_batches(examples: tf.data.Dataset,
+                     input_config: ml_collections.ConfigDict,
+                     local_batch_size: int, seed: int, start_step: int = 0
+                     ) -> Iterator[dict[str, np.ndarray]]:
+  """Endless batches from a tf.data pipeline over `examples`, for datasets
+  too large for memory."""
+  num_steps = num_examples(examples) // local_batch_size
+  buffer_size = min(input_config.shuffle_buffer_size, num_examples(examples))
   epoch, skip = divmod(start_step, num_steps)
   while True:
     finish = functools.partial(
@@ -170,50 +154,34 @@ def _streamed_batches(input_config, local_batch_size, seed, start_step):
     epoch, skip = epoch + 1, 0
 
 
-def train_batches(input_config: ml_collections.ConfigDict,
-                  local_batch_size: int, seed: int,
-                  start_step: int = 0) -> Iterator[dict[str, np.ndarray]]:
-  """Endless shuffled, augmented training batches of this process.
-
-  Batch k of epoch e depends only on (seed, e, k), so a resumed run continues
-  with exactly the batches an uninterrupted run would have used.
-  """
-  make_batches = (_in_memory_batches if input_config.in_memory
-                  else _streamed_batches)
-  return make_batches(input_config, local_batch_size, seed, start_step)
-
-
-def first_test_images(input_config: ml_collections.ConfigDict,
-                      count: int) -> np.ndarray:
-  """The first `count` images of the whole test split, unaugmented.
-
-  The same on every process, unlike `eval_dataset`'s shares: image grids
-  are computed by all processes together.
-  """
-  examples = sources.load(input_config, "test", per_process=False)
+def first_images(examples: tf.data.Dataset, count: int,
+                 input_config: ml_collections.ConfigDict) -> np.ndarray:
+  """The first `count` images of `examples`, unaugmented, as the model
+  reads them."""
   images = next(examples.batch(count).as_numpy_iterator())["image"]
   return _to_pixel_range(images.astype(np.float32) / 255.0, input_config)
 
 
-def eval_dataset(input_config: ml_collections.ConfigDict,
-                 local_batch_size: int, split: str = "test") -> tf.data.Dataset:
-  """Every example of `split` once, unaugmented, in padded batches with 'mask'.
+def eval_dataset(examples: tf.data.Dataset,
+                 input_config: ml_collections.ConfigDict,
+                 local_batch_size: int) -> tf.data.Dataset:
+  """Every one of `examples` (this process's share of a split) once,
+  unaugmented, in padded batches with 'mask'.
 
-  'test' means input.test_split. Processes may hold unequal shares of the
-  split, but each must contribute the same number of batches to a global
-  array, so all pad to the largest.
+  Processes may hold unequal shares of the split, but each must contribute
+  the same number of batches to a global array, so all pad to the largest.
   """
-  examples = sources.load(input_config, split).map(
+  examples = examples.map(
       lambda ex: {**ex, "mask": tf.constant(True), "image": _to_pixel_range(
           _to_unit_range(ex["image"]), input_config)})
   # The shares' sizes, not the split's size over the process count: a
   # share larger than that (TFDS's mock data ignores slicing) would make
   # the padding below negative, and repeat(negative) never ends.
-  largest_share = int(sharding.each_process(_num_examples(examples)).max())
+  largest_share = int(sharding.each_process(num_examples(examples)).max())
   num_batches = math.ceil(largest_share / local_batch_size)
   filler = examples.take(1).map(
       lambda ex: tf.nest.map_structure(tf.zeros_like, ex)).repeat(
-          num_batches * local_batch_size - _num_examples(examples))
+          num_batches * local_batch_size - num_examples(examples))
   return (examples.concatenate(filler)
           .batch(local_batch_size, drop_remainder=True)
           .cache()

@@ -1,0 +1,62 @@
+r"""Samples of a trained VAE or GAN, saved as uint8 images in an .npz file.
+
+The library of the command
+
+    python -m vae_jax.sample --workdir=/tmp/vae_mnist --num_samples=1000 \
+        --output=/tmp/samples.npz
+    python -m vae_jax.sample --workdir=/tmp/acgan_mnist --num_samples=100 \
+        --label=7 --output=/tmp/sevens.npz
+
+The file holds `images`, uint8 [N, H, W, C]: decoded means of z ~ N(0, I),
+or a GAN generator's images of z, the same for the same --seed. An ACGAN
+generates class --label (MNIST's digit; CelebA attributes as bits, the first
+lowest), or every class in turn. Plain autoencoders have no prior to sample.
+"""
+
+import io
+
+import jax
+import numpy as np
+
+from vae_jax.analysis import gan_report
+from vae_jax.core import outputs
+from vae_jax.analysis import runs
+from vae_jax import errors
+
+
+def sample_images(run: runs.TrainedRun, num_samples: int, *,
+                  label: int | None = None, seed: int = 0) -> np.ndarray:
+  """uint8 [num_samples, H, W, C] samples of a loaded run."""
+  if run.adversarial:
+    return gan_report.sample(run, *gan_report.random_inputs(
+        run, num_samples, seed, label))
+  if not run.variational:
+    raise errors.UserInputError(
+        f"{run.workdir!r} holds a plain autoencoder "
+        f"({run.config.model.name}): it has no prior to sample from.")
+  if label is not None:
+    raise errors.UserInputError(
+        f"--label needs a conditional model; {run.config.model.name!r} is "
+        "unconditional.")
+  z = jax.random.normal(jax.random.PRNGKey(seed),
+                        (num_samples, run.model.latent_size))
+  return runs.decode(run, np.asarray(z))
+
+
+def sample(workdir: str, num_samples: int, *, step: int | None = None,
+           label: int | None = None, seed: int = 0) -> np.ndarray:
+  """uint8 [num_samples, H, W, C] samples of the run in `workdir`."""
+  if num_samples < 1:
+    raise errors.UserInputError(
+        f"--num_samples must be positive, got {num_samples}.")
+  return sample_images(runs.load(workdir, step), num_samples, label=label,
+                       seed=seed)
+
+
+def write_samples(path: str, images: np.ndarray) -> None:
+  """`images` as the `images` array of the .npz file `path`, atomically."""
+  # zipfile reads back what it wrote, which a GFile open for writing can't.
+  buffer = io.BytesIO()
+  np.savez(buffer, images=images)
+  with outputs.atomic_open(path, "wb") as f:
+    f.write(buffer.getvalue())

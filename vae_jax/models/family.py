@@ -1,0 +1,52 @@
+"""What a model family declares about itself, so no code has to guess.
+
+Every family module exports `FAMILIES`, a tuple of `Family` declarations;
+`registry` finds them. The trainers, objectives and analysis read the
+declaration (its `kind`, the pixels it reads, its default objective and
+trainer) instead of testing the model's class.
+"""
+
+import dataclasses
+import enum
+from typing import Any, Callable, Sequence
+
+import ml_collections
+
+
+class Kind(enum.Enum):
+  """What a model is, as far as training and analysis are concerned."""
+  # An encoder q(z|x) with a prior p(z) to sample from, and a decoder
+  # p(x|z): `encode(images) -> (mu, logvar)`, `decode(z) -> logits`.
+  LATENT_VARIABLE = "latent_variable"
+  # A deterministic code: `encode(images) -> code`, `decode(code) -> outputs`.
+  AUTOENCODER = "autoencoder"
+  # A generator and a discriminator, trained apart (`models.gan.Gan`).
+  GAN = "gan"
+
+
+# The pixel ranges a model may read: [0, 1] or [-1, 1].
+PIXEL_RANGES = ("unit", "symmetric")
+
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+  """One model family: how to build it and what it is."""
+  name: str  # config.model.name.
+  kind: Kind
+  # (model_config, image_shape) -> the model: a Flax module, or for GANs a
+  # `gan.Gan` of two.
+  build: Callable[[ml_collections.ConfigDict, Sequence[int]], Any]
+  # () -> the config.model section with every field the family reads.
+  default_config: Callable[[], ml_collections.ConfigDict]
+  # model_config -> the pixel range ('unit' or 'symmetric') it reads.
+  pixel_range: Callable[[ml_collections.ConfigDict], str]
+  objective: str  # The objective module trained unless loss.objective says.
+  trainer: str  # 'single_network' or 'adversarial'.
+  # Conditioned on the data's classes: the registry sets model.num_classes
+  # from the dataset before `build`.
+  conditional: bool = False
+
+
+def reads(pixel_range: str) -> Callable[[ml_collections.ConfigDict], str]:
+  """`Family.pixel_range` of a family that always reads `pixel_range`."""
+  return lambda unused_model_config: pixel_range

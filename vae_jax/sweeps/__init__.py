@@ -1,0 +1,1 @@
+"""Sweeps: one config trained over a grid of field values, then compared."""

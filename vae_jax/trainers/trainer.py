@@ -1,0 +1,42 @@
+"""What a trainer supplies to the shared loop (`loop.train_and_evaluate`).
+
+A trainer turns a model and its objective into compiled steps: the
+single-network trainer (VAEs, plain autoencoders) and the adversarial one
+(GANs). Each module declares one `Trainer`; a model family names its own.
+"""
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+
+class Trainer(NamedTuple):
+  """The functions `loop.train_and_evaluate` calls; `parts` is a
+  `parts.Parts` (the model, its family, objective and this trainer)."""
+  name: str  # `Family.trainer`.
+  # () -> the config fields this trainer reads beside the loop's (its
+  # optimizer section, an update schedule), merged into the top level.
+  default_config: Callable[[], ml_collections.ConfigDict]
+  # config -> None, or raises errors.ConfigError.
+  check_config: Callable[[ml_collections.ConfigDict], None]
+  # (config, parts, image_shape, rng, total_steps) -> the state, with
+  # `.step` and `.params`; jit it to initialize on devices.
+  create_train_state: Callable[..., Any]
+  # (config, parts, mesh) -> jitted (train_step, eval_step), as
+  # `core.sharding.jit_steps` makes them. The train step returns per-step
+  # means with a 'loss' and a bool 'finite'; the eval step sums of terms
+  # over the unpadded images and their 'count' (`masked_sums`).
+  make_jitted_steps: Callable[..., tuple[Any, Any]]
+  # (config, parts, test_images, rng) -> (state -> {name: uint8 grid}).
+  make_image_grids: Callable[..., Callable[[Any], dict[str, np.ndarray]]]
+
+
+def masked_sums(terms: dict[str, jax.Array],
+                mask: jax.Array) -> dict[str, jax.Array]:
+  """Sums of per-image `terms` over the images `mask` keeps, and 'count'."""
+  mask = mask.astype(jnp.float32)
+  sums = {name: jnp.sum(value * mask) for name, value in terms.items()}
+  return {**sums, "count": jnp.sum(mask)}
