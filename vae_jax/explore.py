@@ -16,15 +16,13 @@ from matplotlib import figure as mpl_figure
 import numpy as np
 import tensorflow as tf
 
-from vae_jax.analysis import report
-from vae_jax.data import batching
-from vae_jax.analysis import latent_metrics
-from vae_jax.core import outputs
-from vae_jax.analysis import plots
-from vae_jax.core import sharding
-from vae_jax.analysis import sweep_report
-from vae_jax.analysis import runs
 from vae_jax import errors
+from vae_jax.analysis import latent_metrics
+from vae_jax.analysis import plots
+from vae_jax.analysis import report
+from vae_jax.analysis import runs
+from vae_jax.analysis import sweep_report
+from vae_jax.core import outputs
 
 # Test images kept as pixels: what the sliders pick from and the figures show.
 # Codes and labels are kept for the whole split (the 2-D map uses them).

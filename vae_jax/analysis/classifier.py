@@ -28,9 +28,9 @@ import numpy as np
 import optax
 import tensorflow as tf
 
-from vae_jax.data import sources
 from vae_jax.analysis import frechet
 from vae_jax.core import outputs
+from vae_jax.data import sources
 from vae_jax.models import layers
 
 VERSION = 1  # Bump when the network or its training changes: a new cache.

@@ -21,13 +21,13 @@ from typing import Any
 from matplotlib import figure as mpl_figure
 import numpy as np
 
+from vae_jax import errors
 from vae_jax.analysis import classifier
 from vae_jax.analysis import gan_report
+from vae_jax.analysis import runs
+from vae_jax.analysis import sampling
 from vae_jax.core import image_grid
 from vae_jax.core import outputs
-from vae_jax.analysis import sampling
-from vae_jax.analysis import runs
-from vae_jax import errors
 
 _INCHES_PER_IMAGE = 0.6
 # An ACGAN's samples cycle through its classes: MNIST's show rows of 0-9.

@@ -9,7 +9,6 @@ samples (`classifier.sample_metrics`). `vae_jax.analyze` calls `analyze`
 for runs of trainer 'gan'.
 """
 
-import functools
 import os
 import time
 from typing import Any
@@ -19,18 +18,15 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from vae_jax import errors
 from vae_jax.analysis import classifier
 from vae_jax.analysis import event_logs
 from vae_jax.analysis import gan_curves
-from vae_jax.trainers import adversarial
-from vae_jax.core import image_grid
-from vae_jax.data import batching
-from vae_jax.core import outputs
 from vae_jax.analysis import plots
-from vae_jax.core import sharding
-from vae_jax.trainers import loop
 from vae_jax.analysis import runs
-from vae_jax import errors
+from vae_jax.core import image_grid
+from vae_jax.core import outputs
+from vae_jax.trainers import adversarial
 
 SAMPLE_BATCH = 256  # Latents generated per call, padded: one compilation.
 NUM_SAMPLES = 32  # Images in samples.png.

@@ -26,19 +26,17 @@ import jax
 import ml_collections
 import numpy as np
 
+from vae_jax import errors
 from vae_jax.analysis import classifier
-from vae_jax import cli
-from vae_jax.data import sources
 from vae_jax.analysis import event_logs
 from vae_jax.analysis import gan_report
-from vae_jax.data import batching
 from vae_jax.analysis import latent_metrics
-from vae_jax.core import outputs
 from vae_jax.analysis import plots
-from vae_jax.core import sharding
-from vae_jax.trainers import loop
 from vae_jax.analysis import runs
-from vae_jax import errors
+from vae_jax.core import outputs
+from vae_jax.core import sharding
+from vae_jax.data import pipeline
+from vae_jax.data import sources
 
 NUM_SAMPLES = 32  # Images in samples.png and in the diversity measure.
 # Samples the MNIST classifier judges (Fréchet distance of its features).

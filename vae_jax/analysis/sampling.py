@@ -18,10 +18,10 @@ import io
 import jax
 import numpy as np
 
-from vae_jax.analysis import gan_report
-from vae_jax.core import outputs
-from vae_jax.analysis import runs
 from vae_jax import errors
+from vae_jax.analysis import gan_report
+from vae_jax.analysis import runs
+from vae_jax.core import outputs
 
 
 def sample_images(run: runs.TrainedRun, num_samples: int, *,

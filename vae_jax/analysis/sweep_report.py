@@ -19,9 +19,8 @@ import numpy as np
 import tensorflow as tf
 
 from vae_jax.analysis import event_logs
-from vae_jax.core import image_grid
-from vae_jax.data import batching
 from vae_jax.analysis import runs
+from vae_jax.core import image_grid
 
 _UNSAFE_IN_NAMES = re.compile(r"[^A-Za-z0-9._+-]")
 

@@ -12,14 +12,14 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-from vae_jax.errors import ConfigError
+from vae_jax import errors
 
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
 def check_config(compute_dtype: str) -> None:
   if compute_dtype not in COMPUTE_DTYPES:
-    raise ConfigError(f"compute_dtype {compute_dtype!r} is unknown; choose one "
+    raise errors.ConfigError(f"compute_dtype {compute_dtype!r} is unknown; choose one "
                       f"of {sorted(COMPUTE_DTYPES)}.")
 
 

@@ -13,17 +13,17 @@ import math
 import ml_collections
 import tensorflow as tf
 
-from vae_jax.errors import ConfigError
+from vae_jax import errors
 
 
 def check_config(input_config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError for augmentation settings no run could use."""
   for field in ("rotation_degrees", "brightness_jitter"):
     if input_config[field] < 0:
-      raise ConfigError(f"input.{field} must be >= 0 (0 is off), got "
+      raise errors.ConfigError(f"input.{field} must be >= 0 (0 is off), got "
                         f"{input_config[field]}.")
   if not 0 <= input_config.autocontrast_prob <= 1:
-    raise ConfigError("input.autocontrast_prob must be in [0, 1], got "
+    raise errors.ConfigError("input.autocontrast_prob must be in [0, 1], got "
                       f"{input_config.autocontrast_prob}.")
 
 

