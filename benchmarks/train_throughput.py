@@ -53,10 +53,11 @@ sys.path.insert(0, REPO_ROOT)
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
 from vae_jax.core import checkpoints
-from vae_jax.data import device_held
-from vae_jax.data import batches
 from vae_jax.core import sharding
+from vae_jax.data import device_held
+from vae_jax.data import pipeline
 from vae_jax.trainers import loop
+from vae_jax.trainers import parts
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 flags.DEFINE_list("configs", ["configs/mnist_linear.py"],
@@ -204,29 +205,27 @@ class Setup:
 
   def __init__(self, config):
     self.config = config
-    batches.prepare(config.input)
-    self.image_shape = batches.image_shape(config.input)
+    self.data = pipeline.prepare(config.input)
+    self.image_shape = self.data.image_shape
     self.mesh = sharding.make_mesh()
     self.replicated = sharding.replicated(self.mesh)
     self.data_sharding = sharding.batch_sharded(self.mesh)
-    self.trainer = loop.TRAINERS[config.trainer]
-    self.model = self.trainer.build_model(config, self.image_shape)
+    self.parts = parts.assemble(config, self.image_shape)
+    self.trainer = self.parts.trainer
     self.local_batch_size = sharding.local_batch_size(config.batch_size)
-    self.steps_per_epoch = batches.steps_per_epoch(
-        config.input, self.local_batch_size)
+    self.steps_per_epoch = self.data.steps_per_epoch(self.local_batch_size)
     self.train_step, self.eval_step = self.trainer.make_jitted_steps(
-        config, self.model, self.mesh)
+        config, self.parts, self.mesh)
     self.rng = jax.device_put(jax.random.PRNGKey(1), self.replicated)
 
   def fresh_state(self):
     return jax.jit(functools.partial(
-        self.trainer.create_train_state, self.config, self.model,
+        self.trainer.create_train_state, self.config, self.parts,
         self.image_shape, total_steps=10**6),
                    out_shardings=self.replicated)(jax.random.PRNGKey(0))
 
   def host_batches(self):
-    return batches.train_batches(self.config.input,
-                                        self.local_batch_size, seed=0)
+    return self.data.train_batches(self.local_batch_size, seed=0)
 
 
 def time_steps(run, num_steps: int, repeats: int) -> float:
@@ -276,7 +275,7 @@ def benchmark_config(spec: str) -> dict:
     return metrics
 
   device_runner = device_held.DeviceSteps(
-      config.input, setup.train_step, setup.mesh, setup.local_batch_size,
+      setup.data.device_split(), setup.train_step, setup.mesh, setup.local_batch_size,
       seed=0, rng=setup.rng, max_steps=num_steps)
 
   def device_loop(n):
@@ -301,12 +300,12 @@ def benchmark_config(spec: str) -> dict:
   state, profile = profile_by_kind(device_runner, state, num_steps, trace_dir)
 
   # Once per epoch, besides the steps.
-  eval_ds = batches.eval_dataset(config.input, setup.local_batch_size)
+  eval_ds = setup.data.eval_dataset(setup.local_batch_size)
   evaluate = functools.partial(loop.evaluate, setup.eval_step, state, eval_ds,
                                setup.rng, setup.data_sharding)
   evaluate()  # Compiles, and fills the eval dataset's cache.
   grids = setup.trainer.make_image_grids(
-      config, setup.model,
+      config, setup.parts,
       next(eval_ds.as_numpy_iterator())["image"][
           :config.num_image_samples // 2], setup.rng)
   grids(state)

@@ -1,6 +1,6 @@
 """Scalars read back from the TensorBoard event files of a run's workdir.
 
-`train.train_and_evaluate` logs through clu's `create_default_writer`, which
+`loop.train_and_evaluate` logs through clu's `SummaryWriter`, which
 writes `events.out.tfevents.*` files with `tf.summary.scalar`: TF2 stores each
 scalar as a rank-0 tensor summary (older writers used `simple_value`; both are
 read). A resumed run opens a new file and writes again the steps after its

@@ -192,8 +192,12 @@ def load(input_config: ml_collections.ConfigDict, split: str, *,
   if input_config.dataset == "image_folder":
     examples = image_folder.read(input_config.folder_path, split, share)
   else:
+    # No auto-cache: the pipeline caches what it reads twice (the eval
+    # batches), and a cache that a partial read (the first test images)
+    # leaves behind is discarded with a warning.
     examples = tfds.load(input_config.dataset, split=share,
-                         shuffle_files=False, data_dir=input_config.data_dir)
+                         shuffle_files=False, data_dir=input_config.data_dir,
+                         read_config=tfds.ReadConfig(try_autocache=False))
   return examples.map(functools.partial(_preprocess, input_config=input_config),
                       num_parallel_calls=tf.data.AUTOTUNE)
 

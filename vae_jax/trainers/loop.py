@@ -191,9 +191,10 @@ class _Console:
     seconds, steps = (time.perf_counter() - self._start[0],
                       step - self._start[1])
     left = (self._total_steps - step) * seconds / max(steps, 1)
-    logging.info("epoch %d/%d: %s; %s left", step // self._steps_per_epoch,
+    logging.info("epoch %d/%d: test %s; %s left",
+                 step // self._steps_per_epoch,
                  self._total_steps // self._steps_per_epoch,
-                 _metrics_text(metrics), _duration(left))
+                 _metrics_text(metrics, "test_"), _duration(left))
 
 
 def _write_image_grids(writer, workdir: str, step: int,
