@@ -6,11 +6,12 @@ import ml_collections
 import numpy as np
 import pytest
 
-from vae_jax.objectives import likelihoods
-from vae_jax import models
-from vae_jax.trainers import loop
+from conftest import assemble
 from vae_jax import errors
 from vae_jax.models import autoencoders
+from vae_jax.models import registry
+from vae_jax.models import vae
+from vae_jax.objectives import negative_elbo
 
 
 def linear_params(sizes):
@@ -25,10 +26,28 @@ def compiled(model):
           jax.jit(model.apply, static_argnames=("method", "train", "mutable")))
 
 
+def family_config(name, **fields):
+  """Family `name`'s default config.model with `fields` replaced."""
+  config = registry.get(name).default_config()
+  config.update(fields)
+  return config
+
+
+def build(model_config, image_shape):
+  return registry.build(model_config, image_shape, num_classes=0)
+
+
+def sample_and_decode(model, images, rng, train=False):
+  """A Flax method of a VAE: logits for one z ~ q(z|x) per image, and q's
+  mu and log-variance (as the negative ELBO draws them)."""
+  mu, logvar = model.encode(images, train)
+  z = negative_elbo.reparameterize(rng, mu, logvar)
+  return model.decode(z, train), mu, logvar
+
+
 def mlp_vae_config(hidden_sizes, latent_size):
-  return ml_collections.ConfigDict({
-      "name": "mlp_vae", "hidden_sizes": hidden_sizes,
-      "latent_size": latent_size})
+  return family_config("mlp_vae", hidden_sizes=hidden_sizes,
+                      latent_size=latent_size)
 
 
 @pytest.mark.parametrize("image_shape,hidden,latent,expected", [
@@ -44,19 +63,20 @@ def mlp_vae_config(hidden_sizes, latent_size):
 ])
 def test_mlp_vae_param_count_equals_pytorch_listing(image_shape, hidden,
                                                     latent, expected):
-  model = models.build_model(mlp_vae_config(hidden, latent), image_shape)
+  model = build(mlp_vae_config(hidden, latent), image_shape)
   variables = jax.eval_shape(model.init, jax.random.PRNGKey(0),
-                             jnp.zeros((1, *image_shape)),
-                             jax.random.PRNGKey(1))
-  assert models.count_params(variables["params"]) == expected
+                             jnp.zeros((1, *image_shape)))
+  assert registry.count_params(variables["params"]) == expected
 
 
 def test_mlp_vae_shapes():
-  model = models.build_model(mlp_vae_config((16, 8), 3), (28, 28, 1))
+  model = build(mlp_vae_config((16, 8), 3), (28, 28, 1))
   images = jnp.zeros((5, 28, 28, 1))
   init, apply = compiled(model)
-  variables = init(jax.random.PRNGKey(0), images, jax.random.PRNGKey(1))
-  logits, mu, logvar = apply(variables, images, jax.random.PRNGKey(2))
+  variables = init(jax.random.PRNGKey(0), images)
+  assert apply(variables, images).shape == images.shape
+  logits, mu, logvar = apply(variables, images, jax.random.PRNGKey(2),
+                             method=sample_and_decode)
   assert logits.shape == images.shape
   assert mu.shape == logvar.shape == (5, 3)
   decoded = apply(variables, jnp.zeros((7, 3)), method="decode")
@@ -81,11 +101,10 @@ def convs_params(channels, kernel_size, bias):
 
 
 def count_listing_params(model_config, image_shape):
-  model = models.build_model(model_config, image_shape)
+  model = build(model_config, image_shape)
   variables = jax.eval_shape(model.init, jax.random.PRNGKey(0),
-                             jnp.zeros((1, *image_shape)),
-                             jax.random.PRNGKey(1))
-  return models.count_params(variables["params"])
+                             jnp.zeros((1, *image_shape)))
+  return registry.count_params(variables["params"])
 
 
 def dcgan_listing_params(image_channels, flatten_size, latent_size):
@@ -105,7 +124,7 @@ def dcgan_listing_params(image_channels, flatten_size, latent_size):
 ])
 def test_dcgan_vae_param_count_equals_pytorch_listing(image_shape,
                                                       flatten_size):
-  config = ml_collections.ConfigDict({"name": "dcgan_vae", "latent_size": 128})
+  config = family_config("dcgan_vae", latent_size=128)
   assert count_listing_params(config, image_shape) == dcgan_listing_params(
       image_shape[-1], flatten_size, 128)
 
@@ -120,8 +139,7 @@ def test_small_conv_vae_param_count_equals_pytorch_listing(latent_size):
               + 2 * linear_params([256, latent_size])
               + linear_params([latent_size, 256, 4 * 4 * 128])
               + convs_params([128, 64, 32, 1], 3, bias=True))
-  config = ml_collections.ConfigDict({"name": "small_conv_vae",
-                                      "latent_size": latent_size})
+  config = family_config("small_conv_vae", latent_size=latent_size)
   assert count_listing_params(config, (32, 32, 1)) == expected
 
 
@@ -140,9 +158,8 @@ def test_fc_autoencoder_param_count_equals_pytorch_listing(variant, encoder,
   encoder_sizes, decoder_sizes = autoencoders.SEED_FC_SIZES[variant]
   assert [12288, *encoder_sizes] == encoder
   assert [3, *decoder_sizes, 12288] == decoder
-  config = ml_collections.ConfigDict({
-      "name": "fc_autoencoder", "encoder_sizes": encoder_sizes,
-      "decoder_sizes": decoder_sizes})
+  config = family_config("fc_autoencoder", encoder_sizes=encoder_sizes,
+                        decoder_sizes=decoder_sizes)
   assert count_listing_params(config, (64, 64, 3)) == (
       linear_params(encoder) + linear_params(decoder))
 
@@ -152,15 +169,17 @@ def test_conv_autoencoder_param_count_equals_pytorch_listing():
   # ConvTranspose 4x4 512->256->128->64->3, all with bias.
   expected = (convs_params([3, 64, 128, 256, 512], 4, bias=True)
               + convs_params([512, 256, 128, 64, 3], 4, bias=True))
-  config = ml_collections.ConfigDict({"name": "conv_autoencoder"})
+  config = family_config("conv_autoencoder")
   assert count_listing_params(config, (64, 64, 3)) == expected
 
 
 def check_vae_shapes(model, image_shape, latent_size):
   init, apply = compiled(model)
   images = jax.random.uniform(jax.random.PRNGKey(3), (2, *image_shape))
-  variables = init(jax.random.PRNGKey(0), images, jax.random.PRNGKey(1))
-  logits, mu, logvar = apply(variables, images, jax.random.PRNGKey(2))
+  variables = init(jax.random.PRNGKey(0), images)
+  assert apply(variables, images).shape == images.shape
+  logits, mu, logvar = apply(variables, images, jax.random.PRNGKey(2),
+                             method=sample_and_decode)
   assert logits.shape == images.shape
   assert mu.shape == logvar.shape == (2, latent_size)
   decoded = apply(variables, jnp.zeros((3, latent_size)), method="decode")
@@ -169,40 +188,38 @@ def check_vae_shapes(model, image_shape, latent_size):
 
 
 def test_dcgan_vae_shapes_and_batch_stats():
-  config = ml_collections.ConfigDict({
-      "name": "dcgan_vae", "latent_size": 5, "channels": (4, 8, 8, 6),
-      "dense_size": 16})
-  model = models.build_model(config, (32, 48, 3))
+  config = family_config("dcgan_vae", latent_size=5, channels=(4, 8, 8, 6),
+                        dense_size=16)
+  model = build(config, (32, 48, 3))
   images, variables = check_vae_shapes(model, (32, 48, 3), 5)
   assert "batch_stats" in variables
   _, apply = compiled(model)
   rng = jax.random.PRNGKey(2)
   _, trained = apply(variables, images, rng, train=True,
-                     mutable=("batch_stats",))
+                     mutable=("batch_stats",), method=sample_and_decode)
   changed = jax.tree.map(lambda a, b: bool(jnp.any(a != b)),
                          variables["batch_stats"], trained["batch_stats"])
   assert all(jax.tree.leaves(changed))
   _, evaluated = apply(variables, images, rng, train=False,
-                       mutable=("batch_stats",))
+                       mutable=("batch_stats",), method=sample_and_decode)
   unchanged = jax.tree.map(lambda a, b: bool(jnp.all(a == b)),
                            variables["batch_stats"], evaluated["batch_stats"])
   assert all(jax.tree.leaves(unchanged))
 
 
 def test_small_conv_vae_shapes():
-  config = ml_collections.ConfigDict({
-      "name": "small_conv_vae", "latent_size": 4, "base_channels": 4,
-      "dense_size": 16})
-  model = models.build_model(config, (32, 48, 1))
+  config = family_config("small_conv_vae", latent_size=4, base_channels=4,
+                        dense_size=16)
+  model = build(config, (32, 48, 1))
   _, variables = check_vae_shapes(model, (32, 48, 1), 4)
   assert "batch_stats" not in variables
 
 
 @pytest.mark.parametrize("name", ["small_conv_vae", "dcgan_vae"])
 def test_conv_vaes_reject_sizes_they_cannot_rebuild(name):
-  config = ml_collections.ConfigDict({"name": name, "latent_size": 4})
+  config = family_config(name, latent_size=4)
   with pytest.raises(errors.ConfigError):
-    models.build_model(config, (28, 28, 1))
+    build(config, (28, 28, 1))
 
 
 @pytest.mark.parametrize("model_config,image_shape,code_size", [
@@ -212,15 +229,16 @@ def test_conv_vaes_reject_sizes_they_cannot_rebuild(name):
      4 * 4 * 6),
 ])
 def test_autoencoder_shapes(model_config, image_shape, code_size):
-  model = models.build_model(ml_collections.ConfigDict(model_config),
-                             image_shape)
+  fields = dict(model_config)
+  model = build(family_config(fields.pop("name"), **fields),
+                image_shape)
   assert model.code_size == code_size
   init, apply = compiled(model)
   images = jax.random.uniform(jax.random.PRNGKey(3), (2, *image_shape),
                               minval=-1.0, maxval=1.0)
-  variables = init(jax.random.PRNGKey(0), images, jax.random.PRNGKey(1))
+  variables = init(jax.random.PRNGKey(0), images)
   assert set(variables) == {"params"}
-  outputs = apply(variables, images, jax.random.PRNGKey(2))
+  outputs = apply(variables, images)
   assert outputs.shape == images.shape
   code = apply(variables, images, method="encode")
   assert code.shape == (2, code_size)
@@ -230,15 +248,15 @@ def test_autoencoder_shapes(model_config, image_shape, code_size):
 
 
 def test_extreme_posterior_log_variances_stay_finite(tiny_config):
-  model = loop.build_model(tiny_config, (28, 28, 1))
+  model = assemble(tiny_config).model
   init, apply = compiled(model)
-  variables = init(jax.random.PRNGKey(0), jnp.zeros((1, 28, 28, 1)),
-                   jax.random.PRNGKey(1))
+  variables = init(jax.random.PRNGKey(0), jnp.zeros((1, 28, 28, 1)))
   # Weights large enough that the raw encoder would output logvar ~ 1e4.
   variables = jax.tree.map(lambda x: x * 1e3, variables)
   images = jnp.ones((2, 28, 28, 1))
-  logits, mu, logvar = apply(variables, images, jax.random.PRNGKey(2))
-  low, high = likelihoods.POSTERIOR_LOGVAR_RANGE
+  logits, mu, logvar = apply(variables, images, jax.random.PRNGKey(2),
+                             method=sample_and_decode)
+  low, high = vae.POSTERIOR_LOGVAR_RANGE
   assert low <= float(logvar.min()) and float(logvar.max()) <= high
   assert np.any((logvar == low) | (logvar == high))  # Clipped, not small.
-  assert np.isfinite(float(likelihoods.kl_to_standard_normal(mu, logvar).sum()))
+  assert np.isfinite(float(negative_elbo.kl_to_standard_normal(mu, logvar).sum()))

@@ -2,21 +2,26 @@
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 
-from vae_jax import models
 from vae_jax import errors
+from vae_jax.models import gan
+from vae_jax.models import registry
 
 
 def gan_config(name="acgan", **fields):
-  config = {"name": name, "latent_size": 6, "channels": (4, 8),
-            "discriminator_batch_norm": False, "output_activation": "tanh",
-            **fields}
-  if name == "acgan":
-    config.setdefault("num_classes", 10)
-  return ml_collections.ConfigDict(config)
+  config = gan.default_config(name)
+  config.update({"latent_size": 6, "channels": (4, 8),
+                 "generator_channels": None,
+                 "discriminator_batch_norm": False,
+                 "output_activation": "tanh", **fields})
+  return config
+
+
+def build(config, image_shape, num_classes=10):
+  """`config`'s networks; an ACGAN's for data of `num_classes` classes."""
+  return registry.build(config, image_shape, num_classes)
 
 
 def init(model, image_shape, batch=3):
@@ -32,7 +37,7 @@ def init(model, image_shape, batch=3):
 
 @pytest.mark.parametrize("image_shape", [(28, 28, 1), (32, 16, 3)])
 def test_acgan_shapes_and_output_range(image_shape):
-  model = models.build_model(gan_config(), image_shape)
+  model = build(gan_config(), image_shape)
   z, labels, images, g_vars, d_vars = init(model, image_shape)
   fakes = model.generator.apply(g_vars, z, labels)
   assert fakes.shape == (3, *image_shape)
@@ -43,8 +48,7 @@ def test_acgan_shapes_and_output_range(image_shape):
 
 
 def test_unconditional_gan_has_no_class_head_and_ignores_labels():
-  model = models.build_model(
-      gan_config("gan", output_activation="sigmoid"), (28, 28, 1))
+  model = build(gan_config("gan", output_activation="sigmoid"), (28, 28, 1))
   assert model.num_classes == 0
   z, _, images, g_vars, d_vars = init(model, (28, 28, 1))
   fakes = model.generator.apply(g_vars, z, jnp.array([0, 5, 9]))
@@ -55,7 +59,7 @@ def test_unconditional_gan_has_no_class_head_and_ignores_labels():
 
 
 def test_labels_change_the_acgan_sample():
-  model = models.build_model(gan_config(), (28, 28, 1))
+  model = build(gan_config(), (28, 28, 1))
   z, _, _, g_vars, _ = init(model, (28, 28, 1))
   same_z = jnp.tile(z[:1], (2, 1))
   fakes = model.generator.apply(g_vars, same_z, jnp.array([3, 4]))
@@ -64,7 +68,7 @@ def test_labels_change_the_acgan_sample():
 
 def test_param_counts_follow_the_layer_shapes():
   latent, (c1, c2), classes = 6, (4, 8), 10
-  model = models.build_model(gan_config(), (28, 28, 1))
+  model = build(gan_config(), (28, 28, 1))
   _, _, _, g_vars, d_vars = init(model, (28, 28, 1))
   generator = (classes * latent  # Label embedding.
                + latent * 7 * 7 * c2 + 2 * c2  # Projection (no bias), BN.
@@ -72,14 +76,13 @@ def test_param_counts_follow_the_layer_shapes():
                + 16 * c1 * 1 + 1)  # Output UpConv with bias.
   discriminator = (16 * 1 * c1 + c1 + 16 * c1 * c2 + c2  # Convs with bias.
                    + (7 * 7 * c2 + 1) * (1 + classes))  # Both heads.
-  assert models.count_params(g_vars["params"]) == generator
-  assert models.count_params(d_vars["params"]) == discriminator
+  assert registry.count_params(g_vars["params"]) == generator
+  assert registry.count_params(d_vars["params"]) == discriminator
   assert set(d_vars) == {"params"}  # No BatchNorm by default.
 
 
 def test_discriminator_batch_norm_on_all_levels_but_the_first():
-  model = models.build_model(gan_config(discriminator_batch_norm=True),
-                             (28, 28, 1))
+  model = build(gan_config(discriminator_batch_norm=True), (28, 28, 1))
   _, _, images, _, d_vars = init(model, (28, 28, 1))
   assert list(d_vars["batch_stats"]) == ["BatchNorm_0"]
   assert "bias" in d_vars["params"]["StridedConv_0"]
@@ -91,22 +94,23 @@ def test_discriminator_batch_norm_on_all_levels_but_the_first():
 
 
 def test_generator_may_be_narrower_than_the_discriminator():
-  model = models.build_model(gan_config(generator_channels=(2, 3)),
-                             (28, 28, 1))
+  model = build(gan_config(generator_channels=(2, 3)), (28, 28, 1))
   z, labels, _, g_vars, d_vars = init(model, (28, 28, 1))
   assert g_vars["params"]["project"]["kernel"].shape == (6, 7 * 7 * 3)
   assert d_vars["params"]["StridedConv_1"]["kernel"].shape == (4, 4, 4, 8)
   assert model.generator.apply(g_vars, z, labels).shape == (3, 28, 28, 1)
 
 
-@pytest.mark.parametrize("config,image_shape,message", [
-    (gan_config(), (30, 30, 1), "divisible by 4"),
-    (gan_config(num_classes=0), (28, 28, 1), "num_classes >= 2"),
-    (gan_config(output_activation="relu"), (28, 28, 1),
+@pytest.mark.parametrize("config,image_shape,num_classes,message", [
+    (gan_config(), (30, 30, 1), 10, "divisible by 4"),
+    (gan_config(), (28, 28, 1), 0, "at least 2 classes, got 0"),
+    (gan_config(), (28, 28, 1), 1, "at least 2 classes, got 1"),
+    (gan_config(output_activation="relu"), (28, 28, 1), 10,
      "output_activation 'relu' is unknown"),
-    (gan_config(generator_channels=(4, 8, 8)), (28, 28, 1),
+    (gan_config(generator_channels=(4, 8, 8)), (28, 28, 1), 10,
      "as many levels"),
 ])
-def test_bad_model_configs_fail_in_one_line(config, image_shape, message):
+def test_bad_model_configs_fail_in_one_line(config, image_shape, num_classes,
+                                            message):
   with pytest.raises(errors.ConfigError, match=message):
-    models.build_model(config, image_shape)
+    build(config, image_shape, num_classes)

@@ -4,8 +4,6 @@ bfloat16 is slow on CPUs, so these check only that it runs, keeps float32
 where it must, and lands close to float32.
 """
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -13,12 +11,12 @@ import numpy as np
 import pytest
 
 import gan_runs
+from conftest import assemble
 from conftest import initial_state
-from vae_jax.trainers import adversarial
-from vae_jax.objectives import negative_elbo
 from vae_jax.core import precision
-from vae_jax.trainers import loop
 from vae_jax.errors import ConfigError
+from vae_jax.trainers import adversarial
+from vae_jax.trainers import single_network
 
 IMAGE_SHAPE = (28, 28, 1)
 
@@ -35,11 +33,10 @@ def float_dtypes(tree):
 
 
 def autoencoder_steps(config, compute_dtype, num_steps=3):
-  model = loop.build_model(config, IMAGE_SHAPE)
-  state = initial_state(loop.create_train_state, config, model, IMAGE_SHAPE,
-                        total_steps=10)
-  terms_fn = negative_elbo.terms_fn_for(model, config.loss, compute_dtype)
-  step = jax.jit(functools.partial(loop.train_step, terms_fn=terms_fn))
+  config.compute_dtype = compute_dtype
+  parts = assemble(config, IMAGE_SHAPE)
+  state = initial_state(config, parts, IMAGE_SHAPE, total_steps=10)
+  step = jax.jit(single_network.bound_steps(config, parts)[0])
   losses = []
   for _ in range(num_steps):
     state, metrics = step(state, batch(), jax.random.PRNGKey(1))
@@ -84,12 +81,10 @@ def test_apply_in_computes_in_bfloat16_and_returns_float32():
 def test_gan_step_in_bfloat16_keeps_float32_state():
   config = gan_runs.tiny_gan_config()
   config.compute_dtype = "bfloat16"
-  model = adversarial.build_model(config, IMAGE_SHAPE)
-  assert model.compute_dtype == "bfloat16"
-  state = initial_state(adversarial.create_train_state, config, model,
-                        IMAGE_SHAPE, total_steps=10)
-  step = jax.jit(functools.partial(adversarial.train_step, model=model,
-                                   n_critic=1, aux_weight=1.0))
+  parts = assemble(config, IMAGE_SHAPE)
+  assert adversarial.settings_of(config, parts).compute_dtype == "bfloat16"
+  state = initial_state(config, parts, IMAGE_SHAPE, total_steps=10)
+  step = jax.jit(adversarial.bound_steps(config, parts)[0])
   new_state, metrics = step(state, batch(), jax.random.PRNGKey(1))
   assert bool(metrics["finite"]) and metrics["loss"].dtype == jnp.float32
   assert float_dtypes(new_state) == {jnp.dtype(jnp.float32)}

@@ -1,9 +1,25 @@
-"""Config and workdir checks name the field at fault."""
+"""Config and workdir checks name the field at fault.
+
+Each piece checks its own section: the loop its fields (`loop.check_config`,
+which calls the others), the data pipeline `input`, the model registry
+`model`, the objective `loss`, the trainer its optimizers; the workdir is
+`outputs.check_workdir`'s.
+"""
 
 import jax
 import pytest
 
+import gan_runs
 from vae_jax import errors
+from vae_jax.core import optimizers
+from vae_jax.core import outputs
+from vae_jax.data import pipeline
+from vae_jax.models import registry
+from vae_jax.objectives import negative_elbo
+from vae_jax.objectives import nonsaturating_gan
+from vae_jax.trainers import adversarial
+from vae_jax.trainers import loop
+from vae_jax.trainers import single_network
 
 
 @pytest.mark.parametrize("field,value,message", [
@@ -18,34 +34,96 @@ from vae_jax import errors
     ("optimizer.learning_rate", 0.0, "learning_rate must be positive"),
     ("input.dataset", "imagenet_typo", "input.dataset 'imagenet_typo' is not"),
     ("input.mnist_source", "ftp", "input.mnist_source 'ftp'"),
-    ("input.pixel_range", "0-255", "input.pixel_range must be"),
+    ("input.pixel_range", "0-255", "input.pixel_range '0-255' is unknown"),
     ("num_image_samples", 1, "num_image_samples must be >= 2"),
     ("optimizer.name", "adagrad", "optimizer.name 'adagrad' is unknown"),
     ("optimizer.schedule", "step", "optimizer.schedule 'step' is unknown"),
-    ("loss.learned_variance", "diagonal", "loss.learned_variance must be"),
+    ("loss.learned_variance", "diagonal",
+     "loss.learned_variance 'diagonal' is unknown"),
+    ("loss.objective", "poisson_elbo", "loss.objective 'poisson_elbo' is "
+     "unknown"),
 ])
 def test_bad_values_name_the_field(tiny_config, field, value, message):
   parent, _, name = field.rpartition(".")
   (tiny_config[parent] if parent else tiny_config)[name] = value
   with pytest.raises(errors.ConfigError, match=message):
-    errors.validate_config(tiny_config)
+    loop.check_config(tiny_config)
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("n_critic", 0, "n_critic must be >= 1"),
+    ("loss.aux_weight", -1.0, "loss.aux_weight must be >= 0"),
+    ("optimizer.generator.learning_rate", 0.0,
+     "optimizer.generator.learning_rate must be positive"),
+    ("optimizer.discriminator.name", "adagrad",
+     "optimizer.discriminator.name 'adagrad' is unknown"),
+    ("optimizer.discriminator.schedule", "step",
+     "optimizer.discriminator.schedule 'step' is unknown"),
+])
+def test_bad_gan_values_name_the_field(field, value, message):
+  config = gan_runs.tiny_gan_config()
+  loop.check_config(config)
+  parent, _, name = field.rpartition(".")
+  (config[parent] if parent else config)[name] = value
+  with pytest.raises(errors.ConfigError, match=message):
+    loop.check_config(config)
+
+
+def test_each_section_is_checked_by_its_piece(tiny_config):
+  tiny_config.input.pixel_range = "0-255"
+  with pytest.raises(errors.ConfigError, match="input.pixel_range"):
+    pipeline.check_config(tiny_config.input)
+  tiny_config.model.latent_size = 0
+  with pytest.raises(errors.ConfigError, match="model.latent_size"):
+    registry.check_config(tiny_config.model)
+  tiny_config.loss.kl_warmup_steps = -1
+  with pytest.raises(errors.ConfigError, match="loss.kl_warmup_steps must be "
+                     ">= 0"):
+    negative_elbo.check_config(tiny_config.loss)
+  tiny_config.optimizer.learning_rate = -1.0
+  with pytest.raises(errors.ConfigError, match="optimizer.learning_rate"):
+    single_network.check_config(tiny_config)
+  with pytest.raises(errors.ConfigError, match=r"opt\.learning_rate must be "
+                     "positive, got -1.0"):
+    optimizers.check_config(tiny_config.optimizer, "opt")
+  gan_config = gan_runs.tiny_gan_config()
+  gan_config.loss.aux_weight = -1.0
+  with pytest.raises(errors.ConfigError, match="aux_weight"):
+    nonsaturating_gan.check_config(gan_config.loss)
+  gan_config.n_critic = 0
+  with pytest.raises(errors.ConfigError, match="n_critic"):
+    adversarial.check_config(gan_config)
+
+
+@pytest.mark.parametrize("objective,message", [
+    ("nonsaturating_gan", "loss.objective 'nonsaturating_gan' trains gan "
+     "models; model 'mlp_vae' is a latent_variable model"),
+    ("autoencoder_mse", "loss.objective 'autoencoder_mse' trains autoencoder "
+     "models"),
+])
+def test_objective_must_train_the_model_family(tiny_config, objective,
+                                               message):
+  tiny_config.loss.objective = objective
+  with pytest.raises(errors.ConfigError, match=message):
+    loop.check_config(tiny_config)
 
 
 def test_batch_must_divide_over_devices(tiny_config, monkeypatch):
   monkeypatch.setattr(jax, "device_count", lambda: 3)
   with pytest.raises(errors.ConfigError,
                      match="batch_size 8 is not divisible by the 3 devices"):
-    errors.validate_config(tiny_config)
+    loop.check_config(tiny_config)
 
 
-def test_tiny_config_is_valid(tiny_config):
-  errors.validate_config(tiny_config)
+def test_tiny_configs_are_valid(tiny_config):
+  loop.check_config(tiny_config)
+  loop.check_config(gan_runs.tiny_gan_config())
 
 
 def test_workdir_that_is_a_file_is_rejected(tmp_path):
   path = tmp_path / "file"
   path.write_text("x")
   with pytest.raises(errors.UserInputError, match="not a directory"):
-    errors.validate_workdir(str(path))
-  errors.validate_workdir(str(tmp_path))  # A directory is fine.
-  errors.validate_workdir(str(tmp_path / "new"))  # So is a new path.
+    outputs.check_workdir(str(path))
+  outputs.check_workdir(str(tmp_path))  # A directory is fine.
+  outputs.check_workdir(str(tmp_path / "new"))  # So is a new path.
