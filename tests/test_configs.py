@@ -18,8 +18,8 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from test_models import convs_params, dcgan_listing_params, linear_params
-from vae_jax.data import batches
-from vae_jax import models
+from vae_jax.data import pipeline
+from vae_jax.models import registry
 from vae_jax.trainers import loop
 
 SMALL_CONV_16 = (convs_params([1, 32, 64, 128], 3, bias=True)
@@ -100,9 +100,8 @@ def config_and_data(name, argument, tmp_path):
 def abstract_params(config):
   """`config`'s parameter count, from shapes alone; reads one image."""
   state = loop.abstract_train_state(
-      config, trainer=loop.TRAINERS[config.trainer],
-      image_shape=batches.image_shape(config.input))
-  return models.count_params(state.params)
+      config, image_shape=pipeline.prepare(config.input).image_shape)
+  return registry.count_params(state.params)
 
 
 CONFIG_IDS = [f"{n}:{a}" if a else n for n, a, _ in CONFIGS]
