@@ -35,6 +35,7 @@ from vae_jax.data import device_held
 from vae_jax.data import pipeline
 from vae_jax.models import registry as models
 from vae_jax.objectives import registry as objectives
+from vae_jax.trainers import console as console_lib
 from vae_jax.trainers import parts as parts_lib
 
 # The loop's own fields, positive integers all.
@@ -99,6 +100,12 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   pipeline.check_config(config.input)
   models.check_config(config.model)
   _, objective, trainer = parts_lib.declared(config)
+  missing = sorted(set(objective.default_config()) - set(config.loss))
+  errors.require(
+      not missing, f"loss.objective {objective.name!r} reads "
+      f"{', '.join('loss.' + field for field in missing)}, which this config "
+      "lacks; start it from loop.default_config("
+      f"{config.model.name!r}, {objective.name!r}).")
   objective.check_config(config.loss)
   trainer.check_config(config)
 
@@ -153,48 +160,33 @@ def summarize_window(window: list[dict[str, np.ndarray]],
   return summary, nonfinite_streak
 
 
-def _metrics_text(metrics: dict[str, float], prefix: str = "") -> str:
-  return ", ".join(f"{name[len(prefix):]} {value:.4g}"
-                   for name, value in sorted(metrics.items())
-                   if name.startswith(prefix))
+def _device_held_steps(data, eval_ds, jitted_train_step, jitted_eval_step,
+                       mesh, local_batch_size: int, seed: int, rngs,
+                       max_steps: int):
+  """A `device_held.StepRunner` and an evaluator (state -> sums) on the
+  splits held on the devices, each step chunk one compiled loop."""
+  train_rng, eval_rng = rngs
+  run_steps = device_held.DeviceSteps(
+      data.device_split(), jitted_train_step, mesh, local_batch_size, seed,
+      train_rng, max_steps=max_steps)
+  return run_steps, device_held.device_evaluator(eval_ds, jitted_eval_step,
+                                                 mesh, eval_rng)
 
 
-def _duration(seconds: float) -> str:
-  minutes, seconds = divmod(int(round(seconds)), 60)
-  hours, minutes = divmod(minutes, 60)
-  return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s"
-
-
-class _Console:
-  """The run's log: a line per log window and one per epoch, nothing more
-  (TensorBoard gets every scalar and image)."""
-
-  def __init__(self, total_steps: int, steps_per_epoch: int, start_step: int,
-               batch_size: int):
-    self._total_steps, self._steps_per_epoch = total_steps, steps_per_epoch
-    self._batch_size = batch_size
-    self._start = (time.perf_counter(), start_step)
-    self._window_start = self._start
-
-  def window(self, step: int, summary: dict[str, float]) -> None:
-    now = time.perf_counter()
-    seconds, steps = now - self._window_start[0], step - self._window_start[1]
-    self._window_start = (now, step)
-    skipped = int(summary.get("nonfinite_steps", 0))
-    logging.info("step %d/%d: %s; %.0f images/s%s", step, self._total_steps,
-                 _metrics_text({k: v for k, v in summary.items()
-                                if k != "nonfinite_steps"}),
-                 steps * self._batch_size / max(seconds, 1e-9),
-                 f"; {skipped} non-finite steps skipped" if skipped else "")
-
-  def epoch(self, step: int, metrics: dict[str, float]) -> None:
-    seconds, steps = (time.perf_counter() - self._start[0],
-                      step - self._start[1])
-    left = (self._total_steps - step) * seconds / max(steps, 1)
-    logging.info("epoch %d/%d: test %s; %s left",
-                 step // self._steps_per_epoch,
-                 self._total_steps // self._steps_per_epoch,
-                 _metrics_text(metrics, "test_"), _duration(left))
+def _host_fed_steps(data, eval_ds, jitted_train_step, jitted_eval_step, mesh,
+                    local_batch_size: int, seed: int, rngs, start_step: int):
+  """A one-step `device_held.StepRunner` on batches from the host, from
+  `start_step` on, and an evaluator (state -> sums) batch by batch."""
+  train_rng, eval_rng = rngs
+  data_sharding = sharding.batch_sharded(mesh)
+  run_steps = device_held.host_step_runner(
+      sharding.prefetch_to_mesh(
+          data.train_batches(local_batch_size, seed, start_step),
+          data_sharding),
+      jitted_train_step, train_rng)
+  return run_steps, functools.partial(
+      evaluate, jitted_eval_step, eval_ds=eval_ds, rng=eval_rng,
+      data_sharding=data_sharding)
 
 
 def _write_image_grids(writer, workdir: str, step: int,
@@ -206,7 +198,7 @@ def _write_image_grids(writer, workdir: str, step: int,
 
 
 def _make_writer(workdir: str) -> metric_writers.MetricWriter:
-  """TensorBoard summaries from process 0; the console is `_Console`'s."""
+  """TensorBoard summaries from process 0; the console is `console.Console`'s."""
   if jax.process_index() > 0:
     return metric_writers.MultiWriter([])
   return metric_writers.AsyncWriter(metric_writers.SummaryWriter(workdir))
@@ -241,7 +233,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
 
   mesh = sharding.make_mesh()
   replicated = sharding.replicated(mesh)
-  data_sharding = sharding.batch_sharded(mesh)
   # Made inside jit, so that on multi-process runs they are global arrays.
   init_rng, train_rng, eval_rng, sample_rng = jax.jit(
       lambda: tuple(jax.random.split(jax.random.PRNGKey(config.seed), 4)),
@@ -281,23 +272,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
                jax.device_count(), "on the devices from the split held there"
                if batches_on_device else "on the host")
   if batches_on_device:
-    run_steps = device_held.DeviceSteps(
-        data.device_split(), jitted_train_step, mesh, local_batch_size,
-        config.seed, train_rng, max_steps=min(periods))
-    eval_sums = device_held.device_evaluator(eval_ds, jitted_eval_step, mesh,
-                                             eval_rng)
+    run_steps, eval_sums = _device_held_steps(
+        data, eval_ds, jitted_train_step, jitted_eval_step, mesh,
+        local_batch_size, config.seed, (train_rng, eval_rng),
+        max_steps=min(periods))
   else:
-    run_steps = device_held.host_step_runner(
-        sharding.prefetch_to_mesh(
-            data.train_batches(local_batch_size, config.seed, start_step),
-            data_sharding),
-        jitted_train_step, train_rng)
-    eval_sums = functools.partial(evaluate, jitted_eval_step, eval_ds=eval_ds,
-                                  rng=eval_rng, data_sharding=data_sharding)
+    run_steps, eval_sums = _host_fed_steps(
+        data, eval_ds, jitted_train_step, jitted_eval_step, mesh,
+        local_batch_size, config.seed, (train_rng, eval_rng), start_step)
     periods = (1,)
 
   writer = _make_writer(workdir)
-  console = _Console(total_steps, steps_per_epoch, start_step, batch_size)
+  console = console_lib.Console(total_steps, steps_per_epoch, start_step,
+                                batch_size)
 
   def run_eval(state, step: int) -> dict[str, float]:
     metrics = per_image_means(eval_sums(state))
@@ -374,7 +361,5 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   }
   if jax.process_index() == 0:
     outputs.write_json(os.path.join(workdir, "results.json"), results)
-  logging.info("Final test metrics: %s; %d steps in %s.",
-               _metrics_text(eval_metrics, "test_"), steps_run,
-               _duration(train_seconds))
+  console.final(eval_metrics, steps_run, train_seconds)
   return results

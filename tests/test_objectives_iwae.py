@@ -1,0 +1,135 @@
+"""The IWAE and k-sample VAE objectives: exact at k = 1, tighter with k, and
+differentiated correctly. The module is the whole of both objectives: these
+tests reach them only through the config and the trainer's step."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import test_util as jax_test_util
+
+from conftest import assemble
+from conftest import initial_state
+from vae_jax import errors
+from vae_jax.objectives import iwae
+from vae_jax.trainers import loop
+from vae_jax.trainers import single_network
+
+IMAGE_SHAPE = (4, 4, 1)
+
+
+def tiny_config(objective, num_samples):
+  config = loop.default_config("mlp_vae", objective)
+  config.model.hidden_sizes = (8,)
+  config.model.latent_size = 3
+  if objective != "negative_elbo":
+    config.loss.num_samples = num_samples
+  return config
+
+
+def images(size=6):
+  return np.random.default_rng(0).uniform(
+      size=(size, *IMAGE_SHAPE)).astype(np.float32)
+
+
+def eval_terms(config, rng=3):
+  """Per-image means of the eval step's terms, and the state."""
+  parts = assemble(config, IMAGE_SHAPE)
+  state = initial_state(config, parts, IMAGE_SHAPE, total_steps=10)
+  _, eval_step = single_network.bound_steps(config, parts)
+  x = images()
+  sums = jax.jit(eval_step)(state, {"image": x, "mask": np.ones(len(x), bool)},
+                            jax.random.PRNGKey(rng))
+  return {k: float(v) / len(x) for k, v in sums.items() if k != "count"}, state
+
+
+def test_at_one_sample_the_iwae_bound_is_the_elbo_of_that_sample():
+  iwae_terms, state = eval_terms(tiny_config("iwae", 1))
+  vae_terms, _ = eval_terms(tiny_config("vae_k", 1))
+  assert iwae_terms == vae_terms  # logsumexp of one term is the term.
+  # The same sample's ELBO, computed here from the model's own outputs.
+  x = jnp.asarray(images())
+  variables = single_network.variables(state)
+  mu, logvar = state.apply_fn(variables, x, method="encode")
+  eps = jax.random.normal(jax.random.PRNGKey(3), (1, *mu.shape))
+  z = mu + jnp.exp(0.5 * logvar) * eps[0]
+  p = jax.nn.sigmoid(state.apply_fn(variables, z, method="decode"))
+  log_px_z = jnp.sum((x * jnp.log(p) + (1 - x) * jnp.log1p(-p)).reshape(
+      len(x), -1), axis=-1)
+  log_pz = jnp.sum(-0.5 * (z**2 + math.log(2 * math.pi)), axis=-1)
+  log_qz = jnp.sum(-0.5 * (eps[0]**2 + logvar + math.log(2 * math.pi)),
+                   axis=-1)
+  elbo = float(jnp.mean(log_px_z + log_pz - log_qz))
+  np.testing.assert_allclose(iwae_terms["loss"], -elbo, rtol=1e-5)
+
+
+def test_k_sample_vae_averages_and_iwae_bounds_above_it():
+  iwae_terms, _ = eval_terms(tiny_config("iwae", 8))
+  vae_terms, _ = eval_terms(tiny_config("vae_k", 8))
+  # Jensen: the log of the mean weight is at least the mean log weight.
+  assert iwae_terms["loss"] < vae_terms["loss"]
+  assert iwae_terms["recon"] == pytest.approx(vae_terms["recon"])
+
+
+def test_bound_rises_toward_the_exact_log_likelihood():
+  """p(z) = N(0, 1), p(x|z) = N(sigmoid(z), 0.1) on one pixel; q(z|x) =
+  N(-0.5, 3), wider than the posterior and off its center. log p(x) by quadrature on a fine grid
+  of z."""
+  variance, x = 0.1, np.float32(0.7)
+  grid = np.linspace(-12, 12, 200_001)
+  log_joint = (-0.5 * (grid**2 + math.log(2 * math.pi))
+               - 0.5 * ((x - 1 / (1 + np.exp(-grid)))**2 / variance
+                        + math.log(2 * math.pi * variance)))
+  log_px = np.log(np.sum(np.exp(log_joint)) * (grid[1] - grid[0]))
+  mu, logvar = jnp.full((1, 1), -0.5), jnp.full((1, 1), math.log(3.0))
+  image = jnp.full((1, 1, 1, 1), x)
+  bounds = []
+  for k in (1, 2, 5, 50):
+    eps = jax.random.normal(jax.random.PRNGKey(k), (400, k, 1, 1))
+    def bound(eps):
+      logits = (mu[None] + jnp.exp(0.5 * logvar)[None] * eps).reshape(
+          k, 1, 1, 1)
+      weights, _ = iwae.log_weights(logits, mu, logvar, eps, image,
+                                    likelihood="gaussian",
+                                    gaussian_variance=variance)
+      return jax.nn.logsumexp(weights, axis=0) - math.log(k)
+    bounds.append(float(jnp.mean(jax.vmap(bound)(eps))))  # 400 repeats.
+  assert bounds == sorted(bounds), bounds
+  assert all(b <= log_px + 1e-3 for b in bounds)
+  assert log_px - bounds[-1] < 0.1 * (log_px - bounds[0]), (bounds, log_px)
+
+
+@pytest.mark.parametrize("objective", ["iwae", "vae_k"])
+def test_gradient_matches_finite_differences(objective):
+  config = tiny_config(objective, 4)
+  parts = assemble(config, IMAGE_SHAPE)
+  state = initial_state(config, parts, IMAGE_SHAPE, total_steps=10)
+  x = images(3)
+
+  def loss(params):
+    def run_model(*args, method):
+      return single_network.run_model(state, params, *args, method=method,
+                                      train=True, compute_dtype="float32")
+    terms, _ = parts.objective.terms(run_model, params, x,
+                                     jax.random.PRNGKey(5), state.step,
+                                     loss_config=config.loss)
+    return terms["loss"].mean()
+
+  jax_test_util.check_grads(loss, (state.params,), order=1, modes=["rev"],
+                            eps=1e-2, atol=2e-2, rtol=2e-2)
+
+
+def test_num_samples_must_be_positive():
+  config = tiny_config("iwae", 0)
+  with pytest.raises(errors.ConfigError, match="num_samples"):
+    loop.check_config(config)
+
+
+def test_an_objective_whose_fields_the_config_lacks_is_refused():
+  config = tiny_config("negative_elbo", 1)
+  config.loss.objective = "iwae"
+  with pytest.raises(errors.ConfigError, match=r"loss.num_samples.*"
+                     r"default_config\('mlp_vae', 'iwae'\)"):
+    loop.check_config(config)
