@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 from vae_jax.data import sources
-from vae_jax.data import batches
+from vae_jax.data import pipeline
 from vae_jax.errors import DataError
 
 # Each class's images have their own gray level, so labels can be checked;
@@ -39,12 +39,12 @@ def folder_config(tiny_config, tmp_path):
 @pytest.mark.parametrize("in_memory", [True, False])
 def test_labels_are_sorted_folder_names(folder_config, in_memory):
   folder_config.in_memory = in_memory
-  assert batches.prepare(folder_config) == "image_folder"
-  assert batches.image_shape(folder_config) == (8, 8, 1)
-  assert batches.steps_per_epoch(folder_config, 4) == 2
-  train = next(batches.train_batches(folder_config, 4, seed=0))
-  test = next(batches.eval_dataset(folder_config, 4)
-              .as_numpy_iterator())
+  data = pipeline.prepare(folder_config)
+  assert data.source == "image_folder"
+  assert data.image_shape == (8, 8, 1)
+  assert data.steps_per_epoch(4) == 2
+  train = next(data.train_batches(4, seed=0))
+  test = next(data.eval_dataset(4).as_numpy_iterator())
   for batch in (train, test):
     assert batch["image"].shape == (4, 8, 8, 1)
     assert batch["label"].dtype == np.int32
@@ -55,17 +55,16 @@ def test_labels_are_sorted_folder_names(folder_config, in_memory):
 
 def test_rgb_stays_rgb_and_resizes(folder_config):
   folder_config.update(grayscale=False, image_size=4)
-  assert batches.image_shape(folder_config) == (4, 4, 3)
+  assert pipeline.prepare(folder_config).image_shape == (4, 4, 3)
 
 
 def test_mixed_sizes_need_image_size(folder_config, tmp_path):
   write_png(tmp_path / "pngs" / "testing" / "dog" / "big.png", 6, 10)
   with pytest.raises(DataError, match=r"dog/big.png is 6x10 but .* is 8x8; "
                      "set input.image_size"):
-    batches.prepare(folder_config)
+    pipeline.prepare(folder_config)
   folder_config.image_size = 8
-  batches.prepare(folder_config)
-  test = next(batches.eval_dataset(folder_config, 16)
+  test = next(pipeline.prepare(folder_config).eval_dataset(16)
               .as_numpy_iterator())
   assert test["image"].shape == (16, 8, 8, 1) and test["mask"].sum() == 9
 
@@ -75,14 +74,14 @@ def test_empty_folder_is_named(folder_config, tmp_path):
   folder_config.folder_path = str(tmp_path / "empty")
   with pytest.raises(DataError, match=f"image folder {tmp_path}/empty is "
                      "empty"):
-    batches.prepare(folder_config)
+    pipeline.prepare(folder_config)
 
 
 def test_missing_split_lists_the_splits_there(folder_config):
   folder_config.test_split = "test"
   with pytest.raises(DataError, match=r"no split folder 'test' \(it has "
                      r"\['testing', 'training'\]\)"):
-    batches.prepare(folder_config)
+    pipeline.prepare(folder_config)
 
 
 def test_processes_read_disjoint_equal_shares(folder_config, monkeypatch):
@@ -110,7 +109,7 @@ def test_split_without_images_is_named(folder_config, tmp_path, image_size):
   for png in (tmp_path / "pngs" / "testing").glob("*/*.png"):
     png.unlink()
   with pytest.raises(DataError, match="pngs/testing holds no .png"):
-    batches.prepare(folder_config)
+    pipeline.prepare(folder_config)
 
 
 def test_unreadable_files_fail_or_are_skipped_as_configured(folder_config,
@@ -119,11 +118,10 @@ def test_unreadable_files_fail_or_are_skipped_as_configured(folder_config,
       b"\x89PNG\r\n\x1a\n not really")
   with pytest.raises(DataError, match=r"training has 1 file\(s\) that do not "
                      r"decode as images, e.g. .*cat/broken.png"):
-    batches.prepare(folder_config)
+    pipeline.prepare(folder_config)
   folder_config.unreadable_images = "skip"
-  batches.prepare(folder_config)
-  assert batches.steps_per_epoch(folder_config, 1) == 8  # Not 9.
+  assert pipeline.prepare(folder_config).steps_per_epoch(1) == 8  # Not 9.
   for in_memory in (True, False):
     folder_config.in_memory = in_memory
-    batch = next(batches.train_batches(folder_config, 8, seed=0))
+    batch = next(pipeline.prepare(folder_config).train_batches(8, seed=0))
     assert sorted(batch["label"]) == [0] * 4 + [1] * 4

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from vae_jax.data import batches
+from vae_jax.data import pipeline
 from vae_jax.core import sharding
 from vae_jax.errors import DataError
 
@@ -25,14 +25,14 @@ def test_batches_are_deterministic_and_resume_mid_epoch(tiny_config,
                                                         in_memory):
   tiny_config.input.in_memory = in_memory
   with tfds.testing.mock_data(num_examples=20):
-    steps = batches.steps_per_epoch(tiny_config.input, 4)
+    data = pipeline.prepare(tiny_config.input)
+    steps = data.steps_per_epoch(4)
     assert steps == 5
-    full = take(batches.train_batches(tiny_config.input, 4, seed=3), 12)
-    again = take(batches.train_batches(tiny_config.input, 4, seed=3), 12)
-    resumed = take(batches.train_batches(tiny_config.input, 4, seed=3,
-                                                start_step=7), 5)
-    other_seed = take(batches.train_batches(tiny_config.input, 4,
-                                                   seed=4), 5)
+    full = take(data.train_batches(4, seed=3), 12)
+    again = take(pipeline.prepare(tiny_config.input).train_batches(4, seed=3),
+                 12)
+    resumed = take(data.train_batches(4, seed=3, start_step=7), 5)
+    other_seed = take(data.train_batches(4, seed=4), 5)
   for a, b in zip(full, again):
     np.testing.assert_array_equal(a, b)
   for a, b in zip(full[7:], resumed):  # Crosses the epoch boundary at 10.
@@ -47,7 +47,7 @@ def test_batches_are_deterministic_and_resume_mid_epoch(tiny_config,
 
 def test_eval_dataset_pads_with_masked_examples(tiny_config):
   with tfds.testing.mock_data(num_examples=10):
-    batches = list(batches.eval_dataset(tiny_config.input, 4)
+    batches = list(pipeline.prepare(tiny_config.input).eval_dataset(4)
                    .as_numpy_iterator())
   masks = np.concatenate([b["mask"] for b in batches])
   assert len(batches) == 3
@@ -62,29 +62,29 @@ def test_processes_agree_on_batches_when_their_shares_differ(tiny_config,
   monkeypatch.setattr(sharding, "each_process",
                       lambda count: np.asarray([count, count + 3]))
   with tfds.testing.mock_data(num_examples=10):
-    batches = list(batches.eval_dataset(tiny_config.input, 4)
-                   .as_numpy_iterator())
-    assert batches.steps_per_epoch(tiny_config.input, 4) == 2
+    data = pipeline.prepare(tiny_config.input)
+    batches = list(data.eval_dataset(4).as_numpy_iterator())
+    assert data.steps_per_epoch(4) == 2
   assert len(batches) == 4
   assert np.concatenate([b["mask"] for b in batches]).sum() == 10
   monkeypatch.setattr(sharding, "each_process",
                       lambda count: np.asarray([count, count - 3]))
   with tfds.testing.mock_data(num_examples=10):
-    assert batches.steps_per_epoch(tiny_config.input, 4) == 1
+    assert pipeline.prepare(tiny_config.input).steps_per_epoch(4) == 1
 
 
 def test_split_smaller_than_a_batch_is_an_error(tiny_config):
   with tfds.testing.mock_data(num_examples=3):
     with pytest.raises(DataError, match="fewer than one batch"):
-      batches.steps_per_epoch(tiny_config.input, 4)
+      pipeline.prepare(tiny_config.input).steps_per_epoch(4)
 
 
 def first_train_batch(config, batch_size=4):
-  return next(batches.train_batches(config, batch_size, seed=0))
+  return next(pipeline.prepare(config).train_batches(batch_size, seed=0))
 
 
 def first_eval_batch(config, batch_size=4):
-  return next(batches.eval_dataset(config, batch_size)
+  return next(pipeline.prepare(config).eval_dataset(batch_size)
               .as_numpy_iterator())
 
 
@@ -105,8 +105,7 @@ def test_datasets_give_preprocessed_shapes_and_unit_range(
   config = tiny_config.input
   config.update(dataset=dataset, download="always", **options)
   with tfds.testing.mock_data(num_examples=8):
-    batches.prepare(config)
-    assert batches.image_shape(config) == shape
+    assert pipeline.prepare(config).image_shape == shape
     train, test = first_train_batch(config), first_eval_batch(config)
   for batch in (train, test):
     assert batch["image"].shape == (4, *shape)
@@ -122,7 +121,7 @@ def test_celeb_a_keeps_listed_attributes_and_crops_the_center(tiny_config):
   with tfds.testing.mock_data(num_examples=8):
     raw = next(iter(tfds.load("celeb_a", split="test")))
     # No image_size: the 140x140 crop itself.
-    assert batches.image_shape(config) == (140, 140, 3)
+    assert pipeline.prepare(config).image_shape == (140, 140, 3)
     batch = first_eval_batch(config)
     train = first_train_batch(config)
   for b in (batch, train):
@@ -162,12 +161,13 @@ def test_augmentations_are_deterministic_per_seed_and_step(tiny_config,
   tiny_config.input.in_memory = in_memory
   config = augmented(tiny_config.input)
   with tfds.testing.mock_data(num_examples=16):
-    full = take(batches.train_batches(config, 4, seed=3), 7)
-    again = take(batches.train_batches(config, 4, seed=3), 7)
-    resumed = take(batches.train_batches(config, 4, seed=3,
-                                                start_step=3), 4)
-    other_seed = take(batches.train_batches(config, 4, seed=4), 7)
-    plain = take(batches.train_batches(tiny_config.input, 4, seed=3), 7)
+    data = pipeline.prepare(config)
+    full = take(data.train_batches(4, seed=3), 7)
+    again = take(pipeline.prepare(config).train_batches(4, seed=3), 7)
+    resumed = take(data.train_batches(4, seed=3, start_step=3), 4)
+    other_seed = take(data.train_batches(4, seed=4), 7)
+    plain = take(pipeline.prepare(tiny_config.input).train_batches(4, seed=3),
+                 7)
   for a, b in zip(full, again):
     np.testing.assert_array_equal(a, b)
   for a, b in zip(full[3:], resumed):  # Crosses the epoch boundary at 4.
