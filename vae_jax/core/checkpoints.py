@@ -44,16 +44,30 @@ class SaveError(RuntimeError):
   """A checkpoint could not be written (a full disk, a lost bucket)."""
 
 
+def _stop_after_failure(manager: ocp.CheckpointManager) -> None:
+  """Lets the failed save's other writes end, then stops Orbax's threads.
+
+  Left running, they fail one by one as the process exits and print
+  tracebacks ("Event loop is closed") after the run's one-line error.
+  """
+  for stop in (manager.wait_until_finished, manager.close):
+    try:
+      stop()
+    except Exception:  # pylint: disable=broad-exception-caught
+      pass  # The first failure is the one reported.
+
+
 @contextlib.contextmanager
 def _reporting_save_errors(manager: ocp.CheckpointManager):
   # Saves are asynchronous: a failure surfaces at the next save or wait.
   try:
     yield
   except Exception as e:  # pylint: disable=broad-exception-caught
-    raise SaveError(
-        f"writing a checkpoint in {manager.directory} failed "
-        f"({_first_line(e)}); the steps it lists, "
-        f"{manager.all_steps() or 'none'}, are complete.") from e
+    message = (f"writing a checkpoint in {manager.directory} failed "
+               f"({_first_line(e)}); the steps it lists, "
+               f"{manager.all_steps() or 'none'}, are complete.")
+    _stop_after_failure(manager)
+    raise SaveError(message) from e
 
 
 def save(manager: ocp.CheckpointManager, state: Any, rng: jax.Array) -> None:
