@@ -12,12 +12,14 @@ import tensorflow_datasets as tfds
 
 import gan_runs
 import mock_runs
-from vae_jax.data import device_held
-from vae_jax.data import batches
+from conftest import assemble
 from vae_jax.core import preemption
 from vae_jax.core import sharding
-from vae_jax.trainers import loop
+from vae_jax.data import device_held
+from vae_jax.data import pipeline
 from vae_jax.errors import ConfigError
+from vae_jax.trainers import loop
+from vae_jax.trainers import parts as parts_lib
 
 MOCK_EXAMPLES = 40  # 5 steps of 8 per epoch.
 
@@ -28,22 +30,22 @@ def run_steps(config, chunk_ends, on_device):
   image_shape = (28, 28, 1)
   mesh = sharding.make_mesh()
   replicated = sharding.replicated(mesh)
-  trainer = loop.TRAINERS[config.trainer]
-  model = trainer.build_model(config, image_shape)
-  state = jax.jit(functools.partial(trainer.create_train_state, config, model,
+  parts = assemble(config, image_shape)
+  trainer = parts.trainer
+  state = jax.jit(functools.partial(trainer.create_train_state, config, parts,
                                     image_shape, total_steps=100),
                   out_shardings=replicated)(jax.random.PRNGKey(0))
-  step, _ = trainer.make_jitted_steps(config, model, mesh)
+  step, _ = trainer.make_jitted_steps(config, parts, mesh)
   rng = jax.device_put(jax.random.PRNGKey(1), replicated)
   with tfds.testing.mock_data(num_examples=MOCK_EXAMPLES):
+    data = pipeline.prepare(config.input)
     if on_device:
       runner = device_held.DeviceSteps(
-          config.input, step, mesh, config.batch_size, config.seed, rng,
-          max_steps=3)
+          data.device_split(), step, mesh, config.batch_size, config.seed,
+          rng, max_steps=3)
     else:
       runner = device_held.host_step_runner(sharding.prefetch_to_mesh(
-          batches.train_batches(config.input, config.batch_size,
-                                       config.seed),
+          data.train_batches(config.batch_size, config.seed),
           sharding.batch_sharded(mesh)), step, rng)
     blocks, first = [], 0
     for end in chunk_ends:
@@ -54,10 +56,10 @@ def run_steps(config, chunk_ends, on_device):
   return state, device_held.per_step_metrics(blocks)
 
 
-@pytest.mark.parametrize("trainer", list(loop.TRAINERS))
+@pytest.mark.parametrize("trainer", list(parts_lib.TRAINERS))
 def test_compiled_loop_trains_like_the_per_step_loop(tiny_config, trainer):
-  config = {"autoencoder": tiny_config,
-            "gan": gan_runs.tiny_gan_config()}[trainer]
+  config = {"single_network": tiny_config,
+            "adversarial": gan_runs.tiny_gan_config()}[trainer]
   chunk_ends = (2, 5, 7)  # Crosses the epoch boundary at 5.
   device_state, device_metrics = run_steps(config, chunk_ends, on_device=True)
   host_state, host_metrics = run_steps(config, chunk_ends, on_device=False)
@@ -92,15 +94,26 @@ def test_per_step_metrics_unstacks_loop_buffers():
 
 
 def test_auto_holds_unaugmented_in_memory_splits_only(tiny_config):
+  def resident():
+    return device_held.is_device_resident(tiny_config.input, (28, 28, 1),
+                                          MOCK_EXAMPLES)
+
   with tfds.testing.mock_data(num_examples=MOCK_EXAMPLES):
-    assert device_held.is_device_resident(tiny_config.input, (28, 28, 1))
-    tiny_config.input.rotation_degrees = 10.0
-    assert not device_held.is_device_resident(tiny_config.input, (28, 28, 1))
-    tiny_config.input.rotation_degrees = 0.0
-    tiny_config.input.in_memory = False
-    assert not device_held.is_device_resident(tiny_config.input, (28, 28, 1))
-    tiny_config.input.device_resident = "always"
-    assert device_held.is_device_resident(tiny_config.input, (28, 28, 1))
+    assert pipeline.prepare(tiny_config.input).is_device_resident()
+  assert resident()
+  tiny_config.input.rotation_degrees = 10.0
+  assert not resident()
+  tiny_config.input.rotation_degrees = 0.0
+  tiny_config.input.in_memory = False
+  assert not resident()
+  tiny_config.input.device_resident = "always"
+  assert resident()
+  tiny_config.input.device_resident = "auto"
+  tiny_config.input.in_memory = True
+  # Above device_held.AUTO_MAX_BYTES of float32 pixels, it stays on the host.
+  too_many = device_held.AUTO_MAX_BYTES // (28 * 28 * 4) + 1
+  assert not device_held.is_device_resident(tiny_config.input, (28, 28, 1),
+                                            too_many)
 
 
 def test_impossible_settings_are_config_errors(tiny_config):
@@ -132,8 +145,7 @@ def test_run_stopped_mid_epoch_between_checkpoints_resumes_exactly(
   tiny_config.checkpoint_every_steps = 6
   total_steps = 16
   num_examples = 64
-  uninterrupted = run(tiny_config, tmp_path / "uninterrupted",
-                               num_examples)
+  uninterrupted = run(tiny_config, tmp_path / "uninterrupted", num_examples)
   assert uninterrupted["batches_on_device"]
 
   def stop_at_step_4(requests, manager, first_step, last_step):
