@@ -10,12 +10,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gan_runs import run, tiny_gan_config
+from conftest import assemble
 from conftest import initial_state
-from vae_jax.trainers import adversarial
-from vae_jax import models
-from vae_jax.trainers import loop
+from gan_runs import run, tiny_gan_config
 from vae_jax import errors
+from vae_jax.data import sources
+from vae_jax.models import registry
+from vae_jax.trainers import adversarial
+from vae_jax.trainers import loop
 
 IMAGE_SHAPE = (28, 28, 1)
 
@@ -26,24 +28,26 @@ def gan_config():
 
 
 def make_state(config):
-  model = adversarial.build_model(config, IMAGE_SHAPE)
-  return model, initial_state(adversarial.create_train_state, config, model,
-                              IMAGE_SHAPE, total_steps=100)
+  """The steps' settings (the model, its objective) and a fresh state."""
+  parts = assemble(config, IMAGE_SHAPE)
+  return (adversarial.settings_of(config, parts),
+          initial_state(config, parts, IMAGE_SHAPE, total_steps=100))
 
 
 @pytest.fixture(scope="module")
 def tiny_state():
-  """The tiny ACGAN's model and state, shared: a jitted step compiles again
-  for every new state (its optimizers are static parts of the pytree)."""
+  """The tiny ACGAN's settings and state, shared: a jitted step compiles
+  again for every new state (its optimizers are static parts of the
+  pytree)."""
   return make_state(tiny_gan_config())
 
 
 @pytest.fixture(scope="module")
 def train_steps(tiny_state):
   """Jitted train steps of the tiny ACGAN by n_critic (~10 s to compile)."""
-  model, _ = tiny_state
-  return {n: jax.jit(functools.partial(adversarial.train_step, model=model,
-                                       n_critic=n, aux_weight=1.0))
+  settings, _ = tiny_state
+  return {n: jax.jit(functools.partial(adversarial.train_step,
+                                       settings=settings, n_critic=n))
           for n in (1, 2)}
 
 
@@ -70,13 +74,20 @@ def assert_changed(network, other):
 
 
 def test_acgan_classes_come_from_the_data(gan_config):
-  assert adversarial.build_model(gan_config, IMAGE_SHAPE).num_classes == 10
+  assert assemble(gan_config, IMAGE_SHAPE).model.num_classes == 10
   gan_config.input.dataset = "celeb_a"
   gan_config.input.attributes = ("Smiling", "Male")
-  assert adversarial.num_classes(gan_config.input) == 4
+  assert sources.num_classes(gan_config.input) == 4
   gan_config.input.dataset = "stanford_dogs"
   with pytest.raises(errors.ConfigError, match="has neither"):
-    adversarial.build_model(gan_config, IMAGE_SHAPE)
+    assemble(gan_config, IMAGE_SHAPE)
+  # Refused with the config, before the data is prepared.
+  gan_config.input.image_size = 32
+  with pytest.raises(errors.ConfigError, match="has neither"):
+    loop.check_config(gan_config)
+  gan_config.model.name = "gan"  # Unconditional: no classes needed.
+  loop.check_config(gan_config)
+  assert assemble(gan_config, IMAGE_SHAPE).model.num_classes == 0
 
 
 def test_celeb_a_attributes_are_read_as_bits():
@@ -90,9 +101,9 @@ def test_celeb_a_attributes_are_read_as_bits():
 def test_pixel_range_must_match_the_output_activation(gan_config):
   gan_config.input.pixel_range = "unit"
   with pytest.raises(errors.ConfigError, match="pixel_range='symmetric'"):
-    adversarial.build_model(gan_config, IMAGE_SHAPE)
+    assemble(gan_config, IMAGE_SHAPE)
   gan_config.model.output_activation = "sigmoid"
-  adversarial.build_model(gan_config, IMAGE_SHAPE)
+  assemble(gan_config, IMAGE_SHAPE)
 
 
 @pytest.fixture(scope="module")
@@ -109,10 +120,9 @@ def batch_norm_state():
 ])
 def test_each_update_leaves_the_other_network_bit_identical(
     batch_norm_state, step_fn, updated, unchanged):
-  model, state = batch_norm_state
+  settings, state = batch_norm_state
   new_state, metrics, finite = jax.jit(functools.partial(
-      step_fn, model=model, aux_weight=1.0))(
-          state, random_batch(), jax.random.PRNGKey(1))
+      step_fn, settings=settings))(state, random_batch(), jax.random.PRNGKey(1))
   assert bool(finite) and np.isfinite(float(metrics[f"{updated[0]}_loss"]))
   assert_identical(getattr(state, unchanged), getattr(new_state, unchanged))
   assert_changed(getattr(state, updated), getattr(new_state, updated))
@@ -160,11 +170,11 @@ def test_non_finite_step_is_skipped_but_counted(tiny_state, train_steps):
 
 @pytest.mark.xdist_group("tiny_acgan_steps")
 def test_eval_step_ignores_padding(tiny_state):
-  model, state = tiny_state
+  settings, state = tiny_state
   batch = random_batch()
   batch["mask"] = np.array([True] * 5 + [False] * 3)
-  eval_step = jax.jit(functools.partial(adversarial.eval_step, model=model,
-                                        aux_weight=1.0))
+  eval_step = jax.jit(functools.partial(adversarial.eval_step,
+                                        settings=settings))
   sums = eval_step(state, batch, jax.random.PRNGKey(0))
   unpadded = eval_step(state, {k: v[:5] for k, v in batch.items()},
                        jax.random.PRNGKey(0))
@@ -177,16 +187,21 @@ def test_eval_step_ignores_padding(tiny_state):
 def test_gan_and_autoencoder_settings_are_checked_apart(gan_config):
   gan_config.n_critic = 0
   with pytest.raises(errors.ConfigError, match="n_critic must be >= 1"):
-    errors.validate_config(gan_config)
+    loop.check_config(gan_config)
   gan_config.n_critic = 1
   gan_config.optimizer.generator.learning_rate = 0.0
   with pytest.raises(errors.ConfigError,
                      match="optimizer.generator.learning_rate"):
-    errors.validate_config(gan_config)
+    loop.check_config(gan_config)
   gan_config.optimizer.generator.learning_rate = 1e-4
-  gan_config.trainer = "autoencoder"
-  with pytest.raises(errors.ConfigError, match="set trainer='gan'"):
-    errors.validate_config(gan_config)
+  loop.check_config(gan_config)
+  # The family names its trainer; an objective of the other trainer is
+  # refused.
+  gan_config.loss.objective = "negative_elbo"
+  with pytest.raises(errors.ConfigError, match="loss.objective "
+                     "'negative_elbo' trains latent_variable models; model "
+                     "'acgan' is a gan model"):
+    loop.check_config(gan_config)
 
 
 def test_acgan_trains_and_writes_every_output(gan_config, tmp_path):
@@ -195,9 +210,8 @@ def test_acgan_trains_and_writes_every_output(gan_config, tmp_path):
   results = run(gan_config, tmp_path)
   steps_per_epoch = 40 // gan_config.batch_size
   assert results["steps"] == 2 * steps_per_epoch
-  state = loop.abstract_train_state(gan_config, trainer=loop.TRAINERS["gan"],
-                                     image_shape=IMAGE_SHAPE)
-  assert results["num_params"] == models.count_params(state.params)
+  state = loop.abstract_train_state(gan_config, image_shape=IMAGE_SHAPE)
+  assert results["num_params"] == registry.count_params(state.params)
   for name in ("loss", "d_loss", "g_loss", "d_real_accuracy",
                "d_fake_accuracy", "aux_real_accuracy", "aux_fake_accuracy"):
     assert np.isfinite(results[f"test_{name}"])

@@ -217,6 +217,6 @@ def num_classes(input_config: ml_collections.ConfigDict) -> int:
     return 10
   if input_config.dataset == "celeb_a":
     return 2 ** len(input_config.attributes)
-  raise errors.DataError(
+  raise errors.ConfigError(
       "only MNIST's digit and CelebA's attributes are class labels to "
       f"condition on; input.dataset {input_config.dataset!r} has neither.")

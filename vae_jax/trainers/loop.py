@@ -33,6 +33,7 @@ from vae_jax.core import resume
 from vae_jax.core import sharding
 from vae_jax.data import device_held
 from vae_jax.data import pipeline
+from vae_jax.data import sources
 from vae_jax.models import registry as models
 from vae_jax.objectives import registry as objectives
 from vae_jax.trainers import console as console_lib
@@ -99,7 +100,9 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   precision.check_config(config.compute_dtype)
   pipeline.check_config(config.input)
   models.check_config(config.model)
-  _, objective, trainer = parts_lib.declared(config)
+  model_family, objective, trainer = parts_lib.declared(config)
+  if model_family.conditional:  # Raises for data without class labels.
+    sources.num_classes(config.input)
   missing = sorted(set(objective.default_config()) - set(config.loss))
   errors.require(
       not missing, f"loss.objective {objective.name!r} reads "
