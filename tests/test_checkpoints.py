@@ -10,12 +10,11 @@ import ml_collections
 import numpy as np
 import pytest
 
-from conftest import batchnorm_config, initial_state
+from conftest import assemble, batchnorm_config, initial_state
 import mock_runs
-from vae_jax.core import checkpoints
-from vae_jax.objectives import negative_elbo
-from vae_jax.trainers import loop
 from vae_jax import errors
+from vae_jax.core import checkpoints
+from vae_jax.trainers import single_network
 
 IMAGE_SHAPE = (16, 16, 1)
 
@@ -26,18 +25,17 @@ def images(seed, size=8):
 
 
 def fresh_state(config, image_shape):
-  model = loop.build_model(config, image_shape)
-  return model, initial_state(loop.create_train_state, config, model,
-                              image_shape, total_steps=10)
+  parts = assemble(config, image_shape)
+  return parts, initial_state(config, parts, image_shape, total_steps=10)
 
 
 def test_batchnorm_model_evaluates_the_same_after_restore(tiny_config,
                                                           tmp_path):
   config = batchnorm_config(tiny_config)
-  model, fresh = fresh_state(config, IMAGE_SHAPE)
-  terms_fn = negative_elbo.terms_fn_for(model, config.loss)
+  parts, fresh = fresh_state(config, IMAGE_SHAPE)
+  train_step, eval_step = single_network.bound_steps(config, parts)
   state = fresh
-  step = jax.jit(functools.partial(loop.train_step, terms_fn=terms_fn))
+  step = jax.jit(train_step)
   for i in range(3):
     state, _ = step(state, {"image": images(i)}, jax.random.PRNGKey(1))
   # Training moved the running statistics away from their initial values.
@@ -45,9 +43,8 @@ def test_batchnorm_model_evaluates_the_same_after_restore(tiny_config,
       jax.tree.leaves(state.batch_stats), jax.tree.leaves(fresh.batch_stats)))
 
   eval_batch = {"image": images(10), "mask": np.ones(8, bool)}
-  evaluate = functools.partial(
-      jax.jit(functools.partial(loop.eval_step, terms_fn=terms_fn)),
-      batch=eval_batch, rng=jax.random.PRNGKey(2))
+  evaluate = functools.partial(jax.jit(eval_step), batch=eval_batch,
+                               rng=jax.random.PRNGKey(2))
   before = jax.device_get(evaluate(state))
   rng = jax.random.PRNGKey(3)
   manager = checkpoints.make_manager(str(tmp_path), config)
