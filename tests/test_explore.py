@@ -10,10 +10,10 @@ import tensorflow_datasets as tfds
 
 from conftest import make_tiny_config
 from conftest import save_untrained_run
-from vae_jax import compare
-from vae_jax import explore
-from vae_jax.analysis import runs
 from vae_jax import errors
+from vae_jax import explore
+from vae_jax.analysis import comparison
+from vae_jax.analysis import runs
 
 NUM_EXAMPLES = 40  # Mock MNIST images per split.
 
@@ -46,8 +46,8 @@ def test_informative_dims_rank_by_kl_then_by_spread():
   codes[:, 2] = [2, -2, 2, -2]  # Far from the prior: the most KL.
   codes[:, 0] = [0.5, -0.5, 0.5, -0.5]
   split = runs.EncodedSplit(codes=codes, logvar=np.zeros_like(codes),
-                               labels=np.zeros(4), images=None,
-                               model_images=None)
+                            labels=np.zeros(4), images=None,
+                            model_images=None)
   assert explore.informative_dims(split, 2) == [2, 0]
   autoencoder_split = runs.EncodedSplit(
       codes=codes * [1, 0, 0.1], logvar=None, labels=np.zeros(4),
@@ -133,7 +133,7 @@ def test_a_run_workdir_is_no_sweep(tmp_path):
 def test_metrics_table_lines_up_models():
   metrics = {"frechet_distance_classifier_features": 12.3456,
              "frechet_distance_real_train_images": 0.5}
-  table = compare.metrics_table([
+  table = comparison.metrics_table([
       ("vae", metrics), ("acgan", {**metrics, "conditioning_accuracy": 0.9})])
   header, vae_row, acgan_row = table.splitlines()
   assert header.split("  ")[0].strip() == "model"
