@@ -6,8 +6,8 @@ import tensorflow_datasets as tfds
 
 from conftest import make_tiny_config
 from gan_runs import MOCK_EXAMPLES, run, tiny_gan_config
-from vae_jax import compare
 from vae_jax import errors
+from vae_jax.analysis import comparison
 
 
 @pytest.fixture(scope="module")
@@ -23,17 +23,17 @@ def runs(tmp_path_factory):
 
 def test_compare_writes_one_labelled_panel_per_model(runs, tmp_path):
   with tfds.testing.mock_data(num_examples=MOCK_EXAMPLES):
-    entries = [compare.model_samples(str(runs / name), 6, seed=0)
+    entries = [comparison.model_samples(str(runs / name), 6, seed=0)
                for name in ("vae", "gan")]
     output = tmp_path / "figures" / "vae_vs_gan.png"
-    compare.compare([str(runs / "vae"), str(runs / "gan")], str(output),
-                    num_samples=6, steps=[None, 3])
+    comparison.compare([str(runs / "vae"), str(runs / "gan")], str(output),
+                       num_samples=6, steps=[None, 3])
   labels = [label for _, label in entries]
   assert labels == ["mlp_vae on mnist, run 'vae', step 5",
                     "gan on mnist, run 'gan', step 5"]
   for images, _ in entries:
     assert images.shape == (6, 28, 28, 1)
-  figure = compare.comparison_figure(entries)
+  figure = comparison.comparison_figure(entries)
   assert [ax.get_title(loc="left") for ax in figure.axes] == labels
   assert matplotlib.image.imread(output).shape[0] > 0
 
@@ -47,4 +47,4 @@ def test_bad_arguments_fail_in_one_line(kwargs, message, tmp_path):
   arguments = {"workdirs": ["a", "b"], "output": str(tmp_path / "c.png"),
                **kwargs}
   with pytest.raises(errors.UserInputError, match=message):
-    compare.compare(**arguments)
+    comparison.compare(**arguments)

@@ -4,7 +4,6 @@ import os
 import subprocess
 import sys
 
-import ml_collections
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
@@ -12,9 +11,11 @@ import tensorflow_datasets as tfds
 from conftest import REPO_ROOT
 from conftest import make_tiny_config
 from conftest import save_untrained_run
-from vae_jax.core import outputs
-from vae_jax import sample
+from conftest import shrink_run
 from vae_jax import errors
+from vae_jax.analysis import sampling
+from vae_jax.core import outputs
+from vae_jax.trainers import loop
 
 NUM_EXAMPLES = 8  # Mock MNIST; only the image shape is read.
 
@@ -25,18 +26,16 @@ def runs(tmp_path_factory):
   workdirs = {"vae": tmp_path_factory.mktemp("vae"),
               "autoencoder": tmp_path_factory.mktemp("autoencoder")}
   save_untrained_run(make_tiny_config(), workdirs["vae"])
-  config = make_tiny_config()
-  config.input.pixel_range = "symmetric"
-  config.model = ml_collections.ConfigDict({
-      "name": "fc_autoencoder", "encoder_sizes": (16, 3),
-      "decoder_sizes": (16,)})
+  config = shrink_run(loop.default_config("fc_autoencoder"))
+  assert config.input.pixel_range == "symmetric"
+  config.model.update(encoder_sizes=(16, 3), decoder_sizes=(16,))
   save_untrained_run(config, workdirs["autoencoder"])
   return workdirs
 
 
 def run_sample(workdir, num_samples, **kwargs):
   with tfds.testing.mock_data(num_examples=NUM_EXAMPLES):
-    return sample.sample(str(workdir), num_samples, **kwargs)
+    return sampling.sample(str(workdir), num_samples, **kwargs)
 
 
 def test_samples_are_uint8_images_and_follow_the_seed(runs, tmp_path):
@@ -49,7 +48,7 @@ def test_samples_are_uint8_images_and_follow_the_seed(runs, tmp_path):
   assert not np.array_equal(run_sample(runs["vae"], 3, seed=2), images[:3])
   path = tmp_path / "new" / "samples.npz"
   outputs.check_output_path(str(path), ".npz")
-  sample.write_samples(str(path), images)
+  sampling.write_samples(str(path), images)
   np.testing.assert_array_equal(np.load(path)["images"], images)
 
 

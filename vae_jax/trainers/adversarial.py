@@ -259,8 +259,10 @@ def eval_step(state: GanState, batch: dict[str, jax.Array], rng: jax.Array,
 
 
 def settings_of(config: ml_collections.ConfigDict, parts) -> Settings:
+  # Frozen, so that Settings hash: jit takes them as a static argument.
   return Settings(model=parts.model, terms=parts.objective.terms,
-                  loss_config=config.loss, compute_dtype=config.compute_dtype)
+                  loss_config=ml_collections.FrozenConfigDict(config.loss),
+                  compute_dtype=config.compute_dtype)
 
 
 def bound_steps(config: ml_collections.ConfigDict, parts
