@@ -5,17 +5,17 @@ import math
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
 from conftest import make_tiny_config
 from conftest import save_untrained_run
-from vae_jax import analyze
-from vae_jax.analysis import latent_metrics
-from vae_jax.trainers import loop
+from conftest import shrink_run
 from vae_jax import errors
+from vae_jax.analysis import latent_metrics
+from vae_jax.analysis import report as report_lib
+from vae_jax.trainers import loop
 
 NUM_EXAMPLES = 40  # Mock MNIST: 40 test images too.
 ALL_FIGURES = ("learning_curves.png", "reconstructions.png", "samples.png",
@@ -25,11 +25,9 @@ pytestmark = pytest.mark.xdist_group("analyze_runs")
 
 
 def autoencoder_config():
-  config = make_tiny_config()
-  config.input.pixel_range = "symmetric"
-  config.model = ml_collections.ConfigDict({
-      "name": "fc_autoencoder", "encoder_sizes": (16, 3),
-      "decoder_sizes": (16,)})
+  config = shrink_run(loop.default_config("fc_autoencoder"))
+  assert config.input.pixel_range == "symmetric"
+  config.model.update(encoder_sizes=(16, 3), decoder_sizes=(16,))
   return config
 
 
@@ -50,7 +48,7 @@ def runs(tmp_path_factory):
 
 def run_analyze(workdir, **kwargs):
   with tfds.testing.mock_data(num_examples=NUM_EXAMPLES):
-    return analyze.analyze(str(workdir), **kwargs)
+    return report_lib.analyze(str(workdir), **kwargs)
 
 
 def test_vae_analysis_writes_every_figure_and_sane_numbers(runs):
