@@ -1,10 +1,10 @@
 """The command line: bad input ends in one clear line, not a traceback.
 
-Every mistake goes through what `python -m vae_jax.main` runs, `parse_flags`
-then `main`, in one process started for them all (`exit_messages`): a
-process of its own per mistake took seconds each to import TensorFlow and
-JAX, and this test process holds other tools' flags besides main's. One
-mistake is also made on the real command line.
+Every mistake goes through what `python -m vae_jax.main` runs,
+`cli.parse_flags` then `main`, in one process started for them all
+(`exit_messages`): a process of its own per mistake took seconds each to
+import TensorFlow and JAX, and this test process holds other tools' flags
+besides main's. One mistake is also made on the real command line.
 """
 
 import json
@@ -21,6 +21,7 @@ from conftest import REPO_ROOT
 MAIN_ON_EACH_ARGV = """
 import json, sys
 from absl.testing import flagsaver
+from vae_jax import cli
 from vae_jax import main
 
 codes = []
@@ -28,7 +29,7 @@ for argv in json.loads(sys.argv[1]):
   sys.argv = argv  # The config flag finds its overrides here, as under app.run.
   with flagsaver.flagsaver():
     try:
-      main.main(main.parse_flags(argv))
+      main.main(cli.parse_flags(argv))
       codes.append(0)
     except SystemExit as e:
       codes.append(e.code)
@@ -40,7 +41,7 @@ BAD_CONFIGS = [
     ("--config.num_epoch=3", "unknown config field 'num_epoch'"),
     # Raised by the config file's get_config (its traceback is dropped).
     ("--config=configs/dogs_ae.py:fcn9", "dogs_ae variant 'fcn9' is unknown"),
-    # Rejected by validation.validate_config inside train_and_evaluate.
+    # Rejected by loop.check_config inside train_and_evaluate.
     ("--config.batch_size=0", "batch_size must be positive"),
     # A hand-made cluster described in part, before JAX would wait for it.
     ("--num_processes=2", "needs all of --coordinator_address"),
