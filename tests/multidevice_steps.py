@@ -19,12 +19,11 @@ import sys
 import jax
 import numpy as np
 
-from conftest import batchnorm_config, make_tiny_config
+from conftest import assemble, batchnorm_config, make_tiny_config
 from gan_runs import tiny_gan_config
 import mock_runs
 from vae_jax.core import checkpoints
 from vae_jax.core import sharding
-from vae_jax.trainers import loop
 
 NUM_DEVICES = 8
 GLOBAL_BATCH = 16  # Two images per device.
@@ -57,14 +56,14 @@ def make_batch(config, image_shape, seed=0) -> dict[str, np.ndarray]:
 
 @functools.cache
 def trainer_parts(name: str, mesh):
-  """`name`'s config, model and jitted train step on `mesh`, built once: a
-  new jit of the same step would compile again."""
+  """`name`'s config, parts (`trainers.parts.assemble`) and jitted train
+  step on `mesh`, built once: a new jit of the same step would compile
+  again."""
   make_config, image_shape = MODELS[name]
   config = make_config()
-  trainer = loop.TRAINERS[config.trainer]
-  model = trainer.build_model(config, image_shape)
-  train_step, _ = trainer.make_jitted_steps(config, model, mesh)
-  return config, model, train_step
+  parts = assemble(config, image_shape)
+  train_step, _ = parts.trainer.make_jitted_steps(config, parts, mesh)
+  return config, parts, train_step
 
 
 def initial_state(name: str, mesh):
@@ -74,10 +73,9 @@ def initial_state(name: str, mesh):
   initialization compiled for 8 devices would cost seconds and is not what
   these tests compare.
   """
-  config, model, _ = trainer_parts(name, mesh)
-  trainer = loop.TRAINERS[config.trainer]
+  config, parts, _ = trainer_parts(name, mesh)
   state = jax.jit(functools.partial(
-      trainer.create_train_state, config, model, MODELS[name][1],
+      parts.trainer.create_train_state, config, parts, MODELS[name][1],
       total_steps=10))(jax.random.PRNGKey(0))
   return config, jax.device_put(state, sharding.replicated(mesh))
 

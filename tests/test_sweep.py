@@ -9,13 +9,13 @@ import pytest
 
 from conftest import REPO_ROOT
 from test_configs import write_png_folder
-from vae_jax.core import outputs
-from vae_jax import sweep
 from vae_jax import errors
+from vae_jax.core import outputs
+from vae_jax.sweeps import runner
 
 
 def test_values_take_the_field_type(tiny_config):
-  runs = sweep.make_runs(tiny_config, [
+  runs = runner.make_runs(tiny_config, [
       "loss.kl_weight=5e-1,1", "input.image_size=32", "input.in_memory=False",
       "optimizer.name=sgd", "model.hidden_sizes=(64,32),(16,)"])
   assert len(runs) == 2 * 2
@@ -30,7 +30,7 @@ def test_values_take_the_field_type(tiny_config):
 
 
 def test_the_first_field_varies_slowest(tiny_config):
-  runs = sweep.make_runs(tiny_config, ["loss.kl_weight=1,0.1",
+  runs = runner.make_runs(tiny_config, ["loss.kl_weight=1,0.1",
                                        "model.latent_size=2,8"])
   assert [run.name for run in runs] == [
       "loss.kl_weight=1.0,model.latent_size=2",
@@ -40,13 +40,13 @@ def test_the_first_field_varies_slowest(tiny_config):
 
 
 def test_run_config_leaves_the_base_config_alone(tiny_config):
-  (run,) = sweep.make_runs(tiny_config, ["model.latent_size=8"])
-  config = sweep.run_config(tiny_config, run.overrides)
+  (run,) = runner.make_runs(tiny_config, ["model.latent_size=8"])
+  config = runner.run_config(tiny_config, run.overrides)
   assert config.model.latent_size == 8 and tiny_config.model.latent_size == 4
 
 
 def test_names_are_filesystem_safe(tiny_config):
-  (run,) = sweep.make_runs(tiny_config, ["input.folder_path=/data/my pngs"])
+  (run,) = runner.make_runs(tiny_config, ["input.folder_path=/data/my pngs"])
   assert run.name == "input.folder_path=_data_my_pngs"
 
 
@@ -62,17 +62,17 @@ def test_names_are_filesystem_safe(tiny_config):
 ])
 def test_mistakes_are_config_errors(tiny_config, flag, message):
   with pytest.raises(errors.ConfigError, match=message):
-    sweep.make_runs(tiny_config, [flag])
+    runner.make_runs(tiny_config, [flag])
 
 
 def test_a_field_swept_twice_is_an_error(tiny_config):
   with pytest.raises(errors.ConfigError, match="more than one --sweep"):
-    sweep.make_runs(tiny_config, ["seed=1,2", "seed=3"])
+    runner.make_runs(tiny_config, ["seed=1,2", "seed=3"])
 
 
 def test_a_bad_value_stops_the_sweep_before_any_run(tiny_config, tmp_path):
   with pytest.raises(errors.ConfigError, match="kl_weight must be >= 0"):
-    sweep.run_sweep(tiny_config, str(tmp_path / "sweep"),
+    runner.run_sweep(tiny_config, str(tmp_path / "sweep"),
                     ["loss.kl_weight=1,-1"])
   assert not (tmp_path / "sweep").exists()
 
@@ -112,24 +112,24 @@ def test_sweep_writes_runs_and_summary_and_skips_them_when_rerun(
                        report)
     return report
 
-  monkeypatch.setattr(sweep.analyze, "analyze", fake_analyze)
+  monkeypatch.setattr(runner.report, "analyze", fake_analyze)
   config = folder_config(tiny_config, png_folder)
   config.num_epochs = 1
   workdir = tmp_path / "sweep"
   flags = ["loss.kl_weight=1,0.1,0.01"]
   names = ["loss.kl_weight=1.0", "loss.kl_weight=0.1", "loss.kl_weight=0.01"]
-  sweep.run_sweep(config, str(workdir), flags, dry_run=True)
+  runner.run_sweep(config, str(workdir), flags, dry_run=True)
   assert capsys.readouterr().out.count("new ") == 3
   assert not workdir.exists()
-  summary = sweep.run_sweep(config, str(workdir), flags)
+  summary = runner.run_sweep(config, str(workdir), flags)
   assert analyzed == names
   assert "active_units" in capsys.readouterr().out  # The printed table.
   results = [workdir / name / "results.json" for name in names]
   before = mtimes(results)
-  assert sweep.run_sweep(config, str(workdir), flags) == summary
+  assert runner.run_sweep(config, str(workdir), flags) == summary
   assert mtimes(results) == before and analyzed == names  # Nothing redone.
   capsys.readouterr()
-  sweep.run_sweep(config, str(workdir), flags, dry_run=True)
+  runner.run_sweep(config, str(workdir), flags, dry_run=True)
   assert capsys.readouterr().out.count("done ") == 3
 
   on_disk = json.loads((workdir / "sweep_summary.json").read_text())
@@ -145,9 +145,9 @@ def test_sweep_writes_runs_and_summary_and_skips_them_when_rerun(
 
 
 # The killed sweep's config file: 2 epochs of `folder_config`, 4 steps. It
-# must not import this module, which would import vae_jax.sweep a second time
-# beside `python -m vae_jax.sweep`. Importing conftest also gives the
-# subprocess its cheap compilation.
+# must not import this module, whose imports (the tests' other modules) the
+# command does not need. Importing conftest also gives the subprocess its
+# cheap compilation.
 CONFIG_FILE = f"""
 from conftest import make_tiny_config
 
@@ -164,7 +164,9 @@ def get_config(folder):
 KILLING_SWEEP = """
 import json, os, signal, sys
 from absl import app
-from vae_jax import analyze, checkpoints, main, sweep
+from vae_jax import cli, sweep
+from vae_jax.analysis import report
+from vae_jax.core import checkpoints
 
 save, kill_in = checkpoints.save, sys.argv.pop(1)
 
@@ -180,8 +182,8 @@ def stand_in_analysis(run_dir):
     json.dump({"stand_in": True}, f)
 
 checkpoints.save = save_then_die
-analyze.analyze = stand_in_analysis
-app.run(sweep.main, flags_parser=main.parse_flags)
+report.analyze = stand_in_analysis
+app.run(sweep.main, flags_parser=cli.parse_flags)
 """
 
 
@@ -220,5 +222,5 @@ def test_a_killed_sweep_resumes_where_it_stopped(png_folder, tmp_path):
   summary = json.loads((tmp_path / "sweep" / "sweep_summary.json").read_text())
   assert [run["results"]["steps"] for run in summary["runs"]] == [4, 4]
   assert summary["runs"][0]["analysis"] == {"stand_in": True}
-  assert summary["runs"][1]["analysis"]["step"] == 4  # vae_jax.analyze's.
+  assert summary["runs"][1]["analysis"]["step"] == 4  # report.analyze's.
   assert "loss.kl_weight" in resumed.stdout  # The table's header.

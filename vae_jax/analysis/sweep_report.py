@@ -68,7 +68,7 @@ def summarize(workdir: str, sweep_runs: list[Run],
               failures: dict[str, str]) -> dict[str, Any]:
   """Each run's overrides, results.json and analysis.json, and a table."""
   entries = []
-  for run in runs:
+  for run in sweep_runs:
     run_dir = os.path.join(workdir, run.name)
     entries.append({
         "name": run.name, "dir": run_dir, "overrides": run.overrides,
@@ -84,7 +84,7 @@ def summarize(workdir: str, sweep_runs: list[Run],
       "rows": [list(run.overrides.values())
                + [_lookup(entry[file], key) for file, key in present]
                for run, entry in zip(sweep_runs, entries)]}
-  return {"fields": fields, "sweep_runs": entries, "table": table}
+  return {"fields": fields, "runs": entries, "table": table}
 
 
 def format_table(table: dict[str, list[Any]]) -> str:
