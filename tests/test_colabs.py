@@ -11,9 +11,9 @@ ACGAN, are trained in this process on the same files (a second each); the
 quickstart trains its own. Nothing in the notebooks knows about tests.
 
 The sweep's runs are trained and summarized by the functions
-`vae_jax.sweep` uses, less its per-run `vae_jax.analyze` (which judges
-10,000 samples with a classifier): the notebook reads only the runs and
-sweep_report.json.
+`vae_jax.sweep` uses (`vae_jax.sweeps.runner`), less its per-run
+`analysis.report.analyze` (which judges 10,000 samples with a classifier):
+the notebook reads only the runs and sweep_summary.json.
 """
 
 import json
@@ -26,9 +26,9 @@ from conftest import make_tiny_config
 from conftest import REPO_ROOT
 from gan_runs import tiny_gan_config
 import tiny_mnist
-from vae_jax.core import outputs
-from vae_jax import sweep
 from vae_jax.analysis import sweep_report
+from vae_jax.core import outputs
+from vae_jax.sweeps import runner
 from vae_jax.trainers import loop
 
 COLABS = os.path.join(REPO_ROOT, "colabs")
@@ -53,11 +53,11 @@ def kl_sweep(tmp_path_factory, data_dir):
   """A sweep workdir over loss.kl_weight=1.0,0.1, as vae_jax.sweep lays it."""
   workdir = str(tmp_path_factory.mktemp("sweep"))
   config = tiny(make_tiny_config(), data_dir)
-  runs = sweep.make_runs(config, ["loss.kl_weight=1.0,0.1"])
+  runs = runner.make_runs(config, ["loss.kl_weight=1.0,0.1"])
   for run in runs:
-    loop.train_and_evaluate(sweep.run_config(config, run.overrides),
-                             os.path.join(workdir, run.name))
-  outputs.write_json(os.path.join(workdir, "sweep_report.json"),
+    loop.train_and_evaluate(runner.run_config(config, run.overrides),
+                            os.path.join(workdir, run.name))
+  outputs.write_json(os.path.join(workdir, "sweep_summary.json"),
                      sweep_report.summarize(workdir, runs, {}))
   return workdir
 

@@ -19,13 +19,15 @@ def test_kl_matches_diagonal_gaussian_formula():
   # KL(N(mu, sigma^2) || N(0, 1)) = log(1/sigma) + (sigma^2 + mu^2)/2 - 1/2.
   expected = np.sum(-np.log(sigma) + (sigma**2 + mu**2) / 2 - 0.5, axis=-1)
   np.testing.assert_allclose(
-      negative_elbo.kl_to_standard_normal(jnp.asarray(mu), jnp.asarray(logvar)),
+      negative_elbo.kl_to_standard_normal(jnp.asarray(mu),
+                                          jnp.asarray(logvar)),
       expected, rtol=1e-5)
 
 
 def test_kl_is_zero_only_at_the_prior():
   zeros = jnp.zeros((2, 3))
-  np.testing.assert_allclose(negative_elbo.kl_to_standard_normal(zeros, zeros), 0.0)
+  np.testing.assert_allclose(
+      negative_elbo.kl_to_standard_normal(zeros, zeros), 0.0)
   assert float(negative_elbo.kl_to_standard_normal(zeros + 0.1, zeros)[0]) > 0
 
 
@@ -63,7 +65,7 @@ def test_gaussian_nll_is_the_normal_log_density():
                  - 0.5 * math.log(2 * math.pi * variance))
   np.testing.assert_allclose(
       likelihoods.gaussian_nll(jnp.asarray(logits), jnp.asarray(images),
-                          gaussian_variance=variance),
+                               gaussian_variance=variance),
       -log_density.sum(axis=-1), rtol=1e-5)
 
 
@@ -72,7 +74,7 @@ def test_negative_elbo_weights_only_the_kl_term():
   images = jnp.full((2, 3), 0.5)
   mu, logvar = jnp.ones((2, 2)), jnp.zeros((2, 2))
   terms = negative_elbo.negative_elbo(logits, mu, logvar, images,
-                               likelihood="bernoulli", kl_weight=0.25)
+                                      likelihood="bernoulli", kl_weight=0.25)
   np.testing.assert_allclose(terms["loss"], terms["recon"] + 0.25 * terms["kl"],
                              rtol=1e-6)
   np.testing.assert_allclose(terms["nelbo"], terms["recon"] + terms["kl"],
@@ -85,12 +87,14 @@ def test_negative_elbo_weights_only_the_kl_term():
 @pytest.mark.parametrize("step,expected", [(0, 0.0), (50, 0.5), (100, 1.0),
                                            (500, 1.0)])
 def test_kl_warmup_ramps_linearly(step, expected):
-  weight = negative_elbo.kl_weight_at(jnp.asarray(step), 2.0, kl_warmup_steps=100)
+  weight = negative_elbo.kl_weight_at(jnp.asarray(step), 2.0,
+                                      kl_warmup_steps=100)
   np.testing.assert_allclose(weight, 2.0 * expected, rtol=1e-6)
 
 
 def test_kl_weight_without_warmup_is_constant():
-  np.testing.assert_allclose(negative_elbo.kl_weight_at(jnp.asarray(0), 0.3, 0), 0.3)
+  np.testing.assert_allclose(
+      negative_elbo.kl_weight_at(jnp.asarray(0), 0.3, 0), 0.3)
 
 
 def test_reparameterize_has_the_posterior_moments_and_gradients():
@@ -110,7 +114,7 @@ def test_learned_variance_has_a_floor():
   images = jnp.zeros((1, 4))
   logits = jnp.full((1, 4), -30.0)  # Predicts the zeros almost exactly.
   nll = likelihoods.gaussian_learned_nll(logits, images,
-                                    pixel_logvar=jnp.full((), -1e4))
+                                         pixel_logvar=jnp.full((), -1e4))
   # Bounded below by the density at the floor variance, not -infinity.
   floor = 4 * 0.5 * (likelihoods.MIN_PIXEL_LOGVAR + math.log(2 * math.pi))
   assert np.isfinite(float(nll[0])) and float(nll[0]) >= floor - 1e-4

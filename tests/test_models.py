@@ -2,7 +2,6 @@
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 
@@ -259,4 +258,5 @@ def test_extreme_posterior_log_variances_stay_finite(tiny_config):
   low, high = vae.POSTERIOR_LOGVAR_RANGE
   assert low <= float(logvar.min()) and float(logvar.max()) <= high
   assert np.any((logvar == low) | (logvar == high))  # Clipped, not small.
-  assert np.isfinite(float(negative_elbo.kl_to_standard_normal(mu, logvar).sum()))
+  assert np.isfinite(float(
+      negative_elbo.kl_to_standard_normal(mu, logvar).sum()))
