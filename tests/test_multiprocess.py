@@ -70,7 +70,7 @@ def test_two_processes_stop_together_save_once_and_resume(tmp_path):
   code, output = mock_runs.finish(run, timeout=TIMEOUT)
   assert code == 0, output[-5000:]
   for index in (0, 1):
-    assert re.search(rf"^\[{index}\] .*Starting at step {stopped_at} of ",
+    assert re.search(rf"^\[{index}\] .* trainer; step {stopped_at} of ",
                      output, re.MULTILINE)
   results = json.loads((tmp_path / "results.json").read_text())
   assert results["start_step"] == stopped_at
