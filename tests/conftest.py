@@ -28,7 +28,6 @@ os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
 os.environ["JAX_DISABLE_MOST_OPTIMIZATIONS"] = "true"
 
 import jax  # pylint: disable=g-import-not-at-top
-import ml_collections  # pylint: disable=g-import-not-at-top
 import pytest  # pylint: disable=g-import-not-at-top
 
 # Compile time dominates tiny models; silent broadcasting hides shape bugs.
@@ -44,6 +43,7 @@ sys.path.insert(0, REPO_ROOT)
 # pylint: disable=g-import-not-at-top,wrong-import-position
 from configs import mnist_linear
 from vae_jax.core import checkpoints
+from vae_jax.models import registry
 from vae_jax.trainers import parts as parts_lib
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
@@ -72,9 +72,8 @@ def make_tiny_config():
 def batchnorm_config(config):
   """`config` with a tiny DCGAN-style VAE (16x16 images), which has BatchNorm
   statistics."""
-  config.model = ml_collections.ConfigDict({
-      "name": "dcgan_vae", "latent_size": 4, "channels": (4, 8),
-      "dense_size": 16})
+  config.model = registry.get("dcgan_vae").default_config()
+  config.model.update(latent_size=4, channels=(4, 8), dense_size=16)
   return config
 
 

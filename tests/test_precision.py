@@ -6,12 +6,12 @@ where it must, and lands close to float32.
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 
 import gan_runs
 from conftest import assemble
+from conftest import batchnorm_config
 from conftest import initial_state
 from vae_jax.core import precision
 from vae_jax.errors import ConfigError
@@ -48,9 +48,7 @@ def autoencoder_steps(config, compute_dtype, num_steps=3):
 def test_bfloat16_compute_keeps_float32_state_and_stays_close(tiny_config,
                                                               model):
   if model == "dcgan_vae":  # BatchNorm statistics must stay float32 too.
-    tiny_config.model = ml_collections.ConfigDict({
-        "name": "dcgan_vae", "latent_size": 4, "channels": (4, 8),
-        "dense_size": 16})
+    batchnorm_config(tiny_config)
   full, full_losses = autoencoder_steps(tiny_config, "float32")
   mixed, mixed_losses = autoencoder_steps(tiny_config, "bfloat16")
   assert float_dtypes((mixed.params, mixed.opt_state,
