@@ -120,14 +120,14 @@ def test_full_disk_fails_the_run_and_lists_no_half_checkpoint(tmp_path):
       tmp_path, "--config.model.hidden_sizes=(32,)",
       preexec_fn=_limit_file_size))
   assert code != 0
-  # The run's report is its one "vae_jax: error:" line. It is usually the
-  # last, but Orbax's TensorStore threads, still finishing the failed save's
-  # other writes, sometimes print "Event loop is closed" tracebacks after it
-  # as the process exits.
+  # The run's report is its one "vae_jax: error:" line, and the last thing
+  # printed: the failed save's other writes are waited for and Orbax's
+  # threads stopped before it, so none print tracebacks as the process exits.
   errors = [line for line in output.splitlines()
             if line.startswith("vae_jax: error:")]
   assert len(errors) == 1, output[-3000:]
   error = errors[0]
+  assert output.strip().splitlines()[-1] == error, output[-3000:]
   assert error.startswith("vae_jax: error: writing a checkpoint"), output[-3000:]
   assert re.search(r"File too large|error_code='27'|Errno 27", error), error
   assert not (tmp_path / "results.json").exists()

@@ -51,7 +51,7 @@ def define_run_flags() -> None:
 
 
 # Libraries whose INFO records say nothing a user needs: Orbax logs every
-# step of every save, TFDS every file it opens.
+# step of every save, TFDS every file it opens. Orbax's first.
 _QUIET_INFO = ("/orbax/", "/tensorflow_datasets/")
 # Warnings nobody can act on: (logger path fragment, message fragment).
 _QUIET_WARNINGS = (
@@ -65,12 +65,17 @@ _QUIET_WARNINGS = (
 
 
 class _QuietLibraries(python_logging.Filter):
-  """Drops the records of `_QUIET_INFO` and `_QUIET_WARNINGS`."""
+  """Drops the records of `_QUIET_INFO` and `_QUIET_WARNINGS`, and the
+  tracebacks of Orbax's errors: each failure of a save's background writes
+  is logged with its own, and the run then reports their cause in one line
+  (`checkpoints.SaveError`)."""
 
   def filter(self, record: python_logging.LogRecord) -> bool:
-    if record.levelno < python_logging.WARNING and any(
-        path in record.pathname for path in _QUIET_INFO):
+    in_library = [path in record.pathname for path in _QUIET_INFO]
+    if record.levelno < python_logging.WARNING and any(in_library):
       return False
+    if in_library[0]:  # Orbax's.
+      record.exc_info = record.exc_text = None
     message = record.getMessage()
     return not any(path in record.pathname and fragment in message
                    for path, fragment in _QUIET_WARNINGS)
@@ -93,10 +98,42 @@ def parse_flags(argv: list[str]) -> list[str]:
   raise SystemExit(ERROR_PREFIX + " ".join(message.split()))
 
 
+def _is_abandoned_write(error_type: type, error: BaseException) -> bool:
+  return (issubclass(error_type, RuntimeError)
+          and str(error) == "Event loop is closed")
+
+
+def _quiet_abandoned_writes() -> None:
+  """Keeps a failed checkpoint's abandoned writes from printing.
+
+  When one write of an asynchronous save fails (a full disk), its other
+  writes fail one by one in TensorStore's threads, whose callbacks then find
+  their event loop closed and print each traceback through `sys.excepthook`,
+  while asyncio logs each failure nobody awaited: a screen of tracebacks,
+  printed while the run reports the one line that names the cause.
+  """
+  python_logging.getLogger("asyncio").setLevel(python_logging.CRITICAL)
+  default_hook = sys.excepthook
+
+  def excepthook(error_type, error, traceback):
+    if not _is_abandoned_write(error_type, error):
+      default_hook(error_type, error, traceback)
+
+  sys.excepthook = excepthook
+  default_unraisable = sys.unraisablehook
+
+  def unraisablehook(unraisable):
+    if not _is_abandoned_write(unraisable.exc_type, unraisable.exc_value):
+      default_unraisable(unraisable)
+
+  sys.unraisablehook = unraisablehook
+
+
 def quiet_libraries() -> None:
-  """Keeps what the libraries log at INFO, and their warnings nobody can act
-  on, out of the log."""
+  """Keeps what the libraries log at INFO, and their warnings and stray
+  tracebacks nobody can act on, out of the log."""
   logging.get_absl_handler().addFilter(_QuietLibraries())
+  _quiet_abandoned_writes()
   # TensorFlow only feeds data; keep it off the accelerators JAX uses.
   tf.config.set_visible_devices([], "GPU")
   tf.config.set_visible_devices([], "TPU")

@@ -45,11 +45,8 @@ class SaveError(RuntimeError):
 
 
 def _stop_after_failure(manager: ocp.CheckpointManager) -> None:
-  """Lets the failed save's other writes end, then stops Orbax's threads.
-
-  Left running, they fail one by one as the process exits and print
-  tracebacks ("Event loop is closed") after the run's one-line error.
-  """
+  """Lets the failed save's other writes end, then stops Orbax's threads,
+  which must not outlive the run."""
   for stop in (manager.wait_until_finished, manager.close):
     try:
       stop()
