@@ -108,23 +108,17 @@ def _quiet_abandoned_writes() -> None:
 
   When one write of an asynchronous save fails (a full disk), its other
   writes fail one by one in TensorStore's threads, whose callbacks then find
-  their event loop closed and print each traceback through `sys.excepthook`,
-  while asyncio logs each failure nobody awaited: a screen of tracebacks,
-  printed while the run reports the one line that names the cause.
+  their event loop closed and each print a traceback as an unraisable
+  exception, while asyncio logs each failure nobody awaited: a screen of
+  tracebacks, printed while the run reports the one line that names the
+  cause.
   """
   python_logging.getLogger("asyncio").setLevel(python_logging.CRITICAL)
-  default_hook = sys.excepthook
-
-  def excepthook(error_type, error, traceback):
-    if not _is_abandoned_write(error_type, error):
-      default_hook(error_type, error, traceback)
-
-  sys.excepthook = excepthook
-  default_unraisable = sys.unraisablehook
+  default_hook = sys.unraisablehook
 
   def unraisablehook(unraisable):
     if not _is_abandoned_write(unraisable.exc_type, unraisable.exc_value):
-      default_unraisable(unraisable)
+      default_hook(unraisable)
 
   sys.unraisablehook = unraisablehook
 
