@@ -21,4 +21,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.latent_size = 128  # The listing's mu/sigma heads: 512 -> 128.
   config.model.channels = (64, 128, 256, 128)  # Encoder convs; mirrored back.
   config.model.dense_size = 512  # Decoder's first Linear: latent -> 512.
+  # Form of the conv layers ('auto', 'xla', 'matmul'; vae_jax/models/
+  # layers.py). 'auto': XLA's convolutions on GPU/TPU, the faster form per
+  # layer shape on CPU. All forms share parameters: checkpoints load in any.
+  config.model.conv_impl = "auto"
   return config

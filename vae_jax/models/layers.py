@@ -1,12 +1,19 @@
-"""Convolutions for the conv families, written as matmuls.
+"""PyTorch's Conv2d and ConvTranspose2d for the conv families, per backend.
 
-XLA:CPU runs matmuls near its peak but some convolutions very slowly: the
-dilated ones in a transposed conv's gradient (~25x slower), and convs on
-small images with many channels (a 3x3 conv from 2x2x128 to 1024 channels
-took 1.4 s for a 128-image batch). Both layers here compute exactly what
-PyTorch's Conv2d and ConvTranspose2d compute, with the same parameters, as
-one matmul over the k*k shifted views of the input (im2col), forward and
-backward.
+Each layer computes exactly what PyTorch's layer computes, with the same
+parameters (kernel [k, k, in, out], bias [out]), in one of two forms:
+- 'xla': XLA's own convolution (`lax.conv_general_dilated`; for the
+  transposed conv its input-dilated form, what `lax.conv_transpose` lowers
+  to and what XLA:GPU maps to cuDNN's backward-data kernel);
+- 'matmul': one matmul over the k*k shifted views of the input (im2col);
+  for the transposed conv, one exact 2x2 convolution per output phase, with
+  only the kernel taps that reach that phase.
+`conv_impl='auto'` keeps the native convolutions on GPU and TPU (the
+matmul forms are a CPU workaround, unmeasured there) and on CPU picks per
+layer shape what `benchmarks/conv_forms.py` measured fastest: XLA:CPU runs
+matmuls near its peak but some convolutions very slowly, e.g. the dilated
+ones in a conv's gradient, and convs on small images with many channels.
+The forms share parameters, so a checkpoint saved under one loads under any.
 """
 
 from typing import Sequence
@@ -14,8 +21,12 @@ from typing import Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from vae_jax import validation
+
+CONV_IMPLS = ("auto", "xla", "matmul")
+_DIMENSIONS = ("NHWC", "HWIO", "NHWC")
 
 
 def require_halvable(model_name: str, image_shape: Sequence[int],
@@ -29,6 +40,55 @@ def require_halvable(model_name: str, image_shape: Sequence[int],
         f"and width must be divisible by {scale}; got {height}x{width}.")
 
 
+def check_conv_impl(conv_impl: str) -> str:
+  """`conv_impl` itself, or a ConfigError naming the choices."""
+  if conv_impl not in CONV_IMPLS:
+    raise validation.ConfigError(
+        f"model.conv_impl {conv_impl!r} is unknown; choose one of "
+        f"{list(CONV_IMPLS)}.")
+  return conv_impl
+
+
+def _cpu_prefers_matmul(input_shape: Sequence[int], out_features: int,
+                        transposed: bool) -> bool:
+  """On XLA:CPU, whether the matmul form beat XLA's convolution for one
+  training step (forward and backward) of a layer of this shape.
+
+  Measured by benchmarks/conv_forms.py on a 2-core x86 CPU, batch 128 (the
+  figures are in the README). With a single-digit output (the decoders'
+  last layer) or input (the image into the first conv), a matmul is a thin
+  matrix-vector product and XLA's convolution wins. Otherwise the matmul
+  forms win every transposed conv (XLA's input-dilated convolution and its
+  gradients were 3-20x slower), and the strided convs on 4x4 inputs or
+  smaller; XLA's own strided convs won from 8x8 up.
+  """
+  _, height, width, in_features = input_shape
+  if min(in_features, out_features) < 16:
+    return False
+  return transposed or height * width <= 16
+
+
+def resolve_conv_impl(conv_impl: str, input_shape: Sequence[int],
+                      out_features: int, transposed: bool) -> str:
+  """'xla' or 'matmul': `conv_impl`, with 'auto' decided by the backend
+  and, on CPU, by the layer's NHWC input shape."""
+  if check_conv_impl(conv_impl) != "auto":
+    return conv_impl
+  if jax.default_backend() != "cpu":
+    return "xla"
+  return ("matmul" if _cpu_prefers_matmul(input_shape, out_features,
+                                          transposed) else "xla")
+
+
+def _shifted_views(x: jax.Array, size: int, stride: int, out_height: int,
+                   out_width: int) -> jax.Array:
+  """[B, out_height, out_width, size * size * C]: im2col of padded `x`."""
+  return jnp.concatenate(
+      [x[:, t:t + stride * (out_height - 1) + 1:stride,
+         u:u + stride * (out_width - 1) + 1:stride]
+       for t in range(size) for u in range(size)], axis=-1)
+
+
 def _conv_as_matmul(x: jax.Array, kernel: jax.Array, stride: int,
                     padding: int) -> jax.Array:
   """NHWC input, HWIO kernel: a cross-correlation like nn.Conv's."""
@@ -36,16 +96,98 @@ def _conv_as_matmul(x: jax.Array, kernel: jax.Array, stride: int,
   padded = jnp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
   out_height = (padded.shape[1] - size) // stride + 1
   out_width = (padded.shape[2] - size) // stride + 1
-  patches = jnp.concatenate(
-      [padded[:, t:t + stride * (out_height - 1) + 1:stride,
-              u:u + stride * (out_width - 1) + 1:stride]
-       for t in range(size) for u in range(size)], axis=-1)
+  patches = _shifted_views(padded, size, stride, out_height, out_width)
   return patches @ kernel.reshape(size * size * in_features, out_features)
+
+
+def _conv_xla(x: jax.Array, kernel: jax.Array, stride: int,
+              padding: int) -> jax.Array:
+  return jax.lax.conv_general_dilated(
+      x, kernel, (stride, stride), ((padding, padding), (padding, padding)),
+      dimension_numbers=_DIMENSIONS)
+
+
+def _phase_taps(size: int, padding: int) -> tuple[list[int], list[list[int]]]:
+  """For a stride-2 transposed conv, output 2i + a reads input i + d through
+  tap k = a + padding - 2d, when 0 <= k < size.
+
+  Returns each phase a's first offset d and, per phase, the taps of the
+  offsets first, first + 1, ... (`size` where a phase has no tap there): a
+  window as wide as the widest phase's, 2 for the seed's layers.
+  """
+  offsets = [[d for d in range(-size, size + 1)
+              if 0 <= a + padding - 2 * d < size] for a in (0, 1)]
+  width = max(len(o) for o in offsets)
+  taps = [[a + padding - 2 * d if d in offsets[a] else size
+           for d in range(offsets[a][0], offsets[a][0] + width)]
+          for a in (0, 1)]
+  return [o[0] for o in offsets], taps
+
+
+def _upconv_as_phase_matmuls(x: jax.Array, kernel: jax.Array,
+                             padding: int) -> jax.Array:
+  """ConvTranspose2d(stride 2) as 2x2-window matmuls, one per output phase.
+
+  Each phase multiplies only its own taps (for k=4, 4 of the 16), where a
+  single 3x3 phase kernel multiplied 9 per phase. All phases read windows
+  of one im2col tensor, shifted by their first offsets, so it is built
+  once. From 4x4 inputs up, the four phase kernels are one matmul whose
+  outputs each phase slices: it computes the border positions a shifted
+  phase drops ((H + 1)^2 / H^2 of the work at most), but one large matmul
+  (and one for each gradient) ran faster than four narrow ones.
+  """
+  size, _, in_features, out_features = kernel.shape
+  batch, height, width, _ = x.shape
+  firsts, taps = _phase_taps(size, padding)
+  window = len(taps[0])
+  low = -min(firsts)
+  high = max(firsts) + window - 1
+  padded = jnp.pad(x, ((0, 0), (low, high), (low, high), (0, 0)))
+  spread = max(firsts) - min(firsts)
+  patches = _shifted_views(padded, window, 1, height + spread, width + spread)
+  # Index `size` of the padded kernel is a zero tap.
+  zero_padded = jnp.pad(kernel, ((0, 1), (0, 1), (0, 0), (0, 0)))
+  kernels = [zero_padded[np.asarray(taps[a])[:, None],
+                         np.asarray(taps[b])[None, :]].reshape(
+                             window * window * in_features, out_features)
+             for a in (0, 1) for b in (0, 1)]
+  shared = min(height, width) >= 4
+  if shared:
+    outputs = patches @ jnp.concatenate(kernels, axis=-1)
+  phases = []
+  for a in (0, 1):
+    row = []
+    for b in (0, 1):
+      start_a, start_b = firsts[a] + low, firsts[b] + low
+      if shared:
+        phase = 2 * a + b
+        row.append(outputs[:, start_a:start_a + height,
+                           start_b:start_b + width,
+                           phase * out_features:(phase + 1) * out_features])
+      else:
+        row.append(patches[:, start_a:start_a + height,
+                           start_b:start_b + width] @ kernels[2 * a + b])
+    phases.append(jnp.stack(row, axis=3))
+  # [B, H, 2 (a), W, 2 (b), C] -> output row 2i + a, column 2j + b.
+  y = jnp.stack(phases, axis=2)
+  return y.reshape(batch, 2 * height, 2 * width, out_features)
+
+
+def _upconv_xla(x: jax.Array, kernel: jax.Array, padding: int) -> jax.Array:
+  """ConvTranspose2d(stride 2) as XLA's input-dilated convolution: the
+  gradient of a stride-2 conv, which XLA:GPU runs as cuDNN's backward-data
+  kernel. The padding adds the output_padding that doubles odd kernels."""
+  size = kernel.shape[0]
+  low = size - 1 - padding
+  high = size - low  # Output size 2H - 1 + low + high - size + 1 = 2H.
+  return jax.lax.conv_transpose(
+      x, kernel.swapaxes(2, 3), (2, 2), ((low, high), (low, high)),
+      dimension_numbers=_DIMENSIONS, transpose_kernel=True)
 
 
 def _bias(module: nn.Module, y: jax.Array) -> jax.Array:
   bias = module.param("bias", nn.initializers.zeros, (y.shape[-1],))
-  return y + bias.reshape(1, 1, 1, -1)
+  return y + bias.reshape(1, 1, 1, -1).astype(y.dtype)
 
 
 class StridedConv(nn.Module):
@@ -55,13 +197,17 @@ class StridedConv(nn.Module):
   stride: int = 2
   padding: int = 1
   use_bias: bool = True
+  conv_impl: str = "auto"  # See the module docstring.
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     kernel = self.param(
         "kernel", nn.initializers.lecun_normal(),
         (self.kernel_size, self.kernel_size, x.shape[-1], self.features))
-    y = _conv_as_matmul(x, kernel.astype(x.dtype), self.stride, self.padding)
+    impl = resolve_conv_impl(self.conv_impl, x.shape, self.features,
+                             transposed=False)
+    conv = _conv_as_matmul if impl == "matmul" else _conv_xla
+    y = conv(x, kernel.astype(x.dtype), self.stride, self.padding)
     return _bias(self, y) if self.use_bias else y
 
 
@@ -69,37 +215,20 @@ class UpConv(nn.Module):
   """PyTorch's ConvTranspose2d(k, stride=2, padding) that doubles H and W.
 
   Covers the seed's k=4, padding=1 and k=3, padding=1, output_padding=1.
-  Computed as one stride-1 3x3 conv producing the four output phases, then
-  depth-to-space.
   """
   features: int
   kernel_size: int = 4
   padding: int = 1
   use_bias: bool = True
-
-  def _phase_kernel(self, kernel: jax.Array) -> jax.Array:
-    """[3, 3, in, 4 * out]: for output phase (a, b), the taps on inputs
-    (i - 1, i, i + 1) x (j - 1, j, j + 1). Output 2i + a reads input i + d
-    through tap k = a + padding - 2d, when 0 <= k < kernel_size.
-    """
-    size = self.kernel_size
-    taps = [[a + self.padding - 2 * d for d in (-1, 0, 1)] for a in (0, 1)]
-    taps = jnp.asarray([[k if 0 <= k < size else size for k in row]
-                        for row in taps])  # Index `size` is a zero tap.
-    padded = jnp.pad(kernel, ((0, 1), (0, 1), (0, 0), (0, 0)))
-    phases = [padded[taps[a][:, None], taps[b][None, :]]
-              for a in (0, 1) for b in (0, 1)]
-    return jnp.concatenate(phases, axis=-1)
+  conv_impl: str = "auto"  # See the module docstring.
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    batch, height, width, in_features = x.shape
     kernel = self.param(
         "kernel", nn.initializers.lecun_normal(),
-        (self.kernel_size, self.kernel_size, in_features, self.features))
-    y = _conv_as_matmul(x, self._phase_kernel(kernel).astype(x.dtype),
-                        stride=1, padding=1)
-    y = y.reshape(batch, height, width, 2, 2, self.features)
-    y = y.transpose(0, 1, 3, 2, 4, 5).reshape(
-        batch, 2 * height, 2 * width, self.features)
+        (self.kernel_size, self.kernel_size, x.shape[-1], self.features))
+    impl = resolve_conv_impl(self.conv_impl, x.shape, self.features,
+                             transposed=True)
+    upconv = _upconv_as_phase_matmuls if impl == "matmul" else _upconv_xla
+    y = upconv(x, kernel.astype(x.dtype), self.padding)
     return _bias(self, y) if self.use_bias else y
