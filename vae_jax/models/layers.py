@@ -63,6 +63,11 @@ def _cpu_prefers_matmul(input_shape: Sequence[int], out_features: int,
   smaller; XLA's own strided convs won from 8x8 up.
   """
   _, height, width, in_features = input_shape
+  import os
+  rule = os.environ.get("RULE", "")
+  if "s_all" in rule and not transposed and in_features >= 16: return True
+  if "s_first" in rule and not transposed and in_features < 16: return True
+  if ("u_last" in rule or "c2" in rule) and transposed and out_features < 16: return True
   if min(in_features, out_features) < 16:
     return False
   return transposed or height * width <= 16
@@ -173,6 +178,43 @@ def _upconv_as_phase_matmuls(x: jax.Array, kernel: jax.Array,
   return y.reshape(batch, 2 * height, 2 * width, out_features)
 
 
+def _upconv_as_tap_matmul(x: jax.Array, kernel: jax.Array,
+                          padding: int) -> jax.Array:
+  """ConvTranspose2d(stride 2) as PyTorch's own CPU kernel computes it: one
+  matmul of every input pixel with all k*k taps, then each output phase
+  sums its taps' products, shifted (col2im).
+
+  No work is wasted, and no copy of the input is made; the cost is the
+  products, k*k*out channels per input pixel, which is small for the
+  decoders' last layers (a few output channels) and the 3x3 kernels.
+  """
+  size, _, in_features, out_features = kernel.shape
+  batch, height, width, _ = x.shape
+  products = (x.reshape(-1, in_features)
+              @ kernel.transpose(2, 0, 1, 3).reshape(
+                  in_features, size * size * out_features))
+  products = products.reshape(batch, height, width, size, size, out_features)
+  phases = []
+  for a in (0, 1):
+    row = []
+    for b in (0, 1):
+      total = None
+      # Output 2i + a reads input i + d through tap k = a + padding - 2d:
+      # the product of input i with tap k lands d rows further.
+      for k in range((a + padding) % 2, size, 2):
+        d = (a + padding - k) // 2
+        for l in range((b + padding) % 2, size, 2):
+          e = (b + padding - l) // 2
+          shifted = jax.lax.pad(products[:, :, :, k, l], 0.0,
+                                ((0, 0, 0), (-d, d, 0), (-e, e, 0), (0, 0, 0)))
+          total = shifted if total is None else total + shifted
+      row.append(total)
+    phases.append(jnp.stack(row, axis=3))
+  # [B, H, 2 (a), W, 2 (b), C] -> output row 2i + a, column 2j + b.
+  return jnp.stack(phases, axis=2).reshape(batch, 2 * height, 2 * width,
+                                           out_features)
+
+
 def _upconv_xla(x: jax.Array, kernel: jax.Array, padding: int) -> jax.Array:
   """ConvTranspose2d(stride 2) as XLA's input-dilated convolution: the
   gradient of a stride-2 conv, which XLA:GPU runs as cuDNN's backward-data
@@ -230,5 +272,8 @@ class UpConv(nn.Module):
     impl = resolve_conv_impl(self.conv_impl, x.shape, self.features,
                              transposed=True)
     upconv = _upconv_as_phase_matmuls if impl == "matmul" else _upconv_xla
+    import os
+    if impl == "matmul" and ("c2i" in os.environ.get("RULE", "") or ("c2s" in os.environ.get("RULE", "") and (self.features < 16 or self.kernel_size == 3))):
+      upconv = _upconv_as_tap_matmul
     y = upconv(x, kernel.astype(x.dtype), self.padding)
     return _bias(self, y) if self.use_bias else y
