@@ -62,15 +62,13 @@ def _cpu_prefers_matmul(input_shape: Sequence[int], out_features: int,
   gradients were 3-20x slower), and the strided convs on 4x4 inputs or
   smaller; XLA's own strided convs won from 8x8 up.
   """
+  if transposed:
+    return True
   _, height, width, in_features = input_shape
   import os
   rule = os.environ.get("RULE", "")
-  if "s_all" in rule and not transposed and in_features >= 16: return True
-  if "s_first" in rule and not transposed and in_features < 16: return True
-  if ("u_last" in rule or "c2" in rule) and transposed and out_features < 16: return True
-  if min(in_features, out_features) < 16:
-    return False
-  return transposed or height * width <= 16
+  if "s_all" in rule and in_features >= 16: return True
+  return in_features >= 16 and height * width <= 16
 
 
 def resolve_conv_impl(conv_impl: str, input_shape: Sequence[int],
@@ -112,72 +110,6 @@ def _conv_xla(x: jax.Array, kernel: jax.Array, stride: int,
       dimension_numbers=_DIMENSIONS)
 
 
-def _phase_taps(size: int, padding: int) -> tuple[list[int], list[list[int]]]:
-  """For a stride-2 transposed conv, output 2i + a reads input i + d through
-  tap k = a + padding - 2d, when 0 <= k < size.
-
-  Returns each phase a's first offset d and, per phase, the taps of the
-  offsets first, first + 1, ... (`size` where a phase has no tap there): a
-  window as wide as the widest phase's, 2 for the seed's layers.
-  """
-  offsets = [[d for d in range(-size, size + 1)
-              if 0 <= a + padding - 2 * d < size] for a in (0, 1)]
-  width = max(len(o) for o in offsets)
-  taps = [[a + padding - 2 * d if d in offsets[a] else size
-           for d in range(offsets[a][0], offsets[a][0] + width)]
-          for a in (0, 1)]
-  return [o[0] for o in offsets], taps
-
-
-def _upconv_as_phase_matmuls(x: jax.Array, kernel: jax.Array,
-                             padding: int) -> jax.Array:
-  """ConvTranspose2d(stride 2) as 2x2-window matmuls, one per output phase.
-
-  Each phase multiplies only its own taps (for k=4, 4 of the 16), where a
-  single 3x3 phase kernel multiplied 9 per phase. All phases read windows
-  of one im2col tensor, shifted by their first offsets, so it is built
-  once. From 4x4 inputs up, the four phase kernels are one matmul whose
-  outputs each phase slices: it computes the border positions a shifted
-  phase drops ((H + 1)^2 / H^2 of the work at most), but one large matmul
-  (and one for each gradient) ran faster than four narrow ones.
-  """
-  size, _, in_features, out_features = kernel.shape
-  batch, height, width, _ = x.shape
-  firsts, taps = _phase_taps(size, padding)
-  window = len(taps[0])
-  low = -min(firsts)
-  high = max(firsts) + window - 1
-  padded = jnp.pad(x, ((0, 0), (low, high), (low, high), (0, 0)))
-  spread = max(firsts) - min(firsts)
-  patches = _shifted_views(padded, window, 1, height + spread, width + spread)
-  # Index `size` of the padded kernel is a zero tap.
-  zero_padded = jnp.pad(kernel, ((0, 1), (0, 1), (0, 0), (0, 0)))
-  kernels = [zero_padded[np.asarray(taps[a])[:, None],
-                         np.asarray(taps[b])[None, :]].reshape(
-                             window * window * in_features, out_features)
-             for a in (0, 1) for b in (0, 1)]
-  shared = min(height, width) >= 4
-  if shared:
-    outputs = patches @ jnp.concatenate(kernels, axis=-1)
-  phases = []
-  for a in (0, 1):
-    row = []
-    for b in (0, 1):
-      start_a, start_b = firsts[a] + low, firsts[b] + low
-      if shared:
-        phase = 2 * a + b
-        row.append(outputs[:, start_a:start_a + height,
-                           start_b:start_b + width,
-                           phase * out_features:(phase + 1) * out_features])
-      else:
-        row.append(patches[:, start_a:start_a + height,
-                           start_b:start_b + width] @ kernels[2 * a + b])
-    phases.append(jnp.stack(row, axis=3))
-  # [B, H, 2 (a), W, 2 (b), C] -> output row 2i + a, column 2j + b.
-  y = jnp.stack(phases, axis=2)
-  return y.reshape(batch, 2 * height, 2 * width, out_features)
-
-
 def _upconv_as_tap_matmul(x: jax.Array, kernel: jax.Array,
                           padding: int) -> jax.Array:
   """ConvTranspose2d(stride 2) as PyTorch's own CPU kernel computes it: one
@@ -193,7 +125,11 @@ def _upconv_as_tap_matmul(x: jax.Array, kernel: jax.Array,
   products = (x.reshape(-1, in_features)
               @ kernel.transpose(2, 0, 1, 3).reshape(
                   in_features, size * size * out_features))
-  products = products.reshape(batch, height, width, size, size, out_features)
+  # Split, not indexed: the transpose of a split is one concatenation,
+  # where each indexed tap's was a full-size pad, all of them then added.
+  products = jax.lax.split(
+      products.reshape(batch, height, width, size * size, out_features),
+      [1] * (size * size), axis=3)
   phases = []
   for a in (0, 1):
     row = []
@@ -205,7 +141,7 @@ def _upconv_as_tap_matmul(x: jax.Array, kernel: jax.Array,
         d = (a + padding - k) // 2
         for l in range((b + padding) % 2, size, 2):
           e = (b + padding - l) // 2
-          shifted = jax.lax.pad(products[:, :, :, k, l], 0.0,
+          shifted = jax.lax.pad(products[k * size + l][:, :, :, 0], 0.0,
                                 ((0, 0, 0), (-d, d, 0), (-e, e, 0), (0, 0, 0)))
           total = shifted if total is None else total + shifted
       row.append(total)
@@ -271,9 +207,6 @@ class UpConv(nn.Module):
         (self.kernel_size, self.kernel_size, x.shape[-1], self.features))
     impl = resolve_conv_impl(self.conv_impl, x.shape, self.features,
                              transposed=True)
-    upconv = _upconv_as_phase_matmuls if impl == "matmul" else _upconv_xla
-    import os
-    if impl == "matmul" and ("c2i" in os.environ.get("RULE", "") or ("c2s" in os.environ.get("RULE", "") and (self.features < 16 or self.kernel_size == 3))):
-      upconv = _upconv_as_tap_matmul
+    upconv = _upconv_as_tap_matmul if impl == "matmul" else _upconv_xla
     y = upconv(x, kernel.astype(x.dtype), self.padding)
     return _bias(self, y) if self.use_bias else y
