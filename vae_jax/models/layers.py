@@ -5,14 +5,17 @@ parameters (kernel [k, k, in, out], bias [out]), in one of two forms:
 - 'xla': XLA's own convolution (`lax.conv_general_dilated`; for the
   transposed conv its input-dilated form, what `lax.conv_transpose` lowers
   to and what XLA:GPU maps to cuDNN's backward-data kernel);
-- 'matmul': one matmul over the k*k shifted views of the input (im2col);
-  for the transposed conv, one exact 2x2 convolution per output phase, with
-  only the kernel taps that reach that phase.
+- 'matmul': for the strided conv, one matmul over the k*k shifted views of
+  the input (im2col); for the transposed conv, one matmul of each input
+  pixel with the k*k taps, whose products each output phase sums (col2im,
+  PyTorch's own CPU algorithm): only the taps that reach a phase, no work
+  wasted.
 `conv_impl='auto'` keeps the native convolutions on GPU and TPU (the
 matmul forms are a CPU workaround, unmeasured there) and on CPU picks per
-layer shape what `benchmarks/conv_forms.py` measured fastest: XLA:CPU runs
-matmuls near its peak but some convolutions very slowly, e.g. the dilated
-ones in a conv's gradient, and convs on small images with many channels.
+layer shape what was measured fastest (`_cpu_prefers_matmul`): XLA:CPU
+runs matmuls near its peak but some convolutions very slowly, e.g. the
+input-dilated ones of a transposed conv, and convs on small images with
+many channels.
 The forms share parameters, so a checkpoint saved under one loads under any.
 """
 
@@ -51,23 +54,21 @@ def check_conv_impl(conv_impl: str) -> str:
 
 def _cpu_prefers_matmul(input_shape: Sequence[int], out_features: int,
                         transposed: bool) -> bool:
-  """On XLA:CPU, whether the matmul form beat XLA's convolution for one
+  """On XLA:CPU, whether the matmul form beat XLA's convolution in one
   training step (forward and backward) of a layer of this shape.
 
-  Measured by benchmarks/conv_forms.py on a 2-core x86 CPU, batch 128 (the
-  figures are in the README). With a single-digit output (the decoders'
-  last layer) or input (the image into the first conv), a matmul is a thin
-  matrix-vector product and XLA's convolution wins. Otherwise the matmul
-  forms win every transposed conv (XLA's input-dilated convolution and its
-  gradients were 3-20x slower), and the strided convs on 4x4 inputs or
-  smaller; XLA's own strided convs won from 8x8 up.
+  Measured by benchmarks/conv_forms.py and in whole steps by
+  benchmarks/vs_pytorch.py, on a 2-core x86 CPU at batch 128 (figures in
+  the README). Every transposed conv: XLA:CPU's input-dilated convolution
+  and its gradients ran 3-20x slower than the tap matmul, which also won on
+  the decoders' last layers of 1-3 channels. Strided convs: the im2col
+  matmul won on 4x4 inputs with channels on both sides (XLA took 10x as
+  long there); from 8x8 up XLA's convolution won, as on the image itself,
+  where im2col's 16 strided copies of the input cost more than the matmul.
   """
   if transposed:
     return True
   _, height, width, in_features = input_shape
-  import os
-  rule = os.environ.get("RULE", "")
-  if "s_all" in rule and in_features >= 16: return True
   return in_features >= 16 and height * width <= 16
 
 
