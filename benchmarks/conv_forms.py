@@ -5,8 +5,9 @@ r"""Each conv form of vae_jax.models.layers against PyTorch, layer by layer.
 For every conv layer shape of the conv configs (batch 128), times one
 forward and backward pass (gradients of the kernel, and of the input unless
 it is the image) of the 'xla' and 'matmul' forms and of PyTorch's
-Conv2d / ConvTranspose2d, interleaved, and prints the medians: the figures
-behind `layers.resolve_conv_impl`'s choice on CPU. Needs `pip install -e
+Conv2d / ConvTranspose2d, interleaved, and prints the medians (one lone step each: inside
+training's compiled loop XLA's strided convs are much slower, see
+`layers.resolve_conv_impl`). Needs `pip install -e
 '.[bench]'` (PyTorch's CPU build). Not a test: timings depend on the machine.
 """
 
@@ -105,13 +106,12 @@ def main(argv):
         times[name].append(time.perf_counter() - start)
     ms = {name: float(np.median(t)) * 1e3 for name, t in times.items()}
     kind = "UpConv" if transposed else "StridedConv"
-    auto = layers.resolve_conv_impl("auto", x.shape, cout, transposed)
     results.append({"layer": kind, "input": [height, height, cin],
                     "out_channels": cout, "kernel_size": size,
-                    "ms": ms, "auto": auto})
+                    "ms": ms})
     print(f"| {kind} k{size} {height}x{height}x{cin} -> {cout} | "
-          f"{ms['xla']:.1f} | {ms['matmul']:.1f} | {ms['pytorch']:.1f} | "
-          f"{auto} |", flush=True)
+          f"{ms['xla']:.1f} | {ms['matmul']:.1f} | {ms['pytorch']:.1f} |",
+          flush=True)
   if FLAGS.output:
     with open(FLAGS.output, "w") as f:
       json.dump({"batch_size": FLAGS.batch_size, "layers": results}, f,

@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from unittest import mock
 
 from absl import app
 from absl import flags
@@ -43,6 +44,8 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
+from vae_jax import device_data
+from vae_jax import input_pipeline
 from vae_jax import models
 from vae_jax import sharding
 from vae_jax import train
@@ -331,8 +334,28 @@ def torch_twin(config, image_shape):
           sum(p.numel() for p in model.parameters()))
 
 
+# Examples of the random split the compiled loop is timed on: as many
+# batches as a timed call runs steps, at most.
+SPLIT_BATCHES = 16
+
+
+def random_split(config, image_shape) -> dict[str, np.ndarray]:
+  """A training split of random uint8 pixels, as `load_in_memory` gives."""
+  rng = np.random.default_rng(0)
+  count = SPLIT_BATCHES * config.batch_size
+  return {"image": rng.integers(0, 256, (count, *image_shape), np.uint8),
+          "label": rng.integers(0, 10, count).astype(np.int64)}
+
+
 def jax_runner(config, image_shape, images):
-  """(run one step, parameter count) with vae_jax's trainer."""
+  """(run training's steps, steps per run, parameter count) for vae_jax.
+
+  As training runs them: a split held in memory is held on the device and
+  its steps run as one compiled loop (`device_data.DeviceSteps`, here over
+  a random split); a streamed one (celeba) calls the jitted step once per
+  batch, here on a batch already on the device (the input pipeline's cost
+  is left out).
+  """
   trainer = train.TRAINERS[config.trainer]
   model = trainer.build_model(config, image_shape)
   mesh = sharding.make_mesh()
@@ -342,38 +365,51 @@ def jax_runner(config, image_shape, images):
       trainer.create_train_state, config, model, image_shape,
       total_steps=10**6), out_shardings=replicated)(jax.random.PRNGKey(0))
   rng = jax.device_put(jax.random.PRNGKey(1), replicated)
+  count = models.count_params(state.params)
+  holder = [state]
+  if config.input.in_memory:
+    with mock.patch.object(input_pipeline, "load_in_memory",
+                           lambda _: random_split(config, image_shape)):
+      loop = device_data.DeviceSteps(config.input, train_step, mesh,
+                                     config.batch_size, seed=0, rng=rng,
+                                     max_steps=SPLIT_BATCHES)
+
+    def run_loop():
+      holder[0], (metrics, _) = loop(holder[0], 0, SPLIT_BATCHES)
+      return metrics
+
+    return run_loop, SPLIT_BATCHES, count
   batch = sharding.to_global(
       {"image": images, "label": np.zeros(len(images), np.int32)},
       sharding.batch_sharded(mesh))
-  count = models.count_params(state.params)
-  holder = [state]
 
-  def run():
+  def run_step():
     holder[0], metrics = train_step(holder[0], batch, rng)
     return metrics
 
-  return run, count
+  return run_step, 1, count
 
 
 def time_alternating(runs: dict, rounds: int, round_seconds: float
                      ) -> dict[str, float]:
-  """Median ms per call of each of `runs`, timed in alternating rounds of
-  enough calls to last about `round_seconds`."""
+  """Median ms per step of each of `runs` ({name: (run, steps per run)}),
+  timed in alternating rounds of enough runs to last about `round_seconds`."""
   calls = {}
-  for name, run in runs.items():
+  for name, (run, _) in runs.items():
     jax.block_until_ready(run())  # Compiles, warms caches.
     start = time.perf_counter()
     jax.block_until_ready(run())
     calls[name] = max(1, int(round_seconds / (time.perf_counter() - start)))
   times = {name: [] for name in runs}
   for _ in range(rounds):
-    for name, run in runs.items():
+    for name, (run, steps) in runs.items():
       time.sleep(PAUSE_SECONDS)
       start = time.perf_counter()
       for _ in range(calls[name]):
         result = run()
       jax.block_until_ready(result)
-      times[name].append((time.perf_counter() - start) / calls[name])
+      times[name].append((time.perf_counter() - start)
+                         / (calls[name] * steps))
   return {name: float(np.median(t)) * 1e3 for name, t in times.items()}
 
 
@@ -386,26 +422,27 @@ def benchmark_config(spec: str) -> dict:
   images = rng.uniform(low, 1.0, (batch_size, *image_shape)).astype(np.float32)
   torch.manual_seed(0)
   torch_step, torch_count = torch_twin(config, image_shape)
-  jax_step, jax_count = jax_runner(config, image_shape, images)
+  jax_run, jax_steps, jax_count = jax_runner(config, image_shape, images)
   if torch_count != jax_count:
     raise AssertionError(f"{spec}: the PyTorch twin has {torch_count:,} "
                          f"parameters, vae_jax's model {jax_count:,}.")
   torch_images = torch.from_numpy(images.transpose(0, 3, 1, 2).copy())
   ms = time_alternating(
-      {"vae_jax": jax_step, "pytorch": lambda: torch_step(torch_images)},
+      {"vae_jax": (jax_run, jax_steps),
+       "pytorch": (lambda: torch_step(torch_images), 1)},
       FLAGS.rounds, FLAGS.round_seconds)
   return {"config": spec, "batch_size": batch_size,
           "image_shape": list(image_shape), "params": jax_count,
           "conv_impl": config.model.get("conv_impl"),
+          "vae_jax_path": ("compiled loop on the device-held split"
+                           if jax_steps > 1 else "jitted step per batch"),
+          "load_average": os.getloadavg(),
           "ms_per_step": ms, "ratio": ms["pytorch"] / ms["vae_jax"]}
 
 
 def seed_mnist_vae(epochs: int = 30) -> None:
   """The seed's PyTorch MNIST VAE loop: 784-400-200-20, BCE summed + KL,
   Adam 1e-3, batch 128, a test evaluation each epoch."""
-  # pylint: disable=g-import-not-at-top
-  from vae_jax import input_pipeline  # Only the whole-job processes read data.
-  # pylint: enable=g-import-not-at-top
   config = load_config("mnist_linear")
   splits = {}
   for split, shuffle in (("train", True), ("test", False)):

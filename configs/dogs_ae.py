@@ -26,8 +26,8 @@ def get_config(variant: str = "fcn1") -> ml_collections.ConfigDict:
     config.model.name = "conv_autoencoder"  # vae_jax/models/autoencoders.py.
     config.model.channels = (64, 128, 256, 512)  # Encoder; mirrored back.
     # Form of the conv layers ('auto', 'xla', 'matmul'; vae_jax/models/
-    # layers.py). 'auto': XLA's convolutions on GPU/TPU, the faster form per
-    # layer shape on CPU. All forms share parameters: checkpoints load in any.
+    # layers.py). 'auto': XLA's convolutions on GPU/TPU, the matmul forms
+    # on CPU. All forms share parameters: checkpoints load in any.
     config.model.conv_impl = "auto"
   elif variant in autoencoders.SEED_FC_SIZES:
     encoder_sizes, decoder_sizes = autoencoders.SEED_FC_SIZES[variant]

@@ -22,7 +22,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.channels = (64, 128, 256, 128)  # Encoder convs; mirrored back.
   config.model.dense_size = 512  # Decoder's first Linear: latent -> 512.
   # Form of the conv layers ('auto', 'xla', 'matmul'; vae_jax/models/
-  # layers.py). 'auto': XLA's convolutions on GPU/TPU, the faster form per
-  # layer shape on CPU. All forms share parameters: checkpoints load in any.
+  # layers.py). 'auto': XLA's convolutions on GPU/TPU, the matmul forms
+  # on CPU. All forms share parameters: checkpoints load in any.
   config.model.conv_impl = "auto"
   return config

@@ -24,7 +24,7 @@ def get_config(latent_size: str = "16") -> ml_collections.ConfigDict:
   config.model.base_channels = 32  # d: convs have d, 2d, 4d channels.
   config.model.dense_size = 256  # Linear between the convs and the heads.
   # Form of the conv layers ('auto', 'xla', 'matmul'; vae_jax/models/
-  # layers.py). 'auto': XLA's convolutions on GPU/TPU, the faster form per
-  # layer shape on CPU. All forms share parameters: checkpoints load in any.
+  # layers.py). 'auto': XLA's convolutions on GPU/TPU, the matmul forms
+  # on CPU. All forms share parameters: checkpoints load in any.
   config.model.conv_impl = "auto"
   return config

@@ -61,8 +61,8 @@ def get_config() -> ml_collections.ConfigDict:
   # 'tanh' ([-1, 1], pixel_range 'symmetric') or 'sigmoid' ([0, 1], 'unit').
   config.model.output_activation = "tanh"
   # Form of the conv layers ('auto', 'xla', 'matmul'; vae_jax/models/
-  # layers.py). 'auto': XLA's convolutions on GPU/TPU, the faster form per
-  # layer shape on CPU. All forms share parameters: checkpoints load in any.
+  # layers.py). 'auto': XLA's convolutions on GPU/TPU, the matmul forms
+  # on CPU. All forms share parameters: checkpoints load in any.
   config.model.conv_impl = "auto"
 
   config.loss = ml_collections.ConfigDict()

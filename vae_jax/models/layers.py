@@ -11,11 +11,9 @@ parameters (kernel [k, k, in, out], bias [out]), in one of two forms:
   PyTorch's own CPU algorithm): only the taps that reach a phase, no work
   wasted.
 `conv_impl='auto'` keeps the native convolutions on GPU and TPU (the
-matmul forms are a CPU workaround, unmeasured there) and on CPU picks per
-layer shape what was measured fastest (`_cpu_prefers_matmul`): XLA:CPU
-runs matmuls near its peak but some convolutions very slowly, e.g. the
-input-dilated ones of a transposed conv, and convs on small images with
-many channels.
+matmul forms are a CPU workaround, unmeasured there) and on CPU takes the
+matmul forms (`resolve_conv_impl` says why): XLA:CPU runs matmuls near its
+peak but some convolutions very slowly.
 The forms share parameters, so a checkpoint saved under one loads under any.
 """
 
@@ -24,7 +22,6 @@ from typing import Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from vae_jax import validation
 
@@ -52,36 +49,22 @@ def check_conv_impl(conv_impl: str) -> str:
   return conv_impl
 
 
-def _cpu_prefers_matmul(input_shape: Sequence[int], out_features: int,
-                        transposed: bool) -> bool:
-  """On XLA:CPU, whether the matmul form beat XLA's convolution in one
-  training step (forward and backward) of a layer of this shape.
+def resolve_conv_impl(conv_impl: str) -> str:
+  """'xla' or 'matmul': `conv_impl`, with 'auto' decided by the backend.
 
-  Measured by benchmarks/conv_forms.py and in whole steps by
-  benchmarks/vs_pytorch.py, on a 2-core x86 CPU at batch 128 (figures in
-  the README). Every transposed conv: XLA:CPU's input-dilated convolution
-  and its gradients ran 3-20x slower than the tap matmul, which also won on
-  the decoders' last layers of 1-3 channels. Strided convs: the im2col
-  matmul won on 4x4 inputs with channels on both sides (XLA took 10x as
-  long there); from 8x8 up XLA's convolution won, as on the image itself,
-  where im2col's 16 strided copies of the input cost more than the matmul.
+  On CPU, 'auto' is the matmul forms for every layer. Measured on a 2-core
+  x86 CPU at batch 128 (benchmarks/conv_forms.py, benchmarks/vs_pytorch.py;
+  figures in the README): XLA:CPU's input-dilated convolution of a
+  transposed conv and its gradients ran 3-20x slower than the tap matmul;
+  XLA's strided convs from 8x8 up were faster than im2col in a lone step,
+  but inside the while loop that training runs its steps in (device_data)
+  their kernel gradients stay generic convolutions, not rewritten to
+  YNNPACK as they are outside it, and took 20x as long (a conv VAE's step
+  went from 57 ms to 1.2 s).
   """
-  if transposed:
-    return True
-  _, height, width, in_features = input_shape
-  return in_features >= 16 and height * width <= 16
-
-
-def resolve_conv_impl(conv_impl: str, input_shape: Sequence[int],
-                      out_features: int, transposed: bool) -> str:
-  """'xla' or 'matmul': `conv_impl`, with 'auto' decided by the backend
-  and, on CPU, by the layer's NHWC input shape."""
   if check_conv_impl(conv_impl) != "auto":
     return conv_impl
-  if jax.default_backend() != "cpu":
-    return "xla"
-  return ("matmul" if _cpu_prefers_matmul(input_shape, out_features,
-                                          transposed) else "xla")
+  return "matmul" if jax.default_backend() == "cpu" else "xla"
 
 
 def _shifted_views(x: jax.Array, size: int, stride: int, out_height: int,
@@ -183,9 +166,8 @@ class StridedConv(nn.Module):
     kernel = self.param(
         "kernel", nn.initializers.lecun_normal(),
         (self.kernel_size, self.kernel_size, x.shape[-1], self.features))
-    impl = resolve_conv_impl(self.conv_impl, x.shape, self.features,
-                             transposed=False)
-    conv = _conv_as_matmul if impl == "matmul" else _conv_xla
+    conv = (_conv_as_matmul if resolve_conv_impl(self.conv_impl) == "matmul"
+            else _conv_xla)
     y = conv(x, kernel.astype(x.dtype), self.stride, self.padding)
     return _bias(self, y) if self.use_bias else y
 
@@ -206,8 +188,8 @@ class UpConv(nn.Module):
     kernel = self.param(
         "kernel", nn.initializers.lecun_normal(),
         (self.kernel_size, self.kernel_size, x.shape[-1], self.features))
-    impl = resolve_conv_impl(self.conv_impl, x.shape, self.features,
-                             transposed=True)
-    upconv = _upconv_as_tap_matmul if impl == "matmul" else _upconv_xla
+    upconv = (_upconv_as_tap_matmul
+              if resolve_conv_impl(self.conv_impl) == "matmul"
+              else _upconv_xla)
     y = upconv(x, kernel.astype(x.dtype), self.padding)
     return _bias(self, y) if self.use_bias else y
