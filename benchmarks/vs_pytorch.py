@@ -101,7 +101,25 @@ def _bn_relu_after(conv: nn.Module, features: int) -> list[nn.Module]:
   return [conv, nn.ReLU(), nn.BatchNorm2d(features)]
 
 
-class DcganVae(nn.Module):
+class Vae(nn.Module):
+  """The wiring of vae_jax.models.vae: `encoder` -> mu, logvar heads, and
+  z -> `dense` -> a [C, H, W] map of shape `start` -> `decoder`."""
+
+  def _heads_and_dense(self, features, latent, dense, flat):
+    self.mu = nn.Linear(features, latent)
+    self.logvar = nn.Linear(features, latent)
+    self.dense = nn.Sequential(nn.Linear(latent, dense), nn.ReLU(),
+                               nn.Linear(dense, flat), nn.ReLU())
+
+  def forward(self, x):
+    h = self.encoder(x)
+    return self.mu(h), self.logvar(h)
+
+  def decode(self, z):
+    return self.decoder(self.dense(z).view(z.shape[0], *self.start))
+
+
+class DcganVae(Vae):
   """dcgan_vae: the encoder and decoder listed in models/dcgan_vae.py."""
 
   def __init__(self, image_shape, channels, latent, dense):
@@ -115,9 +133,7 @@ class DcganVae(nn.Module):
                                           bias=False), features)
       previous = features
     self.encoder = nn.Sequential(*encoder, nn.Flatten())
-    self.mu, self.logvar = nn.Linear(flat, latent), nn.Linear(flat, latent)
-    self.dense = nn.Sequential(nn.Linear(latent, dense), nn.ReLU(),
-                               nn.Linear(dense, flat), nn.ReLU())
+    self._heads_and_dense(flat, latent, dense, flat)
     decoder, previous = [], channels[-1]
     for features in channels[-2::-1]:
       decoder += _bn_relu_after(nn.ConvTranspose2d(previous, features, 4, 2,
@@ -127,15 +143,8 @@ class DcganVae(nn.Module):
                                       bias=False))
     self.decoder = nn.Sequential(*decoder)
 
-  def forward(self, x):
-    h = self.encoder(x)
-    return self.mu(h), self.logvar(h)
 
-  def decode(self, z):
-    return self.decoder(self.dense(z).view(z.shape[0], *self.start))
-
-
-class SmallConvVae(nn.Module):
+class SmallConvVae(Vae):
   """small_conv_vae: models/small_conv_vae.py's listing, d = 32."""
 
   def __init__(self, image_shape, latent, d=32, dense=256):
@@ -148,23 +157,14 @@ class SmallConvVae(nn.Module):
         nn.Conv2d(d, 2 * d, 3, 2, 1), nn.ReLU(),
         nn.Conv2d(2 * d, 4 * d, 3, 2, 1), nn.ReLU(), nn.Flatten(),
         nn.Linear(flat, dense), nn.ReLU())
-    self.mu, self.logvar = nn.Linear(dense, latent), nn.Linear(dense, latent)
-    self.dense = nn.Sequential(nn.Linear(latent, dense), nn.ReLU(),
-                               nn.Linear(dense, flat), nn.ReLU())
+    self._heads_and_dense(dense, latent, dense, flat)
     self.decoder = nn.Sequential(
         nn.ConvTranspose2d(4 * d, 2 * d, 3, 2, 1, 1), nn.ReLU(),
         nn.ConvTranspose2d(2 * d, d, 3, 2, 1, 1), nn.ReLU(),
         nn.ConvTranspose2d(d, image_channels, 3, 2, 1, 1))
 
-  def forward(self, x):
-    h = self.encoder(x)
-    return self.mu(h), self.logvar(h)
 
-  def decode(self, z):
-    return self.decoder(self.dense(z).view(z.shape[0], *self.start))
-
-
-class MlpVae(nn.Module):
+class MlpVae(Vae):
   """mlp_vae: the seed's 784-400-200-20 listing (models/mlp_vae.py)."""
 
   def __init__(self, pixels=784, hidden=(400, 200), latent=20):
@@ -181,11 +181,6 @@ class MlpVae(nn.Module):
     for a, b in zip(back[:-1], back[1:]):
       decoder += [nn.Linear(a, b), nn.ReLU()]
     self.decoder = nn.Sequential(*decoder[:-1])  # Logits out.
-    self.pixels = pixels
-
-  def forward(self, x):
-    h = self.encoder(x)
-    return self.mu(h), self.logvar(h)
 
   def decode(self, z):
     return self.decoder(z)
