@@ -65,6 +65,9 @@ flags.DEFINE_bool("whole_job", False,
                   "Also time the 30-epoch mnist_linear job as processes "
                   "(minutes).")
 flags.DEFINE_integer("job_rounds", 1, "Alternating rounds of --whole_job.")
+flags.DEFINE_integer("seed_loop_threads", 1,
+                     "PyTorch threads of the seed loop process: on a shared "
+                     "machine all cores can be 15x slower than one.")
 flags.DEFINE_bool("seed_loop", False, "Internal: runs the seed's PyTorch "
                   "MNIST loop (one of --whole_job's processes).")
 flags.DEFINE_string("output", None, "Optional JSON file for the figures.")
@@ -489,6 +492,7 @@ def seed_mnist_vae(epochs: int = 30) -> None:
     images = input_pipeline.load_in_memory(split_config)["image"]
     splits[split] = torch.from_numpy(
         images.reshape(len(images), -1).astype(np.float32) / 255.0)
+  torch.set_num_threads(FLAGS.seed_loop_threads)
   torch.manual_seed(0)
   model = MlpVae()
   optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -523,7 +527,8 @@ def whole_jobs() -> dict:
   commands = {
       "vae_jax.main": [python, "-m", "vae_jax.main",
                        "--config=configs/mnist_linear.py"],
-      "pytorch_seed_loop": [python, script, "--seed_loop"],
+      "pytorch_seed_loop": [python, script, "--seed_loop",
+                            f"--seed_loop_threads={FLAGS.seed_loop_threads}"],
       "minimal_jax_mlp": [python, os.path.join(REPO_ROOT, "benchmarks",
                                                "minimal_jax_mlp.py")],
   }

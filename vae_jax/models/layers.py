@@ -120,7 +120,7 @@ def _upconv_as_tap_matmul(x: jax.Array, kernel: jax.Array,
     for b in (0, 1):
       total = None
       # Output 2i + a reads input i + d through tap k = a + padding - 2d:
-      # the product of input i with tap k lands d rows further.
+      # the product of input i with tap k lands on phase row i - d.
       for k in range((a + padding) % 2, size, 2):
         d = (a + padding - k) // 2
         for l in range((b + padding) % 2, size, 2):
