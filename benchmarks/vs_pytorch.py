@@ -25,7 +25,6 @@ the machine and on what else runs on it.
 
 import functools
 import importlib
-import json
 import multiprocessing
 import os
 import platform
@@ -50,6 +49,7 @@ sys.path.insert(0, REPO_ROOT)
 from vae_jax import device_data
 from vae_jax import input_pipeline
 from vae_jax import models
+from vae_jax import outputs
 from vae_jax import sharding
 from vae_jax import train
 # pylint: enable=g-import-not-at-top,wrong-import-position
@@ -587,9 +587,7 @@ def main(argv):
     lines += [f"| {name} | {s:.0f} |" for name, s in jobs.items()]
   print("\n".join(lines))
   if FLAGS.output:
-    os.makedirs(os.path.dirname(os.path.abspath(FLAGS.output)), exist_ok=True)
-    with open(FLAGS.output, "w") as f:
-      json.dump(figures, f, indent=2)
+    outputs.write_json(FLAGS.output, figures)
 
 
 if __name__ == "__main__":
