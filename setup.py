@@ -1,5 +1,6 @@
 """Installs vae_jax: `pip install -e .` (library), `pip install -e '.[test]'`
-(tests) or `pip install -e '.[notebooks]'` (colabs/ in a local Jupyter)."""
+(tests), `pip install -e '.[notebooks]'` (colabs/ in a local Jupyter) or
+`pip install -e '.[bench]'` (benchmarks/ against PyTorch)."""
 
 import setuptools
 
@@ -40,6 +41,14 @@ TEST_REQUIRES = [
     *NOTEBOOK_REQUIRES,
 ]
 
+# benchmarks/vs_pytorch.py and conv_forms.py time PyTorch twins of the
+# models; never a dependency of the library. The CPU build: pip may pick a
+# CUDA one unless PyTorch's CPU index is given
+# (--extra-index-url https://download.pytorch.org/whl/cpu).
+BENCH_REQUIRES = [
+    "torch==2.13.0",
+]
+
 setuptools.setup(
     name="vae_jax",
     version="0.1.0",
@@ -50,7 +59,8 @@ setuptools.setup(
     packages=setuptools.find_packages(include=["vae_jax", "vae_jax.*"]),
     python_requires=">=3.11",
     install_requires=INSTALL_REQUIRES,
-    extras_require={"notebooks": NOTEBOOK_REQUIRES, "test": TEST_REQUIRES},
+    extras_require={"bench": BENCH_REQUIRES, "notebooks": NOTEBOOK_REQUIRES,
+                    "test": TEST_REQUIRES},
     classifiers=[
         "Programming Language :: Python :: 3.11",
         "Programming Language :: Python :: 3.12",

@@ -11,7 +11,10 @@ Measures, in one process:
     and the steady-state time per step (compilation and warm-up excluded)
     of three ways to run it:
       - `device_loop`: the split held on the device, steps run as one
-        compiled loop (`vae_jax.data.device_held`, what training uses for MNIST);
+        compiled loop (`vae_jax.data.device_held`, what training uses for MNIST),
+        compiled and called for the steps between the host's stops as
+        training does (XLA compiles a step inside the loop differently from
+        a lone step: XLA:CPU's strided-conv gradients were 20x slower there);
       - `host_loop`: one jitted step per batch from the host pipeline,
         prefetched to the device (the path of streamed datasets);
       - `step_only`: one jitted step per batch already on the device, so
@@ -274,13 +277,18 @@ def benchmark_config(spec: str) -> dict:
       state, metrics = host_runner(state, i, i + 1)
     return metrics
 
+  # As train_and_evaluate runs it: compiled for the steps between the
+  # host's stops (log, checkpoint, epoch end), called once per stretch.
+  loop_steps = min(config.log_every_steps, config.checkpoint_every_steps,
+                   setup.steps_per_epoch)
   device_runner = device_held.DeviceSteps(
-      setup.data.device_split(), setup.train_step, setup.mesh, setup.local_batch_size,
-      seed=0, rng=setup.rng, max_steps=num_steps)
+      setup.data.device_split(), setup.train_step, setup.mesh,
+      setup.local_batch_size, seed=0, rng=setup.rng, max_steps=loop_steps)
 
   def device_loop(n):
     nonlocal state
-    state, metrics = device_runner(state, 0, n)
+    for first in range(0, n, loop_steps):
+      state, metrics = device_runner(state, first, min(first + loop_steps, n))
     return metrics
 
   host_batches = setup.host_batches()
@@ -297,7 +305,8 @@ def benchmark_config(spec: str) -> dict:
                               ("input_pipeline_only", input_only)]}
   trace_dir = os.path.join(FLAGS.profile_dir or tempfile.mkdtemp(),
                            os.path.basename(spec))
-  state, profile = profile_by_kind(device_runner, state, num_steps, trace_dir)
+  state, profile = profile_by_kind(device_runner, state,
+                                   min(num_steps, loop_steps), trace_dir)
 
   # Once per epoch, besides the steps.
   eval_ds = setup.data.eval_dataset(setup.local_batch_size)

@@ -82,19 +82,22 @@ class FcDecoder(nn.Module):
 
 class ConvEncoder(nn.Module):
   channels: Sequence[int]
+  conv_impl: str = "auto"  # layers.CONV_IMPLS: the conv layers' form.
 
   @nn.compact
   def __call__(self, images: jax.Array, train: bool = False) -> jax.Array:
     del train
     h = images
     for features in self.channels:
-      h = nn.relu(layers.StridedConv(features)(h))  # k=4, s=2, p=1.
+      h = nn.relu(layers.StridedConv(  # k=4, s=2, p=1.
+          features, conv_impl=self.conv_impl)(h))
     return h.reshape(h.shape[0], -1)
 
 
 class ConvDecoder(nn.Module):
   channels: Sequence[int]  # The encoder's, in encoder order.
   image_shape: Sequence[int]
+  conv_impl: str = "auto"  # layers.CONV_IMPLS: the conv layers' form.
 
   @nn.compact
   def __call__(self, code: jax.Array, train: bool = False) -> jax.Array:
@@ -104,8 +107,10 @@ class ConvDecoder(nn.Module):
     h = code.reshape(
         (code.shape[0], height // scale, width // scale, self.channels[-1]))
     for features in tuple(self.channels[-2::-1]):
-      h = nn.relu(layers.UpConv(features)(h))  # PyTorch k=4, s=2, p=1.
-    return layers.UpConv(image_channels, name="outputs")(h)
+      h = nn.relu(layers.UpConv(  # PyTorch k=4, s=2, p=1.
+          features, conv_impl=self.conv_impl)(h))
+    return layers.UpConv(image_channels, name="outputs",
+                         conv_impl=self.conv_impl)(h)
 
 
 def default_fc_config() -> ml_collections.ConfigDict:
@@ -123,6 +128,10 @@ def default_conv_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.name = "conv_autoencoder"  # vae_jax/models/autoencoders.py.
   config.channels = (64, 128, 256, 512)  # Encoder; mirrored back.
+  # The conv layers' form ('auto', 'xla', 'matmul'; vae_jax/models/
+  # layers.py). 'auto': XLA's convolutions on GPU/TPU, the matmul forms on
+  # CPU. All forms share parameters: checkpoints load under any.
+  config.conv_impl = "auto"
   return config
 
 
@@ -139,11 +148,12 @@ def build_conv(model_config: ml_collections.ConfigDict,
                image_shape: Sequence[int]) -> nn.Module:
   channels = tuple(model_config.channels)
   layers.require_halvable("conv_autoencoder", image_shape, len(channels))
+  conv_impl = layers.check_conv_impl(model_config.conv_impl)
   scale = 2 ** len(channels)
   height, width, _ = image_shape
   return Autoencoder(
-      encoder=ConvEncoder(channels),
-      decoder=ConvDecoder(channels, tuple(image_shape)),
+      encoder=ConvEncoder(channels, conv_impl),
+      decoder=ConvDecoder(channels, tuple(image_shape), conv_impl),
       code_size=(height // scale) * (width // scale) * channels[-1])
 
 

@@ -29,6 +29,7 @@ class DcganEncoder(nn.Module):
   """Conv 4x4 stride 2 -> ReLU -> BatchNorm per level, then mu/logvar heads."""
   channels: Sequence[int]
   latent_size: int
+  conv_impl: str = "auto"  # layers.CONV_IMPLS: the conv layers' form.
 
   @nn.compact
   def __call__(self, images: jax.Array,
@@ -36,7 +37,8 @@ class DcganEncoder(nn.Module):
     h = images
     for features in self.channels:
       # No bias: the BatchNorm that follows has its own shift.
-      h = layers.StridedConv(features, use_bias=False)(h)  # k=4, s=2, p=1.
+      h = layers.StridedConv(features, use_bias=False,
+                             conv_impl=self.conv_impl)(h)  # k=4, s=2, p=1.
       h = layers.batch_norm(train)(nn.relu(h))
     h = h.reshape(h.shape[0], -1)
     return (nn.Dense(self.latent_size, name="mu")(h),
@@ -48,6 +50,7 @@ class DcganDecoder(nn.Module):
   channels: Sequence[int]  # The encoder's, in encoder order.
   dense_size: int
   image_shape: Sequence[int]
+  conv_impl: str = "auto"  # layers.CONV_IMPLS: the conv layers' form.
 
   @nn.compact
   def __call__(self, z: jax.Array, train: bool = False) -> jax.Array:
@@ -58,9 +61,11 @@ class DcganDecoder(nn.Module):
     h = nn.relu(nn.Dense(start_shape[0] * start_shape[1] * start_shape[2])(h))
     h = h.reshape((z.shape[0], *start_shape))
     for features in tuple(self.channels[-2::-1]):
-      h = layers.UpConv(features, use_bias=False)(h)  # PyTorch k=4, s=2, p=1.
+      h = layers.UpConv(features, use_bias=False,  # PyTorch k=4, s=2, p=1.
+                        conv_impl=self.conv_impl)(h)
       h = layers.batch_norm(train)(nn.relu(h))
-    return layers.UpConv(image_channels, use_bias=False, name="logits")(h)
+    return layers.UpConv(image_channels, use_bias=False, name="logits",
+                         conv_impl=self.conv_impl)(h)
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -70,6 +75,10 @@ def default_config() -> ml_collections.ConfigDict:
   config.latent_size = 128  # The listing's mu/sigma heads: 512 -> 128.
   config.channels = (64, 128, 256, 128)  # Encoder convs; mirrored back.
   config.dense_size = 512  # Decoder's first Linear: latent -> 512.
+  # The conv layers' form ('auto', 'xla', 'matmul'; vae_jax/models/
+  # layers.py). 'auto': XLA's convolutions on GPU/TPU, the matmul forms on
+  # CPU. All forms share parameters: checkpoints load under any.
+  config.conv_impl = "auto"
   return config
 
 
@@ -77,10 +86,11 @@ def build(model_config: ml_collections.ConfigDict,
           image_shape: Sequence[int]) -> nn.Module:
   channels = tuple(model_config.channels)
   layers.require_halvable("dcgan_vae", image_shape, len(channels))
+  conv_impl = layers.check_conv_impl(model_config.conv_impl)
   return vae.VAE(
-      encoder=DcganEncoder(channels, model_config.latent_size),
+      encoder=DcganEncoder(channels, model_config.latent_size, conv_impl),
       decoder=DcganDecoder(channels, model_config.dense_size,
-                           tuple(image_shape)),
+                           tuple(image_shape), conv_impl),
       latent_size=model_config.latent_size)
 
 

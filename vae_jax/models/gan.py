@@ -39,6 +39,7 @@ class Generator(nn.Module):
   image_shape: Sequence[int]
   num_classes: int = 0  # 0: unconditional.
   output_activation: str = "tanh"
+  conv_impl: str = "auto"  # layers.CONV_IMPLS: the conv layers' form.
 
   @nn.compact
   def __call__(self, z: jax.Array, labels: jax.Array | None = None,
@@ -55,9 +56,11 @@ class Generator(nn.Module):
     h = nn.Dense(math.prod(start_shape), use_bias=False, name="project")(z)
     h = nn.relu(layers.batch_norm(train)(h.reshape((z.shape[0], *start_shape))))
     for features in tuple(self.channels[-2::-1]):
-      h = layers.UpConv(features, use_bias=False)(h)  # PyTorch k=4, s=2, p=1.
+      h = layers.UpConv(features, use_bias=False,  # PyTorch k=4, s=2, p=1.
+                        conv_impl=self.conv_impl)(h)
       h = nn.relu(layers.batch_norm(train)(h))
-    h = layers.UpConv(image_channels, name="output")(h)
+    h = layers.UpConv(image_channels, name="output",
+                      conv_impl=self.conv_impl)(h)
     return OUTPUT_ACTIVATIONS[self.output_activation](h)
 
 
@@ -69,6 +72,7 @@ class Discriminator(nn.Module):
   # same function in training and evaluation, which keeps its test accuracy
   # comparable with its training accuracy.
   batch_norm: bool = False
+  conv_impl: str = "auto"  # layers.CONV_IMPLS: the conv layers' form.
 
   @nn.compact
   def __call__(self, images: jax.Array, train: bool = False
@@ -76,7 +80,8 @@ class Discriminator(nn.Module):
     h = images
     for level, features in enumerate(self.channels):
       normalized = self.batch_norm and level > 0
-      h = layers.StridedConv(features, use_bias=not normalized)(h)  # k=4, s=2.
+      h = layers.StridedConv(features, use_bias=not normalized,  # k=4, s=2.
+                             conv_impl=self.conv_impl)(h)
       if normalized:
         h = layers.batch_norm(train)(h)
       h = nn.leaky_relu(h, 0.2)
@@ -111,6 +116,10 @@ def default_config(name: str = "gan") -> ml_collections.ConfigDict:
   config.discriminator_batch_norm = True
   # 'tanh' ([-1, 1], pixel_range 'symmetric') or 'sigmoid' ([0, 1], 'unit').
   config.output_activation = "tanh"
+  # The conv layers' form ('auto', 'xla', 'matmul'; vae_jax/models/
+  # layers.py). 'auto': XLA's convolutions on GPU/TPU, the matmul forms on
+  # CPU. All forms share parameters: checkpoints load under any.
+  config.conv_impl = "auto"
   return config
 
 
@@ -128,12 +137,13 @@ def _build(model_config: ml_collections.ConfigDict, image_shape: Sequence[int],
     raise errors.ConfigError(
         f"model.output_activation {activation!r} is unknown; choose one of "
         f"{sorted(OUTPUT_ACTIVATIONS)}.")
+  conv_impl = layers.check_conv_impl(model_config.conv_impl)
   return Gan(
       generator=Generator(generator_channels, tuple(image_shape), num_classes,
-                          activation),
+                          activation, conv_impl),
       discriminator=Discriminator(
           channels, num_classes,
-          model_config.discriminator_batch_norm),
+          model_config.discriminator_batch_norm, conv_impl),
       latent_size=model_config.latent_size, num_classes=num_classes)
 
 

@@ -1,12 +1,20 @@
-"""Convolutions for the conv families, written as matmuls.
+"""PyTorch's Conv2d and ConvTranspose2d for the conv families, per backend.
 
-XLA:CPU runs matmuls near its peak but some convolutions very slowly: the
-dilated ones in a transposed conv's gradient (~25x slower), and convs on
-small images with many channels (a 3x3 conv from 2x2x128 to 1024 channels
-took 1.4 s for a 128-image batch). Both layers here compute exactly what
-PyTorch's Conv2d and ConvTranspose2d compute, with the same parameters, as
-one matmul over the k*k shifted views of the input (im2col), forward and
-backward.
+Each layer computes exactly what PyTorch's layer computes, with the same
+parameters (kernel [k, k, in, out], bias [out]), in one of two forms:
+- 'xla': XLA's own convolution (`lax.conv_general_dilated`; for the
+  transposed conv its input-dilated form, what `lax.conv_transpose` lowers
+  to and what XLA:GPU maps to cuDNN's backward-data kernel);
+- 'matmul': for the strided conv, one matmul over the k*k shifted views of
+  the input (im2col); for the transposed conv, one matmul of each input
+  pixel with the k*k taps, whose products each output phase sums (col2im,
+  PyTorch's own CPU algorithm): only the taps that reach a phase, no work
+  wasted.
+`conv_impl='auto'` keeps the native convolutions on GPU and TPU (the
+matmul forms are a CPU workaround, unmeasured there) and on CPU takes the
+matmul forms (`resolve_conv_impl` says why): XLA:CPU runs matmuls near its
+peak but some convolutions very slowly.
+The forms share parameters, so a checkpoint saved under one loads under any.
 """
 
 from typing import Sequence
@@ -16,6 +24,9 @@ import jax
 import jax.numpy as jnp
 
 from vae_jax import errors
+
+CONV_IMPLS = ("auto", "xla", "matmul")
+_DIMENSIONS = ("NHWC", "HWIO", "NHWC")
 
 
 def require_halvable(model_name: str, image_shape: Sequence[int],
@@ -36,6 +47,42 @@ def batch_norm(train: bool) -> nn.BatchNorm:
                       epsilon=1e-5)
 
 
+def check_conv_impl(conv_impl: str) -> str:
+  """`conv_impl` itself, or a ConfigError naming the choices."""
+  if conv_impl not in CONV_IMPLS:
+    raise errors.ConfigError(
+        f"model.conv_impl {conv_impl!r} is unknown; choose one of "
+        f"{list(CONV_IMPLS)}.")
+  return conv_impl
+
+
+def resolve_conv_impl(conv_impl: str) -> str:
+  """'xla' or 'matmul': `conv_impl`, with 'auto' decided by the backend.
+
+  On CPU, 'auto' is the matmul forms for every layer. Measured on a 2-core
+  x86 CPU at batch 128 (benchmarks/conv_forms.py, benchmarks/vs_pytorch.py;
+  figures in the README): XLA:CPU's input-dilated convolution of a
+  transposed conv and its gradients ran 3-20x slower than the tap matmul;
+  XLA's strided convs from 8x8 up were faster than im2col in a lone step,
+  but inside the while loop that training runs its steps in (data.device_held)
+  their kernel gradients stay generic convolutions, not rewritten to
+  YNNPACK as they are outside it, and took 20x as long (a conv VAE's step
+  went from 57 ms to 1.2 s).
+  """
+  if check_conv_impl(conv_impl) != "auto":
+    return conv_impl
+  return "matmul" if jax.default_backend() == "cpu" else "xla"
+
+
+def _shifted_views(x: jax.Array, size: int, stride: int, out_height: int,
+                   out_width: int) -> jax.Array:
+  """[B, out_height, out_width, size * size * C]: im2col of padded `x`."""
+  return jnp.concatenate(
+      [x[:, t:t + stride * (out_height - 1) + 1:stride,
+         u:u + stride * (out_width - 1) + 1:stride]
+       for t in range(size) for u in range(size)], axis=-1)
+
+
 def _conv_as_matmul(x: jax.Array, kernel: jax.Array, stride: int,
                     padding: int) -> jax.Array:
   """NHWC input, HWIO kernel: a cross-correlation like nn.Conv's."""
@@ -43,16 +90,73 @@ def _conv_as_matmul(x: jax.Array, kernel: jax.Array, stride: int,
   padded = jnp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
   out_height = (padded.shape[1] - size) // stride + 1
   out_width = (padded.shape[2] - size) // stride + 1
-  patches = jnp.concatenate(
-      [padded[:, t:t + stride * (out_height - 1) + 1:stride,
-              u:u + stride * (out_width - 1) + 1:stride]
-       for t in range(size) for u in range(size)], axis=-1)
+  patches = _shifted_views(padded, size, stride, out_height, out_width)
   return patches @ kernel.reshape(size * size * in_features, out_features)
+
+
+def _conv_xla(x: jax.Array, kernel: jax.Array, stride: int,
+              padding: int) -> jax.Array:
+  return jax.lax.conv_general_dilated(
+      x, kernel, (stride, stride), ((padding, padding), (padding, padding)),
+      dimension_numbers=_DIMENSIONS)
+
+
+def _upconv_as_tap_matmul(x: jax.Array, kernel: jax.Array,
+                          padding: int) -> jax.Array:
+  """ConvTranspose2d(stride 2) as PyTorch's own CPU kernel computes it: one
+  matmul of every input pixel with all k*k taps, then each output phase
+  sums its taps' products, shifted (col2im).
+
+  No work is wasted, and no copy of the input is made; the cost is the
+  products, k*k*out channels per input pixel, which is small for the
+  decoders' last layers (a few output channels) and the 3x3 kernels.
+  """
+  size, _, in_features, out_features = kernel.shape
+  batch, height, width, _ = x.shape
+  products = (x.reshape(-1, in_features)
+              @ kernel.transpose(2, 0, 1, 3).reshape(
+                  in_features, size * size * out_features))
+  # Split, not indexed: the transpose of a split is one concatenation,
+  # where each indexed tap's was a full-size pad, all of them then added.
+  products = jax.lax.split(
+      products.reshape(batch, height, width, size * size, out_features),
+      [1] * (size * size), axis=3)
+  phases = []
+  for a in (0, 1):
+    row = []
+    for b in (0, 1):
+      total = None
+      # Output 2i + a reads input i + d through tap k = a + padding - 2d:
+      # the product of input i with tap k lands on phase row i - d.
+      for k in range((a + padding) % 2, size, 2):
+        d = (a + padding - k) // 2
+        for l in range((b + padding) % 2, size, 2):
+          e = (b + padding - l) // 2
+          shifted = jax.lax.pad(products[k * size + l][:, :, :, 0], 0.0,
+                                ((0, 0, 0), (-d, d, 0), (-e, e, 0), (0, 0, 0)))
+          total = shifted if total is None else total + shifted
+      row.append(total)
+    phases.append(jnp.stack(row, axis=3))
+  # [B, H, 2 (a), W, 2 (b), C] -> output row 2i + a, column 2j + b.
+  return jnp.stack(phases, axis=2).reshape(batch, 2 * height, 2 * width,
+                                           out_features)
+
+
+def _upconv_xla(x: jax.Array, kernel: jax.Array, padding: int) -> jax.Array:
+  """ConvTranspose2d(stride 2) as XLA's input-dilated convolution: the
+  gradient of a stride-2 conv, which XLA:GPU runs as cuDNN's backward-data
+  kernel. The padding adds the output_padding that doubles odd kernels."""
+  size = kernel.shape[0]
+  low = size - 1 - padding
+  high = size - low  # Output size 2H - 1 + low + high - size + 1 = 2H.
+  return jax.lax.conv_transpose(
+      x, kernel.swapaxes(2, 3), (2, 2), ((low, high), (low, high)),
+      dimension_numbers=_DIMENSIONS, transpose_kernel=True)
 
 
 def _bias(module: nn.Module, y: jax.Array) -> jax.Array:
   bias = module.param("bias", nn.initializers.zeros, (y.shape[-1],))
-  return y + bias.reshape(1, 1, 1, -1)
+  return y + bias.reshape(1, 1, 1, -1).astype(y.dtype)
 
 
 class StridedConv(nn.Module):
@@ -62,13 +166,16 @@ class StridedConv(nn.Module):
   stride: int = 2
   padding: int = 1
   use_bias: bool = True
+  conv_impl: str = "auto"  # See the module docstring.
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     kernel = self.param(
         "kernel", nn.initializers.lecun_normal(),
         (self.kernel_size, self.kernel_size, x.shape[-1], self.features))
-    y = _conv_as_matmul(x, kernel.astype(x.dtype), self.stride, self.padding)
+    conv = (_conv_as_matmul if resolve_conv_impl(self.conv_impl) == "matmul"
+            else _conv_xla)
+    y = conv(x, kernel.astype(x.dtype), self.stride, self.padding)
     return _bias(self, y) if self.use_bias else y
 
 
@@ -76,37 +183,20 @@ class UpConv(nn.Module):
   """PyTorch's ConvTranspose2d(k, stride=2, padding) that doubles H and W.
 
   Covers the seed's k=4, padding=1 and k=3, padding=1, output_padding=1.
-  Computed as one stride-1 3x3 conv producing the four output phases, then
-  depth-to-space.
   """
   features: int
   kernel_size: int = 4
   padding: int = 1
   use_bias: bool = True
-
-  def _phase_kernel(self, kernel: jax.Array) -> jax.Array:
-    """[3, 3, in, 4 * out]: for output phase (a, b), the taps on inputs
-    (i - 1, i, i + 1) x (j - 1, j, j + 1). Output 2i + a reads input i + d
-    through tap k = a + padding - 2d, when 0 <= k < kernel_size.
-    """
-    size = self.kernel_size
-    taps = [[a + self.padding - 2 * d for d in (-1, 0, 1)] for a in (0, 1)]
-    taps = jnp.asarray([[k if 0 <= k < size else size for k in row]
-                        for row in taps])  # Index `size` is a zero tap.
-    padded = jnp.pad(kernel, ((0, 1), (0, 1), (0, 0), (0, 0)))
-    phases = [padded[taps[a][:, None], taps[b][None, :]]
-              for a in (0, 1) for b in (0, 1)]
-    return jnp.concatenate(phases, axis=-1)
+  conv_impl: str = "auto"  # See the module docstring.
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    batch, height, width, in_features = x.shape
     kernel = self.param(
         "kernel", nn.initializers.lecun_normal(),
-        (self.kernel_size, self.kernel_size, in_features, self.features))
-    y = _conv_as_matmul(x, self._phase_kernel(kernel).astype(x.dtype),
-                        stride=1, padding=1)
-    y = y.reshape(batch, height, width, 2, 2, self.features)
-    y = y.transpose(0, 1, 3, 2, 4, 5).reshape(
-        batch, 2 * height, 2 * width, self.features)
+        (self.kernel_size, self.kernel_size, x.shape[-1], self.features))
+    upconv = (_upconv_as_tap_matmul
+              if resolve_conv_impl(self.conv_impl) == "matmul"
+              else _upconv_xla)
+    y = upconv(x, kernel.astype(x.dtype), self.padding)
     return _bias(self, y) if self.use_bias else y

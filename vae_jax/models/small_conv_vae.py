@@ -34,6 +34,7 @@ class SmallConvEncoder(nn.Module):
   base_channels: int
   dense_size: int
   latent_size: int
+  conv_impl: str = "auto"  # layers.CONV_IMPLS: the conv layers' form.
 
   @nn.compact
   def __call__(self, images: jax.Array,
@@ -41,7 +42,8 @@ class SmallConvEncoder(nn.Module):
     del train  # No layer behaves differently in training.
     h = images
     for features in _level_channels(self.base_channels):
-      h = nn.relu(layers.StridedConv(features, kernel_size=3)(h))  # s=2, p=1.
+      h = nn.relu(layers.StridedConv(  # s=2, p=1.
+          features, kernel_size=3, conv_impl=self.conv_impl)(h))
     h = nn.relu(nn.Dense(self.dense_size)(h.reshape(h.shape[0], -1)))
     return (nn.Dense(self.latent_size, name="mu")(h),
             nn.Dense(self.latent_size, name="logvar")(h))
@@ -52,6 +54,7 @@ class SmallConvDecoder(nn.Module):
   base_channels: int
   dense_size: int
   image_shape: Sequence[int]
+  conv_impl: str = "auto"  # layers.CONV_IMPLS: the conv layers' form.
 
   @nn.compact
   def __call__(self, z: jax.Array, train: bool = False) -> jax.Array:
@@ -65,8 +68,10 @@ class SmallConvDecoder(nn.Module):
     h = h.reshape((z.shape[0], *start_shape))
     for features in channels[-2::-1]:
       # PyTorch k=3, s=2, p=1, output_padding=1: doubles the size.
-      h = nn.relu(layers.UpConv(features, kernel_size=3)(h))
-    return layers.UpConv(image_channels, kernel_size=3, name="logits")(h)
+      h = nn.relu(layers.UpConv(features, kernel_size=3,
+                                conv_impl=self.conv_impl)(h))
+    return layers.UpConv(image_channels, kernel_size=3, name="logits",
+                         conv_impl=self.conv_impl)(h)
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -76,6 +81,10 @@ def default_config() -> ml_collections.ConfigDict:
   config.latent_size = 16  # 16 or 256 in the seed.
   config.base_channels = 32  # d: convs have d, 2d, 4d channels.
   config.dense_size = 256  # Linear between the convs and the heads.
+  # The conv layers' form ('auto', 'xla', 'matmul'; vae_jax/models/
+  # layers.py). 'auto': XLA's convolutions on GPU/TPU, the matmul forms on
+  # CPU. All forms share parameters: checkpoints load under any.
+  config.conv_impl = "auto"
   return config
 
 
@@ -84,10 +93,12 @@ def build(model_config: ml_collections.ConfigDict,
   layers.require_halvable("small_conv_vae", image_shape, _NUM_LEVELS)
   base_channels = model_config.base_channels
   dense_size = model_config.dense_size
+  conv_impl = layers.check_conv_impl(model_config.conv_impl)
   return vae.VAE(
       encoder=SmallConvEncoder(base_channels, dense_size,
-                               model_config.latent_size),
-      decoder=SmallConvDecoder(base_channels, dense_size, tuple(image_shape)),
+                               model_config.latent_size, conv_impl),
+      decoder=SmallConvDecoder(base_channels, dense_size, tuple(image_shape),
+                               conv_impl),
       latent_size=model_config.latent_size)
 
 
