@@ -132,7 +132,8 @@ def _upconv_as_tap_matmul(x: jax.Array, kernel: jax.Array,
         d = (a + padding - k) // 2
         for l in range((b + padding) % 2, size, 2):
           e = (b + padding - l) // 2
-          shifted = jax.lax.pad(products[k * size + l][:, :, :, 0], 0.0,
+          tap = products[k * size + l][:, :, :, 0]
+          shifted = jax.lax.pad(tap, jnp.zeros((), tap.dtype),
                                 ((0, 0, 0), (-d, d, 0), (-e, e, 0), (0, 0, 0)))
           total = shifted if total is None else total + shifted
       row.append(total)
