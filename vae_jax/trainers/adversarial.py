@@ -123,7 +123,7 @@ class Settings(NamedTuple):
   """What the steps are given besides their arrays (bound, never traced)."""
   model: gan.Gan
   terms: objective_lib.AdversarialTerms  # The objective's.
-  loss_config: ml_collections.ConfigDict
+  loss_config: ml_collections.FrozenConfigDict  # Hashable: a static arg.
   compute_dtype: str  # The networks' arithmetic (`core.precision`).
 
 
