@@ -230,9 +230,11 @@ def test_celeba_configs_train_end_to_end(name, tmp_path):
   config.batch_size = 4
   config.num_image_samples = 4
   config.input.download = "always"  # Under mock data the download is a no-op.
-  # Narrow layers compile and run in seconds; the 64x64x3 shape, BatchNorm
-  # in the discriminator and the attributes are the configs' own.
+  # Narrow layers, in both networks, compile and run in seconds; the 64x64x3
+  # shape, BatchNorm in the discriminator and the attributes are the
+  # configs' own.
   config.model.channels = (4, 4, 4, 8)
+  config.model.generator_channels = (4, 4, 4, 8)
   config.model.latent_size = 8
   results = run(config, tmp_path, num_examples=8)
   assert results["steps"] == 2

@@ -64,8 +64,9 @@ def test_two_processes_stop_together_save_once_and_resume(tmp_path):
   for index in (0, 1):
     assert f"[{index}] " in output and f"Process {index} of 2" in output
 
-  # Both rerun, with an epoch or two left: they resume from that checkpoint.
-  num_epochs = stopped_at // STEPS_PER_EPOCH + 2
+  # Both rerun to the end of the epoch they stopped in (at least one step
+  # left): they resume from that checkpoint.
+  num_epochs = stopped_at // STEPS_PER_EPOCH + 1
   run = start_two_processes(tmp_path, f"--config.num_epochs={num_epochs}")
   code, output = mock_runs.finish(run, timeout=TIMEOUT)
   assert code == 0, output[-5000:]
