@@ -102,6 +102,31 @@ def test_no_import_cycle():
       f"{len(c)} modules: {', '.join(c)}" for c in found)
 
 
+# The layers of the README's code map, lowest first: a module imports from
+# its own layer and the ones before it, never from a later one.
+LAYERS = ("vae_jax.errors", "vae_jax.core", "vae_jax.data", "vae_jax.models",
+          "vae_jax.objectives", "vae_jax.trainers", "vae_jax.analysis",
+          "vae_jax.sweeps")
+
+
+def layer(module: str) -> int:
+  """The index of `module`'s layer; the commands and the package's
+  `__init__` come after every layer."""
+  for index, prefix in enumerate(LAYERS):
+    if module == prefix or module.startswith(prefix + "."):
+      return index
+  return len(LAYERS)
+
+
+def test_imports_only_go_down_the_layers():
+  graph, _ = read_imports(PACKAGE_ROOT)
+  upward = [f"{module} imports {target}"
+            for module, targets in sorted(graph.items())
+            for target in sorted(targets)
+            if target != "vae_jax" and layer(target) > layer(module)]
+  assert not upward, "imports up the layers: " + "; ".join(upward)
+
+
 def test_no_import_of_the_package_inside_a_function():
   _, nested = read_imports(PACKAGE_ROOT)
   assert not nested, "imports inside functions: " + ", ".join(

@@ -21,6 +21,9 @@ from vae_jax import errors
 from vae_jax.core import sharding
 from vae_jax.data import augment
 
+# The pixel ranges images are given to a model in: [0, 1] or [-1, 1].
+PIXEL_RANGES = ("unit", "symmetric")
+
 
 def _epoch_seed(seed: int, epoch: int, *stream: int) -> int:
   state = np.random.SeedSequence([seed, epoch, *stream]).generate_state(1)

@@ -22,7 +22,6 @@ from vae_jax.data import augment
 from vae_jax.data import batching
 from vae_jax.data import device_held
 from vae_jax.data import sources
-from vae_jax.models import family
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -87,7 +86,7 @@ def default_config() -> ml_collections.ConfigDict:
 
 def check_config(input_config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError for input settings no run could use."""
-  errors.require_choice(input_config.pixel_range, family.PIXEL_RANGES,
+  errors.require_choice(input_config.pixel_range, batching.PIXEL_RANGES,
                         "input.pixel_range")
   sources.check_config(input_config)
   augment.check_config(input_config)

@@ -24,10 +24,6 @@ class Kind(enum.Enum):
   GAN = "gan"
 
 
-# The pixel ranges a model may read: [0, 1] or [-1, 1].
-PIXEL_RANGES = ("unit", "symmetric")
-
-
 @dataclasses.dataclass(frozen=True)
 class Family:
   """One model family: how to build it and what it is."""
@@ -38,7 +34,8 @@ class Family:
   build: Callable[[ml_collections.ConfigDict, Sequence[int]], Any]
   # () -> the config.model section with every field the family reads.
   default_config: Callable[[], ml_collections.ConfigDict]
-  # model_config -> the pixel range ('unit' or 'symmetric') it reads.
+  # model_config -> the pixel range it reads: 'unit' ([0, 1]) or
+  # 'symmetric' ([-1, 1]), one of `data.batching.PIXEL_RANGES`.
   pixel_range: Callable[[ml_collections.ConfigDict], str]
   objective: str  # The objective module trained unless loss.objective says.
   trainer: str  # 'single_network' or 'adversarial'.
