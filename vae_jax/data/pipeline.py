@@ -160,10 +160,6 @@ class PreparedData:
              sources.load(self.config, "test", per_process=False))
     return batching.first_images(whole, count, self.config)
 
-  def num_classes(self) -> int:
-    """Classes a conditional model is given (`sources.num_classes`)."""
-    return sources.num_classes(self.config)
-
 
 def prepare(input_config: ml_collections.ConfigDict) -> PreparedData:
   """Makes the dataset readable and opens it; see `PreparedData`."""
