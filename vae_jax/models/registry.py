@@ -25,11 +25,9 @@ def get(name: str) -> family_lib.Family:
 
 def check_config(model_config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError for a model section no family could build."""
-  missing = sorted(set(get(model_config.name).default_config())
-                   - set(model_config))
-  errors.require(not missing, f"model {model_config.name!r} reads "
-                 f"{', '.join('model.' + field for field in missing)}, which "
-                 "this config lacks.")
+  errors.require_fields(
+      model_config, get(model_config.name).default_config().to_dict(),
+      "model", f"model {model_config.name!r}")
   if "latent_size" in model_config:
     errors.require(model_config.latent_size > 0, "model.latent_size must be "
                    f"positive, got {model_config.latent_size}.")

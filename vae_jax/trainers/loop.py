@@ -103,12 +103,11 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   model_family, objective, trainer = parts_lib.declared(config)
   if model_family.conditional:  # Raises for data without class labels.
     sources.num_classes(config.input)
-  missing = sorted(set(objective.default_config()) - set(config.loss))
-  errors.require(
-      not missing, f"loss.objective {objective.name!r} reads "
-      f"{', '.join('loss.' + field for field in missing)}, which this config "
-      "lacks; start it from loop.default_config("
-      f"{config.model.name!r}, {objective.name!r}).")
+  errors.require_fields(
+      config.loss, objective.default_config().to_dict(), "loss",
+      f"loss.objective {objective.name!r}",
+      f"; start it from loop.default_config({config.model.name!r}, "
+      f"{objective.name!r})")
   objective.check_config(config.loss)
   trainer.check_config(config)
 
