@@ -127,3 +127,10 @@ def test_workdir_that_is_a_file_is_rejected(tmp_path):
     outputs.check_workdir(str(path))
   outputs.check_workdir(str(tmp_path))  # A directory is fine.
   outputs.check_workdir(str(tmp_path / "new"))  # So is a new path.
+
+
+def test_a_model_section_missing_its_family_fields_is_refused(tiny_config):
+  del tiny_config.model.hidden_sizes
+  with pytest.raises(errors.ConfigError,
+                     match=r"model 'mlp_vae' reads model.hidden_sizes"):
+    loop.check_config(tiny_config)
