@@ -126,12 +126,21 @@ def test_slerp_keeps_the_norm_of_equal_norm_codes():
   np.testing.assert_allclose(path[[0, -1]], [start, end], atol=1e-12)
 
 
-def linear_gaussian_log_likelihood(model, z, x):
-  """log N(x; W z + b, s^2 I) for z [S, B, D], x [B, X]."""
-  w, b, s = model
+def linear_gaussian_log_weights(model, x, key, num):
+  """log w [num, B] of z ~ q(z|x) = N(A (x - b) + 0.3, exp(logvar)) under
+  p(z) = N(0, I), p(x|z) = N(W z + b, s^2 I); x [B, X]."""
+  w, b, s, a, logvar = model
+  mu = (x - b[None]) @ a.T + 0.3
+  eps = jax.random.normal(key, (num, *mu.shape))
+  logvar = jnp.broadcast_to(logvar, eps.shape)
+  z = mu[None] + jnp.exp(0.5 * logvar) * eps
   mean = jnp.einsum("sbd,xd->sbx", z, w) + b[None, None]
-  return -0.5 * jnp.sum(jnp.square((x[None] - mean) / s)
-                        + 2 * jnp.log(s) + math.log(2 * math.pi), axis=-1)
+  log_px_z = -0.5 * jnp.sum(jnp.square((x[None] - mean) / s)
+                            + 2 * jnp.log(s) + math.log(2 * math.pi), axis=-1)
+  log_pz = -0.5 * jnp.sum(jnp.square(z) + math.log(2 * math.pi), axis=-1)
+  log_qz = -0.5 * jnp.sum(jnp.square(eps) + logvar + math.log(2 * math.pi),
+                          axis=-1)
+  return log_px_z + log_pz - log_qz
 
 
 def test_iwae_converges_to_the_exact_log_likelihood():
@@ -149,15 +158,15 @@ def test_iwae_converges_to_the_exact_log_likelihood():
   # q is deliberately off: the true posterior's mean shifted, its
   # correlations dropped and its variances doubled.
   posterior_cov = np.linalg.inv(np.eye(latent) + w.T @ w / s**2)
-  mu = centered @ w @ posterior_cov.T / s**2 + 0.3
-  logvar = np.tile(np.log(2 * np.diag(posterior_cov)), (batch, 1))
-  model = tuple(jnp.asarray(a, jnp.float32) for a in (w, b, s))
+  a = posterior_cov @ w.T / s**2  # mu = A (x - b) + 0.3.
+  logvar = np.log(2 * np.diag(posterior_cov))
+  model = tuple(jnp.asarray(v, jnp.float32) for v in (w, b, s, a, logvar))
   errors = {}
   for k in (1, 10, 100, 5000):
+    # 7-image batches and 256-draw chunks: both end in padding or a mask.
     estimate, elbo = latent_metrics.importance_weighted_log_likelihood(
-        linear_gaussian_log_likelihood, model, jnp.asarray(x, jnp.float32),
-        jnp.asarray(mu, jnp.float32), jnp.asarray(logvar, jnp.float32),
-        jax.random.PRNGKey(k), num_samples=k, chunk_size=256)
+        linear_gaussian_log_weights, model, x.astype(np.float32),
+        jax.random.PRNGKey(k), num_samples=k, batch_size=7, chunk_size=256)
     errors[k] = np.mean(exact - estimate)
     # log of a mean >= mean of logs, sample by sample (Jensen).
     assert np.all(elbo <= estimate + 1e-4)
@@ -169,4 +178,5 @@ def test_iwae_converges_to_the_exact_log_likelihood():
   # shrinks like 1/sqrt(K) (0.08 nats at most here).
   assert overshoot < 0.2
   # 5000 samples pin the ELBO down; a single sample scatters around it.
-  np.testing.assert_allclose(np.mean(exact - elbo), errors[1], rtol=0.1)
+  # (A 100-image mean of single draws scatters by ~0.9 nats around 9.7 here.)
+  np.testing.assert_allclose(np.mean(exact - elbo), errors[1], rtol=0.25)

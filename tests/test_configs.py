@@ -47,6 +47,19 @@ CONFIGS = [
     ("folder_vae", "FOLDER",  # The MLP VAE on 28x28 grayscale PNGs.
      linear_params([784, 400, 200]) + 2 * linear_params([200, 20])
      + linear_params([20, 200, 400, 784])),
+    # Burda et al.'s two-layer model: x-200-200-(h1: 100)-100-100-(h2: 50),
+    # p(h1|h2) and p(x|h1) mirrored. Trained end to end on binarized images.
+    ("iwae_paper", "iwae,k=5,layers=2",
+     linear_params([784, 200, 200]) + 2 * linear_params([200, 100])
+     + linear_params([100, 100, 100]) + 2 * linear_params([100, 50])
+     + linear_params([50, 100, 100]) + 2 * linear_params([100, 100])
+     + linear_params([100, 200, 200, 784])),
+]
+# Configs whose parameter count is checked, but which train as one above.
+COUNTED_ONLY = [
+    ("iwae_paper", "vae,k=1,layers=1",  # 784-200-200-(50, 50), 50-200-200-784.
+     linear_params([784, 200, 200]) + 2 * linear_params([200, 50])
+     + linear_params([50, 200, 200, 784])),
 ]
 
 
@@ -66,7 +79,8 @@ def write_png_folder(root):
 # The end-to-end runs' cap on every layer width and the latent size.
 NARROW_WIDTH = 8
 WIDTH_FIELDS = ("hidden_sizes", "latent_size", "channels", "base_channels",
-                "dense_size", "encoder_sizes", "decoder_sizes")
+                "dense_size", "encoder_sizes", "decoder_sizes",
+                "bottom_latent_size", "upper_hidden_sizes")
 
 
 def narrow(model_config):
@@ -104,11 +118,16 @@ def abstract_params(config):
   return registry.count_params(state.params)
 
 
-CONFIG_IDS = [f"{n}:{a}" if a else n for n, a, _ in CONFIGS]
+def config_ids(configs):
+  return [f"{n}:{a}" if a else n for n, a, _ in configs]
 
 
-@pytest.mark.parametrize("name,argument,listing_params", CONFIGS,
-                         ids=CONFIG_IDS)
+CONFIG_IDS = config_ids(CONFIGS)
+
+
+@pytest.mark.parametrize("name,argument,listing_params",
+                         CONFIGS + COUNTED_ONLY,
+                         ids=config_ids(CONFIGS + COUNTED_ONLY))
 def test_config_model_has_the_listing_params(name, argument, listing_params,
                                              tmp_path):
   config, data = config_and_data(name, argument, tmp_path)

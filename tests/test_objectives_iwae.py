@@ -89,9 +89,10 @@ def test_bound_rises_toward_the_exact_log_likelihood():
   for k in (1, 2, 5, 50):
     eps = jax.random.normal(jax.random.PRNGKey(k), (400, k, 1, 1))
     def bound(eps):
-      logits = (mu[None] + jnp.exp(0.5 * logvar)[None] * eps).reshape(
-          k, 1, 1, 1)
-      weights, _ = iwae.log_weights(logits, mu, logvar, eps, image,
+      z = mu[None] + jnp.exp(0.5 * logvar)[None] * eps
+      log_ratio = (jnp.sum(-0.5 * z**2, axis=-1)
+                   + jnp.sum(0.5 * (eps**2 + logvar[None]), axis=-1))
+      weights, _ = iwae.log_weights(z.reshape(k, 1, 1, 1), log_ratio, image,
                                     likelihood="gaussian",
                                     gaussian_variance=variance)
       return jax.nn.logsumexp(weights, axis=0) - math.log(k)

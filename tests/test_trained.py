@@ -71,8 +71,9 @@ def test_fields_an_old_config_json_lacks_come_from_the_base_config(tmp_path):
   loaded = runs.load_config(str(tmp_path))
   assert loaded.input.pixel_range == "unit"
   assert loaded.loss.learned_variance == "per_pixel"
+  # Its own sizes, and the family's activation it predates.
   assert loaded.model.to_dict() == {"name": "mlp_vae", "hidden_sizes": (32, 16),
-                                    "latent_size": 4}
+                                    "latent_size": 4, "activation": "relu"}
 
 
 def test_missing_workdir_config_or_checkpoints_is_a_user_error(tmp_path):

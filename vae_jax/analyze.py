@@ -25,10 +25,11 @@ flags.DEFINE_string("traversal_center", "zero", "'zero', or the index of "
                     "the test image whose posterior mean it varies.")
 flags.DEFINE_string("attribute", None,
                     "celeb_a: the attribute that colors latent_2d.png.")
-flags.DEFINE_integer("iwae_k", 0, "Importance samples per image for the "
-                     "IWAE estimate of -log p(x); 0 skips it.")
-flags.DEFINE_integer("iwae_examples", 1000, "Test images (the first ones) "
-                     "the IWAE estimate averages.")
+flags.DEFINE_integer("iwae_k", None, "Importance samples per image for the "
+                     "IWAE estimate of -log p(x); 0 skips it. Default: 5000 "
+                     "for runs on binarized images, else 0.")
+flags.DEFINE_integer("iwae_examples", None, "Test images (the first ones) "
+                     "the IWAE estimate averages; default: all.")
 flags.DEFINE_integer("num_points", 2000, "Test codes, chosen at random, in "
                      "latent_2d.png (t-SNE) and the class-separation scores.")
 flags.DEFINE_integer("seed", 0, "Seeds sampling, subsampling and t-SNE.")

@@ -2,7 +2,7 @@
 
 Per-dimension KL and active units, how well the codes separate classes,
 how varied its samples are, paths between codes (linear and spherical), and
-the importance-weighted (IWAE) estimate of log p(x) of Burda et al. (2016):
+and the importance-weighted (IWAE) estimate of log p(x) of Burda et al. (2016):
 
     log p(x) >= log (1/K) sum_k p(x, z_k) / q(z_k|x),   z_k ~ q(z|x),
 
@@ -23,12 +23,20 @@ from sklearn import neighbors
 
 # A latent dimension is active when its average KL exceeds this (nats).
 ACTIVE_UNIT_NATS = 0.01
-_LOG_2PI = math.log(2 * math.pi)
+# Burda et al.'s (2016) definition: unit u is active when the variance over
+# images x of its posterior mean E_q[u | x] exceeds this.
+ACTIVE_UNIT_VARIANCE = 0.01
 
 
 def kl_per_dimension(mu: np.ndarray, logvar: np.ndarray) -> np.ndarray:
   """Average over images of KL(q(z_d|x) || N(0, 1)) for each dimension d."""
   return np.mean(0.5 * (np.exp(logvar) + np.square(mu) - 1.0 - logvar), axis=0)
+
+
+def active_units_by_variance(mu: np.ndarray) -> int:
+  """Units whose posterior means [N, D] vary over the images by more than
+  ACTIVE_UNIT_VARIANCE."""
+  return int(np.sum(np.var(mu, axis=0) > ACTIVE_UNIT_VARIANCE))
 
 
 def class_separation(codes: np.ndarray, labels: np.ndarray,
@@ -114,53 +122,66 @@ def interpolation_pairs(labels: np.ndarray,
   return pairs
 
 
-# log_likelihood_fn(model, z [S, B, D], x [B, ...]) -> log p(x|z) [S, B].
-LogLikelihoodFn = Callable[[Any, jax.Array, jax.Array], jax.Array]
+# log_weights_fn(model, x [B, ...], key, num) -> log w [num, B] of `num`
+# draws z ~ q(z|x): log p(x, z) - log q(z|x).
+LogWeightsFn = Callable[[Any, jax.Array, jax.Array, int], jax.Array]
 
 
-@functools.partial(jax.jit, static_argnames=("log_likelihood_fn", "num"))
-def _chunk_sums(model: Any, x: jax.Array, mu: jax.Array, logvar: jax.Array,
-                rng: jax.Array, num_valid: jax.Array, *,
-                log_likelihood_fn: LogLikelihoodFn,
-                num: int) -> tuple[jax.Array, jax.Array]:
-  """logsumexp and sum of log w_k = log p(x, z_k) / q(z_k|x), z_k ~ q(z|x).
+def _batch_estimates(model: Any, x: jax.Array, rng: jax.Array, *,
+                     log_weights_fn: LogWeightsFn, num_samples: int,
+                     chunk_size: int) -> tuple[jax.Array, jax.Array]:
+  """logsumexp and sum over `num_samples` log weights per image of `x`,
+  drawn `chunk_size` at a time (the last chunk masked) in one loop."""
+  num_chunks = math.ceil(num_samples / chunk_size)
 
-  Over the first `num_valid` of `num` samples, so one shape serves every
-  chunk.
-  """
-  eps = jax.random.normal(rng, (num, *mu.shape), mu.dtype)
-  z = mu[None] + jnp.exp(0.5 * logvar)[None] * eps
-  log_q = -0.5 * jnp.sum(jnp.square(eps) + logvar[None] + _LOG_2PI, axis=-1)
-  log_prior = -0.5 * jnp.sum(jnp.square(z) + _LOG_2PI, axis=-1)
-  log_weights = log_likelihood_fn(model, z, x) + log_prior - log_q
-  valid = (jnp.arange(num) < num_valid)[:, None]
-  return (jax.nn.logsumexp(jnp.where(valid, log_weights, -jnp.inf), axis=0),
-          jnp.sum(jnp.where(valid, log_weights, 0.0), axis=0))
+  def add_chunk(j, totals):
+    running, total = totals
+    weights = log_weights_fn(model, x, jax.random.fold_in(rng, j), chunk_size)
+    valid = (j * chunk_size + jnp.arange(chunk_size) < num_samples)[:, None]
+    chunk_logsumexp = jax.nn.logsumexp(
+        jnp.where(valid, weights, -jnp.inf), axis=0)
+    return (jnp.logaddexp(running, chunk_logsumexp),
+            total + jnp.sum(jnp.where(valid, weights, 0.0), axis=0))
+
+  start = (jnp.full(x.shape[:1], -jnp.inf), jnp.zeros(x.shape[:1]))
+  return jax.lax.fori_loop(0, num_chunks, add_chunk, start)
+
+
+@functools.partial(jax.jit, static_argnames=("log_weights_fn", "num_samples",
+                                             "chunk_size"))
+def _split_estimates(model: Any, batches: jax.Array, rng: jax.Array, *,
+                     log_weights_fn: LogWeightsFn, num_samples: int,
+                     chunk_size: int) -> tuple[jax.Array, jax.Array]:
+  """`_batch_estimates` of every batch of `batches` [num_batches, B, ...],
+  as one compiled loop."""
+  def one_batch(i):
+    return _batch_estimates(model, batches[i], jax.random.fold_in(rng, i),
+                            log_weights_fn=log_weights_fn,
+                            num_samples=num_samples, chunk_size=chunk_size)
+  return jax.lax.map(one_batch, jnp.arange(batches.shape[0]))
 
 
 def importance_weighted_log_likelihood(
-    log_likelihood_fn: LogLikelihoodFn, model: Any, x: jax.Array,
-    mu: jax.Array, logvar: jax.Array, rng: jax.Array, *, num_samples: int,
-    chunk_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
-  """The K-sample IWAE estimate of log p(x) per example, K = `num_samples`.
+    log_weights_fn: LogWeightsFn, model: Any, x: np.ndarray, rng: jax.Array,
+    *, num_samples: int, batch_size: int,
+    chunk_size: int) -> tuple[np.ndarray, np.ndarray]:
+  """The K-sample IWAE estimate of log p(x) of every example of `x`, with
+  K = `num_samples`, and the ELBO from the same K draws (the mean log
+  weight): the gap between the two is what the K samples gained.
 
-  Also returns the ELBO per example, estimated from the same K samples
-  (the mean log weight): the gap between the two is what the K samples
-  gained. Prior N(0, I), proposal q(z|x) = N(mu, exp(logvar));
-  `log_likelihood_fn` gives log p(x|z), and is a static argument of the
-  jitted chunk: pass the same function object every call to compile once.
-  Samples are drawn `chunk_size` at a time and folded into a running
-  logsumexp, so memory stays that of one chunk whatever K is.
+  The whole of `x` is one compiled loop: over batches of `batch_size`
+  examples, and for each over chunks of `chunk_size` draws folded into a
+  running logsumexp, so memory is one chunk's (chunk_size * batch_size
+  draws) whatever K is. `log_weights_fn` is a static argument: pass the same
+  function object every call to compile once.
   """
-  running = jnp.full(mu.shape[:1], -jnp.inf, mu.dtype)
-  total = jnp.zeros(mu.shape[:1], mu.dtype)
-  chunk = min(chunk_size, num_samples)
-  for i, start in enumerate(range(0, num_samples, chunk)):
-    chunk_logsumexp, chunk_sum = _chunk_sums(
-        model, x, mu, logvar, jax.random.fold_in(rng, i),
-        jnp.asarray(min(chunk, num_samples - start)),
-        log_likelihood_fn=log_likelihood_fn, num=chunk)
-    running = jnp.logaddexp(running, chunk_logsumexp)
-    total = total + chunk_sum
-  return (np.asarray(running - math.log(num_samples)),
-          np.asarray(total / num_samples))
+  num_batches = math.ceil(len(x) / batch_size)
+  padded = np.zeros((num_batches * batch_size, *x.shape[1:]), x.dtype)
+  padded[:len(x)] = x  # Padding images are estimated, then dropped.
+  running, total = _split_estimates(
+      model, jnp.asarray(padded.reshape(num_batches, batch_size,
+                                        *x.shape[1:])), rng,
+      log_weights_fn=log_weights_fn, num_samples=num_samples,
+      chunk_size=min(chunk_size, num_samples))
+  return (np.asarray(running).reshape(-1)[:len(x)] - math.log(num_samples),
+          np.asarray(total).reshape(-1)[:len(x)] / num_samples)

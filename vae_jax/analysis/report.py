@@ -7,7 +7,9 @@ The library of the command
 `analyze` writes learning_curves.png, reconstructions.png, samples.png, traversal.png,
 interpolation.png, latent_2d.png and analysis.json: test-set metrics,
 per-dimension KL, active units, class separation of the codes, sample
-diversity and, with --iwae_k, an importance-weighted estimate of -log p(x).
+diversity and an importance-weighted estimate of -log p(x): by default
+for binarized runs at k = 5000 over the whole test split (the literature's
+test NLL), as one compiled loop, and with --iwae_k for any VAE.
 Plain autoencoders have no prior, so the sampling-based items are skipped,
 each with its reason under "skipped" in analysis.json. On MNIST, the
 project's classifier judges 10,000 samples (`classifier.sample_metrics`):
@@ -35,6 +37,7 @@ from vae_jax.analysis import plots
 from vae_jax.analysis import runs
 from vae_jax.core import outputs
 from vae_jax.core import sharding
+from vae_jax.data import binarize
 from vae_jax.data import pipeline
 from vae_jax.data import sources
 
@@ -49,8 +52,9 @@ NO_PRIOR = "a plain autoencoder has no prior to sample from"
 def run_title(run: runs.TrainedRun, what: str) -> str:
   config, shape = run.config, "x".join(map(str, run.image_shape))
   if run.variational:
-    model = (f"latent {run.model.latent_size}, {config.loss.likelihood}, "
-             f"β={config.loss.kl_weight:g}")
+    model = f"latent {run.model.latent_size}, {config.loss.likelihood}, "
+    model += (f"β={config.loss.kl_weight:g}" if "kl_weight" in config.loss
+              else f"{config.loss.objective}, k={config.loss.num_samples}")
   else:
     model = f"code {run.model.code_size}, MSE"
   name = os.path.basename(os.path.normpath(run.workdir))
@@ -169,6 +173,11 @@ def _variational_items(run, test_set, report: dict[str, Any], *, dims,
   report["kl_per_dim"] = kl.tolist()
   report["active_units"] = int(np.sum(kl > latent_metrics.ACTIVE_UNIT_NATS))
   report["active_unit_threshold_nats"] = latent_metrics.ACTIVE_UNIT_NATS
+  # Burda et al.'s count, comparable with their Table 2.
+  report["active_units_by_variance"] = latent_metrics.active_units_by_variance(
+      test_set.codes)
+  report["active_unit_threshold_variance"] = (
+      latent_metrics.ACTIVE_UNIT_VARIANCE)
   if dims is None:  # The two dims that carry the most information.
     dims = tuple(int(d) for d in np.argsort(-kl)[:2])
   center, center_name = _traversal_center(traversal_center, test_set.codes)
@@ -206,22 +215,40 @@ def learning_curves_figure(run: runs.TrainedRun):
                                run_title(run, "Learning curves"), run.step)
 
 
-def _check_counts(**counts: int) -> None:
+# The IWAE estimate binarized runs get unless --iwae_k says otherwise: the
+# literature's test NLL (Burda et al., 2016), over the whole test split.
+BINARIZED_IWAE_K = 5000
+
+
+def likelihood_of(input_config: ml_collections.ConfigDict) -> str:
+  """What the run's likelihood figures measure, in words for analysis.json."""
+  if input_config.binarize == "none":
+    return ("grey-level pixels read as Bernoulli means: a cross-entropy in "
+            "nats, not the likelihood of any data, so not comparable with "
+            "published NLLs")
+  return ("binarized test images (one fixed draw, the same for every run: "
+          f"data.binarize.TEST_DRAW = {binarize.TEST_DRAW}): a test NLL in "
+          "nats, comparable with the binarized-MNIST literature")
+
+
+def _check_counts(**counts: int | None) -> None:
   for name, value in counts.items():
     least = 0 if name == "iwae_k" else 1  # An iwae_k of 0 skips the IWAE.
-    if value < least:
+    if value is not None and value < least:
       raise errors.UserInputError(
           f"--{name} must be >= {least}, got {value}.")
 
 
 def analyze(workdir: str, *, step: int | None = None, num: int = 10,
             dims: tuple[int, int] | None = None, traversal_center: str = "zero",
-            attribute: str | None = None, iwae_k: int = 0,
-            iwae_examples: int = 1000, num_points: int = 2000,
+            attribute: str | None = None, iwae_k: int | None = None,
+            iwae_examples: int | None = None, num_points: int = 2000,
             seed: int = 0) -> dict[str, Any]:
   """Writes WORKDIR/analysis/ and returns the analysis.json payload.
 
-  The arguments are the command's flags (see `_define_flags`).
+  The arguments are the command's flags (`vae_jax/analyze.py`). `iwae_k`
+  None is BINARIZED_IWAE_K for binarized runs and 0 (no estimate) for
+  others; `iwae_examples` None is the whole test split.
   """
   start = time.perf_counter()
   _check_counts(num=num, num_points=num_points, iwae_k=iwae_k,
@@ -229,12 +256,16 @@ def analyze(workdir: str, *, step: int | None = None, num: int = 10,
   run = runs.load(workdir, step)
   if run.adversarial:
     return gan_report.analyze(run, seed=seed)
+  if iwae_k is None:
+    iwae_k = 0 if run.config.input.binarize == "none" else BINARIZED_IWAE_K
   _check_traversal_options(run, dims, traversal_center)
   input_config, label_name = input_config_for(run, attribute)
   eval_rng, sample_rng, iwae_rng = jax.random.split(jax.random.PRNGKey(seed), 3)
   report = {"workdir": os.path.abspath(workdir), "model": run.config.model.name,
             "dataset": run.config.input.dataset, "step": run.step,
-            "variational": run.variational, "skipped": {}, "seconds": {}}
+            "variational": run.variational,
+            "likelihood_of": likelihood_of(run.config.input),
+            "skipped": {}, "seconds": {}}
 
   clock = time.perf_counter()
   eval_ds = (runs.test_batches(run) if input_config == run.config.input else
@@ -276,7 +307,9 @@ def analyze(workdir: str, *, step: int | None = None, num: int = 10,
     # The -ELBO of the same images shows how much tighter the bound got.
     report[f"iwae_nll_k{iwae_k}"], report["iwae_examples_nelbo"] = (
         runs.iwae_nll(run, eval_ds, iwae_k, iwae_examples, iwae_rng))
-    report["iwae_examples"] = min(iwae_examples, len(test_set.labels))
+    report["iwae_k"] = iwae_k
+    report["iwae_examples"] = min(iwae_examples or len(test_set.labels),
+                                  len(test_set.labels))
     report["seconds"]["iwae"] = time.perf_counter() - clock
 
   curves = learning_curves_figure(run)

@@ -12,6 +12,7 @@ fields a config.json lacks take the defaults of the pieces that read them. `enco
 import dataclasses
 import functools
 import json
+import math
 import os
 from typing import Any
 
@@ -28,7 +29,7 @@ from vae_jax.core import image_grid
 from vae_jax.core import sharding
 from vae_jax.data import pipeline
 from vae_jax.models import family
-from vae_jax.objectives import likelihoods
+from vae_jax.objectives import iwae
 from vae_jax.trainers import loop
 from vae_jax.trainers import parts as parts_lib
 from vae_jax.trainers import single_network
@@ -37,7 +38,7 @@ DECODE_BATCH = 256  # Codes decoded per call by `decode`.
 # Output pixels decoded per IWAE chunk: bounds memory whatever K is. A conv
 # decoder's activations are ~1 KB per output pixel (dcgan_vae, 32x32: 1.2 GB).
 IWAE_PIXELS_PER_CHUNK = 2**20
-IWAE_BATCH = 128  # Images whose estimates are computed together.
+IWAE_BATCH = 8  # Images whose draws are decoded together.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -186,22 +187,22 @@ def reconstruct(run: TrainedRun, images: np.ndarray) -> np.ndarray:
       to_images=run.parts.objective.to_images)))
 
 
-def decoder_log_likelihood(state: single_network.TrainState, z: jax.Array,
-                           images: jax.Array, *, likelihood: str,
-                           gaussian_variance: float) -> jax.Array:
-  """log p(x|z) [S, B] for latents z [S, B, D] and images [B, ...].
-
-  The `log_likelihood_fn` of `latent_metrics` IWAE estimates; bind the
-  keyword arguments with functools.partial.
+def model_log_weights(state: single_network.TrainState, images: jax.Array,
+                      rng: jax.Array, num_samples: int, *, likelihood: str,
+                      gaussian_variance: float) -> jax.Array:
+  """log w [num_samples, B] of draws from the model's posterior, as its
+  objective (`objectives.iwae`) weighs them: the `log_weights_fn` of
+  `latent_metrics` IWAE estimates; bind the keywords with functools.partial.
   """
-  num_samples, batch = z.shape[:2]
-  logits = state.apply_fn(single_network.variables(state),
-                          z.reshape(num_samples * batch, -1), method="decode")
-  tiled = jnp.broadcast_to(images[None], (num_samples, *images.shape))
-  nll = likelihoods.LIKELIHOODS[likelihood](
-      logits, tiled.reshape(logits.shape), gaussian_variance=gaussian_variance,
+  logits, log_latent_ratio = state.apply_fn(
+      single_network.variables(state), images, rng, train=False,
+      method=lambda vae, *args, train: iwae.draw_latents(
+          vae, *args, train, num_samples=num_samples))
+  weights, _ = iwae.log_weights(
+      logits, log_latent_ratio, images, likelihood=likelihood,
+      gaussian_variance=gaussian_variance,
       pixel_logvar=state.params.get("pixel_logvar"))
-  return -nll.reshape(num_samples, batch)
+  return weights
 
 
 @dataclasses.dataclass(frozen=True)
@@ -243,42 +244,34 @@ def encode_split(run: TrainedRun, eval_ds: tf.data.Dataset,
                       model_images=model_images)
 
 
-def _first_images(eval_ds: tf.data.Dataset, count: int) -> np.ndarray:
+def _first_images(eval_ds: tf.data.Dataset,
+                  count: int | None) -> np.ndarray:
+  """The first `count` unpadded images of `eval_ds`; None: all of them."""
   kept, total = [], 0
   for batch in eval_ds.as_numpy_iterator():
     kept.append(batch["image"][batch["mask"]])
     total += len(kept[-1])
-    if total >= count:
+    if count is not None and total >= count:
       break
   return np.concatenate(kept)[:count]
 
 
 def iwae_nll(run: TrainedRun, eval_ds: tf.data.Dataset, num_samples: int,
-             num_examples: int, rng: jax.Array) -> tuple[float, float]:
-  """Means of -log p(x) (IWAE) and of -ELBO over the first `num_examples`.
-
-  Both come from the same `num_samples` samples per image.
+             num_examples: int | None, rng: jax.Array) -> tuple[float, float]:
+  """Means of -log p(x) (IWAE) and of -ELBO over the first `num_examples`
+  test images (None: all), from the same `num_samples` draws per image, as
+  one compiled loop (`latent_metrics.importance_weighted_log_likelihood`).
   """
-  log_likelihood_fn = functools.partial(
-      decoder_log_likelihood, likelihood=run.config.loss.likelihood,
+  log_weights_fn = functools.partial(
+      model_log_weights, likelihood=run.config.loss.likelihood,
       gaussian_variance=run.config.loss.gaussian_variance)
   images = _first_images(eval_ds, num_examples)
-  batch_size = min(IWAE_BATCH, len(images))
-  iwae, elbo = [], []
-  for i, start in enumerate(range(0, len(images), batch_size)):
-    batch = np.zeros((batch_size, *images.shape[1:]), images.dtype)
-    count = len(images[start:start + batch_size])
-    batch[:count] = images[start:start + batch_size]  # One shape throughout.
-    mu, logvar = encode(run, batch)
-    estimates = latent_metrics.importance_weighted_log_likelihood(
-        log_likelihood_fn, run.state, jnp.asarray(batch), jnp.asarray(mu),
-        jnp.asarray(logvar), jax.random.fold_in(rng, i),
-        num_samples=num_samples,
-        chunk_size=max(1, IWAE_PIXELS_PER_CHUNK // batch.size))
-    iwae.append(estimates[0][:count])
-    elbo.append(estimates[1][:count])
-  return -float(np.mean(np.concatenate(iwae))), -float(np.mean(
-      np.concatenate(elbo)))
+  pixels = math.prod(images.shape[1:])
+  log_px, elbo = latent_metrics.importance_weighted_log_likelihood(
+      log_weights_fn, run.state, images, rng, num_samples=num_samples,
+      batch_size=IWAE_BATCH,
+      chunk_size=max(1, IWAE_PIXELS_PER_CHUNK // (IWAE_BATCH * pixels)))
+  return -float(np.mean(log_px)), -float(np.mean(elbo))
 
 
 def evaluate(run: TrainedRun, eval_ds: tf.data.Dataset,

@@ -133,11 +133,21 @@ def jit_steps(train_step: Callable[..., Any], eval_step: Callable[..., Any],
   `(state, batch, rng) -> sums` eval step, compiled for `mesh`: the state and
   key replicated, the state donated (updated in place), batches split over
   the data axis."""
-  state_sharding, data_sharding = replicated(mesh), batch_sharded(mesh)
-  in_shardings = (state_sharding, data_sharding, state_sharding)
-  jitted_train_step = jax.jit(train_step, in_shardings=in_shardings,
-                              out_shardings=(state_sharding, state_sharding),
-                              donate_argnums=0)
-  jitted_eval_step = jax.jit(eval_step, in_shardings=in_shardings,
+  state_sharding = replicated(mesh)
+  jitted_eval_step = jax.jit(eval_step, in_shardings=_step_shardings(mesh),
                              out_shardings=state_sharding)
-  return jitted_train_step, jitted_eval_step
+  return jit_train_step(train_step, mesh), jitted_eval_step
+
+
+def _step_shardings(mesh: Mesh) -> tuple[NamedSharding, ...]:
+  """A step's (state, batch, rng) shardings."""
+  return replicated(mesh), batch_sharded(mesh), replicated(mesh)
+
+
+def jit_train_step(train_step: Callable[..., Any], mesh: Mesh) -> Any:
+  """`(state, batch, rng) -> (state, metrics)` compiled for `mesh`, as
+  `jit_steps` compiles a train step."""
+  state_sharding = replicated(mesh)
+  return jax.jit(train_step, in_shardings=_step_shardings(mesh),
+                 out_shardings=(state_sharding, state_sharding),
+                 donate_argnums=0)

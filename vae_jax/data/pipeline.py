@@ -18,8 +18,10 @@ import numpy as np
 import tensorflow as tf
 
 from vae_jax import errors
+from vae_jax.core import sharding
 from vae_jax.data import augment
 from vae_jax.data import batching
+from vae_jax.data import binarize
 from vae_jax.data import device_held
 from vae_jax.data import sources
 
@@ -81,6 +83,11 @@ def default_config() -> ml_collections.ConfigDict:
   config.autocontrast_prob = 0.0  # Per image; the seed used 0.5.
   # Brightness scaled by U[max(0, 1 - j), 1 + j]; the seed used 0.5.
   config.brightness_jitter = 0.0
+  # 'none' keeps grey levels; 'dynamic' draws each pixel from Bernoulli(its
+  # grey level) afresh each time a training image is used (Burda et al.'s
+  # binarized MNIST); 'static' draws the training split once. Either
+  # evaluates on one fixed binarization of the test split (`data.binarize`).
+  config.binarize = "none"
   return config
 
 
@@ -91,6 +98,7 @@ def check_config(input_config: ml_collections.ConfigDict) -> None:
   sources.check_config(input_config)
   augment.check_config(input_config)
   device_held.check_config(input_config)
+  binarize.check_config(input_config)
 
 
 class PreparedData:
@@ -100,15 +108,43 @@ class PreparedData:
     self.config = input_config
     # Where it came from ('tfds_data_dir', 'registry_mirror', ...).
     self.source = sources.prepare(input_config)
-    self._train = sources.load(input_config, "train", drop_remainder=True)
+    self._train = self._load("train", drop_remainder=True)
     self.image_shape = sources.image_shape(self._train)
     # This process's share; the shares of several processes may differ.
     self.num_train_examples = batching.num_examples(self._train)
     self._eval_datasets = {}  # By local batch size.
 
+  def _load(self, split: str, **kwargs) -> tf.data.Dataset:
+    """`sources.load`, with the fixed binarizations drawn."""
+    examples = sources.load(self.config, split, **kwargs)
+    mode = self.config.binarize
+    if split == "test" and mode != "none":
+      return binarize.fixed_draw(examples, binarize.TEST_DRAW)
+    if split == "train" and mode == "static":
+      return binarize.fixed_draw(examples, binarize.STATIC_TRAIN_DRAW)
+    return examples
+
   @functools.cached_property
   def _test(self) -> tf.data.Dataset:
-    return sources.load(self.config, "test")
+    return self._load("test")
+
+  def on_device_input(self, jitted_train_step, seed: int,
+                      mesh: jax.sharding.Mesh):
+    """A trainer's jitted train step, made to read its batches as this input
+    section finishes them on the devices: dynamically binarized for the
+    state's step when `binarize` is 'dynamic', else unchanged.
+
+    On the devices, so that the device-held and host-fed paths draw the same
+    pixels for a step.
+    """
+    if self.config.binarize != "dynamic":
+      return jitted_train_step
+
+    def binarized_step(state, batch, rng):
+      images = binarize.dynamic_draw(batch["image"], seed, state.step)
+      return jitted_train_step(state, {**batch, "image": images}, rng)
+
+    return sharding.jit_train_step(binarized_step, mesh)
 
   def steps_per_epoch(self, local_batch_size: int) -> int:
     """Steps every process takes per epoch (of its shortest share)."""
@@ -157,7 +193,7 @@ class PreparedData:
     are computed by all processes together.
     """
     whole = (self._test if jax.process_count() == 1 else
-             sources.load(self.config, "test", per_process=False))
+             self._load("test", per_process=False))
     return batching.first_images(whole, count, self.config)
 
 

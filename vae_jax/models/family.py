@@ -42,6 +42,9 @@ class Family:
   # Conditioned on the data's classes: the registry sets model.num_classes
   # from the dataset before `build`.
   conditional: bool = False
+  # Latent-variable models: layers of latents h_1..h_L (`models.vae`). Only
+  # objectives that declare `stacked_latents` train more than one.
+  stochastic_layers: int = 1
 
 
 def reads(pixel_range: str) -> Callable[[ml_collections.ConfigDict], str]:

@@ -4,6 +4,17 @@ A family module supplies an encoder (images -> mu, logvar) and a decoder
 (z -> logits shaped like the images); `VAE` holds them, and the prior is
 N(0, I). Sampling z and the bound it enters are the objectives' (see
 `objectives.negative_elbo`), so a new bound needs no change here.
+
+Every latent-variable model also answers the k-sample bounds
+(`objectives.iwae`) through the same three methods, whatever its number of
+stochastic layers h_1..h_L (`stochastic_layers`; h_0 is the image):
+
+- `posterior(l, h_l) -> (mu, logvar)` of q(h_{l+1} | h_l);
+- `conditional_prior(l, h_{l+1}) -> (mu, logvar)` of p(h_l | h_{l+1}) for
+  l = 1..L-1 (the top layer's prior is N(0, I));
+- `likelihood_logits(h_1)`: the logits of p(x | h_1).
+
+For this one-layer VAE they are `encode` and `decode`.
 """
 
 from typing import Sequence
@@ -40,6 +51,18 @@ class VAE(nn.Module):
 
   def decode(self, z: jax.Array, train: bool = False) -> jax.Array:
     return self.decoder(z, train=train)
+
+  @property
+  def stochastic_layers(self) -> int:
+    return 1
+
+  def posterior(self, layer: int, inputs: jax.Array,
+                train: bool = False) -> tuple[jax.Array, jax.Array]:
+    del layer  # Always 0: q(z | x).
+    return self.encode(inputs, train)
+
+  def likelihood_logits(self, h: jax.Array, train: bool = False) -> jax.Array:
+    return self.decode(h, train)
 
   def __call__(self, images: jax.Array, train: bool = False) -> jax.Array:
     """The posterior mean's decoding: what `init` traces to make every

@@ -1,6 +1,7 @@
 """k-sample bounds of a VAE: the IWAE bound and the k-sample VAE objective.
 
-With z_1..z_k ~ q(z|x) and log w_i = log p(x|z_i) + log p(z_i) - log q(z_i|x),
+With z_1..z_k ~ q(z|x) and log w_i = log p(x|z_i) + log p(z_i) - log q(z_i|x)
+(z: every stochastic layer of the model, drawn ancestrally),
 
     iwae:   loss = -(logsumexp_i log w_i - log k)   (Burda et al., 2016)
     vae_k:  loss = -(1/k) sum_i log w_i             (k ELBO estimates, averaged)
@@ -9,8 +10,9 @@ Both are the negative ELBO for k = 1 (as a one-sample estimate: the KL is
 sampled, not in closed form), and the IWAE bound tightens toward -log p(x)
 as k grows. All k samples are drawn and decoded in one pass of the model, on
 k x batch latents. `loss.num_samples` is k; the likelihood is
-`loss.likelihood`, as for `negative_elbo`, whose `nelbo`, `recon` (averaged
-over the k samples), `kl` and `mse` terms are reported beside the bound.
+`loss.likelihood`, as for `negative_elbo`. The `nelbo`, `recon`, `kl` and
+`mse` terms, averaged over the k samples (the KL sampled, not in closed
+form), are reported beside the bound.
 """
 
 import math
@@ -49,28 +51,52 @@ def check_config(loss_config: ml_collections.ConfigDict) -> None:
                  f"must be positive, got {loss_config.gaussian_variance}.")
 
 
-def _samples_and_logits(vae: Any, images: jax.Array, rng: jax.Array,
-                        train: bool, *, num_samples: int):
-  """A Flax method of `models.vae.VAE`: q's mu and log-variance [B, D], k
-  standard-normal draws eps [k, B, D], and the logits of p(x|z) of the k
-  samples z = mu + sigma * eps, decoded together as k * B latents."""
-  mu, logvar = vae.encode(images, train)
+def _log_standard_normal(h: jax.Array) -> jax.Array:
+  return -0.5 * jnp.sum(jnp.square(h) + _LOG_2PI, axis=-1)
+
+
+def _log_normal(h: jax.Array, mu: jax.Array, logvar: jax.Array) -> jax.Array:
+  return -0.5 * jnp.sum(jnp.square(h - mu) * jnp.exp(-logvar) + logvar
+                        + _LOG_2PI, axis=-1)
+
+
+def draw_latents(vae: Any, images: jax.Array, rng: jax.Array, train: bool,
+                 *, num_samples: int) -> tuple[jax.Array, jax.Array]:
+  """A Flax method of any latent-variable model (`models.vae`): k ancestral
+  draws h_1..h_L ~ q(h | x) per image, all k in one pass, as the logits of
+  p(x | h_1) [k * B, ...] (sample-major) and log p(h) - log q(h | x) [k, B].
+
+  Layer l's noise comes from fold_in(rng, l) (layer 1's from rng itself),
+  and every term is reparameterized, so gradients flow through the draws.
+  """
+  mu, logvar = vae.posterior(0, images, train)
   eps = jax.random.normal(rng, (num_samples, *mu.shape), jnp.float32)
-  z = mu[None] + jnp.exp(0.5 * logvar)[None] * eps.astype(mu.dtype)
-  logits = vae.decode(z.reshape(-1, mu.shape[-1]), train)
-  return mu, logvar, eps, logits
+  draws = [(mu[None] + jnp.exp(0.5 * logvar)[None] * eps.astype(mu.dtype)
+            ).reshape(-1, mu.shape[-1])]
+  log_q = (-0.5 * jnp.sum(jnp.square(eps) + logvar[None] + _LOG_2PI,
+                          axis=-1)).reshape(-1)
+  for layer in range(1, vae.stochastic_layers):
+    mu, logvar = vae.posterior(layer, draws[-1], train)
+    eps = jax.random.normal(jax.random.fold_in(rng, layer), mu.shape,
+                            jnp.float32).astype(mu.dtype)
+    draws.append(mu + jnp.exp(0.5 * logvar) * eps)
+    log_q += -0.5 * jnp.sum(jnp.square(eps) + logvar + _LOG_2PI, axis=-1)
+  log_p = _log_standard_normal(draws[-1])
+  for layer in range(1, vae.stochastic_layers):
+    log_p += _log_normal(draws[layer - 1],
+                         *vae.conditional_prior(layer, draws[layer], train))
+  logits = vae.likelihood_logits(draws[0], train)
+  return logits, (log_p - log_q).reshape(num_samples, -1)
 
 
-def log_weights(logits: jax.Array, mu: jax.Array, logvar: jax.Array,
-                eps: jax.Array, images: jax.Array, *, likelihood: str,
+def log_weights(logits: jax.Array, log_latent_ratio: jax.Array,
+                images: jax.Array, *, likelihood: str,
                 gaussian_variance: float = 1.0,
                 pixel_logvar: jax.Array | None = None
                 ) -> tuple[jax.Array, jax.Array]:
-  """log w [k, B] and -log p(x|z) [k, B] of the k samples z = mu + σ eps.
-
-  `logits` are [k * B, ...], sample-major, as `_samples_and_logits` decodes.
-  """
-  num_samples = eps.shape[0]
+  """log w [k, B] and -log p(x | h_1) [k, B] of k draws, from their logits
+  [k * B, ...] and log p(h) - log q(h | x) [k, B] (`draw_latents`)."""
+  num_samples = log_latent_ratio.shape[0]
   tiled = jnp.broadcast_to(images[None], (num_samples, *images.shape))
   logits, tiled = likelihoods.flat_pixels(logits, tiled.reshape(
       num_samples * images.shape[0], *images.shape[1:]))
@@ -79,11 +105,14 @@ def log_weights(logits: jax.Array, mu: jax.Array, logvar: jax.Array,
   recon = likelihoods.LIKELIHOODS[likelihood](
       logits, tiled, gaussian_variance=gaussian_variance,
       pixel_logvar=pixel_logvar).reshape(num_samples, -1)
-  z = mu[None] + jnp.exp(0.5 * logvar)[None] * eps
-  log_prior = -0.5 * jnp.sum(jnp.square(z) + _LOG_2PI, axis=-1)
-  log_posterior = -0.5 * jnp.sum(jnp.square(eps) + logvar[None] + _LOG_2PI,
-                                 axis=-1)
-  return -recon + log_prior - log_posterior, recon
+  return -recon + log_latent_ratio, recon
+
+
+def bound(weights: jax.Array, importance_weighted: bool) -> jax.Array:
+  """The IWAE bound, or the k-sample VAE's mean ELBO, from log w [k, B]."""
+  if importance_weighted:
+    return jax.nn.logsumexp(weights, axis=0) - math.log(weights.shape[0])
+  return jnp.mean(weights, axis=0)
 
 
 def _terms(run_model: objective.RunModel, params: Any, images: jax.Array,
@@ -92,25 +121,21 @@ def _terms(run_model: objective.RunModel, params: Any, images: jax.Array,
            ) -> tuple[dict[str, jax.Array], Any]:
   del step  # No schedule.
   num_samples = loss_config.num_samples
-  (mu, logvar, eps, logits), batch_stats = run_model(
-      images, rng, method=lambda vae, *args, train: _samples_and_logits(
+  (logits, log_latent_ratio), batch_stats = run_model(
+      images, rng, method=lambda vae, *args, train: draw_latents(
           vae, *args, train, num_samples=num_samples))
   weights, recon = log_weights(
-      logits, mu, logvar, eps, images, likelihood=loss_config.likelihood,
+      logits, log_latent_ratio, images, likelihood=loss_config.likelihood,
       gaussian_variance=loss_config.gaussian_variance,
       pixel_logvar=params.get("pixel_logvar"))
-  if importance_weighted:
-    bound = jax.nn.logsumexp(weights, axis=0) - math.log(num_samples)
-  else:
-    bound = jnp.mean(weights, axis=0)
   recon = jnp.mean(recon, axis=0)
-  kl = negative_elbo.kl_to_standard_normal(mu, logvar)
+  kl = -jnp.mean(log_latent_ratio, axis=0)
   mean_images = jax.nn.sigmoid(logits.reshape(num_samples, *images.shape))
   return {
-      "loss": -bound,
-      "nelbo": recon + kl,  # With the KL in closed form, as negative_elbo's.
+      "loss": -bound(weights, importance_weighted),
+      "nelbo": recon + kl,  # The k draws' mean -ELBO.
       "recon": recon,
-      "kl": kl,
+      "kl": kl,  # log q(h|x) - log p(h), sampled, over every layer.
       "mse": jnp.mean(jnp.square(mean_images - images[None]).reshape(
           num_samples, images.shape[0], -1), axis=(0, 2)),
   }, batch_stats
@@ -134,5 +159,5 @@ OBJECTIVES = tuple(
         trainer="single_network",
         default_config=lambda name=name: _default_config(name),
         check_config=check_config, terms=terms, to_images=jax.nn.sigmoid,
-        adapt_model=negative_elbo.with_pixel_variance)
+        adapt_model=negative_elbo.with_pixel_variance, stacked_latents=True)
     for name, terms in (("iwae", iwae_terms), ("vae_k", vae_k_terms)))

@@ -57,3 +57,6 @@ class Objective:
   # (model, loss_config, image_shape) -> the model with any parameters the
   # objective learns beside it (a learned pixel variance).
   adapt_model: Callable[..., Any] = unchanged_model
+  # Whether it trains latent-variable models of several stochastic layers
+  # (`Family.stochastic_layers` > 1), not only one with a closed-form KL.
+  stacked_latents: bool = False

@@ -265,6 +265,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
                steps_per_epoch)
   jitted_train_step, jitted_eval_step = trainer.make_jitted_steps(
       config, parts, mesh)
+  jitted_train_step = data.on_device_input(jitted_train_step, config.seed,
+                                           mesh)
   # The host must act at these multiples of steps; between them, a
   # device-resident split runs the steps as one compiled loop.
   periods = (config.log_every_steps, config.checkpoint_every_steps,
