@@ -69,7 +69,13 @@ def test_vae_analysis_writes_every_figure_and_sane_numbers(runs):
                              report["test_recon"] + report["test_kl"],
                              rtol=1e-5)
   assert len(report["kl_per_dim"]) == 4
-  assert 0 <= report["active_units"] <= 4
+  # The per-dimension KLs of the test codes add up to the eval's KL term.
+  np.testing.assert_allclose(sum(report["kl_per_dim"]), report["test_kl"],
+                             rtol=1e-4)
+  assert report["active_units"] == sum(
+      kl > report["active_unit_threshold_nats"] for kl in report["kl_per_dim"])
+  assert 0 <= report["active_units_by_variance"] <= 4
+  assert report["likelihood_of"].startswith("grey-level pixels")
   # The traversal varies the two dims with the most KL by default.
   assert sorted(report["traversal"]["dims"]) == sorted(
       np.argsort(report["kl_per_dim"])[-2:].tolist())
@@ -110,6 +116,34 @@ def test_autoencoder_analysis_skips_what_needs_a_prior(runs):
 def test_bad_options_are_user_errors(runs, kwargs, message):
   with pytest.raises(errors.UserInputError, match=message):
     run_analyze(runs["vae"], **kwargs)
+
+
+def test_active_units_count_the_dimensions_a_known_posterior_uses():
+  rng = np.random.default_rng(0)
+  # Dims 0 and 1 carry the image (means vary, variances small); 2 ignores
+  # it (mean 0, variance 1: the prior); 3 varies its mean by only 0.05.
+  mu = np.stack([rng.normal(size=5000), 2 * rng.normal(size=5000),
+                 np.zeros(5000), 0.05 * rng.normal(size=5000)], axis=1)
+  logvar = np.log(np.array([0.01, 0.01, 1.0, 1.0]))[None].repeat(5000, 0)
+  kl = latent_metrics.kl_per_dimension(mu, logvar)
+  # KL of N(m, s^2) to N(0, 1): (s^2 + m^2 - 1 - log s^2) / 2, averaged.
+  np.testing.assert_allclose(
+      kl, [(0.01 + 1 - 1 - math.log(0.01)) / 2,
+           (0.01 + 4 - 1 - math.log(0.01)) / 2, 0.0, 0.0025 / 2], rtol=0.05)
+  assert latent_metrics.active_units_by_variance(mu) == 2
+  assert int(np.sum(kl > latent_metrics.ACTIVE_UNIT_NATS)) == 2
+
+
+def test_class_separation_is_perfect_on_apart_clusters_and_chance_on_noise():
+  rng = np.random.default_rng(0)
+  labels = np.repeat(np.arange(4), 50)
+  centers = 10 * np.eye(4)[labels]
+  apart = latent_metrics.class_separation(
+      centers + rng.normal(size=(200, 4)), labels, seed=0)
+  assert apart["knn_accuracy"] == 1.0 and apart["silhouette"] > 0.7
+  noise = latent_metrics.class_separation(rng.normal(size=(200, 4)), labels,
+                                          seed=0)
+  assert noise["knn_accuracy"] < 0.45 and abs(noise["silhouette"]) < 0.1
 
 
 def test_interpolation_pairs_mix_classes_then_repeat_one():

@@ -1,10 +1,14 @@
 """GAN generator and discriminator: shapes, output ranges, parameter counts."""
 
+import importlib
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from test_models import batchnorm_params
+from test_models import conv_params
 from vae_jax import errors
 from vae_jax.models import gan
 from vae_jax.models import registry
@@ -114,3 +118,62 @@ def test_bad_model_configs_fail_in_one_line(config, image_shape, num_classes,
                                             message):
   with pytest.raises(errors.ConfigError, match=message):
     build(config, image_shape, num_classes)
+
+
+def dcgan_generator_params(latent, channels, image_shape, num_classes=0):
+  """The DCGAN generator from layer shapes: z (times a class embedding)
+  projected to the smallest map without bias, then 4x4 transposed convs
+  with BatchNorm and no bias, and a last one to the image with bias."""
+  height, width, image_channels = image_shape
+  scale = 2 ** len(channels)
+  widest = channels[-1]
+  total = latent * (height // scale) * (width // scale) * widest
+  total += batchnorm_params(widest) + num_classes * latent
+  mirrored = channels[::-1]
+  for a, b in zip(mirrored[:-1], mirrored[1:]):
+    total += conv_params(a, b, 4, bias=False) + batchnorm_params(b)
+  return total + conv_params(channels[0], image_channels, 4, bias=True)
+
+
+def dcgan_discriminator_params(channels, image_shape, batch_norm,
+                               num_classes=0):
+  """4x4 stride-2 convs (BatchNorm without bias after the first, if on),
+  then a real/fake logit and an ACGAN's class logits on the last map."""
+  height, width, image_channels = image_shape
+  levels = (image_channels, *channels)
+  total = 0
+  for level, (a, b) in enumerate(zip(levels[:-1], levels[1:])):
+    normalized = batch_norm and level > 0
+    total += conv_params(a, b, 4, bias=not normalized)
+    total += batchnorm_params(b) if normalized else 0
+  features = (height >> len(channels)) * (width >> len(channels)) * channels[-1]
+  return total + (features + 1) * (1 + num_classes)
+
+
+@pytest.mark.parametrize("name,image_shape,num_classes,expected", [
+    ("mnist_gan", (28, 28, 1), 0, (169_489, 10_065)),
+    ("mnist_acgan", (28, 28, 1), 10, (170_129, 25_755)),
+    ("celeba_gan", (64, 64, 3), 0, (3_576_707, 2_765_633)),
+    ("celeba_acgan", (64, 64, 3), 2, (3_576_907, 2_782_019)),
+])
+def test_gan_configs_have_the_listing_params(name, image_shape, num_classes,
+                                             expected):
+  model_config = importlib.import_module(f"configs.{name}").get_config().model
+  from_shapes = (
+      dcgan_generator_params(model_config.latent_size,
+                             tuple(model_config.generator_channels),
+                             image_shape, num_classes),
+      dcgan_discriminator_params(tuple(model_config.channels), image_shape,
+                                 model_config.discriminator_batch_norm,
+                                 num_classes))
+  assert from_shapes == expected  # The figures the README gives.
+  model = build(model_config, image_shape, num_classes)
+  z = jnp.zeros((1, model.latent_size))
+  labels = jnp.zeros((1,), jnp.int32)
+  generator = jax.eval_shape(model.generator.init, jax.random.PRNGKey(0), z,
+                             labels)
+  discriminator = jax.eval_shape(model.discriminator.init,
+                                 jax.random.PRNGKey(0),
+                                 jnp.zeros((1, *image_shape)))
+  assert (registry.count_params(generator["params"]),
+          registry.count_params(discriminator["params"])) == expected

@@ -139,15 +139,13 @@ def test_rerun_resumes_from_the_newest_checkpoint(tiny_config, tmp_path):
   assert first["start_step"] == 0 and first["steps"] == steps_per_epoch
   assert resumed["start_step"] == steps_per_epoch
   assert resumed["steps"] == 2 * steps_per_epoch
-  # Batches and noise depend on the step alone, so resuming changes nothing.
-  # (Compared to float tolerance: one suite run here differed in the last
-  # bits, which bit-for-bit resume tests in subprocesses must pin down.)
+  # Batches, draws and noise depend on the step alone: resuming changes
+  # nothing, to the last bit.
   for key in ("test_loss", "test_recon", "test_kl", "test_mse"):
-    np.testing.assert_allclose(resumed[key], uninterrupted[key], rtol=1e-5)
+    assert resumed[key] == uninterrupted[key], key
   finished = run(tiny_config, tmp_path / "resumed")  # Evaluates only.
   assert finished["start_step"] == finished["steps"] == 2 * steps_per_epoch
-  np.testing.assert_allclose(finished["test_mse"], resumed["test_mse"],
-                             rtol=1e-5)
+  assert finished["test_mse"] == resumed["test_mse"]
 
 
 def test_non_finite_step_is_skipped_but_counted(tiny_config):
