@@ -9,6 +9,7 @@ split (default 64).
 """
 
 import os
+import resource
 import runpy
 import signal
 import socket
@@ -44,19 +45,21 @@ def subprocess_env(**overrides: str) -> dict[str, str]:
 
 
 def start(module: str, *flags: str, launcher: tuple[str, ...] = (),
+          faults: dict[str, str] | None = None,
           **popen_kwargs) -> subprocess.Popen:
   """`python -m module *flags` under mock data, through `launcher` if given
-  (see `local_multiprocess`)."""
+  (see `local_multiprocess`), with `faults` injected (see below)."""
   return subprocess.Popen(
       [*launcher, sys.executable, os.path.abspath(__file__), module, *flags],
-      cwd=REPO_ROOT, env=subprocess_env(), stdout=subprocess.PIPE,
+      cwd=REPO_ROOT, env=subprocess_env(**(faults or {})),
+      stdout=subprocess.PIPE,
       stderr=subprocess.STDOUT, text=True, **popen_kwargs)
 
 
-def start_run(workdir, *extra_flags: str, **popen_kwargs) -> subprocess.Popen:
+def start_run(workdir, *extra_flags: str, **kwargs) -> subprocess.Popen:
   """The tiny run in `workdir`; `extra_flags` override its config."""
   return start("vae_jax.main", *TINY_RUN_FLAGS, f"--workdir={workdir}",
-               *extra_flags, **popen_kwargs)
+               *extra_flags, **kwargs)
 
 
 def free_port() -> int:
@@ -102,8 +105,45 @@ def wait_for_checkpoint(workdir, min_step, process, timeout=240):
   raise TimeoutError(f"no checkpoint at step {min_step} in {workdir}")
 
 
+# Faults injected into the run at one exact point of its checkpointing, by
+# environment variable (each a step number):
+# - $MOCK_KILL_BEFORE_COMMIT: SIGKILL inside that step's save, its data
+#   written but its commit (Orbax's rename of <step>.orbax-checkpoint-tmp-*
+#   to <step>) not made;
+# - $MOCK_DISK_FULL_AFTER: once that step's checkpoint is committed, files
+#   can no longer grow past 48 kB, as when the disk fills.
+KILL_BEFORE_COMMIT = "MOCK_KILL_BEFORE_COMMIT"
+DISK_FULL_AFTER = "MOCK_DISK_FULL_AFTER"
+FULL_DISK_FILE_BYTES = 48_000
+
+
+def limit_file_size():
+  # Python ignores SIGXFSZ, so writes past the limit fail with EFBIG
+  # ("File too large"), as on a full disk.
+  resource.setrlimit(resource.RLIMIT_FSIZE,
+                     (FULL_DISK_FILE_BYTES, FULL_DISK_FILE_BYTES))
+
+
+def _inject_checkpoint_faults():
+  kill_step = os.environ.get(KILL_BEFORE_COMMIT)
+  full_step = os.environ.get(DISK_FULL_AFTER)
+  commit = atomicity.AtomicRenameTemporaryPath.finalize
+
+  async def faulty_commit(self):
+    step = self._final_path.name  # pylint: disable=protected-access
+    if step == kill_step:
+      os.kill(os.getpid(), signal.SIGKILL)
+    await commit(self)
+    if step == full_step:
+      limit_file_size()
+
+  atomicity.AtomicRenameTemporaryPath.finalize = faulty_commit
+
+
 if __name__ == "__main__":
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  from orbax.checkpoint._src.path import atomicity  # pylint: disable=g-import-not-at-top
+  _inject_checkpoint_faults()
   module = sys.argv.pop(1)
   sys.argv[0] = module
   with tfds.testing.mock_data(

@@ -1,9 +1,9 @@
 """Orbax checkpoints: everything the run needs comes back, exactly."""
 
 import functools
+import json
 import os
 import re
-import resource
 
 import jax
 import ml_collections
@@ -108,21 +108,10 @@ def test_corrupt_newest_checkpoint_is_reported_and_set_aside(
     checkpoints.restore(manager, state, rng, step=2)
 
 
-def _limit_file_size():
-  # Python ignores SIGXFSZ, so writes past the limit fail with EFBIG
-  # ("File too large"), as on a full disk.
-  resource.setrlimit(resource.RLIMIT_FSIZE, (48_000, 48_000))
-
-
-def test_full_disk_fails_the_run_and_lists_no_half_checkpoint(tmp_path):
-  # The checkpoint is ~200 kB and everything else the run writes is smaller.
-  code, output = mock_runs.finish(mock_runs.start_run(
-      tmp_path, "--config.model.hidden_sizes=(32,)",
-      preexec_fn=_limit_file_size))
-  assert code != 0
-  # The run's report is its one "vae_jax: error:" line, and the last thing
-  # printed: the failed save's other writes are waited for and Orbax's
-  # threads stopped before it, so none print tracebacks as the process exits.
+def assert_one_line_disk_error(output):
+  """The run's report is its one "vae_jax: error:" line, and the last thing
+  printed: the failed save's other writes are waited for and Orbax's threads
+  stopped before it, so none print tracebacks as the process exits."""
   errors = [line for line in output.splitlines()
             if line.startswith("vae_jax: error:")]
   assert len(errors) == 1, output[-3000:]
@@ -130,6 +119,33 @@ def test_full_disk_fails_the_run_and_lists_no_half_checkpoint(tmp_path):
   assert output.strip().splitlines()[-1] == error, output[-3000:]
   assert error.startswith("vae_jax: error: writing a checkpoint"), output[-3000:]
   assert re.search(r"File too large|error_code='27'|Errno 27", error), error
+
+
+def test_full_disk_fails_the_run_and_lists_no_half_checkpoint(tmp_path):
+  # The checkpoint is ~200 kB and everything else the run writes is smaller.
+  code, output = mock_runs.finish(mock_runs.start_run(
+      tmp_path, "--config.model.hidden_sizes=(32,)",
+      preexec_fn=mock_runs.limit_file_size))
+  assert code != 0
+  assert_one_line_disk_error(output)
   assert not (tmp_path / "results.json").exists()
   config = ml_collections.ConfigDict({"max_checkpoints_to_keep": 2})
   assert checkpoints.make_manager(str(tmp_path), config).all_steps() == []
+
+
+def test_disk_filling_after_a_save_keeps_it_and_a_rerun_resumes_there(
+    tmp_path):
+  # The disk fills once step 3 is committed: step 4's save fails.
+  code, output = mock_runs.finish(mock_runs.start_run(
+      tmp_path, "--config.model.hidden_sizes=(32,)",
+      faults={mock_runs.DISK_FULL_AFTER: "3"}))
+  assert code != 0
+  assert_one_line_disk_error(output)
+  config = ml_collections.ConfigDict({"max_checkpoints_to_keep": 2})
+  assert checkpoints.make_manager(str(tmp_path), config).all_steps()[-1] == 3
+  code, output = mock_runs.finish(mock_runs.start_run(
+      tmp_path, "--config.model.hidden_sizes=(32,)"))
+  assert code == 0, output[-3000:]
+  results = json.loads((tmp_path / "results.json").read_text())
+  assert results["start_step"] == 3
+  assert results["steps"] == mock_runs.TOTAL_STEPS

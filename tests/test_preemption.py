@@ -15,6 +15,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
+import mock_runs
 from mock_runs import TOTAL_STEPS, finish, start_run, wait_for_checkpoint
 from vae_jax.core import preemption
 
@@ -46,7 +47,11 @@ def assert_same_run(workdir, reference):
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
   workdir = tmp_path_factory.mktemp("uninterrupted")
-  code, output = finish(start_run(workdir))
+  # Saved only at the end: it runs its steps in the loops between log steps,
+  # not one at a time as the runs saving each step do, which must not
+  # change a bit.
+  code, output = finish(start_run(
+      workdir, f"--config.checkpoint_every_steps={TOTAL_STEPS}"))
   assert code == 0, output[-3000:]
   return workdir
 
@@ -70,14 +75,22 @@ def test_sigterm_saves_exits_75_and_resumes_identically(uninterrupted,
   assert_same_run(tmp_path, uninterrupted)
 
 
-def test_sigkill_mid_save_resumes_identically(uninterrupted, tmp_path):
-  run = start_run(tmp_path)
-  wait_for_checkpoint(tmp_path, 5, run)
-  run.kill()  # Checkpoints are saved every step: likely during a save.
-  run.wait()
+def test_sigkill_inside_a_save_is_ignored_and_resumes_identically(
+    uninterrupted, tmp_path):
+  # Killed inside step 6's save: its files written, its commit not made.
+  code, output = finish(start_run(
+      tmp_path, faults={mock_runs.KILL_BEFORE_COMMIT: "6"}))
+  assert code == -signal.SIGKILL, output[-3000:]
+  checkpoint_dir = tmp_path / "checkpoints"
+  unfinished = list(checkpoint_dir.glob("6.orbax-checkpoint-tmp*"))
+  assert len(unfinished) == 1 and any(unfinished[0].rglob("*")), sorted(
+      os.listdir(checkpoint_dir))
+  assert not (checkpoint_dir / "6").exists()
   code, output = finish(start_run(tmp_path))
   assert code == 0, output[-3000:]
-  assert json.loads((tmp_path / "results.json").read_text())["start_step"] >= 5
+  # Resumed from the last committed save, not the half-written one.
+  assert json.loads((tmp_path / "results.json").read_text())["start_step"] == 5
+  assert not list(checkpoint_dir.glob("*.orbax-checkpoint-tmp*"))
   assert_same_run(tmp_path, uninterrupted)
 
 
