@@ -82,6 +82,15 @@ def tiny_config():
   return make_tiny_config()
 
 
+@pytest.fixture
+def optimized_xla():
+  """XLA's full optimizations, as production compiles, for the test: the
+  bit-identity checks must hold for the executables runs really use."""
+  jax.config.update("jax_disable_most_optimizations", False)
+  yield
+  jax.config.update("jax_disable_most_optimizations", True)
+
+
 def initial_state(config, parts, image_shape, total_steps):
   """The initial train state of `parts` (`trainers.parts.assemble`) from
   PRNGKey(0), compiled whole: op by op, Flax's init compiles each of its

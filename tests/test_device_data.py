@@ -57,7 +57,10 @@ def run_steps(config, chunk_ends, on_device):
 
 
 @pytest.mark.parametrize("trainer", list(parts_lib.TRAINERS))
-def test_compiled_loop_trains_like_the_per_step_loop(tiny_config, trainer):
+def test_compiled_loop_trains_like_the_per_step_loop(tiny_config, trainer,
+                                                     request):
+  if trainer == "single_network":  # On the executables production builds.
+    request.getfixturevalue("optimized_xla")
   config = {"single_network": tiny_config,
             "adversarial": gan_runs.tiny_gan_config()}[trainer]
   chunk_ends = (2, 5, 7)  # Crosses the epoch boundary at 5.

@@ -127,7 +127,8 @@ def test_train_and_evaluate_writes_every_output(tiny_config, tmp_path):
   assert len(checkpoints) <= tiny_config.max_checkpoints_to_keep
 
 
-def test_rerun_resumes_from_the_newest_checkpoint(tiny_config, tmp_path):
+def test_rerun_resumes_from_the_newest_checkpoint(tiny_config, tmp_path,
+                                                  optimized_xla):
   # Dynamically binarized: its draws, too, must continue where they stopped.
   tiny_config.input.binarize = "dynamic"
   steps_per_epoch = 40 // tiny_config.batch_size
