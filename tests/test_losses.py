@@ -6,7 +6,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from scipy import stats
 
+from vae_jax.objectives import autoencoder_mse
 from vae_jax.objectives import likelihoods
 from vae_jax.objectives import negative_elbo
 
@@ -118,3 +120,37 @@ def test_learned_variance_has_a_floor():
   # Bounded below by the density at the floor variance, not -infinity.
   floor = 4 * 0.5 * (likelihoods.MIN_PIXEL_LOGVAR + math.log(2 * math.pi))
   assert np.isfinite(float(nll[0])) and float(nll[0]) >= floor - 1e-4
+
+
+def test_learned_variance_nll_is_the_normal_density_at_its_mapped_variance():
+  rng = np.random.default_rng(0)
+  logits = jnp.asarray(rng.normal(size=(3, 5)), jnp.float32)
+  images = jnp.asarray(rng.uniform(size=(3, 5)), jnp.float32)
+  raw = jnp.asarray(rng.normal(size=(5,)), jnp.float32)  # One per pixel.
+  nll = likelihoods.gaussian_learned_nll(logits, images, pixel_logvar=raw)
+  # The parameter maps to log σ² = floor + softplus(raw - floor).
+  floor = likelihoods.MIN_PIXEL_LOGVAR
+  logvar = floor + np.log1p(np.exp(np.asarray(raw, np.float64) - floor))
+  mean = 1 / (1 + np.exp(-np.asarray(logits, np.float64)))
+  expected = -stats.norm.logpdf(np.asarray(images, np.float64), mean,
+                                np.exp(0.5 * logvar)).sum(-1)
+  np.testing.assert_allclose(nll, expected, rtol=1e-5)
+  # 0 maps to a log-variance of about 0 (variance 1), as its comment says.
+  assert abs(floor + math.log1p(math.exp(-floor))) < 1e-3
+
+
+def test_autoencoder_loss_is_mse_in_its_range_and_a_quarter_of_it_in_unit():
+  rng = np.random.default_rng(1)
+  outputs = jnp.asarray(rng.normal(size=(2, 4, 4, 1)), jnp.float32)
+  images = jnp.asarray(rng.uniform(-1, 1, size=(2, 4, 4, 1)), jnp.float32)
+  terms = autoencoder_mse.autoencoder_loss(outputs, images)
+  predicted = np.tanh(np.asarray(outputs, np.float64)).reshape(2, -1)
+  target = np.asarray(images, np.float64).reshape(2, -1)
+  np.testing.assert_allclose(terms["loss"],
+                             ((predicted - target)**2).mean(-1), rtol=1e-5)
+  # The same error on [0, 1] pixels: both mapped by (x + 1) / 2.
+  unit_error = (((predicted + 1) / 2 - (target + 1) / 2)**2).mean(-1)
+  np.testing.assert_allclose(terms["mse"], unit_error, rtol=1e-5)
+  np.testing.assert_allclose(
+      autoencoder_mse.to_unit_images(outputs).reshape(2, -1),
+      (predicted + 1) / 2, rtol=1e-5)
