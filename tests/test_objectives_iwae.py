@@ -134,3 +134,37 @@ def test_an_objective_whose_fields_the_config_lacks_is_refused():
   with pytest.raises(errors.ConfigError, match=r"loss.num_samples.*"
                      r"default_config\('mlp_vae', 'iwae'\)"):
     loop.check_config(config)
+
+
+def test_many_draws_are_decoded_in_chunks_to_the_same_bound(monkeypatch):
+  """k x batch above MAX_DRAWS_PER_PASS: chunks of draws from keys split
+  off the step's key, decoded one at a time, give the bound of those draws;
+  its gradient still matches finite differences."""
+  config = tiny_config("iwae", 7)
+  parts = assemble(config, IMAGE_SHAPE)
+  state = initial_state(config, parts, IMAGE_SHAPE, total_steps=10)
+  x, rng = images(3), jax.random.PRNGKey(5)
+
+  def loss(params):
+    def run_model(*args, method):
+      return single_network.run_model(state, params, *args, method=method,
+                                      train=True, compute_dtype="float32")
+    terms, _ = parts.objective.terms(run_model, params, x, rng, state.step,
+                                     loss_config=config.loss)
+    return terms["loss"]
+
+  one_pass = loss(state.params)
+  monkeypatch.setattr(iwae, "MAX_DRAWS_PER_PASS", 3 * len(x))  # 3 per pass.
+  chunked = loss(state.params)
+  # The same bound, over draws three at a time from split keys (7 of 9).
+  weights = jnp.concatenate([iwae.log_weights(
+      *state.apply_fn(single_network.variables(state), x, key, train=False,
+                      method=lambda vae, *args, train: iwae.draw_latents(
+                          vae, *args, train, num_samples=3)),
+      x, likelihood="bernoulli")[0] for key in jax.random.split(rng, 3)])[:7]
+  expected = -(jax.nn.logsumexp(weights, axis=0) - math.log(7))
+  np.testing.assert_allclose(chunked, expected, rtol=1e-5)
+  assert not np.allclose(chunked, one_pass)  # Other draws: it did chunk.
+  jax_test_util.check_grads(lambda p: loss(p).mean(), (state.params,),
+                            order=1, modes=["rev"], eps=1e-2, atol=2e-2,
+                            rtol=2e-2)

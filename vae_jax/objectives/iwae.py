@@ -9,7 +9,8 @@ With z_1..z_k ~ q(z|x) and log w_i = log p(x|z_i) + log p(z_i) - log q(z_i|x)
 Both are the negative ELBO for k = 1 (as a one-sample estimate: the KL is
 sampled, not in closed form), and the IWAE bound tightens toward -log p(x)
 as k grows. All k samples are drawn and decoded in one pass of the model, on
-k x batch latents. `loss.num_samples` is k; the likelihood is
+k x batch latents, up to MAX_DRAWS_PER_PASS; beyond, in chunks of draws,
+each recomputed for the gradient. `loss.num_samples` is k; the likelihood is
 `loss.likelihood`, as for `negative_elbo`. The `nelbo`, `recon`, `kl` and
 `mse` terms, averaged over the k samples (the KL sampled, not in closed
 form), are reported beside the bound.
@@ -29,6 +30,10 @@ from vae_jax.objectives import negative_elbo
 from vae_jax.objectives import objective
 
 _LOG_2PI = math.log(2 * math.pi)
+# Draws (k x batch) a training step decodes together. Above it the k draws
+# per image are decoded in chunks of this many rows, so memory stays bounded
+# when k x batch is large (the IWAE paper's k = 50 at batch 20 is 1,000).
+MAX_DRAWS_PER_PASS = 8192
 
 
 def _default_config(name: str) -> ml_collections.ConfigDict:
@@ -115,29 +120,55 @@ def bound(weights: jax.Array, importance_weighted: bool) -> jax.Array:
   return jnp.mean(weights, axis=0)
 
 
+def _draw_terms(run_model: objective.RunModel, params: Any,
+                images: jax.Array, rng: jax.Array, num_draws: int,
+                loss_config: ml_collections.ConfigDict):
+  """For `num_draws` draws per image, all decoded in one pass: log w, -log
+  p(x|h_1), log p(h) - log q(h|x) and the mean image's squared error per
+  pixel, each [num_draws, B]; and the BatchNorm statistics."""
+  (logits, log_latent_ratio), batch_stats = run_model(
+      images, rng, method=lambda vae, *args, train: draw_latents(
+          vae, *args, train, num_samples=num_draws))
+  weights, recon = log_weights(
+      logits, log_latent_ratio, images, likelihood=loss_config.likelihood,
+      gaussian_variance=loss_config.gaussian_variance,
+      pixel_logvar=params.get("pixel_logvar"))
+  mean_images = jax.nn.sigmoid(logits.reshape(num_draws, *images.shape))
+  squared_error = jnp.mean(jnp.square(mean_images - images[None]).reshape(
+      num_draws, images.shape[0], -1), axis=2)
+  return (weights, recon, log_latent_ratio, squared_error), batch_stats
+
+
 def _terms(run_model: objective.RunModel, params: Any, images: jax.Array,
            rng: jax.Array, step: jax.Array, *,
            loss_config: ml_collections.ConfigDict, importance_weighted: bool
            ) -> tuple[dict[str, jax.Array], Any]:
   del step  # No schedule.
   num_samples = loss_config.num_samples
-  (logits, log_latent_ratio), batch_stats = run_model(
-      images, rng, method=lambda vae, *args, train: draw_latents(
-          vae, *args, train, num_samples=num_samples))
-  weights, recon = log_weights(
-      logits, log_latent_ratio, images, likelihood=loss_config.likelihood,
-      gaussian_variance=loss_config.gaussian_variance,
-      pixel_logvar=params.get("pixel_logvar"))
+  draws_per_pass = max(1, MAX_DRAWS_PER_PASS // images.shape[0])
+  if num_samples <= draws_per_pass:
+    per_draw, batch_stats = _draw_terms(run_model, params, images, rng,
+                                        num_samples, loss_config)
+  else:
+    # Chunks of draws, each recomputed in the backward pass (jax.checkpoint):
+    # the activations kept for the gradient are one chunk's, whatever k.
+    num_passes = math.ceil(num_samples / draws_per_pass)
+    chunk = jax.checkpoint(lambda key: _draw_terms(
+        run_model, params, images, key, draws_per_pass, loss_config))
+    per_draw, batch_stats = jax.lax.map(
+        chunk, jax.random.split(rng, num_passes))
+    per_draw = tuple(terms.reshape(-1, images.shape[0])[:num_samples]
+                     for terms in per_draw)
+    batch_stats = jax.tree.map(lambda stats: stats[-1], batch_stats)
+  weights, recon, log_latent_ratio, squared_error = per_draw
   recon = jnp.mean(recon, axis=0)
   kl = -jnp.mean(log_latent_ratio, axis=0)
-  mean_images = jax.nn.sigmoid(logits.reshape(num_samples, *images.shape))
   return {
       "loss": -bound(weights, importance_weighted),
       "nelbo": recon + kl,  # The k draws' mean -ELBO.
       "recon": recon,
       "kl": kl,  # log q(h|x) - log p(h), sampled, over every layer.
-      "mse": jnp.mean(jnp.square(mean_images - images[None]).reshape(
-          num_samples, images.shape[0], -1), axis=(0, 2)),
+      "mse": jnp.mean(squared_error, axis=0),
   }, batch_stats
 
 
