@@ -77,6 +77,23 @@ def batchnorm_config(config):
   return config
 
 
+# Modules whose every test starts processes, notebook kernels or 8 devices.
+SLOW_MODULES = ("test_colabs", "test_explore", "test_launch", "test_main",
+                "test_multidevice", "test_multiprocess", "test_preemption",
+                "test_sample", "test_sweep")
+
+
+def pytest_collection_modifyitems(config, items):
+  """Marks the slow tests (10-40 s each) and runs them first: a suite that
+  ended on one of them would leave the other core idle meanwhile. `-m "not
+  slow"` leaves them out of a quick edit-test loop."""
+  del config
+  for item in items:
+    if item.module.__name__ in SLOW_MODULES:
+      item.add_marker(pytest.mark.slow)
+  items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture
 def tiny_config():
   return make_tiny_config()

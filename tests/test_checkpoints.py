@@ -121,6 +121,7 @@ def assert_one_line_disk_error(output):
   assert re.search(r"File too large|error_code='27'|Errno 27", error), error
 
 
+@pytest.mark.slow
 def test_full_disk_fails_the_run_and_lists_no_half_checkpoint(tmp_path):
   # The checkpoint is ~200 kB and everything else the run writes is smaller.
   code, output = mock_runs.finish(mock_runs.start_run(
@@ -133,19 +134,20 @@ def test_full_disk_fails_the_run_and_lists_no_half_checkpoint(tmp_path):
   assert checkpoints.make_manager(str(tmp_path), config).all_steps() == []
 
 
+@pytest.mark.slow
 def test_disk_filling_after_a_save_keeps_it_and_a_rerun_resumes_there(
     tmp_path):
-  # The disk fills once step 3 is committed: step 4's save fails.
+  # The disk fills once step 3 is committed: step 4's save fails. One epoch
+  # (8 steps) is enough to rerun past it.
+  flags = ("--config.model.hidden_sizes=(32,)", "--config.num_epochs=1")
   code, output = mock_runs.finish(mock_runs.start_run(
-      tmp_path, "--config.model.hidden_sizes=(32,)",
-      faults={mock_runs.DISK_FULL_AFTER: "3"}))
+      tmp_path, *flags, faults={mock_runs.DISK_FULL_AFTER: "3"}))
   assert code != 0
   assert_one_line_disk_error(output)
   config = ml_collections.ConfigDict({"max_checkpoints_to_keep": 2})
   assert checkpoints.make_manager(str(tmp_path), config).all_steps()[-1] == 3
-  code, output = mock_runs.finish(mock_runs.start_run(
-      tmp_path, "--config.model.hidden_sizes=(32,)"))
+  code, output = mock_runs.finish(mock_runs.start_run(tmp_path, *flags))
   assert code == 0, output[-3000:]
   results = json.loads((tmp_path / "results.json").read_text())
   assert results["start_step"] == 3
-  assert results["steps"] == mock_runs.TOTAL_STEPS
+  assert results["steps"] == mock_runs.TOTAL_STEPS // 4

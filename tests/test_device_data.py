@@ -178,6 +178,7 @@ def test_run_stopped_mid_epoch_between_checkpoints_resumes_exactly(
     assert on_host[name] == uninterrupted[name]
 
 
+@pytest.mark.slow
 def test_two_devices_train_alike_on_either_path(tmp_path, monkeypatch):
   monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
   results = {}

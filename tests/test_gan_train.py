@@ -223,6 +223,7 @@ def test_acgan_trains_and_writes_every_output(gan_config, tmp_path):
   assert json.loads((tmp_path / "config.json").read_text())["n_critic"] == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["celeba_gan", "celeba_acgan"])
 def test_celeba_configs_train_end_to_end(name, tmp_path):
   config = importlib.import_module(f"configs.{name}").get_config()
