@@ -117,7 +117,7 @@ DISK_FULL_AFTER = "MOCK_DISK_FULL_AFTER"
 FULL_DISK_FILE_BYTES = 48_000
 
 
-def limit_file_size():
+def _limit_file_size():
   # Python ignores SIGXFSZ, so writes past the limit fail with EFBIG
   # ("File too large"), as on a full disk.
   resource.setrlimit(resource.RLIMIT_FSIZE,
@@ -135,7 +135,7 @@ def _inject_checkpoint_faults():
       os.kill(os.getpid(), signal.SIGKILL)
     await commit(self)
     if step == full_step:
-      limit_file_size()
+      _limit_file_size()
 
   atomicity.AtomicRenameTemporaryPath.finalize = faulty_commit
 
