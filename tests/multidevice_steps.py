@@ -8,8 +8,9 @@ its tests: a process with 8 devices takes seconds to start. It runs each
 trainer's jitted train step (`Trainer.make_jitted_steps`) on a 1-device mesh
 and on the 8-device mesh, from the same state, global batch and RNG, and
 saves both results to WORKDIR/<model>.npz (`run_steps`). Then it continues
-the checkpoint in WORKDIR/one_device on 8 devices: see
-`restore_on_eight_devices`.
+the checkpoint in WORKDIR/one_device on 8 devices (`restore_on_eight_devices`),
+and trains a tiny run on the 8 devices, its batches held on them and fed from
+the host (`train_on_either_path`).
 """
 
 import functools
@@ -18,12 +19,14 @@ import sys
 
 import jax
 import numpy as np
+import tensorflow_datasets as tfds
 
 from conftest import assemble, batchnorm_config, make_tiny_config
 from gan_runs import tiny_gan_config
 import mock_runs
 from vae_jax.core import checkpoints
 from vae_jax.core import sharding
+from vae_jax.trainers import loop
 
 NUM_DEVICES = 8
 GLOBAL_BATCH = 16  # Two images per device.
@@ -36,6 +39,7 @@ MODELS = {
     "acgan": (tiny_gan_config, (28, 28, 1)),
 }
 RESTORE_MODEL = "batchnorm_vae"
+DATA_PATHS = ("always", "never")  # input.device_resident: held, host-fed.
 
 
 def eight_device_env() -> dict[str, str]:
@@ -135,8 +139,19 @@ def restore_on_eight_devices(workdir: str) -> None:
   np.savez(os.path.join(workdir, "after_second_step.npz"), **after_second_step)
 
 
+def train_on_either_path(workdir: str) -> None:
+  """The tiny run on mock MNIST, trained on the 8 devices once per data path,
+  in WORKDIR/<input.device_resident>."""
+  config = make_tiny_config()
+  with tfds.testing.mock_data(num_examples=64):
+    for mode in DATA_PATHS:
+      config.input.device_resident = mode
+      loop.train_and_evaluate(config, os.path.join(workdir, mode))
+
+
 if __name__ == "__main__":
   assert jax.device_count() == NUM_DEVICES, jax.devices()
   (workdir,) = sys.argv[1:]
   run_steps(workdir)
   restore_on_eight_devices(workdir)
+  train_on_either_path(workdir)

@@ -5,6 +5,7 @@ The 8 devices are host-platform CPU devices of a subprocess
 One such process serves every test here, so they share a worker.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -89,3 +90,14 @@ def test_checkpoints_move_between_one_and_eight_devices(eight_devices):
                                                    seed=1)
   assert_all_close(after_second_step,
                    dict(np.load(eight_devices / "after_second_step.npz")))
+
+
+def test_eight_devices_train_alike_on_either_path(eight_devices):
+  results = {mode: json.loads((eight_devices / mode / "results.json"
+                               ).read_text())
+             for mode in multidevice_steps.DATA_PATHS}
+  assert results["always"]["batches_on_device"]
+  assert not results["never"]["batches_on_device"]
+  assert {r["devices"] for r in results.values()} == {8}
+  for name in ("test_loss", "test_recon", "test_kl", "test_mse"):
+    assert results["always"][name] == results["never"][name]  # Bit for bit.

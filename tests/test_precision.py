@@ -49,6 +49,8 @@ def test_bfloat16_compute_keeps_float32_state_and_stays_close(tiny_config,
                                                               model):
   if model == "dcgan_vae":  # BatchNorm statistics must stay float32 too.
     batchnorm_config(tiny_config)
+    # bfloat16 is for accelerators, where 'auto' picks XLA's convolutions.
+    tiny_config.model.conv_impl = "xla"
   full, full_losses = autoencoder_steps(tiny_config, "float32")
   mixed, mixed_losses = autoencoder_steps(tiny_config, "bfloat16")
   assert float_dtypes((mixed.params, mixed.opt_state,
