@@ -146,6 +146,17 @@ def test_class_separation_is_perfect_on_apart_clusters_and_chance_on_noise():
   assert noise["knn_accuracy"] < 0.45 and abs(noise["silhouette"]) < 0.1
 
 
+@pytest.mark.parametrize("num_codes", [60, 300])  # Exact and Barnes-Hut.
+def test_a_collapsed_posterior_maps_to_one_point(num_codes):
+  # A KL weight large enough leaves every test image with the same code.
+  codes = np.full((num_codes, 16), 0.25, np.float32)
+  coords, method = latent_metrics.embed_2d(codes, seed=0)
+  assert method == "raw" and coords.shape == (num_codes, 2)
+  assert np.all(coords == 0.25)
+  spread = codes + np.random.default_rng(0).normal(size=codes.shape)
+  assert latent_metrics.embed_2d(spread, seed=0)[1] == "t-SNE"
+
+
 def test_interpolation_pairs_mix_classes_then_repeat_one():
   labels = np.array([3, 1, 3, 0, 1, 2, 0])
   pairs = latent_metrics.interpolation_pairs(labels, num_pairs=3)

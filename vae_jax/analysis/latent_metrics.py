@@ -66,10 +66,18 @@ def mean_pairwise_distance(images: np.ndarray) -> float:
   return float(distances[np.triu_indices(len(images), k=1)].mean())
 
 
+# Codes that differ by no more than this in every dimension are one point:
+# a collapsed posterior (a large KL weight), which t-SNE cannot map (its PCA
+# initialization divides by the zero spread, and sklearn's Barnes-Hut code
+# then crashes the process).
+COLLAPSED_SPREAD = 1e-6
+
+
 def embed_2d(codes: np.ndarray, seed: int) -> tuple[np.ndarray, str]:
-  """2-D coordinates of `codes`: themselves if 2-D, else t-SNE's; the method."""
-  if codes.shape[1] == 2:
-    return codes, "raw"
+  """2-D coordinates of `codes`: their first two dimensions if they have two
+  or are all one point, else t-SNE's; the method."""
+  if codes.shape[1] == 2 or np.ptp(codes, axis=0).max() <= COLLAPSED_SPREAD:
+    return codes[:, :2], "raw"
   perplexity = min(30.0, (len(codes) - 1) / 3)  # t-SNE needs fewer than n.
   # Barnes-Hut approximates the O(n^2) gradient for large n; for few
   # points the exact one is both faster and better.
