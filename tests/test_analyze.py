@@ -20,8 +20,6 @@ from vae_jax.trainers import loop
 NUM_EXAMPLES = 40  # Mock MNIST: 40 test images too.
 ALL_FIGURES = ("learning_curves.png", "reconstructions.png", "samples.png",
                "traversal.png", "interpolation.png", "latent_2d.png")
-# One worker trains the `runs` that most tests here read (pytest.ini).
-pytestmark = pytest.mark.xdist_group("analyze_runs")
 
 
 def autoencoder_config():

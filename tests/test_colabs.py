@@ -117,8 +117,8 @@ def test_quickstart_trains_and_shows_its_figures(data_dir, tmp_path,
   assert len(outputs_of(notebook, "image/png")) == 5
 
 
-# Both read the sweep: one worker builds it once (pytest.ini's loadgroup).
-@pytest.mark.xdist_group("colabs_sweep")
+# Both read the sweep, built once: a module's tests share a worker
+# (pytest.ini).
 def test_explore_latent_shows_a_run_and_its_sweep(kl_sweep, tmp_path,
                                                   monkeypatch):
   notebook = execute("explore_latent.ipynb", tmp_path, monkeypatch,
@@ -138,7 +138,6 @@ def test_explore_latent_shows_a_run_and_its_sweep(kl_sweep, tmp_path,
   assert len(outputs_of(notebook, WIDGET)) == 2
 
 
-@pytest.mark.xdist_group("colabs_sweep")
 def test_vae_vs_gan_compares_samples_distances_and_pairs(
     kl_sweep, acgan_run, tmp_path, monkeypatch):
   notebook = execute(

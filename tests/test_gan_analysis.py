@@ -15,8 +15,6 @@ from vae_jax.analysis import report as report_lib
 from vae_jax.analysis import runs
 from vae_jax.analysis import sampling
 
-# One worker trains the ACGAN that most tests here read (pytest.ini).
-pytestmark = pytest.mark.xdist_group("gan_analysis_run")
 
 
 @pytest.fixture(scope="module")

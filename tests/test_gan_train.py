@@ -132,8 +132,6 @@ def test_each_update_leaves_the_other_network_bit_identical(
   assert int(new_state.step) == 0  # Only train_step counts loop steps.
 
 
-# The tests of the tiny state share a worker, which compiles its steps once.
-@pytest.mark.xdist_group("tiny_acgan_steps")
 @pytest.mark.parametrize("n_critic", [1, 2])
 def test_generator_updates_every_n_critic_steps(tiny_state, train_steps,
                                                n_critic):
@@ -155,7 +153,6 @@ def test_generator_updates_every_n_critic_steps(tiny_state, train_steps,
     assert metrics[name].shape == ()
 
 
-@pytest.mark.xdist_group("tiny_acgan_steps")
 def test_non_finite_step_is_skipped_but_counted(tiny_state, train_steps):
   _, state = tiny_state
   step = train_steps[1]
@@ -168,7 +165,6 @@ def test_non_finite_step_is_skipped_but_counted(tiny_state, train_steps):
   assert_identical(state.discriminator, skipped.discriminator)
 
 
-@pytest.mark.xdist_group("tiny_acgan_steps")
 def test_eval_step_ignores_padding(tiny_state):
   settings, state = tiny_state
   batch = random_batch()

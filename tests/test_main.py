@@ -47,9 +47,6 @@ BAD_CONFIGS = [
     ("--num_processes=2", "needs all of --coordinator_address"),
 ]
 
-pytestmark = pytest.mark.xdist_group("main_exit_messages")
-
-
 def main_args(*args):
   return ["--config=configs/mnist_linear.py", *args]
 

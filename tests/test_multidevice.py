@@ -2,7 +2,8 @@
 
 The 8 devices are host-platform CPU devices of a subprocess
 (tests/multidevice_steps.py): JAX fixes its device count when it starts.
-One such process serves every test here, so they share a worker.
+One such process serves every test here (a module's tests share a
+worker: pytest.ini).
 """
 
 import json
@@ -22,7 +23,6 @@ from vae_jax.core import sharding
 SCRIPT = os.path.join(REPO_ROOT, "tests", "multidevice_steps.py")
 # Summation order differs between 1 and 8 devices; float32 rounding only.
 TOLERANCE = {"rtol": 1e-5, "atol": 1e-6}
-pytestmark = pytest.mark.xdist_group("eight_devices")
 
 
 @pytest.fixture(scope="module")

@@ -19,11 +19,6 @@ import mock_runs
 from mock_runs import TOTAL_STEPS, finish, start_run, wait_for_checkpoint
 from vae_jax.core import preemption
 
-# One worker runs the uninterrupted reference both runs compare to
-# (pytest.ini).
-pytestmark = pytest.mark.xdist_group("preemption_reference")
-
-
 def final_arrays(workdir):
   path = os.path.join(workdir, "checkpoints", str(TOTAL_STEPS), "default")
   restored = ocp.StandardCheckpointer().restore(path)

@@ -15,8 +15,6 @@ from vae_jax.analysis import runs
 from vae_jax import errors
 
 NUM_EXAMPLES = 40  # Mock MNIST: 5 steps per epoch of 8, 10 in all.
-# One worker trains the run that the loading tests read (pytest.ini).
-pytestmark = pytest.mark.xdist_group("trained_run")
 
 
 @pytest.fixture(scope="module")
