@@ -32,7 +32,7 @@ def torch_conv_transpose(x, kernel, padding, output_size):
 
 def random_variables(layer, x):
   """`layer`'s variables with every entry random (biases included)."""
-  variables = layer.init(jax.random.PRNGKey(0), x)
+  variables = jax.eval_shape(layer.init, jax.random.PRNGKey(0), x)
   leaves, tree = jax.tree.flatten(variables)
   keys = jax.random.split(jax.random.PRNGKey(1), len(leaves))
   return jax.tree.unflatten(tree, [jax.random.normal(k, v.shape)
@@ -82,8 +82,8 @@ def test_strided_conv_matches_xla_convolution(kernel_size, padding,
 
 def gradients(layer, variables, x, cotangent):
   """d<layer(x), cotangent> by the parameters and by the input."""
-  return jax.grad(
-      lambda v, x: jnp.sum(layer.apply(v, x) * cotangent), argnums=(0, 1))(
+  return jax.jit(jax.grad(  # Compiled whole: op by op takes longer.
+      lambda v, x: jnp.sum(layer.apply(v, x) * cotangent), argnums=(0, 1)))(
           variables, x)
 
 
@@ -173,16 +173,17 @@ def tiny_dcgan(conv_impl):
 def test_parameters_saved_under_one_form_load_under_another():
   images = jax.random.uniform(jax.random.PRNGKey(0), (2, 8, 8, 1))
   saved_model = tiny_dcgan("matmul")
+  # Compiled whole: op by op, the matmul forms' many small ops each compile.
   saved = flax.serialization.to_bytes(
-      saved_model.init(jax.random.PRNGKey(2), images))
+      jax.jit(saved_model.init)(jax.random.PRNGKey(2), images))
   outputs = {}
   for conv_impl in ("matmul", "xla", "auto"):
     model = tiny_dcgan(conv_impl)
-    template = model.init(jax.random.PRNGKey(3), images)
+    template = jax.jit(model.init)(jax.random.PRNGKey(3), images)
     variables = flax.serialization.from_bytes(template, saved)
     assert (jax.tree.map(jnp.shape, variables)
             == jax.tree.map(jnp.shape, template))
-    outputs[conv_impl] = model.apply(variables, images)
+    outputs[conv_impl] = jax.jit(model.apply)(variables, images)
   for conv_impl in ("xla", "auto"):
     jax.tree.map(
         lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4),
