@@ -144,6 +144,17 @@ def test_class_separation_is_perfect_on_apart_clusters_and_chance_on_noise():
   assert noise["knn_accuracy"] < 0.45 and abs(noise["silhouette"]) < 0.1
 
 
+def test_likelihood_of_names_what_the_loss_measures(tiny_config):
+  assert report_lib.likelihood_of(tiny_config).startswith("grey-level pixels "
+                                                      "read as Bernoulli")
+  tiny_config.loss.likelihood = "gaussian"
+  assert "under the gaussian likelihood" in report_lib.likelihood_of(tiny_config)
+  tiny_config.input.binarize = "dynamic"
+  assert "binarized-MNIST literature" in report_lib.likelihood_of(tiny_config)
+  autoencoder = loop.default_config("fc_autoencoder")
+  assert report_lib.likelihood_of(autoencoder).startswith("no likelihood")
+
+
 @pytest.mark.parametrize("num_codes", [60, 300])  # Exact and Barnes-Hut.
 def test_a_collapsed_posterior_maps_to_one_point(num_codes):
   # A KL weight large enough leaves every test image with the same code.

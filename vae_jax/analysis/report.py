@@ -220,15 +220,22 @@ def learning_curves_figure(run: runs.TrainedRun):
 BINARIZED_IWAE_K = 5000
 
 
-def likelihood_of(input_config: ml_collections.ConfigDict) -> str:
+def likelihood_of(config: ml_collections.ConfigDict) -> str:
   """What the run's likelihood figures measure, in words for analysis.json."""
-  if input_config.binarize == "none":
+  if config.input.binarize != "none":
+    return ("binarized test images (one fixed draw, the same for every run: "
+            f"data.binarize.TEST_DRAW = {binarize.TEST_DRAW}): a test NLL in "
+            "nats, comparable with the binarized-MNIST literature")
+  likelihood = config.loss.get("likelihood")
+  if likelihood is None:  # An autoencoder's objective.
+    return "no likelihood: the test loss is a reconstruction error"
+  if likelihood == "bernoulli":
     return ("grey-level pixels read as Bernoulli means: a cross-entropy in "
             "nats, not the likelihood of any data, so not comparable with "
             "published NLLs")
-  return ("binarized test images (one fixed draw, the same for every run: "
-          f"data.binarize.TEST_DRAW = {binarize.TEST_DRAW}): a test NLL in "
-          "nats, comparable with the binarized-MNIST literature")
+  return (f"grey-level pixels under the {likelihood} likelihood "
+          "(loss.likelihood): a density of continuous pixels in nats, not "
+          "comparable with published NLLs of discrete data")
 
 
 def _check_counts(**counts: int | None) -> None:
@@ -264,7 +271,7 @@ def analyze(workdir: str, *, step: int | None = None, num: int = 10,
   report = {"workdir": os.path.abspath(workdir), "model": run.config.model.name,
             "dataset": run.config.input.dataset, "step": run.step,
             "variational": run.variational,
-            "likelihood_of": likelihood_of(run.config.input),
+            "likelihood_of": likelihood_of(run.config),
             "skipped": {}, "seconds": {}}
 
   clock = time.perf_counter()
