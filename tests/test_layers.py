@@ -63,10 +63,14 @@ def test_upconv_doubles_any_size_and_counts_like_pytorch(conv_impl):
 
 
 @pytest.mark.parametrize("conv_impl", FORMS)
-@pytest.mark.parametrize("kernel_size,padding", [(4, 1), (3, 1)])
-def test_strided_conv_matches_xla_convolution(kernel_size, padding,
+@pytest.mark.parametrize("kernel_size,padding,height", [
+    (4, 1, 8),  # The matmul form on the space-to-depth input.
+    (4, 1, 7),  # An odd padded height: im2col.
+    (3, 1, 8),  # An odd kernel: im2col.
+])
+def test_strided_conv_matches_xla_convolution(kernel_size, padding, height,
                                               conv_impl):
-  x = jax.random.normal(jax.random.PRNGKey(0), (2, 8, 6, 3))
+  x = jax.random.normal(jax.random.PRNGKey(0), (2, height, 6, 3))
   layer = layers.StridedConv(5, kernel_size=kernel_size, padding=padding,
                              conv_impl=conv_impl)
   variables = random_variables(layer, x)
@@ -77,7 +81,7 @@ def test_strided_conv_matches_xla_convolution(kernel_size, padding,
   expected = expected + params["bias"].reshape(1, 1, 1, -1)
   np.testing.assert_allclose(layer.apply(variables, x), expected, rtol=1e-4,
                              atol=1e-4)
-  assert layer.apply(variables, x).shape == (2, 4, 3, 5)
+  assert layer.apply(variables, x).shape == expected.shape
 
 
 def gradients(layer, variables, x, cotangent):
