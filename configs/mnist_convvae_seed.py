@@ -27,8 +27,6 @@ import ml_collections
 
 from configs import mnist_convvae
 
-SEED_PIXELS = 32 * 32  # D: the per-pixel mean divides by it.
-
 
 def get_config(latent_size: str = "16") -> ml_collections.ConfigDict:
   config = mnist_convvae.get_config(latent_size)
@@ -37,9 +35,10 @@ def get_config(latent_size: str = "16") -> ml_collections.ConfigDict:
   config.input.rotation_degrees = 45.0  # RandomRotation(45).
   config.input.autocontrast_prob = 0.5  # RandomAutocontrast(p=0.5).
   config.input.brightness_jitter = 0.5  # ColorJitter(brightness=0.5).
-  # mean_pixels (x - x̂)²: a Gaussian of variance D / 2 (module docstring).
+  # mean_pixels (x - x̂)²: a Gaussian of variance D / 2 (module docstring),
+  # D the pixels of a (one-channel) image.
   config.loss.likelihood = "gaussian"
-  config.loss.gaussian_variance = SEED_PIXELS / 2
+  config.loss.gaussian_variance = config.input.image_size**2 / 2
   config.loss.kl_weight = 5e-3  # The seed's pick; swept as above.
   config.log_every_steps = 500  # 3,750 steps an epoch at batch 16.
   config.checkpoint_every_steps = 3750  # Once an epoch.

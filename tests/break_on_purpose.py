@@ -109,8 +109,6 @@ def caught(mutation: Mutation) -> bool:
       print(f"  {test}: {summary}")
       # 1: tests ran and failed (not an error in the harness or collection).
       failed.append(result.returncode == 1)
-      if os.environ.get("VERBOSE"):
-        print(result.stdout[-6000:])
     return all(failed)
 
 
