@@ -3,7 +3,7 @@
 import tensorflow_datasets as tfds
 
 from configs import mnist_acgan
-from conftest import shrink_run
+from testbed import shrink_run
 from vae_jax.trainers import loop
 
 MOCK_EXAMPLES = 40  # Per split: 5 steps of 8 per epoch.
@@ -17,7 +17,7 @@ def tiny_gan_config():
   config.model.latent_size = 4
   # XLA's convolutions compile in half the time of the matmul forms that
   # 'auto' picks on CPU, which test_layers checks against them; the tiny
-  # DCGAN VAE of conftest.batchnorm_config trains on those.
+  # DCGAN VAE of testbed.batchnorm_config trains on those.
   config.model.conv_impl = "xla"
   return config
 

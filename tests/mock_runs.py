@@ -5,7 +5,8 @@
 Tests that must signal, kill or starve a run (preemption, crashes, a full
 disk, sweeps) need it in its own process, and `tfds.testing.mock_data` only
 patches the process it runs in. $MOCK_NUM_EXAMPLES sets the examples per
-split (default 64).
+split (default 64). The runs they compare with, or rerun, train in the
+test's own process (`train_here`).
 """
 
 import os
@@ -18,20 +19,57 @@ import sys
 import time
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO_ROOT)  # For configs/, run as a script or imported.
+# pylint: disable=g-import-not-at-top,wrong-import-position
+from orbax.checkpoint._src.path import atomicity
+import tensorflow_datasets as tfds
+
+from configs import mnist_linear
+from vae_jax.trainers import loop
+# pylint: enable=g-import-not-at-top,wrong-import-position
+
 # A tiny mnist_linear: 8 steps per epoch on 64 mock examples.
+TINY_RUN = {
+    "num_epochs": 4,
+    "batch_size": 8,
+    "log_every_steps": 2,
+    "checkpoint_every_steps": 1,  # Most of a run is spent saving.
+    "max_checkpoints_to_keep": 2,
+    "num_image_samples": 4,
+    "model.hidden_sizes": (16,),
+    "model.latent_size": 2,
+    "input.mnist_source": "tfds",
+}
+
+
+def config_flags(overrides) -> tuple[str, ...]:
+  """The command line's flags for `overrides` ({dotted name: value})."""
+  return tuple(f"--config.{name}={value}" for name, value in overrides.items())
+
+
 TINY_RUN_FLAGS = (
     f"--config={os.path.join(REPO_ROOT, 'configs', 'mnist_linear.py')}",
-    "--config.num_epochs=4",
-    "--config.batch_size=8",
-    "--config.log_every_steps=2",
-    "--config.checkpoint_every_steps=1",  # Most of a run is spent saving.
-    "--config.max_checkpoints_to_keep=2",
-    "--config.num_image_samples=4",
-    "--config.model.hidden_sizes=(16,)",
-    "--config.model.latent_size=2",
-    "--config.input.mnist_source=tfds",
+    *config_flags(TINY_RUN),
 )
 TOTAL_STEPS = 32
+NUM_EXAMPLES = 64  # Mock examples per split, unless $MOCK_NUM_EXAMPLES says.
+
+
+def tiny_run_config(overrides=None):
+  """The config of `start_run`'s run, with `overrides` ({dotted name:
+  value}) as `config_flags(overrides)` would set them."""
+  config = mnist_linear.get_config()
+  config.update_from_flattened_dict({**TINY_RUN, **(overrides or {})})
+  return config
+
+
+def train_here(workdir, overrides=None) -> dict:
+  """The tiny run trained in this process, as `start_run(workdir,
+  *config_flags(overrides))` would train it, and its results: for the runs
+  that nothing kills, which in a process of their own would spend seconds
+  importing."""
+  with tfds.testing.mock_data(num_examples=NUM_EXAMPLES):
+    return loop.train_and_evaluate(tiny_run_config(overrides), str(workdir))
 
 
 def subprocess_env(**overrides: str) -> dict[str, str]:
@@ -57,9 +95,15 @@ def start(module: str, *flags: str, launcher: tuple[str, ...] = (),
 
 
 def start_run(workdir, *extra_flags: str, **kwargs) -> subprocess.Popen:
-  """The tiny run in `workdir`; `extra_flags` override its config."""
-  return start("vae_jax.main", *TINY_RUN_FLAGS, f"--workdir={workdir}",
-               *extra_flags, **kwargs)
+  """The tiny run in `workdir`; `extra_flags` override its config.
+
+  Each replaces the tiny run's flag for the same field: ml_collections
+  appends a repeated flag of a tuple field to the first.
+  """
+  replaced = {flag.split("=")[0] for flag in extra_flags}
+  return start("vae_jax.main",
+               *(f for f in TINY_RUN_FLAGS if f.split("=")[0] not in replaced),
+               f"--workdir={workdir}", *extra_flags, **kwargs)
 
 
 def free_port() -> int:
@@ -143,11 +187,9 @@ def _inject_checkpoint_faults():
 
 
 if __name__ == "__main__":
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  from orbax.checkpoint._src.path import atomicity  # pylint: disable=g-import-not-at-top
   _inject_checkpoint_faults()
   module = sys.argv.pop(1)
   sys.argv[0] = module
   with tfds.testing.mock_data(
-      num_examples=int(os.environ.get("MOCK_NUM_EXAMPLES", "64"))):
+      num_examples=int(os.environ.get("MOCK_NUM_EXAMPLES", NUM_EXAMPLES))):
     runpy.run_module(module, run_name="__main__", alter_sys=True)

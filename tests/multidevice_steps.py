@@ -21,9 +21,9 @@ import jax
 import numpy as np
 import tensorflow_datasets as tfds
 
-from conftest import assemble, batchnorm_config, make_tiny_config
 from gan_runs import tiny_gan_config
 import mock_runs
+from testbed import assemble, batchnorm_config, make_tiny_config
 from vae_jax.core import checkpoints
 from vae_jax.core import sharding
 from vae_jax.trainers import loop

@@ -10,8 +10,8 @@ import ml_collections
 import numpy as np
 import pytest
 
-from conftest import assemble, batchnorm_config, initial_state
 import mock_runs
+from testbed import assemble, batchnorm_config, initial_state
 from vae_jax import errors
 from vae_jax.core import checkpoints
 from vae_jax.trainers import single_network
@@ -126,17 +126,16 @@ def test_full_disk_fails_the_run_keeps_the_last_save_and_a_rerun_resumes(
     tmp_path):
   # The disk fills once step 3 is committed: step 4's save fails. One epoch
   # (8 steps) is enough to rerun past it.
-  flags = ("--config.model.hidden_sizes=(32,)", "--config.num_epochs=1")
+  overrides = {"model.hidden_sizes": (32,), "num_epochs": 1}
   code, output = mock_runs.finish(mock_runs.start_run(
-      tmp_path, *flags, faults={mock_runs.DISK_FULL_AFTER: "3"}))
+      tmp_path, *mock_runs.config_flags(overrides),
+      faults={mock_runs.DISK_FULL_AFTER: "3"}))
   assert code != 0
   assert_one_line_disk_error(output)
   assert not (tmp_path / "results.json").exists()
   # Step 4's half-written save is not listed; step 3's is intact.
   config = ml_collections.ConfigDict({"max_checkpoints_to_keep": 2})
   assert checkpoints.make_manager(str(tmp_path), config).all_steps()[-1] == 3
-  code, output = mock_runs.finish(mock_runs.start_run(tmp_path, *flags))
-  assert code == 0, output[-3000:]
-  results = json.loads((tmp_path / "results.json").read_text())
+  results = mock_runs.train_here(tmp_path, overrides)
   assert results["start_step"] == 3
   assert results["steps"] == mock_runs.TOTAL_STEPS // 4

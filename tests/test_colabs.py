@@ -22,9 +22,9 @@ import os
 import papermill
 import pytest
 
-from conftest import make_tiny_config
 from conftest import REPO_ROOT
 from gan_runs import tiny_gan_config
+from testbed import make_tiny_config
 import tiny_mnist
 from vae_jax.analysis import sweep_report
 from vae_jax.core import outputs
@@ -72,7 +72,7 @@ def acgan_run(tmp_path_factory, data_dir):
 def execute(name, tmp_path, monkeypatch, **parameters):
   """Runs colabs/`name` with `parameters`; the executed notebook's JSON."""
   # The kernel imports this checkout's vae_jax, whatever is installed, and
-  # compiles cheaply, like the tests in this process (conftest).
+  # compiles cheaply, like the tests in this process (conftest, testbed).
   monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
       filter(None, [REPO_ROOT, os.environ.get("PYTHONPATH")])))
   monkeypatch.setenv("JAX_DISABLE_MOST_OPTIMIZATIONS", "true")

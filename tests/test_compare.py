@@ -4,8 +4,8 @@ import matplotlib.image
 import pytest
 import tensorflow_datasets as tfds
 
-from conftest import make_tiny_config
 from gan_runs import MOCK_EXAMPLES, run, tiny_gan_config
+from testbed import make_tiny_config
 from vae_jax import errors
 from vae_jax.analysis import comparison
 

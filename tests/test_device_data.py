@@ -5,12 +5,12 @@ import os
 
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
 import pytest
 import tensorflow_datasets as tfds
 
 import gan_runs
-from conftest import assemble
+from testbed import assemble
+from testbed import checkpoint_arrays
 from vae_jax.core import preemption
 from vae_jax.core import sharding
 from vae_jax.data import device_held
@@ -137,13 +137,6 @@ def run(config, workdir, num_examples):
     return loop.train_and_evaluate(config, str(workdir))
 
 
-def final_arrays(workdir, step):
-  path = os.path.join(workdir, "checkpoints", str(step), "default")
-  restored = ocp.StandardCheckpointer().restore(path)
-  return {jax.tree_util.keystr(p): np.asarray(x) for p, x in
-          jax.tree_util.tree_flatten_with_path(restored)[0]}
-
-
 def test_run_stopped_mid_epoch_between_checkpoints_resumes_exactly(
     tiny_config, tmp_path, monkeypatch):
   # 8 steps per epoch; the host acts at steps 4, 6, 8, 12, 16.
@@ -170,8 +163,8 @@ def test_run_stopped_mid_epoch_between_checkpoints_resumes_exactly(
   assert resumed["start_step"] == 4
   for name in ("test_loss", "test_recon", "test_kl", "test_mse"):
     assert resumed[name] == uninterrupted[name]  # Bit for bit.
-  expected = final_arrays(tmp_path / "uninterrupted", total_steps)
-  for name, value in final_arrays(tmp_path / "resumed", total_steps).items():
+  expected = checkpoint_arrays(tmp_path / "uninterrupted", total_steps)
+  for name, value in checkpoint_arrays(tmp_path / "resumed", total_steps).items():
     np.testing.assert_array_equal(value, expected[name], err_msg=name)
 
   tiny_config.input.device_resident = "never"

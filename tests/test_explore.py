@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from conftest import make_tiny_config
-from conftest import save_untrained_run
+from testbed import make_tiny_config
+from testbed import save_untrained_run
 from vae_jax import errors
 from vae_jax import explore
 from vae_jax.analysis import comparison

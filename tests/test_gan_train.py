@@ -10,9 +10,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import assemble
-from conftest import initial_state
 from gan_runs import run, tiny_gan_config
+from testbed import assemble
+from testbed import initial_state
 from vae_jax import errors
 from vae_jax.data import sources
 from vae_jax.models import registry

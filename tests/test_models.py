@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import assemble
+from testbed import assemble
 from vae_jax import errors
 from vae_jax.models import autoencoders
 from vae_jax.models import registry

@@ -9,9 +9,9 @@ import pytest
 from scipy import special
 from scipy import stats
 
-from conftest import assemble
-from conftest import initial_state
 from test_models import linear_params
+from testbed import assemble
+from testbed import initial_state
 from vae_jax import errors
 from vae_jax.trainers import loop
 from vae_jax.trainers import single_network

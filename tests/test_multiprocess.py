@@ -4,19 +4,26 @@ launch/local_multiprocess.sh starts both under mock MNIST
 (tests/mock_runs.py); they join through `jax.distributed.initialize` with a
 loopback coordinator and exchange data over gloo. Each reads its own share
 of the data; TFDS's mock data ignores split slicing, so here each share is
-the whole mock split, which the pipeline must survive too.
+the whole mock split, which the pipeline must survive too. Their numbers
+must be one process's over the same global batches (`SharesSideBySide`).
 """
 
 import json
-import math
 import os
 import re
 import signal
 
+import numpy as np
+import pytest
+import tensorflow as tf
+
 import mock_runs
+from testbed import checkpoint_arrays
 from vae_jax.core import preemption
+from vae_jax.data import pipeline
 
 # 64 mock examples per process, 4 per process per step (a global batch of 8).
+NUM_PROCESSES = 2
 STEPS_PER_EPOCH = 16
 TIMEOUT = 300  # Seconds; a hang fails the test instead of stalling CI.
 
@@ -24,7 +31,7 @@ TIMEOUT = 300  # Seconds; a hang fails the test instead of stalling CI.
 def start_two_processes(workdir, *flags: str):
   return mock_runs.start_run(
       workdir, "--config.checkpoint_every_steps=4", *flags,
-      launcher=mock_runs.local_multiprocess(2), start_new_session=True)
+      launcher=mock_runs.local_multiprocess(NUM_PROCESSES), start_new_session=True)
 
 
 def process_pid(launcher, index: int) -> int:
@@ -40,6 +47,41 @@ def process_pid(launcher, index: int) -> int:
     if parent == launcher.pid and f"--process_id={index}" in argv:
       return int(pid)
   raise LookupError(f"no process {index} under pid {launcher.pid}")
+
+
+class SharesSideBySide(pipeline.PreparedData):
+  """The data of a one-process run whose every global batch is what the
+  processes' local batches make together: this process's batch once per
+  process, as every process's share is the whole mock split.
+
+  Batches come from the host: the split held on the devices would gather
+  one process's batches only.
+  """
+
+  def steps_per_epoch(self, local_batch_size):
+    return super().steps_per_epoch(local_batch_size // NUM_PROCESSES)
+
+  def is_device_resident(self):
+    return False
+
+  def train_batches(self, local_batch_size, seed, start_step=0):
+    for batch in super().train_batches(local_batch_size // NUM_PROCESSES,
+                                       seed, start_step):
+      yield {name: np.concatenate([value] * NUM_PROCESSES)
+             for name, value in batch.items()}
+
+  def eval_dataset(self, local_batch_size):
+    return super().eval_dataset(local_batch_size // NUM_PROCESSES).map(
+        lambda batch: {name: tf.concat([value] * NUM_PROCESSES, axis=0)
+                       for name, value in batch.items()})
+
+
+def train_in_one_process(workdir, num_epochs):
+  """The two processes' run over the same global batches, on one device."""
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(pipeline, "prepare", SharesSideBySide)
+    return mock_runs.train_here(workdir, {"num_epochs": num_epochs,
+                                          "checkpoint_every_steps": 10_000})
 
 
 def checkpoint_steps(workdir) -> list[int]:
@@ -77,9 +119,22 @@ def test_two_processes_stop_together_save_once_and_resume(tmp_path):
   assert results["start_step"] == stopped_at
   assert results["steps"] == num_epochs * STEPS_PER_EPOCH
   assert results["processes"] == 2 and results["devices"] == 2
-  assert all(math.isfinite(v) for k, v in results.items()
-             if k.startswith("test_"))
   assert checkpoint_steps(tmp_path)[-1] == results["steps"]
+
+  # The same numbers as one process on one device over the same global
+  # batches, up to the order in which each sum over the batch is added.
+  one_process = train_in_one_process(tmp_path.parent / "one_process",
+                                     num_epochs)
+  assert (one_process["processes"], one_process["devices"]) == (1, 1)
+  test_metrics = [name for name in results if name.startswith("test_")]
+  np.testing.assert_allclose([results[k] for k in test_metrics],
+                             [one_process[k] for k in test_metrics],
+                             rtol=1e-5)
+  expected = checkpoint_arrays(tmp_path.parent / "one_process",
+                               results["steps"])
+  for name, value in checkpoint_arrays(tmp_path, results["steps"]).items():
+    np.testing.assert_allclose(value, expected[name], rtol=1e-5, atol=1e-6,
+                               err_msg=name)
 
   # Process 0 alone wrote the outputs: one TensorBoard file per run, one
   # image of each kind per epoch, and no temporary files left behind.

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from jax import test_util as jax_test_util
 
-from conftest import assemble
-from conftest import initial_state
+from testbed import assemble
+from testbed import initial_state
 from vae_jax import errors
 from vae_jax.objectives import iwae
 from vae_jax.trainers import loop

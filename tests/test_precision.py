@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 import gan_runs
-from conftest import assemble
-from conftest import batchnorm_config
-from conftest import initial_state
+from testbed import assemble
+from testbed import batchnorm_config
+from testbed import initial_state
 from vae_jax.core import precision
 from vae_jax.errors import ConfigError
 from vae_jax.trainers import adversarial

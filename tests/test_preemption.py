@@ -1,29 +1,22 @@
 """Signals and kills in the middle of real runs: nothing is lost or changed.
 
-Each run is a subprocess on mock MNIST (tests/mock_runs.py). A run
-stopped by SIGTERM or killed by SIGKILL, then rerun with the same command,
-must end with bit-identical parameters and test metrics to a run never
-interrupted.
+Each interrupted run is a subprocess on mock MNIST (tests/mock_runs.py). A
+run stopped by SIGTERM or killed by SIGKILL, then rerun with the same
+config (in this process), must end with bit-identical parameters and test
+metrics to a run never interrupted.
 """
 
 import json
 import os
 import signal
 
-import jax
 import numpy as np
-import orbax.checkpoint as ocp
 import pytest
 
-import mock_runs
 from mock_runs import TOTAL_STEPS, finish, start_run, wait_for_checkpoint
+import mock_runs
+from testbed import checkpoint_arrays
 from vae_jax.core import preemption
-
-def final_arrays(workdir):
-  path = os.path.join(workdir, "checkpoints", str(TOTAL_STEPS), "default")
-  restored = ocp.StandardCheckpointer().restore(path)
-  return {"/".join(map(str, p)): np.asarray(x) for p, x in
-          jax.tree_util.tree_flatten_with_path(restored)[0]}
 
 
 def final_test_metrics(workdir):
@@ -33,7 +26,8 @@ def final_test_metrics(workdir):
 
 def assert_same_run(workdir, reference):
   assert final_test_metrics(workdir) == final_test_metrics(reference)  # Bit for bit.
-  arrays, expected = final_arrays(workdir), final_arrays(reference)
+  arrays = checkpoint_arrays(workdir, TOTAL_STEPS)
+  expected = checkpoint_arrays(reference, TOTAL_STEPS)
   assert arrays.keys() == expected.keys()
   for name, value in expected.items():
     np.testing.assert_array_equal(arrays[name], value, err_msg=name)
@@ -41,13 +35,11 @@ def assert_same_run(workdir, reference):
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
+  """The same run, never interrupted. Saved only at the end: it runs its
+  steps in the loops between log steps, not one at a time as the runs saving
+  each step do, which must not change a bit."""
   workdir = tmp_path_factory.mktemp("uninterrupted")
-  # Saved only at the end: it runs its steps in the loops between log steps,
-  # not one at a time as the runs saving each step do, which must not
-  # change a bit.
-  code, output = finish(start_run(
-      workdir, f"--config.checkpoint_every_steps={TOTAL_STEPS}"))
-  assert code == 0, output[-3000:]
+  mock_runs.train_here(workdir, {"checkpoint_every_steps": TOTAL_STEPS})
   return workdir
 
 
@@ -63,10 +55,7 @@ def test_sigterm_saves_exits_75_and_resumes_identically(uninterrupted,
   stopped_at = max(int(n) for n in os.listdir(tmp_path / "checkpoints")
                    if n.isdigit())
   assert 6 <= stopped_at < TOTAL_STEPS
-  code, output = finish(start_run(tmp_path))
-  assert code == 0, output[-3000:]
-  results = json.loads((tmp_path / "results.json").read_text())
-  assert results["start_step"] == stopped_at
+  assert mock_runs.train_here(tmp_path)["start_step"] == stopped_at
   assert_same_run(tmp_path, uninterrupted)
 
 
@@ -81,10 +70,8 @@ def test_sigkill_inside_a_save_is_ignored_and_resumes_identically(
   assert len(unfinished) == 1 and any(unfinished[0].rglob("*")), sorted(
       os.listdir(checkpoint_dir))
   assert not (checkpoint_dir / "6").exists()
-  code, output = finish(start_run(tmp_path))
-  assert code == 0, output[-3000:]
   # Resumed from the last committed save, not the half-written one.
-  assert json.loads((tmp_path / "results.json").read_text())["start_step"] == 5
+  assert mock_runs.train_here(tmp_path)["start_step"] == 5
   assert not list(checkpoint_dir.glob("*.orbax-checkpoint-tmp*"))
   assert_same_run(tmp_path, uninterrupted)
 

@@ -9,9 +9,9 @@ import pytest
 import tensorflow_datasets as tfds
 
 from conftest import REPO_ROOT
-from conftest import make_tiny_config
-from conftest import save_untrained_run
-from conftest import shrink_run
+from testbed import make_tiny_config
+from testbed import save_untrained_run
+from testbed import shrink_run
 from vae_jax import errors
 from vae_jax.analysis import sampling
 from vae_jax.core import outputs

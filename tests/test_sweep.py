@@ -157,10 +157,10 @@ def test_sweep_writes_runs_and_summary_and_skips_them_when_rerun(
 
 # The killed sweep's config file: 2 epochs of `folder_config`, 4 steps. It
 # must not import this module, whose imports (the tests' other modules) the
-# command does not need. Importing conftest also gives the subprocess its
+# command does not need. Importing testbed also gives the subprocess its
 # cheap compilation.
 CONFIG_FILE = f"""
-from conftest import make_tiny_config
+from testbed import make_tiny_config
 
 def get_config(folder):
   config = make_tiny_config()

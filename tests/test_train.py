@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from conftest import assemble
-from conftest import initial_state
+from testbed import assemble
+from testbed import initial_state
 from vae_jax import errors
 from vae_jax.core import checkpoints
 from vae_jax.models import registry

@@ -9,7 +9,7 @@ import orbax.checkpoint as ocp
 import pytest
 import tensorflow_datasets as tfds
 
-from conftest import make_tiny_config
+from testbed import make_tiny_config
 from vae_jax.trainers import loop
 from vae_jax.analysis import runs
 from vae_jax import errors

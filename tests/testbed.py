@@ -1,0 +1,112 @@
+"""What the tests share: cheap compilation, strict shapes, tiny configs,
+their models and states, and checkpoints read back.
+
+A pytest plugin (conftest loads it in the processes that run tests), and a
+module the tests and the scripts they start import from.
+"""
+
+import functools
+import os
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from configs import mnist_linear
+import conftest  # The environment: the compilation cache, cheap compiles.
+from vae_jax.core import checkpoints
+from vae_jax.models import registry
+from vae_jax.trainers import parts as parts_lib
+
+# Compile time dominates tiny models; silent broadcasting hides shape bugs.
+jax.config.update("jax_disable_most_optimizations", True)
+jax.config.update("jax_numpy_rank_promotion", "raise")
+# Set here too: JAX reads the environment only when it is first imported.
+jax.config.update("jax_compilation_cache_dir",
+                  os.environ["JAX_COMPILATION_CACHE_DIR"])
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+
+
+def shrink_run(config):
+  """`config`'s run shortened to seconds on mock MNIST; the model is kept."""
+  config.num_epochs = 2
+  config.batch_size = 8
+  config.log_every_steps = 2
+  config.checkpoint_every_steps = 3
+  config.num_image_samples = 8
+  # Under tfds.testing.mock_data, TFDS's (mocked) download is the source;
+  # 'auto' would look for the network and the registry mirror instead.
+  config.input.mnist_source = "tfds"
+  return config
+
+
+def make_tiny_config():
+  """mnist_linear shrunk so a whole run takes seconds on mock data."""
+  config = shrink_run(mnist_linear.get_config())
+  config.model.hidden_sizes = (32, 16)
+  config.model.latent_size = 4
+  return config
+
+
+def batchnorm_config(config):
+  """`config` with a tiny DCGAN-style VAE (16x16 images), which has BatchNorm
+  statistics."""
+  config.model = registry.get("dcgan_vae").default_config()
+  config.model.update(latent_size=4, channels=(4, 8), dense_size=16)
+  return config
+
+
+@pytest.fixture
+def tiny_config():
+  return make_tiny_config()
+
+
+@pytest.fixture
+def optimized_xla():
+  """XLA's full optimizations, as production compiles, for the test: the
+  bit-identity checks must hold for the executables runs really use."""
+  jax.config.update("jax_disable_most_optimizations", False)
+  yield
+  jax.config.update("jax_disable_most_optimizations", True)
+
+
+def initial_state(config, parts, image_shape, total_steps):
+  """The initial train state of `parts` (`trainers.parts.assemble`) from
+  PRNGKey(0), compiled whole: op by op, Flax's init compiles each of its
+  small ops apart (seconds)."""
+  return jax.jit(functools.partial(parts.trainer.create_train_state, config,
+                                   parts, image_shape,
+                                   total_steps=total_steps))(
+                                       jax.random.PRNGKey(0))
+
+
+def assemble(config, image_shape=(28, 28, 1)):
+  """`config`'s model, family, objective and trainer."""
+  return parts_lib.assemble(config, image_shape)
+
+
+def checkpoint_arrays(workdir, step):
+  """{path: array} of the state and RNG in `workdir`'s checkpoint `step`,
+  read onto this process's first device, whatever devices saved it."""
+  path = os.path.join(workdir, "checkpoints", str(step), "default")
+  checkpointer = ocp.StandardCheckpointer()
+  on_one_device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  target = jax.tree.map(
+      lambda array: jax.ShapeDtypeStruct(array.shape, array.dtype,
+                                         sharding=on_one_device),
+      checkpointer.metadata(path).item_metadata)
+  restored = checkpointer.restore(path, target)
+  return {jax.tree_util.keystr(p): np.asarray(x) for p, x in
+          jax.tree_util.tree_flatten_with_path(restored)[0]}
+
+
+def save_untrained_run(config, workdir):
+  """A workdir as training leaves it, minus the training: saves seconds."""
+  image_shape = (28, 28, 1)
+  state = initial_state(config, assemble(config, image_shape), image_shape,
+                        total_steps=1)
+  manager = checkpoints.make_manager(str(workdir), config)
+  checkpoints.save(manager, state, jax.random.PRNGKey(1))
+  checkpoints.close(manager)
+  (workdir / "config.json").write_text(config.to_json())
