@@ -85,6 +85,39 @@ def _shifted_views(x: jax.Array, size: int, stride: int, out_height: int,
        for t in range(size) for u in range(size)], axis=-1)
 
 
+@jax.custom_vjp
+def _rows_matmul(rows: jax.Array, weights: jax.Array) -> jax.Array:
+  """rows [..., K] @ weights [K, N], with the weights' gradient computed as
+  one contraction over the rows, rows^T @ grad.
+
+  The same values as `rows @ weights`; only the backward pass's form
+  differs. JAX's transpose of the matmul asks for (grad^T @ rows)^T, and
+  XLA:CPU then writes the output gradient transposed, [N, rows], inside the
+  fusion that computes it (a BatchNorm and ReLU backward, the next layer's
+  input gradient): a strided write that took 7-18% of a DCGAN VAE's step.
+  Here it transposes the rows instead, an input it has already materialized
+  (benchmarks/vs_pytorch.py: dogs_conv's step 965 -> 810 ms). A custom VJP
+  has no forward-mode derivative: for jax.jvp through a model, use
+  conv_impl='xla'.
+  """
+  return rows @ weights
+
+
+def _rows_matmul_forward(rows, weights):
+  return rows @ weights, (rows, weights)
+
+
+def _rows_matmul_backward(residuals, grad):
+  rows, weights = residuals
+  d_weights = jax.lax.dot_general(
+      rows.reshape(-1, rows.shape[-1]), grad.reshape(-1, grad.shape[-1]),
+      (((0,), (0,)), ((), ())))
+  return grad @ weights.T, d_weights
+
+
+_rows_matmul.defvjp(_rows_matmul_forward, _rows_matmul_backward)
+
+
 def _conv_as_matmul(x: jax.Array, kernel: jax.Array, stride: int,
                     padding: int) -> jax.Array:
   """NHWC input, HWIO kernel: a cross-correlation like nn.Conv's."""
@@ -96,7 +129,8 @@ def _conv_as_matmul(x: jax.Array, kernel: jax.Array, stride: int,
                                             or padded.shape[2] % 2):
     return _stride_2_conv_as_matmul(padded, kernel, out_height, out_width)
   patches = _shifted_views(padded, size, stride, out_height, out_width)
-  return patches @ kernel.reshape(size * size * in_features, out_features)
+  return _rows_matmul(patches,
+                       kernel.reshape(size * size * in_features, out_features))
 
 
 def _stride_2_conv_as_matmul(padded: jax.Array, kernel: jax.Array,
@@ -122,8 +156,8 @@ def _stride_2_conv_as_matmul(padded: jax.Array, kernel: jax.Array,
   patches = _shifted_views(blocks, half, 1, out_height, out_width)
   # Tap (2i + r, 2j + s) of the kernel reads view (i, j) at phase (r, s).
   kernel = kernel.reshape(half, 2, half, 2, in_features, out_features)
-  return patches @ kernel.transpose(0, 2, 1, 3, 4, 5).reshape(
-      half * half * 4 * in_features, out_features)
+  return _rows_matmul(patches, kernel.transpose(0, 2, 1, 3, 4, 5).reshape(
+      half * half * 4 * in_features, out_features))
 
 
 def _conv_xla(x: jax.Array, kernel: jax.Array, stride: int,
@@ -145,9 +179,9 @@ def _upconv_as_tap_matmul(x: jax.Array, kernel: jax.Array,
   """
   size, _, in_features, out_features = kernel.shape
   batch, height, width, _ = x.shape
-  products = (x.reshape(-1, in_features)
-              @ kernel.transpose(2, 0, 1, 3).reshape(
-                  in_features, size * size * out_features))
+  products = _rows_matmul(x.reshape(-1, in_features),
+                           kernel.transpose(2, 0, 1, 3).reshape(
+                               in_features, size * size * out_features))
   # Split, not indexed: the transpose of a split is one concatenation,
   # where each indexed tap's was a full-size pad, all of them then added.
   products = jax.lax.split(
