@@ -52,8 +52,17 @@ MUTATIONS = (
         "      h = layers.StridedConv(features, use_bias=True,",
         ("tests/test_configs.py::test_config_model_has_the_listing_params",)),
     Mutation(
-        # Checkpoints are committed by Orbax's rename, after their data:
-        # the SIGKILL test asserts the uncommitted folder it leaves.
+        "checkpoint_committed_before_its_data", "vae_jax/core/checkpoints.py",
+        "      max_to_keep=config.max_checkpoints_to_keep, create=True)\n",
+        # Each step written in its final folder from the start, which exists
+        # before its data does (Orbax's commit file, meant for buckets).
+        "      max_to_keep=config.max_checkpoints_to_keep, create=True,\n"
+        "      temporary_path_class="
+        "ocp.path.atomicity.CommitFileTemporaryPath)\n",
+        ("tests/test_preemption.py::"
+         "test_sigkill_inside_a_save_is_ignored_and_resumes_identically",)),
+    Mutation(
+        # Other outputs are written under a temporary name, then renamed.
         "output_committed_before_its_data", "vae_jax/core/outputs.py",
         "    with tf.io.gfile.GFile(tmp_path, mode) as f:\n"
         "      yield f\n"

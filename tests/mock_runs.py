@@ -173,17 +173,24 @@ def _inject_checkpoint_faults():
   full_step = os.environ.get(DISK_FULL_AFTER)
   if kill_step is None and full_step is None:
     return  # Orbax as it is.
-  commit = atomicity.AtomicRenameTemporaryPath.finalize
+  # Both of Orbax's ways to commit a step: the rename of a temporary folder
+  # (local disks), and a commit file written into the step's own folder
+  # (buckets; tests/break_on_purpose.py also tries it on a local disk).
+  for temporary_path in (atomicity.AtomicRenameTemporaryPath,
+                         atomicity.CommitFileTemporaryPath):
+    temporary_path.finalize = _faulty_commit(temporary_path.finalize,
+                                             kill_step, full_step)
 
+
+def _faulty_commit(commit, kill_step, full_step):
   async def faulty_commit(self):
-    step = self._final_path.name  # pylint: disable=protected-access
+    step = self.get_final().name
     if step == kill_step:
       os.kill(os.getpid(), signal.SIGKILL)
     await commit(self)
     if step == full_step:
       _limit_file_size()
-
-  atomicity.AtomicRenameTemporaryPath.finalize = faulty_commit
+  return faulty_commit
 
 
 if __name__ == "__main__":

@@ -1,7 +1,6 @@
 """Orbax checkpoints: everything the run needs comes back, exactly."""
 
 import functools
-import json
 import os
 import re
 

@@ -31,7 +31,8 @@ TIMEOUT = 300  # Seconds; a hang fails the test instead of stalling CI.
 def start_two_processes(workdir, *flags: str):
   return mock_runs.start_run(
       workdir, "--config.checkpoint_every_steps=4", *flags,
-      launcher=mock_runs.local_multiprocess(NUM_PROCESSES), start_new_session=True)
+      launcher=mock_runs.local_multiprocess(NUM_PROCESSES),
+      start_new_session=True)
 
 
 def process_pid(launcher, index: int) -> int:

@@ -25,7 +25,8 @@ def final_test_metrics(workdir):
 
 
 def assert_same_run(workdir, reference):
-  assert final_test_metrics(workdir) == final_test_metrics(reference)  # Bit for bit.
+  # Bit for bit.
+  assert final_test_metrics(workdir) == final_test_metrics(reference)
   arrays = checkpoint_arrays(workdir, TOTAL_STEPS)
   expected = checkpoint_arrays(reference, TOTAL_STEPS)
   assert arrays.keys() == expected.keys()

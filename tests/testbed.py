@@ -14,7 +14,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from configs import mnist_linear
-import conftest  # The environment: the compilation cache, cheap compiles.
+import conftest  # pylint: disable=unused-import  # Its environment, read below.
 from vae_jax.core import checkpoints
 from vae_jax.models import registry
 from vae_jax.trainers import parts as parts_lib
