@@ -13,8 +13,8 @@ import signal
 import numpy as np
 import pytest
 
-from mock_runs import TOTAL_STEPS, finish, start_run, wait_for_checkpoint
 import mock_runs
+from mock_runs import TOTAL_STEPS, finish, start_run, wait_for_checkpoint
 from testbed import checkpoint_arrays
 from vae_jax.core import preemption
 
