@@ -25,6 +25,7 @@ from orbax.checkpoint._src.path import atomicity
 import tensorflow_datasets as tfds
 
 from configs import mnist_linear
+import testbed
 from vae_jax.trainers import loop
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
@@ -77,9 +78,11 @@ def subprocess_env(**overrides: str) -> dict[str, str]:
   this checkout's vae_jax (not an installed copy)."""
   python_path = os.pathsep.join(
       p for p in (REPO_ROOT, os.environ.get("PYTHONPATH")) if p)
+  xla_flags = " ".join(filter(None, (os.environ.get("XLA_FLAGS"),
+                                     testbed.FAST_CODEGEN_XLA_FLAG)))
   return {**os.environ, "JAX_DISABLE_MOST_OPTIMIZATIONS": "true",
           "TF_CPP_MIN_LOG_LEVEL": "2", "JAX_PLATFORMS": "cpu",
-          "PYTHONPATH": python_path, **overrides}
+          "PYTHONPATH": python_path, "XLA_FLAGS": xla_flags, **overrides}
 
 
 def start(module: str, *flags: str, launcher: tuple[str, ...] = (),

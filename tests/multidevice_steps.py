@@ -23,6 +23,7 @@ import tensorflow_datasets as tfds
 
 from gan_runs import tiny_gan_config
 import mock_runs
+import testbed
 from testbed import assemble, batchnorm_config, make_tiny_config
 from vae_jax.core import checkpoints
 from vae_jax.core import sharding
@@ -154,4 +155,6 @@ if __name__ == "__main__":
   (workdir,) = sys.argv[1:]
   run_steps(workdir)
   restore_on_eight_devices(workdir)
+  # Two programs that must agree bit for bit: as runs compile them.
+  testbed.use_fast_codegen(False)
   train_on_either_path(workdir)

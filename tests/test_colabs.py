@@ -24,6 +24,7 @@ import pytest
 
 from conftest import REPO_ROOT
 from gan_runs import tiny_gan_config
+import mock_runs
 from testbed import make_tiny_config
 import tiny_mnist
 from vae_jax.analysis import sweep_report
@@ -72,12 +73,9 @@ def acgan_run(tmp_path_factory, data_dir):
 def execute(name, tmp_path, monkeypatch, **parameters):
   """Runs colabs/`name` with `parameters`; the executed notebook's JSON."""
   # The kernel imports this checkout's vae_jax, whatever is installed, and
-  # compiles cheaply, like the tests in this process (conftest, testbed).
-  monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
-      filter(None, [REPO_ROOT, os.environ.get("PYTHONPATH")])))
-  monkeypatch.setenv("JAX_DISABLE_MOST_OPTIMIZATIONS", "true")
-  monkeypatch.setenv("JAX_PLATFORMS", "cpu")
-  monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
+  # compiles cheaply, like the runs the tests start.
+  for variable, value in mock_runs.subprocess_env().items():
+    monkeypatch.setenv(variable, value)
   executed = tmp_path / name
   papermill.execute_notebook(
       os.path.join(COLABS, name), str(executed), parameters=parameters,

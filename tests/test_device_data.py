@@ -54,6 +54,8 @@ def run_steps(config, chunk_ends, on_device):
   return state, device_held.per_step_metrics(blocks)
 
 
+# Two different programs, the same bits: under the emitters runs compile with.
+@pytest.mark.usefixtures("production_codegen")
 @pytest.mark.parametrize("trainer", list(parts_lib.TRAINERS))
 def test_compiled_loop_trains_like_the_per_step_loop(tiny_config, trainer,
                                                      request):
@@ -137,6 +139,7 @@ def run(config, workdir, num_examples):
     return loop.train_and_evaluate(config, str(workdir))
 
 
+@pytest.mark.usefixtures("production_codegen")  # And the host path's.
 def test_run_stopped_mid_epoch_between_checkpoints_resumes_exactly(
     tiny_config, tmp_path, monkeypatch):
   # 8 steps per epoch; the host acts at steps 4, 6, 8, 12, 16.

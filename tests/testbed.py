@@ -9,6 +9,7 @@ import functools
 import os
 
 import jax
+from jax._src import compiler as jax_compiler
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
@@ -26,6 +27,39 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 jax.config.update("jax_compilation_cache_dir",
                   os.environ["JAX_COMPILATION_CACHE_DIR"])
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+
+# XLA:CPU's previous fusion emitters compile the tests' tiny programs 2-3x
+# faster (test_configs and test_gan_train: 50 -> 35 s). They are not what
+# runs compile with, and two different programs that agree bit for bit under
+# the default emitters need not agree under them (a GAN's step inside the
+# device loop and alone did not): the tests of such agreement take
+# `production_codegen`. JAX has no public switch for every compilation, so
+# this wraps its private compile options; the processes the tests start get
+# the same through XLA_FLAGS (`mock_runs.subprocess_env`).
+FAST_CODEGEN_XLA_FLAG = "--xla_cpu_use_fusion_emitters=false"
+_FAST_CODEGEN = {"xla_cpu_use_fusion_emitters": False}
+_default_compile_options = jax_compiler.get_compile_options
+_fast_codegen = [True]  # Set by use_fast_codegen.
+
+
+def _compile_options(*args, env_options_overrides=None, **kwargs):
+  if _fast_codegen[0]:
+    env_options_overrides = {**_FAST_CODEGEN, **(env_options_overrides or {})}
+  return _default_compile_options(
+      *args, env_options_overrides=env_options_overrides, **kwargs)
+
+
+jax_compiler.get_compile_options = _compile_options
+
+
+def use_fast_codegen(fast: bool) -> None:
+  """XLA:CPU's previous fusion emitters from now on, or its default ones.
+
+  Clears JAX's in-memory caches, whose executables do not record which
+  emitters compiled them (the persistent cache's keys do).
+  """
+  _fast_codegen[0] = fast
+  jax.clear_caches()
 
 
 def shrink_run(config):
@@ -63,9 +97,17 @@ def tiny_config():
 
 
 @pytest.fixture
-def optimized_xla():
-  """XLA's full optimizations, as production compiles, for the test: the
-  bit-identity checks must hold for the executables runs really use."""
+def production_codegen():
+  """XLA:CPU's default fusion emitters, as runs compile, for the test."""
+  use_fast_codegen(False)
+  yield
+  use_fast_codegen(True)
+
+
+@pytest.fixture
+def optimized_xla(production_codegen):  # pylint: disable=unused-argument
+  """XLA's full optimizations and emitters, as production compiles, for the
+  test: the bit-identity checks must hold for the executables runs use."""
   jax.config.update("jax_disable_most_optimizations", False)
   yield
   jax.config.update("jax_disable_most_optimizations", True)
