@@ -39,11 +39,11 @@ jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
 FAST_CODEGEN_XLA_FLAG = "--xla_cpu_use_fusion_emitters=false"
 _FAST_CODEGEN = {"xla_cpu_use_fusion_emitters": False}
 _default_compile_options = jax_compiler.get_compile_options
-_fast_codegen = [True]  # Set by use_fast_codegen.
+_fast_codegen = True  # Set by use_fast_codegen.
 
 
 def _compile_options(*args, env_options_overrides=None, **kwargs):
-  if _fast_codegen[0]:
+  if _fast_codegen:
     env_options_overrides = {**_FAST_CODEGEN, **(env_options_overrides or {})}
   return _default_compile_options(
       *args, env_options_overrides=env_options_overrides, **kwargs)
@@ -58,7 +58,8 @@ def use_fast_codegen(fast: bool) -> None:
   Clears JAX's in-memory caches, whose executables do not record which
   emitters compiled them (the persistent cache's keys do).
   """
-  _fast_codegen[0] = fast
+  global _fast_codegen
+  _fast_codegen = fast
   jax.clear_caches()
 
 
