@@ -36,8 +36,9 @@ jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
 # `production_codegen`. JAX has no public switch for every compilation, so
 # this wraps its private compile options; the processes the tests start get
 # the same through XLA_FLAGS (`mock_runs.subprocess_env`).
-FAST_CODEGEN_XLA_FLAG = "--xla_cpu_use_fusion_emitters=false"
 _FAST_CODEGEN = {"xla_cpu_use_fusion_emitters": False}
+FAST_CODEGEN_XLA_FLAG = " ".join(f"--{name}={str(value).lower()}"
+                                 for name, value in _FAST_CODEGEN.items())
 _default_compile_options = jax_compiler.get_compile_options
 _fast_codegen = True  # Set by use_fast_codegen.
 
