@@ -107,6 +107,21 @@ def test_corrupt_newest_checkpoint_is_reported_and_set_aside(
     checkpoints.restore(manager, state, rng, step=2)
 
 
+def test_a_tensorstore_error_keeps_its_cause_and_drops_its_spec():
+  # As TensorStore reported a full disk while it wrote an array's metadata:
+  # the cause in the middle, kilobytes of the array's spec after it.
+  spec = '{"driver":"zarr","metadata":{' + '"x":1,' * 500 + '"shape":[2,32]}}'
+  error = RuntimeError(
+      'OUT_OF_RANGE: Error opening "zarr" driver: Error writing "state.'
+      'opt_state.0.mu.decoder.Dense_0.kernel/.zarray": Failed to write 412 '
+      "bytes to file 7: File too large [os_error_code='27'] "
+      f"[source locations='tensorstore/kvstore/file/file_key_value_store.cc"
+      f":311'] [tensorstore_spec='{spec}']")
+  line = checkpoints._first_line(error)  # pylint: disable=protected-access
+  assert line.endswith("File too large [os_error_code='27']"), line
+  assert len(line) <= 300 and "shape" not in line
+
+
 def assert_one_line_disk_error(output):
   """The run's report is its one "vae_jax: error:" line, and the last thing
   printed: the failed save's other writes are waited for and Orbax's threads

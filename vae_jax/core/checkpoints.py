@@ -7,6 +7,7 @@ target that carries shardings lets a run resume on any device count.
 
 import contextlib
 import os
+import re
 import time
 from typing import Any
 
@@ -34,9 +35,18 @@ def make_manager(workdir: str,
                                options=options)
 
 
+# What TensorStore appends to its errors for debugging: JSON payloads such
+# as the whole spec of the array it was opening (kilobytes), and the C++
+# source locations; not the cause, [os_error_code='27'].
+_TENSORSTORE_ANNOTATIONS = re.compile(
+    r"\s*\[(?:[\w ]+='\{[^']*\}'|source locations='[^']*')\]")
+
+
 def _first_line(error: Exception) -> str:
   line = (str(error).strip().splitlines() or [type(error).__name__])[0]
-  # Orbax and TensorStore put the root cause ("File too large") last.
+  # Without its annotations, TensorStore's root cause ("File too large
+  # [os_error_code='27']") is last.
+  line = _TENSORSTORE_ANNOTATIONS.sub("", line)
   return line if len(line) <= 300 else f"{line[:100]} ... {line[-180:]}"
 
 
