@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
+from vae_jax.data import batching
 from vae_jax.data import pipeline
 from vae_jax.core import sharding
 from vae_jax.errors import DataError
@@ -146,6 +147,22 @@ def test_symmetric_range_maps_unit_pixels_to_minus_one_one(tiny_config):
   np.testing.assert_allclose(train, unit_train * 2 - 1, atol=1e-6)
   np.testing.assert_allclose(test, unit_test * 2 - 1, atol=1e-6)
   assert -1.0 <= train.min() < 0.0 and train.max() <= 1.0
+
+
+@pytest.mark.parametrize("pixel_range", ["unit", "symmetric"])
+def test_in_memory_pixels_are_tf_datas_to_the_bit(tiny_config, pixel_range):
+  # The in-memory splits convert through a table, tf.data's batches
+  # (evaluation, augmented training) pixel by pixel: the same floats.
+  config = tiny_config.input.copy_and_resolve_references()
+  config.pixel_range = pixel_range
+  levels = np.arange(256, dtype=np.uint8).reshape(1, 16, 16, 1)
+  in_memory = batching.to_model_pixels(levels, config)
+  by_tf = batching._to_pixel_range(batching._to_unit_range(levels),
+                                   config).numpy()
+  assert in_memory.dtype == by_tf.dtype == np.float32
+  np.testing.assert_array_equal(in_memory, by_tf)
+  assert in_memory[0, 0, 0, 0] == (-1.0 if pixel_range == "symmetric" else 0)
+  assert in_memory[0, -1, -1, 0] == 1.0
 
 
 def augmented(config, rotation=45.0, autocontrast=0.5, brightness=0.5):

@@ -214,6 +214,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   run_start = time.perf_counter()
   # Data first: a run that cannot read its data leaves no workdir behind.
   data = pipeline.prepare(config.input)
+  data.read_into_memory()
   logging.info("Reading %s (source: %s): %d training images of shape %s.",
                config.input.dataset, data.source, data.num_train_examples,
                "x".join(map(str, data.image_shape)))
