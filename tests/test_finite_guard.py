@@ -39,6 +39,7 @@ def test_large_finite_gradients_pass():
   assert bool(all_finite(jnp.float32(1.0), grads))
   assert bool(all_finite(jnp.float32(1.0), gradients(jnp.bfloat16)))
   assert bool(all_finite(jnp.float32(1.0), {}))
+  assert bool(all_finite(jnp.float32(1.0), {"empty": jnp.zeros((3, 0))}))
 
 
 def test_keep_if_finite_picks_whole_trees():
