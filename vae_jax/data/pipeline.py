@@ -164,10 +164,9 @@ class PreparedData:
     holds it (else does nothing).
 
     Training calls it before any other work: a split that cannot be decoded
-    fails the run first, and the decode runs alone. MNIST's took 2.1-2.6 s
-    so (6 of 6 runs of the main job), and 5.1 s in 2 of 6 runs when the
-    model's setup (its compiles, the test images, Orbax's threads) came
-    first.
+    fails the run first, and the decode runs alone. Run first, MNIST's took
+    2.1-2.6 s in 6 of 6 runs of the main job; after the model's setup (its
+    compiles, the test images, Orbax's threads), 5.1 s in 2 of 6.
     """
     if self.config.in_memory:
       _ = self._in_memory

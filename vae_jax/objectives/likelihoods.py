@@ -76,10 +76,10 @@ def squared_error(predictions: jax.Array, images: jax.Array) -> jax.Array:
 def flat_pixels(*arrays: jax.Array) -> tuple[jax.Array, ...]:
   """[B, H, W, C] arrays as [B, H*W*C], for per-pixel terms summed per image.
 
-  A plain reshape, which XLA may fuse into the decoder's last layer. (An
-  optimization barrier here had kept XLA:CPU's YNNPACK fusions off MNIST's
-  4-D per-pixel terms when they ran 10-20x slower than the flat ones; with
-  today's step it made mnist_linear's 2-3% slower and the conv VAEs' no
-  faster, alternated over 15 and 9 rounds.)
+  A plain reshape, which XLA may fuse into the decoder's last layer. An
+  optimization barrier here once kept XLA:CPU's YNNPACK fusions off MNIST's
+  4-D per-pixel terms, which ran 10-20x slower than the flat ones; on
+  jaxlib 0.10.2 it made mnist_linear's step 2-3% slower and the conv VAEs'
+  no faster (alternated over 15 and 9 rounds).
   """
   return tuple(x.reshape(x.shape[0], -1) for x in arrays)
