@@ -29,44 +29,63 @@ flags.DEFINE_string("output", None, "Optional JSON file for the figures.")
 FLAGS = flags.FLAGS
 
 # (transposed, input size, in channels, out channels, kernel size).
-SHAPES = sorted({
+SHAPES = sorted(
+  {
     # mnist_conv encoder and decoder.
-    (False, 32, 1, 64, 4), (False, 16, 64, 128, 4), (False, 8, 128, 256, 4),
-    (False, 4, 256, 128, 4), (True, 2, 128, 256, 4), (True, 4, 256, 128, 4),
-    (True, 8, 128, 64, 4), (True, 16, 64, 1, 4),
+    (False, 32, 1, 64, 4),
+    (False, 16, 64, 128, 4),
+    (False, 8, 128, 256, 4),
+    (False, 4, 256, 128, 4),
+    (True, 2, 128, 256, 4),
+    (True, 4, 256, 128, 4),
+    (True, 8, 128, 64, 4),
+    (True, 16, 64, 1, 4),
     # mnist_convvae.
-    (False, 32, 1, 32, 3), (False, 16, 32, 64, 3), (False, 8, 64, 128, 3),
-    (True, 4, 128, 64, 3), (True, 8, 64, 32, 3), (True, 16, 32, 1, 3),
+    (False, 32, 1, 32, 3),
+    (False, 16, 32, 64, 3),
+    (False, 8, 64, 128, 3),
+    (True, 4, 128, 64, 3),
+    (True, 8, 64, 32, 3),
+    (True, 16, 32, 1, 3),
     # dogs_conv, dogs_ae:conv, celeba_gan.
-    (False, 64, 3, 64, 4), (False, 32, 64, 128, 4), (False, 16, 128, 256, 4),
-    (False, 8, 256, 128, 4), (False, 8, 256, 512, 4),
-    (True, 4, 128, 256, 4), (True, 4, 512, 256, 4), (True, 8, 256, 128, 4),
-    (True, 16, 128, 64, 4), (True, 32, 64, 3, 4),
-})
+    (False, 64, 3, 64, 4),
+    (False, 32, 64, 128, 4),
+    (False, 16, 128, 256, 4),
+    (False, 8, 256, 128, 4),
+    (False, 8, 256, 512, 4),
+    (True, 4, 128, 256, 4),
+    (True, 4, 512, 256, 4),
+    (True, 8, 256, 128, 4),
+    (True, 16, 128, 64, 4),
+    (True, 32, 64, 3, 4),
+  }
+)
 
 
 def jax_step(transposed: bool, impl: str, input_grad: bool):
   """Jitted gradients of <layer(x), g> for one form."""
-  layer = (layers.UpConv if transposed else layers.StridedConv)
+  layer = layers.UpConv if transposed else layers.StridedConv
 
   def loss(kernel, x, g):
     features = kernel.shape[-1]
-    module = layer(features, kernel_size=kernel.shape[0], use_bias=False,
-                   conv_impl=impl)
+    module = layer(
+      features, kernel_size=kernel.shape[0], use_bias=False, conv_impl=impl
+    )
     return jnp.sum(module.apply({"params": {"kernel": kernel}}, x) * g)
 
   return jax.jit(jax.grad(loss, argnums=(0, 1) if input_grad else 0))
 
 
-def torch_step(transposed: bool, in_channels: int, out_channels: int,
-               size: int):
+def torch_step(
+  transposed: bool, in_channels: int, out_channels: int, size: int
+):
   if transposed:
     output_padding = size % 2  # k=3 doubles with output_padding 1.
-    module = torch.nn.ConvTranspose2d(in_channels, out_channels, size, 2, 1,
-                                      output_padding, bias=False)
+    module = torch.nn.ConvTranspose2d(
+      in_channels, out_channels, size, 2, 1, output_padding, bias=False
+    )
   else:
-    module = torch.nn.Conv2d(in_channels, out_channels, size, 2, 1,
-                             bias=False)
+    module = torch.nn.Conv2d(in_channels, out_channels, size, 2, 1, bias=False)
   return module
 
 
@@ -79,12 +98,15 @@ def main(argv):
     out_height = 2 * height if transposed else height // 2
     input_grad = transposed or cin > 3
     x = jax.random.normal(jax.random.PRNGKey(0), (batch, height, height, cin))
-    g = jax.random.normal(jax.random.PRNGKey(1),
-                          (batch, out_height, out_height, cout))
-    kernel = jax.random.normal(jax.random.PRNGKey(2),
-                               (size, size, cin, cout)) * 0.05
-    steps = {impl: jax_step(transposed, impl, input_grad)
-             for impl in ("xla", "matmul")}
+    g = jax.random.normal(
+      jax.random.PRNGKey(1), (batch, out_height, out_height, cout)
+    )
+    kernel = (
+      jax.random.normal(jax.random.PRNGKey(2), (size, size, cin, cout)) * 0.05
+    )
+    steps = {
+      impl: jax_step(transposed, impl, input_grad) for impl in ("xla", "matmul")
+    }
     module = torch_step(transposed, cin, cout, size)
     tx = torch.randn(batch, cin, height, height, requires_grad=input_grad)
     tg = torch.randn(batch, cout, out_height, out_height)
@@ -93,8 +115,10 @@ def main(argv):
       module.zero_grad(set_to_none=True)
       (module(tx) * tg).sum().backward()
 
-    runs = {impl: (lambda step=step: jax.block_until_ready(step(kernel, x, g)))
-            for impl, step in steps.items()}
+    runs = {
+      impl: (lambda step=step: jax.block_until_ready(step(kernel, x, g)))
+      for impl, step in steps.items()
+    }
     runs["pytorch"] = run_torch
     for run in runs.values():
       run()
@@ -106,16 +130,25 @@ def main(argv):
         times[name].append(time.perf_counter() - start)
     ms = {name: float(np.median(t)) * 1e3 for name, t in times.items()}
     kind = "UpConv" if transposed else "StridedConv"
-    results.append({"layer": kind, "input": [height, height, cin],
-                    "out_channels": cout, "kernel_size": size,
-                    "ms": ms})
-    print(f"| {kind} k{size} {height}x{height}x{cin} -> {cout} | "
-          f"{ms['xla']:.1f} | {ms['matmul']:.1f} | {ms['pytorch']:.1f} |",
-          flush=True)
+    results.append(
+      {
+        "layer": kind,
+        "input": [height, height, cin],
+        "out_channels": cout,
+        "kernel_size": size,
+        "ms": ms,
+      }
+    )
+    print(
+      f"| {kind} k{size} {height}x{height}x{cin} -> {cout} | "
+      f"{ms['xla']:.1f} | {ms['matmul']:.1f} | {ms['pytorch']:.1f} |",
+      flush=True,
+    )
   if FLAGS.output:
     with open(FLAGS.output, "w") as f:
-      json.dump({"batch_size": FLAGS.batch_size, "layers": results}, f,
-                indent=2)
+      json.dump(
+        {"batch_size": FLAGS.batch_size, "layers": results}, f, indent=2
+      )
 
 
 if __name__ == "__main__":

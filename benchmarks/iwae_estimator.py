@@ -36,8 +36,9 @@ def matmul_gflops(repeats: int = 20) -> float:
   a = jnp.ones((MATMUL_SIZE, MATMUL_SIZE), jnp.float32)
   matmul = jax.jit(jnp.dot)
   matmul(a, a).block_until_ready()
-  best = min(_timed(lambda: matmul(a, a).block_until_ready())
-             for _ in range(repeats))
+  best = min(
+    _timed(lambda: matmul(a, a).block_until_ready()) for _ in range(repeats)
+  )
   return 2 * MATMUL_SIZE**3 / best / 1e9
 
 
@@ -50,9 +51,11 @@ def _timed(fn) -> float:
 def decoder_weights(params) -> int:
   """Weights of the decoder's dense kernels (the p(x|h1) network's)."""
   decoder = params.get("decoder", params.get("p_x"))
-  return sum(leaf.size for path, leaf in
-             jax.tree_util.tree_leaves_with_path(decoder)
-             if path[-1].key == "kernel")
+  return sum(
+    leaf.size
+    for path, leaf in jax.tree_util.tree_leaves_with_path(decoder)
+    if path[-1].key == "kernel"
+  )
 
 
 def main(argv):
@@ -64,18 +67,29 @@ def main(argv):
   peak = matmul_gflops()
   # The first call compiles; the second is timed.
   runs.iwae_nll(run, eval_ds, FLAGS.num_samples, FLAGS.num_images, rng)
-  seconds = _timed(lambda: runs.iwae_nll(run, eval_ds, FLAGS.num_samples,
-                                         FLAGS.num_images, rng))
-  flops = 2 * decoder_weights(run.state.params) * FLAGS.num_samples * (
-      FLAGS.num_images)
+  seconds = _timed(
+    lambda: runs.iwae_nll(
+      run, eval_ds, FLAGS.num_samples, FLAGS.num_images, rng
+    )
+  )
+  flops = (
+    2
+    * decoder_weights(run.state.params)
+    * FLAGS.num_samples
+    * (FLAGS.num_images)
+  )
   figures = {
-      "model": run.config.model.name, "num_images": FLAGS.num_images,
-      "num_samples": FLAGS.num_samples, "seconds": seconds,
-      "decoder_gflops_per_second": flops / seconds / 1e9,
-      "matmul_peak_gflops_per_second": peak,
-      "share_of_peak": flops / seconds / 1e9 / peak,
-      "seconds_per_10000_images": seconds * 10_000 / FLAGS.num_images,
-      "devices": jax.device_count(), "backend": jax.default_backend()}
+    "model": run.config.model.name,
+    "num_images": FLAGS.num_images,
+    "num_samples": FLAGS.num_samples,
+    "seconds": seconds,
+    "decoder_gflops_per_second": flops / seconds / 1e9,
+    "matmul_peak_gflops_per_second": peak,
+    "share_of_peak": flops / seconds / 1e9 / peak,
+    "seconds_per_10000_images": seconds * 10_000 / FLAGS.num_images,
+    "devices": jax.device_count(),
+    "backend": jax.default_backend(),
+  }
   print(json.dumps(figures, indent=2))
   if FLAGS.output:
     with open(FLAGS.output, "w") as f:

@@ -27,16 +27,21 @@ EPOCHS = 30
 
 def init_params(rng):
   """Dense layers as PyTorch's nn.Linear initializes them."""
-  shapes = (list(zip(SIZES[:-1], SIZES[1:])) + [(SIZES[-1], LATENT)] * 2
-            + list(zip((LATENT, *SIZES[:0:-1]), SIZES[::-1])))
+  shapes = (
+    list(zip(SIZES[:-1], SIZES[1:]))
+    + [(SIZES[-1], LATENT)] * 2
+    + list(zip((LATENT, *SIZES[:0:-1]), SIZES[::-1]))
+  )
   params = []
   for key, (n_in, n_out) in zip(jax.random.split(rng, len(shapes)), shapes):
     bound = 1 / np.sqrt(n_in)
     w_key, b_key = jax.random.split(key)
-    params.append((jax.random.uniform(w_key, (n_in, n_out), minval=-bound,
-                                      maxval=bound),
-                   jax.random.uniform(b_key, (n_out,), minval=-bound,
-                                      maxval=bound)))
+    params.append(
+      (
+        jax.random.uniform(w_key, (n_in, n_out), minval=-bound, maxval=bound),
+        jax.random.uniform(b_key, (n_out,), minval=-bound, maxval=bound),
+      )
+    )
   return params
 
 
@@ -59,8 +64,10 @@ def loss_fn(params, x, rng):
 
 def main():
   splits = tfds.load("mnist", batch_size=-1, as_supervised=True)
-  train, test = (jnp.asarray(np.asarray(splits[s][0]).reshape(-1, 784)
-                             / np.float32(255)) for s in ("train", "test"))
+  train, test = (
+    jnp.asarray(np.asarray(splits[s][0]).reshape(-1, 784) / np.float32(255))
+    for s in ("train", "test")
+  )
   optimizer = optax.adam(1e-3)
   params = init_params(jax.random.PRNGKey(0))
   opt_state = optimizer.init(params)
@@ -68,18 +75,20 @@ def main():
 
   @jax.jit
   def epoch(params, opt_state, rng):
-    order = jax.random.permutation(rng, len(train))[:steps * BATCH]
+    order = jax.random.permutation(rng, len(train))[: steps * BATCH]
 
     def step(carry, batch_indices):
       params, opt_state, rng = carry
       rng, step_rng = jax.random.split(rng)
-      grads = jax.grad(lambda p: loss_fn(p, train[batch_indices], step_rng)
-                       / BATCH)(params)
+      grads = jax.grad(
+        lambda p: loss_fn(p, train[batch_indices], step_rng) / BATCH
+      )(params)
       updates, opt_state = optimizer.update(grads, opt_state)
       return (optax.apply_updates(params, updates), opt_state, rng), None
 
     (params, opt_state, _), _ = jax.lax.scan(
-        step, (params, opt_state, rng), order.reshape(steps, BATCH))
+      step, (params, opt_state, rng), order.reshape(steps, BATCH)
+    )
     return params, opt_state
 
   @jax.jit
@@ -89,9 +98,11 @@ def main():
   start = time.perf_counter()
   for e in range(EPOCHS):
     params, opt_state = epoch(params, opt_state, jax.random.PRNGKey(e + 1))
-    print(f"epoch {e + 1} test_loss "
-          f"{float(test_loss(params, jax.random.PRNGKey(1000 + e))):.2f}",
-          flush=True)
+    print(
+      f"epoch {e + 1} test_loss "
+      f"{float(test_loss(params, jax.random.PRNGKey(1000 + e))):.2f}",
+      flush=True,
+    )
   print(f"{EPOCHS} epochs in {time.perf_counter() - start:.1f} s")
 
 

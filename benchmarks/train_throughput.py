@@ -61,19 +61,28 @@ from vae_jax.data import device_held
 from vae_jax.data import pipeline
 from vae_jax.trainers import loop
 from vae_jax.trainers import parts
+
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
-flags.DEFINE_list("configs", ["configs/mnist_linear.py"],
-                  "Config files, each optionally followed by :ARG.")
-flags.DEFINE_float("seconds", 10.0,
-                   "Target time of each timed run; steps follow from it.")
+flags.DEFINE_list(
+  "configs",
+  ["configs/mnist_linear.py"],
+  "Config files, each optionally followed by :ARG.",
+)
+flags.DEFINE_float(
+  "seconds", 10.0, "Target time of each timed run; steps follow from it."
+)
 flags.DEFINE_integer("repeats", 3, "Timed repeats; the median is reported.")
 flags.DEFINE_integer("matmul_size", 2048, "Side of the square peak matmul.")
-flags.DEFINE_string("compute_dtype", None,
-                    "Overrides each config's compute_dtype.")
-flags.DEFINE_string("profile_dir", None,
-                    "Writes a jax.profiler trace of each config's device "
-                    "loop there (open with TensorBoard's profile plugin).")
+flags.DEFINE_string(
+  "compute_dtype", None, "Overrides each config's compute_dtype."
+)
+flags.DEFINE_string(
+  "profile_dir",
+  None,
+  "Writes a jax.profiler trace of each config's device "
+  "loop there (open with TensorBoard's profile plugin).",
+)
 flags.DEFINE_string("output", None, "Optional JSON file for the figures.")
 FLAGS = flags.FLAGS
 
@@ -81,8 +90,9 @@ FLAGS = flags.FLAGS
 def load_config(spec: str):
   """'configs/name.py[:arg]' -> that module's get_config([arg])."""
   path, _, arg = spec.partition(":")
-  module_name = os.path.splitext(os.path.relpath(path, REPO_ROOT)
-                                 if os.path.isabs(path) else path)[0]
+  module_name = os.path.splitext(
+    os.path.relpath(path, REPO_ROOT) if os.path.isabs(path) else path
+  )[0]
   module = importlib.import_module(module_name.replace(os.sep, "."))
   return module.get_config(arg) if arg else module.get_config()
 
@@ -113,9 +123,9 @@ def matmul_flops_per_second(size: int, repeats: int = 10) -> float:
 # this order; ops that are (or fuse) a dot or a convolution are 'matmuls',
 # and those from outside the train step the loop's own.
 OP_KINDS = (
-    ("optimizer update", ("/cond/",)),
-    ("random numbers", ("_normal", "threefry", "random_bits")),
-    ("finite check", ("is_finite", "reduce_and")),
+  ("optimizer update", ("/cond/",)),
+  ("random numbers", ("_normal", "threefry", "random_bits")),
+  ("finite check", ("is_finite", "reduce_and")),
 )
 LOOP_KIND = "batch gather, loop bookkeeping"
 OTHER_KIND = "loss, activations, their gradients"
@@ -145,8 +155,13 @@ def op_kinds(hlo_text: str) -> dict[str, str]:
         kinds[match.group(1)] = LOOP_KIND
       else:
         kinds[match.group(1)] = next(
-            (kind for kind, keys in OP_KINDS
-             if any(key in op_name for key in keys)), OTHER_KIND)
+          (
+            kind
+            for kind, keys in OP_KINDS
+            if any(key in op_name for key in keys)
+          ),
+          OTHER_KIND,
+        )
   return kinds
 
 
@@ -178,22 +193,28 @@ def profile_by_kind(runner, state, num_steps: int, trace_dir: str):
     state, (metrics, _) = runner(state, 0, num_steps)
     jax.block_until_ready(metrics)
     wall = time.perf_counter() - start
-  trace = max(glob.glob(os.path.join(trace_dir, "**", "*.trace.json.gz"),
-                        recursive=True), key=os.path.getmtime)
+  trace = max(
+    glob.glob(os.path.join(trace_dir, "**", "*.trace.json.gz"), recursive=True),
+    key=os.path.getmtime,
+  )
   with gzip.open(trace) as f:
     events = json.load(f)["traceEvents"]
   per_kind = collections.Counter()
   for name, seconds in self_seconds(events).items():
     per_kind[kinds.get(name, OTHER_KIND)] += seconds
   busy = sum(per_kind.values())
-  per_step = {kind: seconds / num_steps * 1e3
-              for kind, seconds in per_kind.most_common()}
+  per_step = {
+    kind: seconds / num_steps * 1e3 for kind, seconds in per_kind.most_common()
+  }
   # Both cores' time, minus the ops': waiting, runtime overhead, or
   # another process.
   per_step["no XLA op running (core-ms)"] = (
-      (wall * os.cpu_count() - busy) / num_steps * 1e3)
-  return state, {"wall_ms_per_step": wall / num_steps * 1e3,
-                 "core_ms_per_step": per_step}
+    (wall * os.cpu_count() - busy) / num_steps * 1e3
+  )
+  return state, {
+    "wall_ms_per_step": wall / num_steps * 1e3,
+    "core_ms_per_step": per_step,
+  }
 
 
 def step_flops(jitted_step, *args) -> float:
@@ -218,14 +239,21 @@ class Setup:
     self.local_batch_size = sharding.local_batch_size(config.batch_size)
     self.steps_per_epoch = self.data.steps_per_epoch(self.local_batch_size)
     self.train_step, self.eval_step = self.trainer.make_jitted_steps(
-        config, self.parts, self.mesh)
+      config, self.parts, self.mesh
+    )
     self.rng = jax.device_put(jax.random.PRNGKey(1), self.replicated)
 
   def fresh_state(self):
-    return jax.jit(functools.partial(
-        self.trainer.create_train_state, self.config, self.parts,
-        self.image_shape, total_steps=10**6),
-                   out_shardings=self.replicated)(jax.random.PRNGKey(0))
+    return jax.jit(
+      functools.partial(
+        self.trainer.create_train_state,
+        self.config,
+        self.parts,
+        self.image_shape,
+        total_steps=10**6,
+      ),
+      out_shardings=self.replicated,
+    )(jax.random.PRNGKey(0))
 
   def host_batches(self):
     return self.data.train_batches(self.local_batch_size, seed=0)
@@ -242,8 +270,10 @@ def benchmark_config(spec: str) -> dict:
   if FLAGS.compute_dtype:
     config.compute_dtype = FLAGS.compute_dtype
   setup = Setup(config)
-  batches = [sharding.to_global(b, setup.data_sharding)
-             for _, b in zip(range(20), setup.host_batches())]
+  batches = [
+    sharding.to_global(b, setup.data_sharding)
+    for _, b in zip(range(20), setup.host_batches())
+  ]
   state = setup.fresh_state()
   flops = step_flops(setup.train_step, state, batches[0], setup.rng)
 
@@ -257,19 +287,21 @@ def benchmark_config(spec: str) -> dict:
     state, metrics = setup.train_step(state, batch, setup.rng)
   jax.block_until_ready(metrics)
   estimate = (time.perf_counter() - start) / 3
-  num_steps = int(np.clip(FLAGS.seconds / estimate, 5,
-                          setup.steps_per_epoch))
+  num_steps = int(np.clip(FLAGS.seconds / estimate, 5, setup.steps_per_epoch))
 
   def step_only(n):
     nonlocal state
     for i in range(n):
-      state, metrics = setup.train_step(state, batches[i % len(batches)],
-                                        setup.rng)
+      state, metrics = setup.train_step(
+        state, batches[i % len(batches)], setup.rng
+      )
     return metrics
 
   host_runner = device_held.host_step_runner(
-      sharding.prefetch_to_mesh(setup.host_batches(), setup.data_sharding),
-      setup.train_step, setup.rng)
+    sharding.prefetch_to_mesh(setup.host_batches(), setup.data_sharding),
+    setup.train_step,
+    setup.rng,
+  )
 
   def host_loop(n):
     nonlocal state
@@ -279,11 +311,18 @@ def benchmark_config(spec: str) -> dict:
 
   # As train_and_evaluate runs it: compiled for the steps between the
   # host's stops (log, checkpoint, epoch end), called once per stretch.
-  loop_steps = min(config.log_every_steps, config.checkpoint_every_steps,
-                   setup.steps_per_epoch)
+  loop_steps = min(
+    config.log_every_steps, config.checkpoint_every_steps, setup.steps_per_epoch
+  )
   device_runner = device_held.DeviceSteps(
-      setup.data.device_split(), setup.train_step, setup.mesh,
-      setup.local_batch_size, seed=0, rng=setup.rng, max_steps=loop_steps)
+    setup.data.device_split(),
+    setup.train_step,
+    setup.mesh,
+    setup.local_batch_size,
+    seed=0,
+    rng=setup.rng,
+    max_steps=loop_steps,
+  )
 
   def device_loop(n):
     nonlocal state
@@ -298,43 +337,60 @@ def benchmark_config(spec: str) -> dict:
       batch = next(host_batches)
     return batch
 
-  seconds = {name: time_steps(fn, num_steps, FLAGS.repeats)
-             for name, fn in [("device_loop", device_loop),
-                              ("host_loop", host_loop),
-                              ("step_only", step_only),
-                              ("input_pipeline_only", input_only)]}
-  trace_dir = os.path.join(FLAGS.profile_dir or tempfile.mkdtemp(),
-                           os.path.basename(spec))
-  state, profile = profile_by_kind(device_runner, state,
-                                   min(num_steps, loop_steps), trace_dir)
+  seconds = {
+    name: time_steps(fn, num_steps, FLAGS.repeats)
+    for name, fn in [
+      ("device_loop", device_loop),
+      ("host_loop", host_loop),
+      ("step_only", step_only),
+      ("input_pipeline_only", input_only),
+    ]
+  }
+  trace_dir = os.path.join(
+    FLAGS.profile_dir or tempfile.mkdtemp(), os.path.basename(spec)
+  )
+  state, profile = profile_by_kind(
+    device_runner, state, min(num_steps, loop_steps), trace_dir
+  )
 
   # Once per epoch, besides the steps.
   eval_ds = setup.data.eval_dataset(setup.local_batch_size)
-  evaluate = functools.partial(loop.evaluate, setup.eval_step, state, eval_ds,
-                               setup.rng, setup.data_sharding)
+  evaluate = functools.partial(
+    loop.evaluate,
+    setup.eval_step,
+    state,
+    eval_ds,
+    setup.rng,
+    setup.data_sharding,
+  )
   evaluate()  # Compiles, and fills the eval dataset's cache.
   grids = setup.trainer.make_image_grids(
-      config, setup.parts,
-      next(eval_ds.as_numpy_iterator())["image"][
-          :config.num_image_samples // 2], setup.rng)
+    config,
+    setup.parts,
+    next(eval_ds.as_numpy_iterator())["image"][: config.num_image_samples // 2],
+    setup.rng,
+  )
   grids(state)
-  eval_sums = device_held.device_evaluator(eval_ds, setup.eval_step,
-                                           setup.mesh, setup.rng)
+  eval_sums = device_held.device_evaluator(
+    eval_ds, setup.eval_step, setup.mesh, setup.rng
+  )
   evaluate_on_device = lambda: loop.per_image_means(eval_sums(state))
   evaluate_on_device()
   # One timed evaluation each: a conv model's takes tens of seconds.
-  per_epoch = {"evaluation_host": median_seconds(evaluate, 1),
-               "evaluation_device": median_seconds(evaluate_on_device, 1),
-               "image_grids": median_seconds(lambda: grids(state),
-                                             FLAGS.repeats)}
+  per_epoch = {
+    "evaluation_host": median_seconds(evaluate, 1),
+    "evaluation_device": median_seconds(evaluate_on_device, 1),
+    "image_grids": median_seconds(lambda: grids(state), FLAGS.repeats),
+  }
   with tempfile.TemporaryDirectory() as workdir:
     manager = checkpoints.make_manager(workdir, config)
 
     saved_steps = iter(range(int(state.step) + 1, 10**9))
 
     def save():
-      checkpoints.save(manager, state.replace(step=next(saved_steps)),
-                       setup.rng)
+      checkpoints.save(
+        manager, state.replace(step=next(saved_steps)), setup.rng
+      )
       manager.wait_until_finished()
 
     per_epoch["checkpoint_save"] = median_seconds(save, FLAGS.repeats)
@@ -343,20 +399,21 @@ def benchmark_config(spec: str) -> dict:
   step_seconds = seconds["device_loop"]
   epoch_steps = setup.steps_per_epoch * step_seconds
   return {
-      "config": spec,
-      "compute_dtype": config.compute_dtype,
-      "batch_size": config.batch_size,
-      "steps_timed": num_steps,
-      "step_gflop": flops / 1e9,
-      "ms_per_step": {k: v * 1e3 for k, v in seconds.items()},
-      "images_per_second": config.batch_size / step_seconds,
-      "achieved_gflop_per_second": flops / step_seconds / 1e9,
-      "fraction_of_matmul_peak": {},  # Filled in by main.
-      "profile_of_device_loop": profile,
-      "epoch_seconds": {
-          "steps_device_loop": epoch_steps,
-          "steps_host_loop": setup.steps_per_epoch * seconds["host_loop"],
-          **per_epoch},
+    "config": spec,
+    "compute_dtype": config.compute_dtype,
+    "batch_size": config.batch_size,
+    "steps_timed": num_steps,
+    "step_gflop": flops / 1e9,
+    "ms_per_step": {k: v * 1e3 for k, v in seconds.items()},
+    "images_per_second": config.batch_size / step_seconds,
+    "achieved_gflop_per_second": flops / step_seconds / 1e9,
+    "fraction_of_matmul_peak": {},  # Filled in by main.
+    "profile_of_device_loop": profile,
+    "epoch_seconds": {
+      "steps_device_loop": epoch_steps,
+      "steps_host_loop": setup.steps_per_epoch * seconds["host_loop"],
+      **per_epoch,
+    },
   }
 
 
@@ -376,26 +433,33 @@ def main(argv):
     for path, ms in figures["ms_per_step"].items():
       if path != "input_pipeline_only":
         figures["fraction_of_matmul_peak"][path] = (
-            flops_per_step / (ms / 1e3) / peak)
+          flops_per_step / (ms / 1e3) / peak
+        )
   figures = {
-      "machine": {"platform": jax.devices()[0].platform,
-                  "device_kind": jax.devices()[0].device_kind,
-                  "devices": jax.device_count(),
-                  "cpu_count": os.cpu_count(),
-                  "processor": platform.processor() or platform.machine(),
-                  "jax": jax.__version__},
-      # Before the configs, then after each.
-      "matmul_gflop_per_second": [p / 1e9 for p in peaks],
-      "configs": results,
+    "machine": {
+      "platform": jax.devices()[0].platform,
+      "device_kind": jax.devices()[0].device_kind,
+      "devices": jax.device_count(),
+      "cpu_count": os.cpu_count(),
+      "processor": platform.processor() or platform.machine(),
+      "jax": jax.__version__,
+    },
+    # Before the configs, then after each.
+    "matmul_gflop_per_second": [p / 1e9 for p in peaks],
+    "configs": results,
   }
   print(json.dumps(figures, indent=2))
-  print("| config | ms/step | images/s | GFLOP/step | GFLOP/s | fraction of "
-        f"{peak / 1e9:.0f} GFLOP/s |")
+  print(
+    "| config | ms/step | images/s | GFLOP/step | GFLOP/s | fraction of "
+    f"{peak / 1e9:.0f} GFLOP/s |"
+  )
   for result in results:
-    print(f"| {result['config']} | {result['ms_per_step']['device_loop']:.1f} "
-          f"| {result['images_per_second']:,.0f} | {result['step_gflop']:.2f} "
-          f"| {result['achieved_gflop_per_second']:.0f} "
-          f"| {result['fraction_of_matmul_peak']['device_loop']:.0%} |")
+    print(
+      f"| {result['config']} | {result['ms_per_step']['device_loop']:.1f} "
+      f"| {result['images_per_second']:,.0f} | {result['step_gflop']:.2f} "
+      f"| {result['achieved_gflop_per_second']:.0f} "
+      f"| {result['fraction_of_matmul_peak']['device_loop']:.0%} |"
+    )
   if FLAGS.output:
     os.makedirs(os.path.dirname(os.path.abspath(FLAGS.output)), exist_ok=True)
     with open(FLAGS.output, "w") as f:

@@ -36,7 +36,6 @@ import time
 from absl import app
 from absl import flags
 import jax
-import jax.numpy as jnp
 import numpy as np
 import torch
 from torch import nn
@@ -53,24 +52,44 @@ from vae_jax.data import pipeline
 from vae_jax.data import sources
 from vae_jax.models import registry
 from vae_jax.trainers import parts as parts_lib
+
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
-CONFIGS = ("mnist_conv", "mnist_convvae:16", "mnist_convvae:256", "dogs_conv",
-           "dogs_ae:conv", "celeba_gan", "mnist_linear")
-flags.DEFINE_list("configs", list(CONFIGS), "Configs (configs/<name>.py[:arg]).")
+CONFIGS = (
+  "mnist_conv",
+  "mnist_convvae:16",
+  "mnist_convvae:256",
+  "dogs_conv",
+  "dogs_ae:conv",
+  "celeba_gan",
+  "mnist_linear",
+)
+flags.DEFINE_list(
+  "configs", list(CONFIGS), "Configs (configs/<name>.py[:arg])."
+)
 flags.DEFINE_integer("rounds", 7, "Alternating timed rounds; medians.")
-flags.DEFINE_float("round_seconds", 1.5,
-                   "About how long each side runs per round.")
+flags.DEFINE_float(
+  "round_seconds", 1.5, "About how long each side runs per round."
+)
 flags.DEFINE_string("conv_impl", None, "Overrides each config's conv_impl.")
-flags.DEFINE_bool("whole_job", False,
-                  "Also time the 30-epoch mnist_linear job as processes "
-                  "(minutes).")
+flags.DEFINE_bool(
+  "whole_job",
+  False,
+  "Also time the 30-epoch mnist_linear job as processes (minutes).",
+)
 flags.DEFINE_integer("job_rounds", 1, "Alternating rounds of --whole_job.")
-flags.DEFINE_integer("seed_loop_threads", 1,
-                     "PyTorch threads of the seed loop process: on a shared "
-                     "machine all cores can be 15x slower than one.")
-flags.DEFINE_bool("seed_loop", False, "Internal: runs the seed's PyTorch "
-                  "MNIST loop (one of --whole_job's processes).")
+flags.DEFINE_integer(
+  "seed_loop_threads",
+  1,
+  "PyTorch threads of the seed loop process: on a shared "
+  "machine all cores can be 15x slower than one.",
+)
+flags.DEFINE_bool(
+  "seed_loop",
+  False,
+  "Internal: runs the seed's PyTorch "
+  "MNIST loop (one of --whole_job's processes).",
+)
 flags.DEFINE_string("output", None, "Optional JSON file for the figures.")
 FLAGS = flags.FLAGS
 
@@ -112,8 +131,9 @@ class Vae(nn.Module):
   def _heads_and_dense(self, features, latent, dense, flat):
     self.mu = nn.Linear(features, latent)
     self.logvar = nn.Linear(features, latent)
-    self.dense = nn.Sequential(nn.Linear(latent, dense), nn.ReLU(),
-                               nn.Linear(dense, flat), nn.ReLU())
+    self.dense = nn.Sequential(
+      nn.Linear(latent, dense), nn.ReLU(), nn.Linear(dense, flat), nn.ReLU()
+    )
 
   def forward(self, x):
     h = self.encoder(x)
@@ -133,18 +153,21 @@ class DcganVae(Vae):
     flat = int(np.prod(self.start))
     encoder, previous = [], image_channels
     for features in channels:
-      encoder += _bn_relu_after(nn.Conv2d(previous, features, 4, 2, 1,
-                                          bias=False), features)
+      encoder += _bn_relu_after(
+        nn.Conv2d(previous, features, 4, 2, 1, bias=False), features
+      )
       previous = features
     self.encoder = nn.Sequential(*encoder, nn.Flatten())
     self._heads_and_dense(flat, latent, dense, flat)
     decoder, previous = [], channels[-1]
     for features in channels[-2::-1]:
-      decoder += _bn_relu_after(nn.ConvTranspose2d(previous, features, 4, 2,
-                                                   1, bias=False), features)
+      decoder += _bn_relu_after(
+        nn.ConvTranspose2d(previous, features, 4, 2, 1, bias=False), features
+      )
       previous = features
-    decoder.append(nn.ConvTranspose2d(previous, image_channels, 4, 2, 1,
-                                      bias=False))
+    decoder.append(
+      nn.ConvTranspose2d(previous, image_channels, 4, 2, 1, bias=False)
+    )
     self.decoder = nn.Sequential(*decoder)
 
 
@@ -157,15 +180,24 @@ class SmallConvVae(Vae):
     self.start = (4 * d, height // 8, height // 8)
     flat = int(np.prod(self.start))
     self.encoder = nn.Sequential(
-        nn.Conv2d(image_channels, d, 3, 2, 1), nn.ReLU(),
-        nn.Conv2d(d, 2 * d, 3, 2, 1), nn.ReLU(),
-        nn.Conv2d(2 * d, 4 * d, 3, 2, 1), nn.ReLU(), nn.Flatten(),
-        nn.Linear(flat, dense), nn.ReLU())
+      nn.Conv2d(image_channels, d, 3, 2, 1),
+      nn.ReLU(),
+      nn.Conv2d(d, 2 * d, 3, 2, 1),
+      nn.ReLU(),
+      nn.Conv2d(2 * d, 4 * d, 3, 2, 1),
+      nn.ReLU(),
+      nn.Flatten(),
+      nn.Linear(flat, dense),
+      nn.ReLU(),
+    )
     self._heads_and_dense(dense, latent, dense, flat)
     self.decoder = nn.Sequential(
-        nn.ConvTranspose2d(4 * d, 2 * d, 3, 2, 1, 1), nn.ReLU(),
-        nn.ConvTranspose2d(2 * d, d, 3, 2, 1, 1), nn.ReLU(),
-        nn.ConvTranspose2d(d, image_channels, 3, 2, 1, 1))
+      nn.ConvTranspose2d(4 * d, 2 * d, 3, 2, 1, 1),
+      nn.ReLU(),
+      nn.ConvTranspose2d(2 * d, d, 3, 2, 1, 1),
+      nn.ReLU(),
+      nn.ConvTranspose2d(d, image_channels, 3, 2, 1, 1),
+    )
 
 
 class MlpVae(Vae):
@@ -215,17 +247,25 @@ class Generator(nn.Module):
   def __init__(self, latent, channels, image_shape):
     super().__init__()
     height, _, image_channels = image_shape
-    self.start = (channels[-1], height // 2**len(channels),
-                  height // 2**len(channels))
+    self.start = (
+      channels[-1],
+      height // 2 ** len(channels),
+      height // 2 ** len(channels),
+    )
     self.project = nn.Linear(latent, int(np.prod(self.start)), bias=False)
     layers_ = [nn.BatchNorm2d(channels[-1]), nn.ReLU()]
     previous = channels[-1]
     for features in channels[-2::-1]:
-      layers_ += [nn.ConvTranspose2d(previous, features, 4, 2, 1, bias=False),
-                  nn.BatchNorm2d(features), nn.ReLU()]
+      layers_ += [
+        nn.ConvTranspose2d(previous, features, 4, 2, 1, bias=False),
+        nn.BatchNorm2d(features),
+        nn.ReLU(),
+      ]
       previous = features
-    layers_ += [nn.ConvTranspose2d(previous, image_channels, 4, 2, 1),
-                nn.Tanh()]
+    layers_ += [
+      nn.ConvTranspose2d(previous, image_channels, 4, 2, 1),
+      nn.Tanh(),
+    ]
     self.net = nn.Sequential(*layers_)
 
   def forward(self, z):
@@ -245,7 +285,7 @@ class Discriminator(nn.Module):
         layers_.append(nn.BatchNorm2d(features))
       layers_.append(nn.LeakyReLU(0.2))
       previous = features
-    flat = previous * (height // 2**len(channels))**2
+    flat = previous * (height // 2 ** len(channels)) ** 2
     self.net = nn.Sequential(*layers_, nn.Flatten(), nn.Linear(flat, 1))
 
   def forward(self, x):
@@ -259,7 +299,8 @@ def vae_step(model, optimizer, images):
   z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
   logits = model.decode(z).reshape(images.shape[0], -1)
   recon = nn.functional.binary_cross_entropy_with_logits(
-      logits, images.reshape(images.shape[0], -1), reduction="none").sum(1)
+    logits, images.reshape(images.shape[0], -1), reduction="none"
+  ).sum(1)
   kl = -0.5 * torch.sum(1 + logvar - mu**2 - logvar.exp(), dim=1)
   (recon + kl).mean().backward()
   optimizer.step()
@@ -269,7 +310,7 @@ def autoencoder_step(model, optimizer, images):
   """tanh outputs, MSE per image, batch mean; one Adam update."""
   optimizer.zero_grad(set_to_none=True)
   outputs = torch.tanh(model(images))
-  ((outputs - images)**2).mean().backward()
+  ((outputs - images) ** 2).mean().backward()
   optimizer.step()
 
 
@@ -282,8 +323,9 @@ def gan_step(networks, optimizers, images, latent_size):
   batch = images.shape[0]
   d_optimizer.zero_grad(set_to_none=True)
   fakes = generator(torch.randn(batch, latent_size)).detach()
-  d_loss = (softplus(-discriminator(images))
-            + softplus(discriminator(fakes))).mean()
+  d_loss = (
+    softplus(-discriminator(images)) + softplus(discriminator(fakes))
+  ).mean()
   d_loss.backward()
   d_optimizer.step()
   g_optimizer.zero_grad(set_to_none=True)
@@ -297,44 +339,77 @@ def torch_twin(config, image_shape):
   model_config = config.model
   name = model_config.name
   if name == "gan":
-    generator = Generator(model_config.latent_size,
-                          tuple(model_config.generator_channels), image_shape)
+    generator = Generator(
+      model_config.latent_size,
+      tuple(model_config.generator_channels),
+      image_shape,
+    )
     discriminator = Discriminator(tuple(model_config.channels), image_shape)
     opt = config.optimizer
     optimizers = tuple(
-        torch.optim.Adam(net.parameters(), lr=o.learning_rate,
-                         betas=(o.b1, o.b2))
-        for net, o in ((generator, opt.generator),
-                       (discriminator, opt.discriminator)))
-    count = sum(p.numel() for net in (generator, discriminator)
-                for p in net.parameters())
-    return (functools.partial(gan_step, (generator, discriminator),
-                              optimizers, latent_size=model_config.latent_size),
-            count)
+      torch.optim.Adam(net.parameters(), lr=o.learning_rate, betas=(o.b1, o.b2))
+      for net, o in (
+        (generator, opt.generator),
+        (discriminator, opt.discriminator),
+      )
+    )
+    count = sum(
+      p.numel() for net in (generator, discriminator) for p in net.parameters()
+    )
+    return (
+      functools.partial(
+        gan_step,
+        (generator, discriminator),
+        optimizers,
+        latent_size=model_config.latent_size,
+      ),
+      count,
+    )
   if name == "dcgan_vae":
-    model, step = DcganVae(image_shape, tuple(model_config.channels),
-                           model_config.latent_size,
-                           model_config.dense_size), vae_step
+    model, step = (
+      DcganVae(
+        image_shape,
+        tuple(model_config.channels),
+        model_config.latent_size,
+        model_config.dense_size,
+      ),
+      vae_step,
+    )
   elif name == "small_conv_vae":
-    model, step = SmallConvVae(image_shape, model_config.latent_size,
-                               model_config.base_channels,
-                               model_config.dense_size), vae_step
+    model, step = (
+      SmallConvVae(
+        image_shape,
+        model_config.latent_size,
+        model_config.base_channels,
+        model_config.dense_size,
+      ),
+      vae_step,
+    )
   elif name == "mlp_vae":
-    model, step = MlpVae(int(np.prod(image_shape)),
-                         tuple(model_config.hidden_sizes),
-                         model_config.latent_size), vae_step
+    model, step = (
+      MlpVae(
+        int(np.prod(image_shape)),
+        tuple(model_config.hidden_sizes),
+        model_config.latent_size,
+      ),
+      vae_step,
+    )
   elif name == "conv_autoencoder":
-    model, step = ConvAutoencoder(image_shape[-1],
-                                  tuple(model_config.channels)), \
-        autoencoder_step
+    model, step = (
+      ConvAutoencoder(image_shape[-1], tuple(model_config.channels)),
+      autoencoder_step,
+    )
   else:
     raise ValueError(f"no PyTorch twin for model {name!r}")
-  optimizer = torch.optim.Adam(model.parameters(),
-                               lr=config.optimizer.learning_rate,
-                               betas=(config.optimizer.b1,
-                                      config.optimizer.b2))
-  return (functools.partial(step, model, optimizer),
-          sum(p.numel() for p in model.parameters()))
+  optimizer = torch.optim.Adam(
+    model.parameters(),
+    lr=config.optimizer.learning_rate,
+    betas=(config.optimizer.b1, config.optimizer.b2),
+  )
+  return (
+    functools.partial(step, model, optimizer),
+    sum(p.numel() for p in model.parameters()),
+  )
 
 
 # Examples of the random split the compiled loop is timed on: as many
@@ -346,8 +421,10 @@ def random_split(config, image_shape) -> dict[str, np.ndarray]:
   """A training split of random uint8 pixels, as `load_in_memory` gives."""
   rng = np.random.default_rng(0)
   count = SPLIT_BATCHES * config.batch_size
-  return {"image": rng.integers(0, 256, (count, *image_shape), np.uint8),
-          "label": rng.integers(0, 10, count).astype(np.int64)}
+  return {
+    "image": rng.integers(0, 256, (count, *image_shape), np.uint8),
+    "label": rng.integers(0, 10, count).astype(np.int64),
+  }
 
 
 def jax_runner(config, image_shape, images):
@@ -364,17 +441,27 @@ def jax_runner(config, image_shape, images):
   mesh = sharding.make_mesh()
   replicated = sharding.replicated(mesh)
   train_step, _ = trainer.make_jitted_steps(config, parts, mesh)
-  state = jax.jit(functools.partial(
-      trainer.create_train_state, config, parts, image_shape,
-      total_steps=10**6), out_shardings=replicated)(jax.random.PRNGKey(0))
+  state = jax.jit(
+    functools.partial(
+      trainer.create_train_state, config, parts, image_shape, total_steps=10**6
+    ),
+    out_shardings=replicated,
+  )(jax.random.PRNGKey(0))
   rng = jax.device_put(jax.random.PRNGKey(1), replicated)
   count = registry.count_params(state.params)
   holder = [state]
   if config.input.in_memory:
     split = random_split(config, image_shape)
     split["image"] = batching.to_model_pixels(split["image"], config.input)
-    loop = device_held.DeviceSteps(split, train_step, mesh, config.batch_size,
-                                   seed=0, rng=rng, max_steps=SPLIT_BATCHES)
+    loop = device_held.DeviceSteps(
+      split,
+      train_step,
+      mesh,
+      config.batch_size,
+      seed=0,
+      rng=rng,
+      max_steps=SPLIT_BATCHES,
+    )
 
     def run_loop():
       holder[0], (metrics, _) = loop(holder[0], 0, SPLIT_BATCHES)
@@ -382,8 +469,9 @@ def jax_runner(config, image_shape, images):
 
     return run_loop, SPLIT_BATCHES, count
   batch = sharding.to_global(
-      {"image": images, "label": np.zeros(len(images), np.int32)},
-      sharding.batch_sharded(mesh))
+    {"image": images, "label": np.zeros(len(images), np.int32)},
+    sharding.batch_sharded(mesh),
+  )
 
   def run_step():
     holder[0], metrics = train_step(holder[0], batch, rng)
@@ -392,8 +480,9 @@ def jax_runner(config, image_shape, images):
   return run_step, 1, count
 
 
-def time_alternating(runs: dict, rounds: int, round_seconds: float
-                     ) -> dict[str, float]:
+def time_alternating(
+  runs: dict, rounds: int, round_seconds: float
+) -> dict[str, float]:
   """Median ms per step of each of `runs` ({name: (time_calls, steps per
   call)}, where time_calls(n) returns the seconds of n calls), timed in
   alternating rounds of enough calls to last about `round_seconds`."""
@@ -449,8 +538,10 @@ def benchmark_config(spec: str, connection) -> dict:
   torch_count = connection.recv()
   jax_run, jax_steps, jax_count = jax_runner(config, image_shape, images)
   if torch_count != jax_count:
-    raise AssertionError(f"{spec}: the PyTorch twin has {torch_count:,} "
-                         f"parameters, vae_jax's model {jax_count:,}.")
+    raise AssertionError(
+      f"{spec}: the PyTorch twin has {torch_count:,} "
+      f"parameters, vae_jax's model {jax_count:,}."
+    )
 
   def run_jax(calls):
     start = time.perf_counter()
@@ -464,21 +555,33 @@ def benchmark_config(spec: str, connection) -> dict:
     return connection.recv()
 
   ms = time_alternating(
-      {"vae_jax": (run_jax, jax_steps),
-       "pytorch": (functools.partial(run_torch, threads=os.cpu_count()), 1),
-       "pytorch_1_thread": (functools.partial(run_torch, threads=1), 1)},
-      FLAGS.rounds, FLAGS.round_seconds)
+    {
+      "vae_jax": (run_jax, jax_steps),
+      "pytorch": (functools.partial(run_torch, threads=os.cpu_count()), 1),
+      "pytorch_1_thread": (functools.partial(run_torch, threads=1), 1),
+    },
+    FLAGS.rounds,
+    FLAGS.round_seconds,
+  )
   # PyTorch's better setting: on a shared machine its threads wait for
   # each other whenever another job takes a core (15x slower on 2 cores).
   best_torch = min(ms["pytorch"], ms["pytorch_1_thread"])
-  return {"config": spec, "batch_size": batch_size,
-          "image_shape": list(image_shape), "params": jax_count,
-          "conv_impl": config.model.get("conv_impl"),
-          "vae_jax_path": ("compiled loop on the device-held split"
-                           if jax_steps > 1 else "jitted step per batch"),
-          "load_average": os.getloadavg(),
-          "ms_per_step": ms, "pytorch_best_ms": best_torch,
-          "ratio": best_torch / ms["vae_jax"]}
+  return {
+    "config": spec,
+    "batch_size": batch_size,
+    "image_shape": list(image_shape),
+    "params": jax_count,
+    "conv_impl": config.model.get("conv_impl"),
+    "vae_jax_path": (
+      "compiled loop on the device-held split"
+      if jax_steps > 1
+      else "jitted step per batch"
+    ),
+    "load_average": os.getloadavg(),
+    "ms_per_step": ms,
+    "pytorch_best_ms": best_torch,
+    "ratio": best_torch / ms["vae_jax"],
+  }
 
 
 def seed_mnist_vae(epochs: int = 30) -> None:
@@ -488,10 +591,10 @@ def seed_mnist_vae(epochs: int = 30) -> None:
   pipeline.prepare(config.input)  # MNIST into the data dir, if needed.
   splits = {}
   for split, shuffle in (("train", True), ("test", False)):
-    images = batching.load_in_memory(sources.load(config.input, split))[
-        "image"]
+    images = batching.load_in_memory(sources.load(config.input, split))["image"]
     splits[split] = torch.from_numpy(
-        images.reshape(len(images), -1).astype(np.float32) / 255.0)
+      images.reshape(len(images), -1).astype(np.float32) / 255.0
+    )
   torch.set_num_threads(FLAGS.seed_loop_threads)
   torch.manual_seed(0)
   model = MlpVae()
@@ -501,7 +604,8 @@ def seed_mnist_vae(epochs: int = 30) -> None:
     mu, logvar = model(x)
     z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
     bce = nn.functional.binary_cross_entropy_with_logits(
-        model.decode(z), x, reduction="sum")
+      model.decode(z), x, reduction="sum"
+    )
     return bce - 0.5 * torch.sum(1 + logvar - mu**2 - logvar.exp())
 
   train_images, test_images = splits["train"], splits["test"]
@@ -510,14 +614,18 @@ def seed_mnist_vae(epochs: int = 30) -> None:
     order = torch.randperm(len(train_images))
     for i in range(0, len(order) - 127, 128):
       optimizer.zero_grad()
-      loss_fn(train_images[order[i:i + 128]]).backward()
+      loss_fn(train_images[order[i : i + 128]]).backward()
       optimizer.step()
     model.eval()
     with torch.no_grad():
-      test_loss = sum(float(loss_fn(test_images[i:i + 128]))
-                      for i in range(0, len(test_images), 128))
-    print(f"epoch {epoch + 1} test_loss {test_loss / len(test_images):.2f}",
-          flush=True)
+      test_loss = sum(
+        float(loss_fn(test_images[i : i + 128]))
+        for i in range(0, len(test_images), 128)
+      )
+    print(
+      f"epoch {epoch + 1} test_loss {test_loss / len(test_images):.2f}",
+      flush=True,
+    )
 
 
 def whole_jobs() -> dict:
@@ -525,12 +633,22 @@ def whole_jobs() -> dict:
   python = sys.executable
   script = os.path.abspath(__file__)
   commands = {
-      "vae_jax.main": [python, "-m", "vae_jax.main",
-                       "--config=configs/mnist_linear.py"],
-      "pytorch_seed_loop": [python, script, "--seed_loop",
-                            f"--seed_loop_threads={FLAGS.seed_loop_threads}"],
-      "minimal_jax_mlp": [python, os.path.join(REPO_ROOT, "benchmarks",
-                                               "minimal_jax_mlp.py")],
+    "vae_jax.main": [
+      python,
+      "-m",
+      "vae_jax.main",
+      "--config=configs/mnist_linear.py",
+    ],
+    "pytorch_seed_loop": [
+      python,
+      script,
+      "--seed_loop",
+      f"--seed_loop_threads={FLAGS.seed_loop_threads}",
+    ],
+    "minimal_jax_mlp": [
+      python,
+      os.path.join(REPO_ROOT, "benchmarks", "minimal_jax_mlp.py"),
+    ],
   }
   seconds = {name: [] for name in commands}
   for _ in range(FLAGS.job_rounds):
@@ -539,15 +657,19 @@ def whole_jobs() -> dict:
         if name == "vae_jax.main":
           command = command + [f"--workdir={workdir}"]
         start = time.perf_counter()
-        done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True,
-                              text=True, check=False)
+        done = subprocess.run(
+          command, cwd=REPO_ROOT, capture_output=True, text=True, check=False
+        )
         seconds[name].append(time.perf_counter() - start)
       if done.returncode:
         raise RuntimeError(f"{name} failed:\n{done.stderr[-2000:]}")
-      last = [l for l in (done.stdout + done.stderr).splitlines()
-              if "test_loss" in l]
-      print(f"{name}: {seconds[name][-1]:.0f} s; "
-            f"{last[-1][-120:] if last else ''}", flush=True)
+      last = [
+        l for l in (done.stdout + done.stderr).splitlines() if "test_loss" in l
+      ]
+      print(
+        f"{name}: {seconds[name][-1]:.0f} s; {last[-1][-120:] if last else ''}",
+        flush=True,
+      )
   return {name: float(np.median(s)) for name, s in seconds.items()}
 
 
@@ -558,7 +680,8 @@ def main(argv):
     return
   parent, child = multiprocessing.get_context("spawn").Pipe()
   worker = multiprocessing.get_context("spawn").Process(
-      target=torch_worker, args=(child,))
+    target=torch_worker, args=(child,)
+  )
   worker.start()
   results = []
   for spec in FLAGS.configs:
@@ -567,19 +690,29 @@ def main(argv):
   parent.send(("stop",))
   worker.join()
   figures = {
-      "machine": {"platform": jax.default_backend(), "cpu_count":
-                  os.cpu_count(),
-                  "processor": platform.processor() or platform.machine(),
-                  "jax": jax.__version__, "torch": torch.__version__,
-                  "torch_threads": os.cpu_count()},
-      "rounds": FLAGS.rounds, "configs": results}
-  lines = ["| config | vae_jax ms/step | PyTorch ms/step (all cores / 1 "
-           "thread) | ratio | load |", "| --- | ---: | ---: | ---: | ---: |"]
+    "machine": {
+      "platform": jax.default_backend(),
+      "cpu_count": os.cpu_count(),
+      "processor": platform.processor() or platform.machine(),
+      "jax": jax.__version__,
+      "torch": torch.__version__,
+      "torch_threads": os.cpu_count(),
+    },
+    "rounds": FLAGS.rounds,
+    "configs": results,
+  }
+  lines = [
+    "| config | vae_jax ms/step | PyTorch ms/step (all cores / 1 "
+    "thread) | ratio | load |",
+    "| --- | ---: | ---: | ---: | ---: |",
+  ]
   for r in results:
     ms = r["ms_per_step"]
-    lines.append(f"| {r['config']} | {ms['vae_jax']:.1f} | "
-                 f"{ms['pytorch']:.1f} / {ms['pytorch_1_thread']:.1f} | "
-                 f"{r['ratio']:.2f} | {r['load_average'][0]:.1f} |")
+    lines.append(
+      f"| {r['config']} | {ms['vae_jax']:.1f} | "
+      f"{ms['pytorch']:.1f} / {ms['pytorch_1_thread']:.1f} | "
+      f"{r['ratio']:.2f} | {r['load_average'][0]:.1f} |"
+    )
   if FLAGS.whole_job:
     jobs = whole_jobs()
     figures["whole_job_seconds"] = jobs

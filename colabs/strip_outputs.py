@@ -20,8 +20,11 @@ def strip(path: str) -> None:
   notebook = nbformat.read(path, as_version=4)
   for key in ("widgets", "papermill"):
     notebook.metadata.pop(key, None)
-  notebook.cells = [cell for cell in notebook.cells if "injected-parameters"
-                    not in cell.metadata.get("tags", [])]
+  notebook.cells = [
+    cell
+    for cell in notebook.cells
+    if "injected-parameters" not in cell.metadata.get("tags", [])
+  ]
   for cell in notebook.cells:
     for key in _RUN_METADATA:
       cell.metadata.pop(key, None)

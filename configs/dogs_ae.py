@@ -21,12 +21,15 @@ from vae_jax.trainers import loop
 
 def get_config(variant: str = "fcn1") -> ml_collections.ConfigDict:
   if variant not in (*autoencoders.SEED_FC_SIZES, "conv"):
-    raise ValueError(f"dogs_ae variant {variant!r} is unknown; choose one of "
-                     f"{sorted(autoencoders.SEED_FC_SIZES) + ['conv']}.")
+    raise ValueError(
+      f"dogs_ae variant {variant!r} is unknown; choose one of "
+      f"{sorted(autoencoders.SEED_FC_SIZES) + ['conv']}."
+    )
   config = dogs_conv.get_config()  # Its data, schedule and optimizer.
   # The family's model section, its MSE loss and its [-1, 1] pixels.
-  family = loop.default_config("conv_autoencoder" if variant == "conv"
-                               else "fc_autoencoder")
+  family = loop.default_config(
+    "conv_autoencoder" if variant == "conv" else "fc_autoencoder"
+  )
   config.model, config.loss = family.model, family.loss
   config.input.pixel_range = family.input.pixel_range
   if variant != "conv":

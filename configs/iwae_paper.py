@@ -37,30 +37,43 @@ SCHEDULES = {"paper": 3280, "cpu": 800}  # Epochs.
 
 def _parse(argument: str) -> dict[str, str]:
   objective, *pairs = argument.split(",")
-  settings = {"objective": objective, "k": "1", "layers": "1",
-              "schedule": "paper"}
+  settings = {
+    "objective": objective,
+    "k": "1",
+    "layers": "1",
+    "schedule": "paper",
+  }
   for pair in pairs:
     key, sep, value = pair.partition("=")
-    errors.require(sep and key in settings, f"iwae_paper.py: {pair!r} is not "
-                   "one of k=, layers=, schedule=.")
+    errors.require(
+      sep and key in settings,
+      f"iwae_paper.py: {pair!r} is not one of k=, layers=, schedule=.",
+    )
     settings[key] = value
   return settings
 
 
-def get_config(argument: str = "iwae,k=5,layers=1") -> ml_collections.ConfigDict:
+def get_config(
+  argument: str = "iwae,k=5,layers=1",
+) -> ml_collections.ConfigDict:
   settings = _parse(argument)
-  errors.require_choice(settings["objective"], OBJECTIVES,
-                        "iwae_paper.py's objective")
-  errors.require_choice(settings["schedule"], SCHEDULES,
-                        "iwae_paper.py's schedule")
-  errors.require(settings["k"].isdigit() and int(settings["k"]) >= 1,
-                 f"iwae_paper.py: k must be a positive integer, got "
-                 f"{settings['k']!r}.")
-  errors.require_choice(settings["layers"], ("1", "2"),
-                        "iwae_paper.py's layers")
+  errors.require_choice(
+    settings["objective"], OBJECTIVES, "iwae_paper.py's objective"
+  )
+  errors.require_choice(
+    settings["schedule"], SCHEDULES, "iwae_paper.py's schedule"
+  )
+  errors.require(
+    settings["k"].isdigit() and int(settings["k"]) >= 1,
+    f"iwae_paper.py: k must be a positive integer, got {settings['k']!r}.",
+  )
+  errors.require_choice(
+    settings["layers"], ("1", "2"), "iwae_paper.py's layers"
+  )
   layers = int(settings["layers"])
-  config = loop.default_config(FAMILIES[layers],
-                               OBJECTIVES[settings["objective"]])
+  config = loop.default_config(
+    FAMILIES[layers], OBJECTIVES[settings["objective"]]
+  )
   config.input.binarize = "dynamic"  # Bernoulli(grey level), every use.
   config.loss.num_samples = int(settings["k"])  # k.
   config.loss.likelihood = "bernoulli"  # Binary pixels.

@@ -29,65 +29,85 @@ class Mutation:
 
 
 MUTATIONS = (
-    Mutation(
-        "resume_replays_a_batch", "vae_jax/trainers/loop.py",
-        "  step = start_step\n",
-        # The step before the checkpoint is trained again on resume.
-        "  step = max(start_step - 1, 0)\n",
-        ("tests/test_device_data.py::"
-         "test_run_stopped_mid_epoch_between_checkpoints_resumes_exactly",
-         "tests/test_preemption.py::"
-         "test_sigterm_saves_exits_75_and_resumes_identically")),
-    Mutation(
-        "non_finite_check_skipped", "vae_jax/core/finite_guard.py",
-        "  return jnp.isfinite(loss + total)",
-        # Every step passes, whatever its loss and gradients.
-        "  return jnp.isfinite(loss + total) | True",
-        ("tests/test_finite_guard.py",
-         "tests/test_train.py::test_non_finite_step_is_skipped_but_counted",
-         "tests/test_gan_train.py::"
-         "test_non_finite_step_is_skipped_but_counted")),
-    Mutation(
-        "wrong_parameter_count", "vae_jax/models/dcgan_vae.py",
-        "      h = layers.StridedConv(features, use_bias=False,",
-        "      h = layers.StridedConv(features, use_bias=True,",
-        ("tests/test_configs.py::test_config_model_has_the_listing_params",)),
-    Mutation(
-        "checkpoint_committed_before_its_data", "vae_jax/core/checkpoints.py",
-        "      max_to_keep=config.max_checkpoints_to_keep, create=True)\n",
-        # Each step written in its final folder from the start, which exists
-        # before its data does (Orbax's commit file, meant for buckets).
-        "      max_to_keep=config.max_checkpoints_to_keep, create=True,\n"
-        "      temporary_path_class="
-        "ocp.path.atomicity.CommitFileTemporaryPath)\n",
-        ("tests/test_preemption.py::"
-         "test_sigkill_inside_a_save_is_ignored_and_resumes_identically",)),
-    Mutation(
-        # Other outputs are written under a temporary name, then renamed.
-        "output_committed_before_its_data", "vae_jax/core/outputs.py",
-        "    with tf.io.gfile.GFile(tmp_path, mode) as f:\n"
-        "      yield f\n"
-        "    tf.io.gfile.rename(tmp_path, path, overwrite=True)\n",
-        # Written under its final name as it goes.
-        "    with tf.io.gfile.GFile(path, mode) as f:\n"
-        "      yield f\n",
-        ("tests/test_outputs.py::"
-         "test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary",)),
+  Mutation(
+    "resume_replays_a_batch",
+    "vae_jax/trainers/loop.py",
+    "  step = start_step\n",
+    # The step before the checkpoint is trained again on resume.
+    "  step = max(start_step - 1, 0)\n",
+    (
+      "tests/test_device_data.py::"
+      "test_run_stopped_mid_epoch_between_checkpoints_resumes_exactly",
+      "tests/test_preemption.py::"
+      "test_sigterm_saves_exits_75_and_resumes_identically",
+    ),
+  ),
+  Mutation(
+    "non_finite_check_skipped",
+    "vae_jax/core/finite_guard.py",
+    "  return jnp.isfinite(loss + total)",
+    # Every step passes, whatever its loss and gradients.
+    "  return jnp.isfinite(loss + total) | True",
+    (
+      "tests/test_finite_guard.py",
+      "tests/test_train.py::test_non_finite_step_is_skipped_but_counted",
+      "tests/test_gan_train.py::test_non_finite_step_is_skipped_but_counted",
+    ),
+  ),
+  Mutation(
+    "wrong_parameter_count",
+    "vae_jax/models/dcgan_vae.py",
+    "      h = layers.StridedConv(features, use_bias=False,",
+    "      h = layers.StridedConv(features, use_bias=True,",
+    ("tests/test_configs.py::test_config_model_has_the_listing_params",),
+  ),
+  Mutation(
+    "checkpoint_committed_before_its_data",
+    "vae_jax/core/checkpoints.py",
+    "      max_to_keep=config.max_checkpoints_to_keep, create=True)\n",
+    # Each step written in its final folder from the start, which exists
+    # before its data does (Orbax's commit file, meant for buckets).
+    "      max_to_keep=config.max_checkpoints_to_keep, create=True,\n"
+    "      temporary_path_class="
+    "ocp.path.atomicity.CommitFileTemporaryPath)\n",
+    (
+      "tests/test_preemption.py::"
+      "test_sigkill_inside_a_save_is_ignored_and_resumes_identically",
+    ),
+  ),
+  Mutation(
+    # Other outputs are written under a temporary name, then renamed.
+    "output_committed_before_its_data",
+    "vae_jax/core/outputs.py",
+    "    with tf.io.gfile.GFile(tmp_path, mode) as f:\n"
+    "      yield f\n"
+    "    tf.io.gfile.rename(tmp_path, path, overwrite=True)\n",
+    # Written under its final name as it goes.
+    "    with tf.io.gfile.GFile(path, mode) as f:\n      yield f\n",
+    (
+      "tests/test_outputs.py::"
+      "test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary",
+    ),
+  ),
 )
 
 
 def tracked_files() -> list[str]:
   listed = subprocess.run(
-      ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-      cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout
-  return [p for p in listed.splitlines()
-          if os.path.isfile(os.path.join(REPO_ROOT, p))]
+    ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+    cwd=REPO_ROOT,
+    capture_output=True,
+    text=True,
+    check=True,
+  ).stdout
+  return [
+    p for p in listed.splitlines() if os.path.isfile(os.path.join(REPO_ROOT, p))
+  ]
 
 
 def copy_checkout(destination: str) -> None:
   for path in tracked_files():
-    os.makedirs(os.path.join(destination, os.path.dirname(path)),
-                exist_ok=True)
+    os.makedirs(os.path.join(destination, os.path.dirname(path)), exist_ok=True)
     shutil.copy2(os.path.join(REPO_ROOT, path), os.path.join(destination, path))
 
 
@@ -96,8 +116,10 @@ def apply(mutation: Mutation, root: str) -> None:
   with open(path, encoding="utf-8") as f:
     source = f.read()
   if source.count(mutation.old) != 1:
-    raise SystemExit(f"{mutation.name}: {mutation.path} no longer contains "
-                     f"its line once: {mutation.old.strip()!r}")
+    raise SystemExit(
+      f"{mutation.name}: {mutation.path} no longer contains "
+      f"its line once: {mutation.old.strip()!r}"
+    )
   with open(path, "w", encoding="utf-8") as f:
     f.write(source.replace(mutation.old, mutation.new))
 
@@ -113,8 +135,13 @@ def caught(mutation: Mutation) -> bool:
     failed = []
     for test in mutation.tests:
       result = subprocess.run(
-          [sys.executable, "-m", "pytest", "-q", test], cwd=root,
-          env=env, capture_output=True, text=True, check=False)
+        [sys.executable, "-m", "pytest", "-q", test],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+      )
       summary = (result.stdout.strip().splitlines() or ["no output"])[-1]
       print(f"  {test}: {summary}")
       # 1: tests ran and failed (not an error in the harness or collection).
@@ -132,8 +159,10 @@ def main(names: list[str]) -> int:
     else:
       print("  NOT CAUGHT")
       unnoticed.append(mutation.name)
-  print(f"{len(chosen) - len(unnoticed)} of {len(chosen)} mutations caught"
-        + (f"; not caught: {', '.join(unnoticed)}" if unnoticed else ""))
+  print(
+    f"{len(chosen) - len(unnoticed)} of {len(chosen)} mutations caught"
+    + (f"; not caught: {', '.join(unnoticed)}" if unnoticed else "")
+  )
   return 1 if unnoticed else 0
 
 

@@ -24,8 +24,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 _SESSION_CACHE = "VAE_JAX_TESTS_COMPILATION_CACHE"
 if _SESSION_CACHE not in os.environ:
   os.environ[_SESSION_CACHE] = tempfile.mkdtemp(prefix="vae_jax_tests_xla_")
-  atexit.register(shutil.rmtree, os.environ[_SESSION_CACHE],
-                  ignore_errors=True)
+  atexit.register(shutil.rmtree, os.environ[_SESSION_CACHE], ignore_errors=True)
 os.environ["JAX_COMPILATION_CACHE_DIR"] = os.environ[_SESSION_CACHE]
 # Even compilations of a tenth of a second add up over the suite.
 os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
@@ -40,16 +39,25 @@ sys.path.insert(0, REPO_ROOT)
 
 def pytest_configure(config):
   """Loads `testbed` where tests run: not in xdist's controller."""
-  schedules_only = (not hasattr(config, "workerinput")
-                    and config.getoption("numprocesses", default=0))
+  schedules_only = not hasattr(config, "workerinput") and config.getoption(
+    "numprocesses", default=0
+  )
   if not schedules_only:
     config.pluginmanager.import_plugin("testbed")
 
 
 # Modules whose every test starts processes, notebook kernels or 8 devices.
-SLOW_MODULES = ("test_colabs", "test_explore", "test_launch", "test_main",
-                "test_multidevice", "test_multiprocess", "test_preemption",
-                "test_sample", "test_sweep")
+SLOW_MODULES = (
+  "test_colabs",
+  "test_explore",
+  "test_launch",
+  "test_main",
+  "test_multidevice",
+  "test_multiprocess",
+  "test_preemption",
+  "test_sample",
+  "test_sweep",
+)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -61,5 +69,3 @@ def pytest_collection_modifyitems(config, items):
     if item.module.__name__ in SLOW_MODULES:
       item.add_marker(pytest.mark.slow)
   items.sort(key=lambda item: item.get_closest_marker("slow") is None)
-
-

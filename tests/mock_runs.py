@@ -27,19 +27,20 @@ import tensorflow_datasets as tfds
 from configs import mnist_linear
 import testbed
 from vae_jax.trainers import loop
+
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 # A tiny mnist_linear: 8 steps per epoch on 64 mock examples.
 TINY_RUN = {
-    "num_epochs": 4,
-    "batch_size": 8,
-    "log_every_steps": 2,
-    "checkpoint_every_steps": 1,  # Most of a run is spent saving.
-    "max_checkpoints_to_keep": 2,
-    "num_image_samples": 4,
-    "model.hidden_sizes": (16,),
-    "model.latent_size": 2,
-    "input.mnist_source": "tfds",
+  "num_epochs": 4,
+  "batch_size": 8,
+  "log_every_steps": 2,
+  "checkpoint_every_steps": 1,  # Most of a run is spent saving.
+  "max_checkpoints_to_keep": 2,
+  "num_image_samples": 4,
+  "model.hidden_sizes": (16,),
+  "model.latent_size": 2,
+  "input.mnist_source": "tfds",
 }
 
 
@@ -49,8 +50,8 @@ def config_flags(overrides) -> tuple[str, ...]:
 
 
 TINY_RUN_FLAGS = (
-    f"--config={os.path.join(REPO_ROOT, 'configs', 'mnist_linear.py')}",
-    *config_flags(TINY_RUN),
+  f"--config={os.path.join(REPO_ROOT, 'configs', 'mnist_linear.py')}",
+  *config_flags(TINY_RUN),
 )
 TOTAL_STEPS = 32
 NUM_EXAMPLES = 64  # Mock examples per split, unless $MOCK_NUM_EXAMPLES says.
@@ -77,24 +78,40 @@ def subprocess_env(**overrides: str) -> dict[str, str]:
   """The environment of test subprocesses: cheap compilation, CPU only, and
   this checkout's vae_jax (not an installed copy)."""
   python_path = os.pathsep.join(
-      p for p in (REPO_ROOT, os.environ.get("PYTHONPATH")) if p)
-  xla_flags = " ".join(filter(None, (os.environ.get("XLA_FLAGS"),
-                                     testbed.FAST_CODEGEN_XLA_FLAG)))
-  return {**os.environ, "JAX_DISABLE_MOST_OPTIMIZATIONS": "true",
-          "TF_CPP_MIN_LOG_LEVEL": "2", "JAX_PLATFORMS": "cpu",
-          "PYTHONPATH": python_path, "XLA_FLAGS": xla_flags, **overrides}
+    p for p in (REPO_ROOT, os.environ.get("PYTHONPATH")) if p
+  )
+  xla_flags = " ".join(
+    filter(None, (os.environ.get("XLA_FLAGS"), testbed.FAST_CODEGEN_XLA_FLAG))
+  )
+  return {
+    **os.environ,
+    "JAX_DISABLE_MOST_OPTIMIZATIONS": "true",
+    "TF_CPP_MIN_LOG_LEVEL": "2",
+    "JAX_PLATFORMS": "cpu",
+    "PYTHONPATH": python_path,
+    "XLA_FLAGS": xla_flags,
+    **overrides,
+  }
 
 
-def start(module: str, *flags: str, launcher: tuple[str, ...] = (),
-          faults: dict[str, str] | None = None,
-          **popen_kwargs) -> subprocess.Popen:
+def start(
+  module: str,
+  *flags: str,
+  launcher: tuple[str, ...] = (),
+  faults: dict[str, str] | None = None,
+  **popen_kwargs,
+) -> subprocess.Popen:
   """`python -m module *flags` under mock data, through `launcher` if given
   (see `local_multiprocess`), with `faults` injected (see below)."""
   return subprocess.Popen(
-      [*launcher, sys.executable, os.path.abspath(__file__), module, *flags],
-      cwd=REPO_ROOT, env=subprocess_env(**(faults or {})),
-      stdout=subprocess.PIPE,
-      stderr=subprocess.STDOUT, text=True, **popen_kwargs)
+    [*launcher, sys.executable, os.path.abspath(__file__), module, *flags],
+    cwd=REPO_ROOT,
+    env=subprocess_env(**(faults or {})),
+    stdout=subprocess.PIPE,
+    stderr=subprocess.STDOUT,
+    text=True,
+    **popen_kwargs,
+  )
 
 
 def start_run(workdir, *extra_flags: str, **kwargs) -> subprocess.Popen:
@@ -104,9 +121,13 @@ def start_run(workdir, *extra_flags: str, **kwargs) -> subprocess.Popen:
   appends a repeated flag of a tuple field to the first.
   """
   replaced = {flag.split("=")[0] for flag in extra_flags}
-  return start("vae_jax.main",
-               *(f for f in TINY_RUN_FLAGS if f.split("=")[0] not in replaced),
-               f"--workdir={workdir}", *extra_flags, **kwargs)
+  return start(
+    "vae_jax.main",
+    *(f for f in TINY_RUN_FLAGS if f.split("=")[0] not in replaced),
+    f"--workdir={workdir}",
+    *extra_flags,
+    **kwargs,
+  )
 
 
 def free_port() -> int:
@@ -118,8 +139,12 @@ def free_port() -> int:
 def local_multiprocess(num_processes: int) -> tuple[str, ...]:
   """A `launcher` that runs the command as `num_processes` processes of one
   JAX job on this machine (launch/local_multiprocess.sh)."""
-  return (os.path.join(REPO_ROOT, "launch", "local_multiprocess.sh"),
-          str(num_processes), f"--port={free_port()}", "--")
+  return (
+    os.path.join(REPO_ROOT, "launch", "local_multiprocess.sh"),
+    str(num_processes),
+    f"--port={free_port()}",
+    "--",
+  )
 
 
 def finish(process, timeout=240):
@@ -133,8 +158,9 @@ def finish(process, timeout=240):
     except (ProcessLookupError, PermissionError):
       process.kill()
     output, _ = process.communicate()
-    raise AssertionError(f"still running after {timeout} s (a hang?); "
-                         f"output:\n{output[-5000:]}") from None
+    raise AssertionError(
+      f"still running after {timeout} s (a hang?); output:\n{output[-5000:]}"
+    ) from None
   return process.returncode, output
 
 
@@ -145,8 +171,9 @@ def wait_for_checkpoint(workdir, min_step, process, timeout=240):
   while time.monotonic() < deadline:
     assert process.poll() is None, finish(process)[1][-3000:]
     if os.path.isdir(checkpoint_dir) and any(
-        name.isdigit() and int(name) >= min_step
-        for name in os.listdir(checkpoint_dir)):
+      name.isdigit() and int(name) >= min_step
+      for name in os.listdir(checkpoint_dir)
+    ):
       return
     time.sleep(0.05)
   raise TimeoutError(f"no checkpoint at step {min_step} in {workdir}")
@@ -167,8 +194,9 @@ FULL_DISK_FILE_BYTES = 48_000
 def _limit_file_size():
   # Python ignores SIGXFSZ, so writes past the limit fail with EFBIG
   # ("File too large"), as on a full disk.
-  resource.setrlimit(resource.RLIMIT_FSIZE,
-                     (FULL_DISK_FILE_BYTES, FULL_DISK_FILE_BYTES))
+  resource.setrlimit(
+    resource.RLIMIT_FSIZE, (FULL_DISK_FILE_BYTES, FULL_DISK_FILE_BYTES)
+  )
 
 
 def _inject_checkpoint_faults():
@@ -179,10 +207,13 @@ def _inject_checkpoint_faults():
   # Both of Orbax's ways to commit a step: the rename of a temporary folder
   # (local disks), and a commit file written into the step's own folder
   # (buckets; tests/break_on_purpose.py also tries it on a local disk).
-  for temporary_path in (atomicity.AtomicRenameTemporaryPath,
-                         atomicity.CommitFileTemporaryPath):
-    temporary_path.finalize = _faulty_commit(temporary_path.finalize,
-                                             kill_step, full_step)
+  for temporary_path in (
+    atomicity.AtomicRenameTemporaryPath,
+    atomicity.CommitFileTemporaryPath,
+  ):
+    temporary_path.finalize = _faulty_commit(
+      temporary_path.finalize, kill_step, full_step
+    )
 
 
 def _faulty_commit(commit, kill_step, full_step):
@@ -193,6 +224,7 @@ def _faulty_commit(commit, kill_step, full_step):
     await commit(self)
     if step == full_step:
       _limit_file_size()
+
   return faulty_commit
 
 
@@ -201,5 +233,6 @@ if __name__ == "__main__":
   module = sys.argv.pop(1)
   sys.argv[0] = module
   with tfds.testing.mock_data(
-      num_examples=int(os.environ.get("MOCK_NUM_EXAMPLES", NUM_EXAMPLES))):
+    num_examples=int(os.environ.get("MOCK_NUM_EXAMPLES", NUM_EXAMPLES))
+  ):
     runpy.run_module(module, run_name="__main__", alter_sys=True)

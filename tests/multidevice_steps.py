@@ -24,7 +24,9 @@ import tensorflow_datasets as tfds
 from gan_runs import tiny_gan_config
 import mock_runs
 import testbed
-from testbed import assemble, batchnorm_config, make_tiny_config
+from testbed import assemble
+from testbed import batchnorm_config
+from testbed import make_tiny_config
 from vae_jax.core import checkpoints
 from vae_jax.core import sharding
 from vae_jax.trainers import loop
@@ -34,10 +36,9 @@ GLOBAL_BATCH = 16  # Two images per device.
 # Tiny models, each a different kind of step: a VAE, BatchNorm statistics
 # (which must be over the global batch), and a GAN's two updates.
 MODELS = {
-    "vae": (make_tiny_config, (28, 28, 1)),
-    "batchnorm_vae": (lambda: batchnorm_config(make_tiny_config()),
-                      (16, 16, 1)),
-    "acgan": (tiny_gan_config, (28, 28, 1)),
+  "vae": (make_tiny_config, (28, 28, 1)),
+  "batchnorm_vae": (lambda: batchnorm_config(make_tiny_config()), (16, 16, 1)),
+  "acgan": (tiny_gan_config, (28, 28, 1)),
 }
 RESTORE_MODEL = "batchnorm_vae"
 DATA_PATHS = ("always", "never")  # input.device_resident: held, host-fed.
@@ -45,17 +46,19 @@ DATA_PATHS = ("always", "never")  # input.device_resident: held, host-fed.
 
 def eight_device_env() -> dict[str, str]:
   return mock_runs.subprocess_env(
-      XLA_FLAGS=f"--xla_force_host_platform_device_count={NUM_DEVICES}",
-      JAX_NUMPY_RANK_PROMOTION="raise")
+    XLA_FLAGS=f"--xla_force_host_platform_device_count={NUM_DEVICES}",
+    JAX_NUMPY_RANK_PROMOTION="raise",
+  )
 
 
 def make_batch(config, image_shape, seed=0) -> dict[str, np.ndarray]:
   rng = np.random.default_rng(seed)
   low = -1.0 if config.input.pixel_range == "symmetric" else 0.0
   return {
-      "image": rng.uniform(low, 1.0, (GLOBAL_BATCH, *image_shape)).astype(
-          np.float32),
-      "label": rng.integers(0, 10, GLOBAL_BATCH).astype(np.int32),
+    "image": rng.uniform(low, 1.0, (GLOBAL_BATCH, *image_shape)).astype(
+      np.float32
+    ),
+    "label": rng.integers(0, 10, GLOBAL_BATCH).astype(np.int32),
   }
 
 
@@ -79,9 +82,15 @@ def initial_state(name: str, mesh):
   these tests compare.
   """
   config, parts, _ = trainer_parts(name, mesh)
-  state = jax.jit(functools.partial(
-      parts.trainer.create_train_state, config, parts, MODELS[name][1],
-      total_steps=10))(jax.random.PRNGKey(0))
+  state = jax.jit(
+    functools.partial(
+      parts.trainer.create_train_state,
+      config,
+      parts,
+      MODELS[name][1],
+      total_steps=10,
+    )
+  )(jax.random.PRNGKey(0))
   return config, jax.device_put(state, sharding.replicated(mesh))
 
 
@@ -89,15 +98,18 @@ def step_on(mesh, name: str, state, seed: int = 0):
   """`name`'s train step on `mesh` from `state`: the new state and metrics
   as flat {path: array}, and the new state."""
   config, _, train_step = trainer_parts(name, mesh)
-  batch = sharding.to_global(make_batch(config, MODELS[name][1], seed),
-                             sharding.batch_sharded(mesh))
+  batch = sharding.to_global(
+    make_batch(config, MODELS[name][1], seed), sharding.batch_sharded(mesh)
+  )
   state, metrics = train_step(state, batch, jax.random.PRNGKey(1))
   return flatten({"state": state, "metrics": metrics}), state
 
 
 def flatten(tree) -> dict[str, np.ndarray]:
-  return {jax.tree_util.keystr(path): np.asarray(x)
-          for path, x in jax.tree_util.tree_flatten_with_path(tree)[0]}
+  return {
+    jax.tree_util.keystr(path): np.asarray(x)
+    for path, x in jax.tree_util.tree_flatten_with_path(tree)[0]
+  }
 
 
 def one_device_mesh():
@@ -107,13 +119,17 @@ def one_device_mesh():
 def run_steps(output_dir: str) -> None:
   """Each model's step on 1 and on 8 devices, to OUTPUT_DIR/<model>.npz."""
   for name in MODELS:
-    one, _ = step_on(one_device_mesh(), name,
-                     initial_state(name, one_device_mesh())[1])
-    eight, _ = step_on(sharding.make_mesh(), name,
-                       initial_state(name, sharding.make_mesh())[1])
-    np.savez(os.path.join(output_dir, f"{name}.npz"),
-             **{f"one{k}": v for k, v in one.items()},
-             **{f"eight{k}": v for k, v in eight.items()})
+    one, _ = step_on(
+      one_device_mesh(), name, initial_state(name, one_device_mesh())[1]
+    )
+    eight, _ = step_on(
+      sharding.make_mesh(), name, initial_state(name, sharding.make_mesh())[1]
+    )
+    np.savez(
+      os.path.join(output_dir, f"{name}.npz"),
+      **{f"one{k}": v for k, v in one.items()},
+      **{f"eight{k}": v for k, v in eight.items()},
+    )
 
 
 def restore_on_eight_devices(workdir: str) -> None:
@@ -122,18 +138,21 @@ def restore_on_eight_devices(workdir: str) -> None:
   and one more step to WORKDIR/after_second_step.npz."""
   mesh = sharding.make_mesh()
   config, target = initial_state(RESTORE_MODEL, mesh)
-  rng = jax.jit(lambda: jax.random.PRNGKey(9),
-                out_shardings=sharding.replicated(mesh))()
-  manager = checkpoints.make_manager(os.path.join(workdir, "one_device"),
-                                     config)
+  rng = jax.jit(
+    lambda: jax.random.PRNGKey(9), out_shardings=sharding.replicated(mesh)
+  )()
+  manager = checkpoints.make_manager(
+    os.path.join(workdir, "one_device"), config
+  )
   state, rng = checkpoints.restore(manager, target, rng)
   checkpoints.close(manager)
   for x in jax.tree.leaves((state, rng)):
     assert x.sharding == sharding.replicated(mesh), x.sharding
   after_restore, state = step_on(mesh, RESTORE_MODEL, state)
   np.savez(os.path.join(workdir, "after_restore.npz"), **after_restore)
-  manager = checkpoints.make_manager(os.path.join(workdir, "eight_devices"),
-                                     config)
+  manager = checkpoints.make_manager(
+    os.path.join(workdir, "eight_devices"), config
+  )
   checkpoints.save(manager, state, rng)
   checkpoints.close(manager)
   after_second_step, _ = step_on(mesh, RESTORE_MODEL, state, seed=1)

@@ -18,8 +18,14 @@ from vae_jax.analysis import report as report_lib
 from vae_jax.trainers import loop
 
 NUM_EXAMPLES = 40  # Mock MNIST: 40 test images too.
-ALL_FIGURES = ("learning_curves.png", "reconstructions.png", "samples.png",
-               "traversal.png", "interpolation.png", "latent_2d.png")
+ALL_FIGURES = (
+  "learning_curves.png",
+  "reconstructions.png",
+  "samples.png",
+  "traversal.png",
+  "interpolation.png",
+  "latent_2d.png",
+)
 
 
 def autoencoder_config():
@@ -32,8 +38,10 @@ def autoencoder_config():
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
   """Workdirs of a trained VAE and of an untrained plain autoencoder."""
-  workdirs = {"vae": tmp_path_factory.mktemp("vae"),
-              "autoencoder": tmp_path_factory.mktemp("autoencoder")}
+  workdirs = {
+    "vae": tmp_path_factory.mktemp("vae"),
+    "autoencoder": tmp_path_factory.mktemp("autoencoder"),
+  }
   config = make_tiny_config()
   config.num_epochs = 1  # 5 steps: enough to log curves, and quicker.
   # The MNIST classifier that judges samples is cached in the data dir.
@@ -55,28 +63,41 @@ def test_vae_analysis_writes_every_figure_and_sane_numbers(runs):
   for name in ALL_FIGURES:
     assert (out_dir / name).stat().st_size > 0, name
   assert json.loads((out_dir / "analysis.json").read_text()) == json.loads(
-      json.dumps(report))
+    json.dumps(report)
+  )
   assert report["skipped"] == {}
   assert report["step"] == 5 and report["model"] == "mlp_vae"
   assert report["num_test_images"] == NUM_EXAMPLES
-  for key in ("test_loss", "test_nelbo", "test_recon", "test_kl", "test_mse",
-              "iwae_nll_k3", "iwae_examples_nelbo", "sample_diversity",
-              "test_image_diversity", "frechet_distance_classifier_features"):
+  for key in (
+    "test_loss",
+    "test_nelbo",
+    "test_recon",
+    "test_kl",
+    "test_mse",
+    "iwae_nll_k3",
+    "iwae_examples_nelbo",
+    "sample_diversity",
+    "test_image_diversity",
+    "frechet_distance_classifier_features",
+  ):
     assert np.isfinite(report[key]) and report[key] > 0, key
-  np.testing.assert_allclose(report["test_nelbo"],
-                             report["test_recon"] + report["test_kl"],
-                             rtol=1e-5)
+  np.testing.assert_allclose(
+    report["test_nelbo"], report["test_recon"] + report["test_kl"], rtol=1e-5
+  )
   assert len(report["kl_per_dim"]) == 4
   # The per-dimension KLs of the test codes add up to the eval's KL term.
-  np.testing.assert_allclose(sum(report["kl_per_dim"]), report["test_kl"],
-                             rtol=1e-4)
+  np.testing.assert_allclose(
+    sum(report["kl_per_dim"]), report["test_kl"], rtol=1e-4
+  )
   assert report["active_units"] == sum(
-      kl > report["active_unit_threshold_nats"] for kl in report["kl_per_dim"])
+    kl > report["active_unit_threshold_nats"] for kl in report["kl_per_dim"]
+  )
   assert 0 <= report["active_units_by_variance"] <= 4
   assert report["likelihood_of"].startswith("grey-level pixels")
   # The traversal varies the two dims with the most KL by default.
   assert sorted(report["traversal"]["dims"]) == sorted(
-      np.argsort(report["kl_per_dim"])[-2:].tolist())
+    np.argsort(report["kl_per_dim"])[-2:].tolist()
+  )
   separation = report["class_separation"]
   assert separation["num_points"] == NUM_EXAMPLES
   assert 0 <= separation["knn_accuracy"] <= 1
@@ -103,14 +124,17 @@ def test_autoencoder_analysis_skips_what_needs_a_prior(runs):
   assert 0 <= report["class_separation"]["knn_accuracy"] <= 1
 
 
-@pytest.mark.parametrize("kwargs,message", [
+@pytest.mark.parametrize(
+  "kwargs,message",
+  [
     ({"dims": (0, 4)}, "two different latent dims in \\[0, 4\\)"),
     ({"dims": (1, 1)}, "two different latent dims"),
     ({"traversal_center": "first"}, "'zero' or a test image index"),
     ({"attribute": "Smiling"}, "needs a celeb_a run"),
     ({"iwae_k": -1}, "--iwae_k must be >= 0"),
     ({"num": 0}, "--num must be >= 1"),
-])
+  ],
+)
 def test_bad_options_are_user_errors(runs, kwargs, message):
   with pytest.raises(errors.UserInputError, match=message):
     run_analyze(runs["vae"], **kwargs)
@@ -120,14 +144,28 @@ def test_active_units_count_the_dimensions_a_known_posterior_uses():
   rng = np.random.default_rng(0)
   # Dims 0 and 1 carry the image (means vary, variances small); 2 ignores
   # it (mean 0, variance 1: the prior); 3 varies its mean by only 0.05.
-  mu = np.stack([rng.normal(size=5000), 2 * rng.normal(size=5000),
-                 np.zeros(5000), 0.05 * rng.normal(size=5000)], axis=1)
+  mu = np.stack(
+    [
+      rng.normal(size=5000),
+      2 * rng.normal(size=5000),
+      np.zeros(5000),
+      0.05 * rng.normal(size=5000),
+    ],
+    axis=1,
+  )
   logvar = np.log(np.array([0.01, 0.01, 1.0, 1.0]))[None].repeat(5000, 0)
   kl = latent_metrics.kl_per_dimension(mu, logvar)
   # KL of N(m, s^2) to N(0, 1): (s^2 + m^2 - 1 - log s^2) / 2, averaged.
   np.testing.assert_allclose(
-      kl, [(0.01 + 1 - 1 - math.log(0.01)) / 2,
-           (0.01 + 4 - 1 - math.log(0.01)) / 2, 0.0, 0.0025 / 2], rtol=0.05)
+    kl,
+    [
+      (0.01 + 1 - 1 - math.log(0.01)) / 2,
+      (0.01 + 4 - 1 - math.log(0.01)) / 2,
+      0.0,
+      0.0025 / 2,
+    ],
+    rtol=0.05,
+  )
   assert latent_metrics.active_units_by_variance(mu) == 2
   assert int(np.sum(kl > latent_metrics.ACTIVE_UNIT_NATS)) == 2
 
@@ -137,18 +175,23 @@ def test_class_separation_is_perfect_on_apart_clusters_and_chance_on_noise():
   labels = np.repeat(np.arange(4), 50)
   centers = 10 * np.eye(4)[labels]
   apart = latent_metrics.class_separation(
-      centers + rng.normal(size=(200, 4)), labels, seed=0)
+    centers + rng.normal(size=(200, 4)), labels, seed=0
+  )
   assert apart["knn_accuracy"] == 1.0 and apart["silhouette"] > 0.7
-  noise = latent_metrics.class_separation(rng.normal(size=(200, 4)), labels,
-                                          seed=0)
+  noise = latent_metrics.class_separation(
+    rng.normal(size=(200, 4)), labels, seed=0
+  )
   assert noise["knn_accuracy"] < 0.45 and abs(noise["silhouette"]) < 0.1
 
 
 def test_likelihood_of_names_what_the_loss_measures(tiny_config):
-  assert report_lib.likelihood_of(tiny_config).startswith("grey-level pixels "
-                                                      "read as Bernoulli")
+  assert report_lib.likelihood_of(tiny_config).startswith(
+    "grey-level pixels read as Bernoulli"
+  )
   tiny_config.loss.likelihood = "gaussian"
-  assert "under the gaussian likelihood" in report_lib.likelihood_of(tiny_config)
+  assert "under the gaussian likelihood" in report_lib.likelihood_of(
+    tiny_config
+  )
   tiny_config.input.binarize = "dynamic"
   assert "binarized-MNIST literature" in report_lib.likelihood_of(tiny_config)
   autoencoder = loop.default_config("fc_autoencoder")
@@ -189,11 +232,14 @@ def linear_gaussian_log_weights(model, x, key, num):
   logvar = jnp.broadcast_to(logvar, eps.shape)
   z = mu[None] + jnp.exp(0.5 * logvar) * eps
   mean = jnp.einsum("sbd,xd->sbx", z, w) + b[None, None]
-  log_px_z = -0.5 * jnp.sum(jnp.square((x[None] - mean) / s)
-                            + 2 * jnp.log(s) + math.log(2 * math.pi), axis=-1)
+  log_px_z = -0.5 * jnp.sum(
+    jnp.square((x[None] - mean) / s) + 2 * jnp.log(s) + math.log(2 * math.pi),
+    axis=-1,
+  )
   log_pz = -0.5 * jnp.sum(jnp.square(z) + math.log(2 * math.pi), axis=-1)
-  log_qz = -0.5 * jnp.sum(jnp.square(eps) + logvar + math.log(2 * math.pi),
-                          axis=-1)
+  log_qz = -0.5 * jnp.sum(
+    jnp.square(eps) + logvar + math.log(2 * math.pi), axis=-1
+  )
   return log_px_z + log_pz - log_qz
 
 
@@ -202,13 +248,18 @@ def test_iwae_converges_to_the_exact_log_likelihood():
   rng = np.random.default_rng(0)
   latent, observed, batch, s = 3, 6, 100, 0.5
   w, b = rng.normal(size=(observed, latent)), rng.normal(size=observed)
-  x = (rng.normal(size=(batch, latent)) @ w.T + b
-       + s * rng.normal(size=(batch, observed)))
+  x = (
+    rng.normal(size=(batch, latent)) @ w.T
+    + b
+    + s * rng.normal(size=(batch, observed))
+  )
   cov = w @ w.T + s**2 * np.eye(observed)
   centered = x - b
   exact = -0.5 * (
-      np.einsum("bi,ij,bj->b", centered, np.linalg.inv(cov), centered)
-      + np.linalg.slogdet(cov)[1] + observed * math.log(2 * math.pi))
+    np.einsum("bi,ij,bj->b", centered, np.linalg.inv(cov), centered)
+    + np.linalg.slogdet(cov)[1]
+    + observed * math.log(2 * math.pi)
+  )
   # q is deliberately off: the true posterior's mean shifted, its
   # correlations dropped and its variances doubled.
   posterior_cov = np.linalg.inv(np.eye(latent) + w.T @ w / s**2)
@@ -219,8 +270,14 @@ def test_iwae_converges_to_the_exact_log_likelihood():
   for k in (1, 10, 100, 5000):
     # 7-image batches and 256-draw chunks: both end in padding or a mask.
     estimate, elbo = latent_metrics.importance_weighted_log_likelihood(
-        linear_gaussian_log_weights, model, x.astype(np.float32),
-        jax.random.PRNGKey(k), num_samples=k, batch_size=7, chunk_size=256)
+      linear_gaussian_log_weights,
+      model,
+      x.astype(np.float32),
+      jax.random.PRNGKey(k),
+      num_samples=k,
+      batch_size=7,
+      chunk_size=256,
+    )
     errors[k] = np.mean(exact - estimate)
     # log of a mean >= mean of logs, sample by sample (Jensen).
     assert np.all(elbo <= estimate + 1e-4)

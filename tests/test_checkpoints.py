@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 
 import mock_runs
-from testbed import assemble, batchnorm_config, initial_state
+from testbed import assemble
+from testbed import batchnorm_config
+from testbed import initial_state
 from vae_jax import errors
 from vae_jax.core import checkpoints
 from vae_jax.trainers import single_network
@@ -19,8 +21,11 @@ IMAGE_SHAPE = (16, 16, 1)
 
 
 def images(seed, size=8):
-  return np.random.default_rng(seed).uniform(
-      size=(size, *IMAGE_SHAPE)).astype(np.float32)
+  return (
+    np.random.default_rng(seed)
+    .uniform(size=(size, *IMAGE_SHAPE))
+    .astype(np.float32)
+  )
 
 
 def fresh_state(config, image_shape):
@@ -28,8 +33,9 @@ def fresh_state(config, image_shape):
   return parts, initial_state(config, parts, image_shape, total_steps=10)
 
 
-def test_batchnorm_model_evaluates_the_same_after_restore(tiny_config,
-                                                          tmp_path):
+def test_batchnorm_model_evaluates_the_same_after_restore(
+  tiny_config, tmp_path
+):
   config = batchnorm_config(tiny_config)
   parts, fresh = fresh_state(config, IMAGE_SHAPE)
   train_step, eval_step = single_network.bound_steps(config, parts)
@@ -38,12 +44,17 @@ def test_batchnorm_model_evaluates_the_same_after_restore(tiny_config,
   for i in range(3):
     state, _ = step(state, {"image": images(i)}, jax.random.PRNGKey(1))
   # Training moved the running statistics away from their initial values.
-  assert not all(np.allclose(a, b) for a, b in zip(
-      jax.tree.leaves(state.batch_stats), jax.tree.leaves(fresh.batch_stats)))
+  assert not all(
+    np.allclose(a, b)
+    for a, b in zip(
+      jax.tree.leaves(state.batch_stats), jax.tree.leaves(fresh.batch_stats)
+    )
+  )
 
   eval_batch = {"image": images(10), "mask": np.ones(8, bool)}
-  evaluate = functools.partial(jax.jit(eval_step), batch=eval_batch,
-                               rng=jax.random.PRNGKey(2))
+  evaluate = functools.partial(
+    jax.jit(eval_step), batch=eval_batch, rng=jax.random.PRNGKey(2)
+  )
   before = jax.device_get(evaluate(state))
   rng = jax.random.PRNGKey(3)
   manager = checkpoints.make_manager(str(tmp_path), config)
@@ -51,7 +62,8 @@ def test_batchnorm_model_evaluates_the_same_after_restore(tiny_config,
   manager.wait_until_finished()
 
   restored_state, restored_rng = checkpoints.restore(
-      checkpoints.make_manager(str(tmp_path), config), fresh, rng)
+    checkpoints.make_manager(str(tmp_path), config), fresh, rng
+  )
   assert int(restored_state.step) == 3
   np.testing.assert_array_equal(restored_rng, rng)
   for a, b in zip(jax.tree.leaves(restored_state), jax.tree.leaves(state)):
@@ -62,12 +74,13 @@ def test_batchnorm_model_evaluates_the_same_after_restore(tiny_config,
 
 def test_no_checkpoint_restores_nothing(tiny_config, tmp_path):
   manager = checkpoints.make_manager(str(tmp_path), tiny_config)
-  assert checkpoints.restore(manager, {"w": np.zeros(2)},
-                                    jax.random.PRNGKey(0)) is None
+  assert (
+    checkpoints.restore(manager, {"w": np.zeros(2)}, jax.random.PRNGKey(0))
+    is None
+  )
 
 
-def test_checkpoint_of_another_model_is_a_one_line_error(tiny_config,
-                                                         tmp_path):
+def test_checkpoint_of_another_model_is_a_one_line_error(tiny_config, tmp_path):
   def state_for(latent_size):
     tiny_config.model.latent_size = latent_size
     return fresh_state(tiny_config, (28, 28, 1))[1]
@@ -78,11 +91,13 @@ def test_checkpoint_of_another_model_is_a_one_line_error(tiny_config,
   manager.wait_until_finished()
   with pytest.raises(errors.UserInputError, match="fits this config"):
     checkpoints.restore(
-        checkpoints.make_manager(str(tmp_path), tiny_config), state_for(6), rng)
+      checkpoints.make_manager(str(tmp_path), tiny_config), state_for(6), rng
+    )
 
 
 def test_corrupt_newest_checkpoint_is_reported_and_set_aside(
-    tiny_config, tmp_path, caplog):
+  tiny_config, tmp_path, caplog
+):
   _, state = fresh_state(tiny_config, (28, 28, 1))
   rng = jax.random.PRNGKey(1)
   manager = checkpoints.make_manager(str(tmp_path), tiny_config)
@@ -97,8 +112,9 @@ def test_corrupt_newest_checkpoint_is_reported_and_set_aside(
           f.write(b"\0" * 64)
 
   manager = checkpoints.make_manager(str(tmp_path), tiny_config)
-  restored, _ = checkpoints.restore(manager, state, rng,
-                                    set_aside_unreadable=True)
+  restored, _ = checkpoints.restore(
+    manager, state, rng, set_aside_unreadable=True
+  )
   assert int(restored.step) == 1
   assert "step 2" in caplog.text and "unreadable" in caplog.text
   assert manager.all_steps() == [1]
@@ -112,11 +128,12 @@ def test_a_tensorstore_error_keeps_its_cause_and_drops_its_spec():
   # the cause in the middle, kilobytes of the array's spec after it.
   spec = '{"driver":"zarr","metadata":{' + '"x":1,' * 500 + '"shape":[2,32]}}'
   error = RuntimeError(
-      'OUT_OF_RANGE: Error opening "zarr" driver: Error writing "state.'
-      'opt_state.0.mu.decoder.Dense_0.kernel/.zarray": Failed to write 412 '
-      "bytes to file 7: File too large [os_error_code='27'] "
-      f"[source locations='tensorstore/kvstore/file/file_key_value_store.cc"
-      f":311'] [tensorstore_spec='{spec}']")
+    'OUT_OF_RANGE: Error opening "zarr" driver: Error writing "state.'
+    'opt_state.0.mu.decoder.Dense_0.kernel/.zarray": Failed to write 412 '
+    "bytes to file 7: File too large [os_error_code='27'] "
+    f"[source locations='tensorstore/kvstore/file/file_key_value_store.cc"
+    f":311'] [tensorstore_spec='{spec}']"
+  )
   line = checkpoints._first_line(error)  # pylint: disable=protected-access
   assert line.endswith("File too large [os_error_code='27']"), line
   assert len(line) <= 300 and "shape" not in line
@@ -126,24 +143,32 @@ def assert_one_line_disk_error(output):
   """The run's report is its one "vae_jax: error:" line, and the last thing
   printed: the failed save's other writes are waited for and Orbax's threads
   stopped before it, so none print tracebacks as the process exits."""
-  errors = [line for line in output.splitlines()
-            if line.startswith("vae_jax: error:")]
+  errors = [
+    line for line in output.splitlines() if line.startswith("vae_jax: error:")
+  ]
   assert len(errors) == 1, output[-3000:]
   error = errors[0]
   assert output.strip().splitlines()[-1] == error, output[-3000:]
-  assert error.startswith("vae_jax: error: writing a checkpoint"), output[-3000:]
+  assert error.startswith("vae_jax: error: writing a checkpoint"), output[
+    -3000:
+  ]
   assert re.search(r"File too large|error_code='27'|Errno 27", error), error
 
 
 @pytest.mark.slow
 def test_full_disk_fails_the_run_keeps_the_last_save_and_a_rerun_resumes(
-    tmp_path):
+  tmp_path,
+):
   # The disk fills once step 3 is committed: step 4's save fails. One epoch
   # (8 steps) is enough to rerun past it.
   overrides = {"model.hidden_sizes": (32,), "num_epochs": 1}
-  code, output = mock_runs.finish(mock_runs.start_run(
-      tmp_path, *mock_runs.config_flags(overrides),
-      faults={mock_runs.DISK_FULL_AFTER: "3"}))
+  code, output = mock_runs.finish(
+    mock_runs.start_run(
+      tmp_path,
+      *mock_runs.config_flags(overrides),
+      faults={mock_runs.DISK_FULL_AFTER: "3"},
+    )
+  )
   assert code != 0
   assert_one_line_disk_error(output)
   assert not (tmp_path / "results.json").exists()

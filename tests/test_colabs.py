@@ -56,10 +56,13 @@ def kl_sweep(tmp_path_factory, data_dir):
   config = tiny(make_tiny_config(), data_dir)
   runs = runner.make_runs(config, ["loss.kl_weight=1.0,0.1"])
   for run in runs:
-    loop.train_and_evaluate(runner.run_config(config, run.overrides),
-                            os.path.join(workdir, run.name))
-  outputs.write_json(os.path.join(workdir, "sweep_summary.json"),
-                     sweep_report.summarize(workdir, runs, {}))
+    loop.train_and_evaluate(
+      runner.run_config(config, run.overrides), os.path.join(workdir, run.name)
+    )
+  outputs.write_json(
+    os.path.join(workdir, "sweep_summary.json"),
+    sweep_report.summarize(workdir, runs, {}),
+  )
   return workdir
 
 
@@ -78,36 +81,58 @@ def execute(name, tmp_path, monkeypatch, **parameters):
     monkeypatch.setenv(variable, value)
   executed = tmp_path / name
   papermill.execute_notebook(
-      os.path.join(COLABS, name), str(executed), parameters=parameters,
-      kernel_name="python3", cwd=COLABS, progress_bar=False,
-      execution_timeout=CELL_TIMEOUT_S)
+    os.path.join(COLABS, name),
+    str(executed),
+    parameters=parameters,
+    kernel_name="python3",
+    cwd=COLABS,
+    progress_bar=False,
+    execution_timeout=CELL_TIMEOUT_S,
+  )
   return json.loads(executed.read_text())
 
 
 def outputs_of(notebook, kind):
   """The outputs of every code cell that carry MIME type `kind`."""
-  return [output["data"][kind] for cell in notebook["cells"]
-          for output in cell.get("outputs", [])
-          if kind in output.get("data", {})]
+  return [
+    output["data"][kind]
+    for cell in notebook["cells"]
+    for output in cell.get("outputs", [])
+    if kind in output.get("data", {})
+  ]
 
 
 def printed(notebook) -> str:
-  return "".join("".join(output["text"]) for cell in notebook["cells"]
-                 for output in cell.get("outputs", [])
-                 if output.get("name") == "stdout")
+  return "".join(
+    "".join(output["text"])
+    for cell in notebook["cells"]
+    for output in cell.get("outputs", [])
+    if output.get("name") == "stdout"
+  )
 
 
 WIDGET = "application/vnd.jupyter.widget-view+json"
 
 
-def test_quickstart_trains_and_shows_its_figures(data_dir, tmp_path,
-                                                 monkeypatch):
+def test_quickstart_trains_and_shows_its_figures(
+  data_dir, tmp_path, monkeypatch
+):
   workdir = tmp_path / "quickstart_run"
   notebook = execute(
-      "quickstart.ipynb", tmp_path, monkeypatch, WORKDIR=str(workdir),
-      DATA_DIR=data_dir, NUM_EPOCHS=1, LATENT_SIZE=2,
-      OVERRIDES={"batch_size": 8, "model.hidden_sizes": [32, 16],
-                 "log_every_steps": 2, "num_image_samples": 8})
+    "quickstart.ipynb",
+    tmp_path,
+    monkeypatch,
+    WORKDIR=str(workdir),
+    DATA_DIR=data_dir,
+    NUM_EPOCHS=1,
+    LATENT_SIZE=2,
+    OVERRIDES={
+      "batch_size": 8,
+      "model.hidden_sizes": [32, 16],
+      "log_every_steps": 2,
+      "num_image_samples": 8,
+    },
+  )
   results = json.loads((workdir / "results.json").read_text())
   assert results["steps"] == tiny_mnist.NUM_TRAIN // 8
   assert f"test_nelbo: {results['test_nelbo']:.4f}" in printed(notebook)
@@ -117,19 +142,27 @@ def test_quickstart_trains_and_shows_its_figures(data_dir, tmp_path,
 
 # Both read the sweep, built once: a module's tests share a worker
 # (pytest.ini).
-def test_explore_latent_shows_a_run_and_its_sweep(kl_sweep, tmp_path,
-                                                  monkeypatch):
-  notebook = execute("explore_latent.ipynb", tmp_path, monkeypatch,
-                     WORKDIR=kl_sweep, RUN="loss.kl_weight=0.1",
-                     NUM_SLIDERS=3, NUM_POINTS=tiny_mnist.NUM_TEST)
+def test_explore_latent_shows_a_run_and_its_sweep(
+  kl_sweep, tmp_path, monkeypatch
+):
+  notebook = execute(
+    "explore_latent.ipynb",
+    tmp_path,
+    monkeypatch,
+    WORKDIR=kl_sweep,
+    RUN="loss.kl_weight=0.1",
+    NUM_SLIDERS=3,
+    NUM_POINTS=tiny_mnist.NUM_TEST,
+  )
   text = printed(notebook)
   assert "loss.kl_weight=0.1: mlp_vae, latent size 4" in text
   assert "'num_points': 32" in text  # The latent map's class separation.
   # The sweep's table: a row per β.
   table = [line.split() for line in text.splitlines()]
-  header = table.index(next(row for row in table
-                            if row[:1] == ["loss.kl_weight"]))
-  assert [row[0] for row in table[header + 1:header + 3]] == ["1", "0.1"]
+  header = table.index(
+    next(row for row in table if row[:1] == ["loss.kl_weight"])
+  )
+  assert [row[0] for row in table[header + 1 : header + 3]] == ["1", "0.1"]
   # Traversal grid, latent map, sweep summary; the sliders' figures live in
   # their widgets' outputs.
   assert len(outputs_of(notebook, "image/png")) == 3
@@ -137,15 +170,21 @@ def test_explore_latent_shows_a_run_and_its_sweep(kl_sweep, tmp_path,
 
 
 def test_vae_vs_gan_compares_samples_distances_and_pairs(
-    kl_sweep, acgan_run, tmp_path, monkeypatch):
+  kl_sweep, acgan_run, tmp_path, monkeypatch
+):
   notebook = execute(
-      "vae_vs_gan.ipynb", tmp_path, monkeypatch,
-      VAE_WORKDIR=os.path.join(kl_sweep, "loss.kl_weight=1.0"),
-      GAN_WORKDIR=acgan_run, NUM_SAMPLES=10, NUM_METRIC_SAMPLES=64)
+    "vae_vs_gan.ipynb",
+    tmp_path,
+    monkeypatch,
+    VAE_WORKDIR=os.path.join(kl_sweep, "loss.kl_weight=1.0"),
+    GAN_WORKDIR=acgan_run,
+    NUM_SAMPLES=10,
+    NUM_METRIC_SAMPLES=64,
+  )
   lines = printed(notebook).splitlines()
   header = next(i for i, line in enumerate(lines) if line.startswith("model"))
   assert "Fréchet distance" in lines[header]
-  vae_row, acgan_row = lines[header + 1:header + 3]
+  vae_row, acgan_row = lines[header + 1 : header + 3]
   assert vae_row.startswith("mlp_vae") and acgan_row.startswith("acgan")
   assert vae_row.split()[-1] == "-"  # No classes to recognize.
   assert 0 <= float(acgan_row.split()[-1]) <= 1  # Conditioning accuracy.
@@ -166,6 +205,7 @@ def test_notebook_is_committed_clean_with_its_install_and_parameters(name):
   assert "widgets" not in notebook["metadata"], f"{name}: widget state; {strip}"
   # Colab's install cell comes first and steps aside where vae_jax imports.
   assert "except ImportError:" in "".join(cells[0]["source"])
-  tagged = [cell for cell in cells
-            if "parameters" in cell["metadata"].get("tags", [])]
+  tagged = [
+    cell for cell in cells if "parameters" in cell["metadata"].get("tags", [])
+  ]
   assert len(tagged) == 1, f"{name}: one cell tagged 'parameters'"

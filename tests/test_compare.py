@@ -4,7 +4,9 @@ import matplotlib.image
 import pytest
 import tensorflow_datasets as tfds
 
-from gan_runs import MOCK_EXAMPLES, run, tiny_gan_config
+from gan_runs import MOCK_EXAMPLES
+from gan_runs import run
+from gan_runs import tiny_gan_config
 from testbed import make_tiny_config
 from vae_jax import errors
 from vae_jax.analysis import comparison
@@ -23,14 +25,22 @@ def runs(tmp_path_factory):
 
 def test_compare_writes_one_labelled_panel_per_model(runs, tmp_path):
   with tfds.testing.mock_data(num_examples=MOCK_EXAMPLES):
-    entries = [comparison.model_samples(str(runs / name), 6, seed=0)
-               for name in ("vae", "gan")]
+    entries = [
+      comparison.model_samples(str(runs / name), 6, seed=0)
+      for name in ("vae", "gan")
+    ]
     output = tmp_path / "figures" / "vae_vs_gan.png"
-    comparison.compare([str(runs / "vae"), str(runs / "gan")], str(output),
-                       num_samples=6, steps=[None, 3])
+    comparison.compare(
+      [str(runs / "vae"), str(runs / "gan")],
+      str(output),
+      num_samples=6,
+      steps=[None, 3],
+    )
   labels = [label for _, label in entries]
-  assert labels == ["mlp_vae on mnist, run 'vae', step 5",
-                    "gan on mnist, run 'gan', step 5"]
+  assert labels == [
+    "mlp_vae on mnist, run 'vae', step 5",
+    "gan on mnist, run 'gan', step 5",
+  ]
   for images, _ in entries:
     assert images.shape == (6, 28, 28, 1)
   figure = comparison.comparison_figure(entries)
@@ -38,13 +48,19 @@ def test_compare_writes_one_labelled_panel_per_model(runs, tmp_path):
   assert matplotlib.image.imread(output).shape[0] > 0
 
 
-@pytest.mark.parametrize("kwargs,message", [
+@pytest.mark.parametrize(
+  "kwargs,message",
+  [
     ({"output": "samples.jpg"}, "must end in .png"),
     ({"steps": [None]}, "--steps has 1 entries for 2 workdirs"),
     ({"num_samples": 0}, "--num_samples must be positive"),
-])
+  ],
+)
 def test_bad_arguments_fail_in_one_line(kwargs, message, tmp_path):
-  arguments = {"workdirs": ["a", "b"], "output": str(tmp_path / "c.png"),
-               **kwargs}
+  arguments = {
+    "workdirs": ["a", "b"],
+    "output": str(tmp_path / "c.png"),
+    **kwargs,
+  }
   with pytest.raises(errors.UserInputError, match=message):
     comparison.compare(**arguments)

@@ -17,50 +17,84 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from test_models import convs_params, dcgan_listing_params, linear_params
+from test_models import convs_params
+from test_models import dcgan_listing_params
+from test_models import linear_params
 from vae_jax.data import pipeline
 from vae_jax.models import registry
 from vae_jax.trainers import loop
 
-SMALL_CONV_16 = (convs_params([1, 32, 64, 128], 3, bias=True)
-                 + linear_params([2048, 256]) + 2 * linear_params([256, 16])
-                 + linear_params([16, 256, 2048])
-                 + convs_params([128, 64, 32, 1], 3, bias=True))
+SMALL_CONV_16 = (
+  convs_params([1, 32, 64, 128], 3, bias=True)
+  + linear_params([2048, 256])
+  + 2 * linear_params([256, 16])
+  + linear_params([16, 256, 2048])
+  + convs_params([128, 64, 32, 1], 3, bias=True)
+)
 
 # (config module, argument, listing's parameter count).
 CONFIGS = [
-    ("mnist_linear", None,  # 784-400-200-(20, 20), 20-200-400-784.
-     linear_params([784, 400, 200]) + 2 * linear_params([200, 20])
-     + linear_params([20, 200, 400, 784])),
-    ("mnist_linear_4d", None,  # 1024-512-(4, 4), 4-512-1024.
-     linear_params([1024, 512]) + 2 * linear_params([512, 4])
-     + linear_params([4, 512, 1024])),
-    ("mnist_conv", None, dcgan_listing_params(1, 512, 128)),
-    ("mnist_convvae", "16", SMALL_CONV_16),
-    ("dogs_conv", None, dcgan_listing_params(3, 2048, 128)),
-    ("dogs_ae", "fcn3",
-     linear_params([12288, 512, 128, 64, 32, 12, 3])
-     + linear_params([3, 12, 32, 64, 128, 512, 12288])),
-    ("dogs_ae", "conv", convs_params([3, 64, 128, 256, 512], 4, bias=True)
-     + convs_params([512, 256, 128, 64, 3], 4, bias=True)),
-    ("celeba_vae", None, dcgan_listing_params(3, 2048, 128)),
-    ("folder_vae", "FOLDER",  # The MLP VAE on 28x28 grayscale PNGs.
-     linear_params([784, 400, 200]) + 2 * linear_params([200, 20])
-     + linear_params([20, 200, 400, 784])),
-    # Burda et al.'s two-layer model: x-200-200-(h1: 100)-100-100-(h2: 50),
-    # p(h1|h2) and p(x|h1) mirrored. Trained end to end on binarized images.
-    ("iwae_paper", "iwae,k=5,layers=2",
-     linear_params([784, 200, 200]) + 2 * linear_params([200, 100])
-     + linear_params([100, 100, 100]) + 2 * linear_params([100, 50])
-     + linear_params([50, 100, 100]) + 2 * linear_params([100, 100])
-     + linear_params([100, 200, 200, 784])),
+  (
+    "mnist_linear",
+    None,  # 784-400-200-(20, 20), 20-200-400-784.
+    linear_params([784, 400, 200])
+    + 2 * linear_params([200, 20])
+    + linear_params([20, 200, 400, 784]),
+  ),
+  (
+    "mnist_linear_4d",
+    None,  # 1024-512-(4, 4), 4-512-1024.
+    linear_params([1024, 512])
+    + 2 * linear_params([512, 4])
+    + linear_params([4, 512, 1024]),
+  ),
+  ("mnist_conv", None, dcgan_listing_params(1, 512, 128)),
+  ("mnist_convvae", "16", SMALL_CONV_16),
+  ("dogs_conv", None, dcgan_listing_params(3, 2048, 128)),
+  (
+    "dogs_ae",
+    "fcn3",
+    linear_params([12288, 512, 128, 64, 32, 12, 3])
+    + linear_params([3, 12, 32, 64, 128, 512, 12288]),
+  ),
+  (
+    "dogs_ae",
+    "conv",
+    convs_params([3, 64, 128, 256, 512], 4, bias=True)
+    + convs_params([512, 256, 128, 64, 3], 4, bias=True),
+  ),
+  ("celeba_vae", None, dcgan_listing_params(3, 2048, 128)),
+  (
+    "folder_vae",
+    "FOLDER",  # The MLP VAE on 28x28 grayscale PNGs.
+    linear_params([784, 400, 200])
+    + 2 * linear_params([200, 20])
+    + linear_params([20, 200, 400, 784]),
+  ),
+  # Burda et al.'s two-layer model: x-200-200-(h1: 100)-100-100-(h2: 50),
+  # p(h1|h2) and p(x|h1) mirrored. Trained end to end on binarized images.
+  (
+    "iwae_paper",
+    "iwae,k=5,layers=2",
+    linear_params([784, 200, 200])
+    + 2 * linear_params([200, 100])
+    + linear_params([100, 100, 100])
+    + 2 * linear_params([100, 50])
+    + linear_params([50, 100, 100])
+    + 2 * linear_params([100, 100])
+    + linear_params([100, 200, 200, 784]),
+  ),
 ]
 # Configs whose parameter count is checked, but which train as one above.
 COUNTED_ONLY = [
-    ("iwae_paper", "vae,k=1,layers=1",  # 784-200-200-(50, 50), 50-200-200-784.
-     linear_params([784, 200, 200]) + 2 * linear_params([200, 50])
-     + linear_params([50, 200, 200, 784])),
-    ("mnist_convvae_seed", "16", SMALL_CONV_16),  # mnist_convvae's model.
+  (
+    "iwae_paper",
+    "vae,k=1,layers=1",  # 784-200-200-(50, 50), 50-200-200-784.
+    linear_params([784, 200, 200])
+    + 2 * linear_params([200, 50])
+    + linear_params([50, 200, 200, 784]),
+  ),
+  ("mnist_convvae_seed", "16", SMALL_CONV_16),  # mnist_convvae's model.
 ]
 
 
@@ -72,16 +106,25 @@ def write_png_folder(root):
       (root / split / label).mkdir(parents=True)
       for i in range(4):
         pixels = rng.integers(0, 256, (28, 28, 1), dtype=np.uint8)
-        tf.io.write_file(str(root / split / label / f"{i}.png"),
-                         tf.io.encode_png(pixels))
+        tf.io.write_file(
+          str(root / split / label / f"{i}.png"), tf.io.encode_png(pixels)
+        )
   return str(root)
 
 
 # The end-to-end runs' cap on every layer width and the latent size.
 NARROW_WIDTH = 8
-WIDTH_FIELDS = ("hidden_sizes", "latent_size", "channels", "base_channels",
-                "dense_size", "encoder_sizes", "decoder_sizes",
-                "bottom_latent_size", "upper_hidden_sizes")
+WIDTH_FIELDS = (
+  "hidden_sizes",
+  "latent_size",
+  "channels",
+  "base_channels",
+  "dense_size",
+  "encoder_sizes",
+  "decoder_sizes",
+  "bottom_latent_size",
+  "upper_hidden_sizes",
+)
 
 
 def narrow(model_config):
@@ -96,9 +139,11 @@ def narrow(model_config):
   for field in WIDTH_FIELDS:
     if field in model_config:
       width = model_config[field]
-      model_config[field] = (tuple(min(w, NARROW_WIDTH) for w in width)
-                             if isinstance(width, tuple)
-                             else min(width, NARROW_WIDTH))
+      model_config[field] = (
+        tuple(min(w, NARROW_WIDTH) for w in width)
+        if isinstance(width, tuple)
+        else min(width, NARROW_WIDTH)
+      )
   return model_config
 
 
@@ -122,7 +167,8 @@ def config_and_data(name, argument, tmp_path):
 def abstract_params(config):
   """`config`'s parameter count, from shapes alone; reads one image."""
   state = loop.abstract_train_state(
-      config, image_shape=pipeline.prepare(config.input).image_shape)
+    config, image_shape=pipeline.prepare(config.input).image_shape
+  )
   return registry.count_params(state.params)
 
 
@@ -133,20 +179,23 @@ def config_ids(configs):
 CONFIG_IDS = config_ids(CONFIGS)
 
 
-@pytest.mark.parametrize("name,argument,listing_params",
-                         CONFIGS + COUNTED_ONLY,
-                         ids=config_ids(CONFIGS + COUNTED_ONLY))
-def test_config_model_has_the_listing_params(name, argument, listing_params,
-                                             tmp_path):
+@pytest.mark.parametrize(
+  "name,argument,listing_params",
+  CONFIGS + COUNTED_ONLY,
+  ids=config_ids(CONFIGS + COUNTED_ONLY),
+)
+def test_config_model_has_the_listing_params(
+  name, argument, listing_params, tmp_path
+):
   config, data = config_and_data(name, argument, tmp_path)
   with data:
     assert abstract_params(config) == listing_params
 
 
-@pytest.mark.parametrize("name,argument", [c[:2] for c in CONFIGS],
-                         ids=CONFIG_IDS)
-def test_config_trains_end_to_end_with_narrow_layers(name, argument,
-                                                     tmp_path):
+@pytest.mark.parametrize(
+  "name,argument", [c[:2] for c in CONFIGS], ids=CONFIG_IDS
+)
+def test_config_trains_end_to_end_with_narrow_layers(name, argument, tmp_path):
   config, data = config_and_data(name, argument, tmp_path)
   narrow(config.model)
   with data:

@@ -30,24 +30,38 @@ def run_steps(config, chunk_ends, on_device):
   replicated = sharding.replicated(mesh)
   parts = assemble(config, image_shape)
   trainer = parts.trainer
-  state = jax.jit(functools.partial(trainer.create_train_state, config, parts,
-                                    image_shape, total_steps=100),
-                  out_shardings=replicated)(jax.random.PRNGKey(0))
+  state = jax.jit(
+    functools.partial(
+      trainer.create_train_state, config, parts, image_shape, total_steps=100
+    ),
+    out_shardings=replicated,
+  )(jax.random.PRNGKey(0))
   step, _ = trainer.make_jitted_steps(config, parts, mesh)
   rng = jax.device_put(jax.random.PRNGKey(1), replicated)
   with tfds.testing.mock_data(num_examples=MOCK_EXAMPLES):
     data = pipeline.prepare(config.input)
     if on_device:
       runner = device_held.DeviceSteps(
-          data.device_split(), step, mesh, config.batch_size, config.seed,
-          rng, max_steps=3)
+        data.device_split(),
+        step,
+        mesh,
+        config.batch_size,
+        config.seed,
+        rng,
+        max_steps=3,
+      )
     else:
-      runner = device_held.host_step_runner(sharding.prefetch_to_mesh(
+      runner = device_held.host_step_runner(
+        sharding.prefetch_to_mesh(
           data.train_batches(config.batch_size, config.seed),
-          sharding.batch_sharded(mesh)), step, rng)
+          sharding.batch_sharded(mesh),
+        ),
+        step,
+        rng,
+      )
     blocks, first = [], 0
     for end in chunk_ends:
-      for start in ([first] if on_device else range(first, end)):
+      for start in [first] if on_device else range(first, end):
         state, metrics = runner(state, start, end if on_device else start + 1)
         blocks.append(metrics)
       first = end
@@ -57,8 +71,9 @@ def run_steps(config, chunk_ends, on_device):
 # Two different programs, the same bits: under the emitters runs compile with.
 @pytest.mark.usefixtures("production_codegen")
 @pytest.mark.parametrize("trainer", list(parts_lib.TRAINERS))
-def test_compiled_loop_trains_like_the_per_step_loop(tiny_config, trainer,
-                                                     request):
+def test_compiled_loop_trains_like_the_per_step_loop(
+  tiny_config, trainer, request
+):
   if trainer == "single_network":  # On the executables production builds.
     request.getfixturevalue("optimized_xla")
     config = tiny_config
@@ -74,8 +89,9 @@ def test_compiled_loop_trains_like_the_per_step_loop(tiny_config, trainer,
   assert int(device_state.step) == int(host_state.step) == 7
   assert len(device_metrics) == len(host_metrics) == 7
   # Same batches, same noise, same arithmetic: the same bits.
-  for device_value, host_value in zip(jax.tree.leaves(device_state),
-                                      jax.tree.leaves(host_state)):
+  for device_value, host_value in zip(
+    jax.tree.leaves(device_state), jax.tree.leaves(host_state)
+  ):
     np.testing.assert_array_equal(device_value, host_value)
   for device_step, host_step in zip(device_metrics, host_metrics):
     assert device_step.keys() == host_step.keys()
@@ -93,8 +109,13 @@ def test_next_stop_lands_on_every_period_and_the_end():
 
 
 def test_per_step_metrics_unstacks_loop_buffers():
-  loop = ({"loss": np.array([1.0, 2.0, 0.0]),
-           "finite": np.array([True, False, False])}, 2)  # Third unused.
+  loop = (
+    {
+      "loss": np.array([1.0, 2.0, 0.0]),
+      "finite": np.array([True, False, False]),
+    },
+    2,
+  )  # Third unused.
   single = ({"loss": np.float32(3.0), "finite": np.bool_(True)}, None)
   steps = device_held.per_step_metrics([loop, single])
   assert [float(s["loss"]) for s in steps] == [1.0, 2.0, 3.0]
@@ -103,8 +124,9 @@ def test_per_step_metrics_unstacks_loop_buffers():
 
 def test_auto_holds_unaugmented_in_memory_splits_only(tiny_config):
   def resident():
-    return device_held.is_device_resident(tiny_config.input, (28, 28, 1),
-                                          MOCK_EXAMPLES)
+    return device_held.is_device_resident(
+      tiny_config.input, (28, 28, 1), MOCK_EXAMPLES
+    )
 
   with tfds.testing.mock_data(num_examples=MOCK_EXAMPLES):
     assert pipeline.prepare(tiny_config.input).is_device_resident()
@@ -120,8 +142,9 @@ def test_auto_holds_unaugmented_in_memory_splits_only(tiny_config):
   tiny_config.input.in_memory = True
   # Above device_held.AUTO_MAX_BYTES of float32 pixels, it stays on the host.
   too_many = device_held.AUTO_MAX_BYTES // (28 * 28 * 4) + 1
-  assert not device_held.is_device_resident(tiny_config.input, (28, 28, 1),
-                                            too_many)
+  assert not device_held.is_device_resident(
+    tiny_config.input, (28, 28, 1), too_many
+  )
 
 
 def test_impossible_settings_are_config_errors(tiny_config):
@@ -141,7 +164,8 @@ def run(config, workdir, num_examples):
 
 @pytest.mark.usefixtures("production_codegen")  # And the host path's.
 def test_run_stopped_mid_epoch_between_checkpoints_resumes_exactly(
-    tiny_config, tmp_path, monkeypatch):
+  tiny_config, tmp_path, monkeypatch
+):
   # 8 steps per epoch; the host acts at steps 4, 6, 8, 12, 16.
   tiny_config.log_every_steps = 4
   tiny_config.checkpoint_every_steps = 6
@@ -160,14 +184,19 @@ def test_run_stopped_mid_epoch_between_checkpoints_resumes_exactly(
     patch.setattr(preemption.StopRequests, "should_stop", stop_at_step_4)
     with pytest.raises(preemption.Preempted, match="after step 4"):
       run(tiny_config, tmp_path / "resumed", num_examples)
-  assert [name for name in os.listdir(tmp_path / "resumed" / "checkpoints")
-          if name.isdigit()] == ["4"]
+  assert [
+    name
+    for name in os.listdir(tmp_path / "resumed" / "checkpoints")
+    if name.isdigit()
+  ] == ["4"]
   resumed = run(tiny_config, tmp_path / "resumed", num_examples)
   assert resumed["start_step"] == 4
   for name in ("test_loss", "test_recon", "test_kl", "test_mse"):
     assert resumed[name] == uninterrupted[name]  # Bit for bit.
   expected = checkpoint_arrays(tmp_path / "uninterrupted", total_steps)
-  for name, value in checkpoint_arrays(tmp_path / "resumed", total_steps).items():
+  for name, value in checkpoint_arrays(
+    tmp_path / "resumed", total_steps
+  ).items():
     np.testing.assert_array_equal(value, expected[name], err_msg=name)
 
   tiny_config.input.device_resident = "never"

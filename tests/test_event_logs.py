@@ -21,8 +21,11 @@ def write(workdir, scalars_by_step, images=False):
 
 
 def test_reads_scalars_sorted_by_step_and_skips_images(tmp_path):
-  write(tmp_path, {2: {"train_loss": 3.0, "test_loss": 4.0},
-                   1: {"train_loss": 5.0}}, images=True)
+  write(
+    tmp_path,
+    {2: {"train_loss": 3.0, "test_loss": 4.0}, 1: {"train_loss": 5.0}},
+    images=True,
+  )
   scalars = event_logs.read_scalars(str(tmp_path))
   assert set(scalars) == {"train_loss", "test_loss"}
   steps, values = scalars["train_loss"]

@@ -45,29 +45,40 @@ def test_informative_dims_rank_by_kl_then_by_spread():
   codes = np.zeros((4, 3), np.float32)
   codes[:, 2] = [2, -2, 2, -2]  # Far from the prior: the most KL.
   codes[:, 0] = [0.5, -0.5, 0.5, -0.5]
-  split = runs.EncodedSplit(codes=codes, logvar=np.zeros_like(codes),
-                            labels=np.zeros(4), images=None,
-                            model_images=None)
+  split = runs.EncodedSplit(
+    codes=codes,
+    logvar=np.zeros_like(codes),
+    labels=np.zeros(4),
+    images=None,
+    model_images=None,
+  )
   assert explore.informative_dims(split, 2) == [2, 0]
   autoencoder_split = runs.EncodedSplit(
-      codes=codes * [1, 0, 0.1], logvar=None, labels=np.zeros(4),
-      images=None, model_images=None)
+    codes=codes * [1, 0, 0.1],
+    logvar=None,
+    labels=np.zeros(4),
+    images=None,
+    model_images=None,
+  )
   assert explore.informative_dims(autoencoder_split, 3) == [0, 2, 1]
 
 
 def test_latent_shift_figure_decodes_the_shifted_code(loaded):
   run, test_set, label_name = loaded
-  unshifted = explore.latent_shift_figure(run, test_set, label_name, 3,
-                                          {0: 0.0, 1: 0.0})
+  unshifted = explore.latent_shift_figure(
+    run, test_set, label_name, 3, {0: 0.0, 1: 0.0}
+  )
   original, decoded, shifted = panels(unshifted)
   np.testing.assert_array_equal(original, test_set.images[3][..., 0])
   np.testing.assert_array_equal(decoded, shifted)
-  figure = explore.latent_shift_figure(run, test_set, label_name, 3,
-                                       {0: 0.0, 1: 3.0})
+  figure = explore.latent_shift_figure(
+    run, test_set, label_name, 3, {0: 0.0, 1: 3.0}
+  )
   code = test_set.codes[3].copy()
   code[1] += 3.0
-  np.testing.assert_array_equal(panels(figure)[2],
-                                runs.decode(run, code[None])[0][..., 0])
+  np.testing.assert_array_equal(
+    panels(figure)[2], runs.decode(run, code[None])[0][..., 0]
+  )
   assert not np.array_equal(panels(figure)[2], decoded)
   assert "z[1]" in figure.axes[2].get_xlabel()
   with pytest.raises(errors.UserInputError, match="image_index"):
@@ -104,9 +115,14 @@ def test_live_figure_draws_at_once_and_on_every_change():
 
 
 def write_sweep(workdir, names):
-  summary = {"fields": ["model.hidden_sizes"], "runs": [
+  summary = {
+    "fields": ["model.hidden_sizes"],
+    "runs": [
       {"name": name, "overrides": {"model.hidden_sizes": [8, i]}}
-      for i, name in enumerate(names)], "table": {}}
+      for i, name in enumerate(names)
+    ],
+    "table": {},
+  }
   (workdir / "sweep_summary.json").write_text(json.dumps(summary))
 
 
@@ -117,8 +133,7 @@ def test_a_sweep_workdir_lists_its_runs_and_picks_one(tmp_path):
   assert runs[1].overrides == {"model.hidden_sizes": (8, 1)}  # A tuple again.
   assert explore.run_dir(str(tmp_path)) == str(tmp_path / "a")
   assert explore.run_dir(str(tmp_path), "b") == str(tmp_path / "b")
-  with pytest.raises(errors.UserInputError,
-                     match="no run 'c'; it has a, b"):
+  with pytest.raises(errors.UserInputError, match="no run 'c'; it has a, b"):
     explore.run_dir(str(tmp_path), "c")
 
 
@@ -131,10 +146,13 @@ def test_a_run_workdir_is_no_sweep(tmp_path):
 
 
 def test_metrics_table_lines_up_models():
-  metrics = {"frechet_distance_classifier_features": 12.3456,
-             "frechet_distance_real_train_images": 0.5}
-  table = comparison.metrics_table([
-      ("vae", metrics), ("acgan", {**metrics, "conditioning_accuracy": 0.9})])
+  metrics = {
+    "frechet_distance_classifier_features": 12.3456,
+    "frechet_distance_real_train_images": 0.5,
+  }
+  table = comparison.metrics_table(
+    [("vae", metrics), ("acgan", {**metrics, "conditioning_accuracy": 0.9})]
+  )
   header, vae_row, acgan_row = table.splitlines()
   assert header.split("  ")[0].strip() == "model"
   assert vae_row.split() == ["vae", "12.346", "0.500", "-"]

@@ -9,9 +9,13 @@ from vae_jax.core import finite_guard
 
 
 def gradients(dtype=jnp.float32):
-  return {"dense": {"kernel": jnp.ones((7, 5), dtype),
-                    "bias": jnp.zeros((5,), dtype)},
-          "scale": jnp.full((), -2.0, dtype)}
+  return {
+    "dense": {
+      "kernel": jnp.ones((7, 5), dtype),
+      "bias": jnp.zeros((5,), dtype),
+    },
+    "scale": jnp.full((), -2.0, dtype),
+  }
 
 
 all_finite = jax.jit(finite_guard.all_finite)  # Compiled, as steps run it.

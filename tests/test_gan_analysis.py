@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from gan_runs import MOCK_EXAMPLES, run, tiny_gan_config
+from gan_runs import MOCK_EXAMPLES
+from gan_runs import run
+from gan_runs import tiny_gan_config
 from vae_jax import errors
 from vae_jax.analysis import event_logs
 from vae_jax.analysis import gan_curves
@@ -14,7 +16,6 @@ from vae_jax.analysis import gan_report
 from vae_jax.analysis import report as report_lib
 from vae_jax.analysis import runs
 from vae_jax.analysis import sampling
-
 
 
 @pytest.fixture(scope="module")
@@ -50,16 +51,22 @@ def test_any_kept_step_loads_and_samples_each_class(acgan_run):
 
 def test_analyze_writes_figures_and_the_classifier_verdict(acgan_run):
   with mock_data():
-    report = gan_report.analyze(runs.load(str(acgan_run)),
-                                num_metric_samples=20)
+    report = gan_report.analyze(
+      runs.load(str(acgan_run)), num_metric_samples=20
+    )
   out = acgan_run / "analysis"
   for name in ("samples.png", "pairs.png", "learning_curves.png"):
     assert (out / name).stat().st_size > 0
   assert json.loads((out / "analysis.json").read_text()) == json.loads(
-      json.dumps(report))
+    json.dumps(report)
+  )
   assert report["step"] == 10 and report["conditional"]
-  for key in ("conditioning_accuracy", "classifier_test_accuracy",
-              "test_d_real_accuracy", "test_aux_fake_accuracy"):
+  for key in (
+    "conditioning_accuracy",
+    "classifier_test_accuracy",
+    "test_d_real_accuracy",
+    "test_aux_fake_accuracy",
+  ):
     assert 0.0 <= report[key] <= 1.0
   assert report["frechet_distance_classifier_features"] > 0
   assert report["frechet_num_samples"] == 20
@@ -81,11 +88,19 @@ def test_learning_curves_show_losses_and_accuracies(acgan_run):
   scalars = event_logs.read_scalars(str(acgan_run))
   figure = gan_curves.learning_curves(scalars, "title", step=6)
   titles = [ax.get_title() for ax in figure.axes]
-  assert titles == ["losses", "discriminator accuracy",
-                    "auxiliary classifier accuracy"]
+  assert titles == [
+    "losses",
+    "discriminator accuracy",
+    "auxiliary classifier accuracy",
+  ]
   labels = figure.axes[1].get_legend_handles_labels()[1]
-  assert labels == ["on real, train", "on real, test", "on fake, train",
-                    "on fake, test", "analyzed step 6"]
+  assert labels == [
+    "on real, train",
+    "on real, test",
+    "on fake, train",
+    "on fake, test",
+    "analyzed step 6",
+  ]
   assert gan_curves.learning_curves({}, "title", step=6) is None
 
 
@@ -95,5 +110,8 @@ def test_class_names_name_digits_and_attribute_values():
   config.input.dataset = "celeb_a"
   config.input.attributes = ("Smiling", "Male")
   assert gan_report.class_names(config.input) == [
-      "not Smiling, not Male", "Smiling, not Male", "not Smiling, Male",
-      "Smiling, Male"]
+    "not Smiling, not Male",
+    "Smiling, not Male",
+    "not Smiling, Male",
+    "Smiling, Male",
+  ]

@@ -10,7 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gan_runs import run, tiny_gan_config
+from gan_runs import run
+from gan_runs import tiny_gan_config
 from testbed import assemble
 from testbed import initial_state
 from vae_jax import errors
@@ -30,8 +31,10 @@ def gan_config():
 def make_state(config):
   """The steps' settings (the model, its objective) and a fresh state."""
   parts = assemble(config, IMAGE_SHAPE)
-  return (adversarial.settings_of(config, parts),
-          initial_state(config, parts, IMAGE_SHAPE, total_steps=100))
+  return (
+    adversarial.settings_of(config, parts),
+    initial_state(config, parts, IMAGE_SHAPE, total_steps=100),
+  )
 
 
 @pytest.fixture(scope="module")
@@ -46,20 +49,26 @@ def tiny_state():
 def train_steps(tiny_state):
   """Jitted train steps of the tiny ACGAN by n_critic (~10 s to compile)."""
   settings, _ = tiny_state
-  return {n: jax.jit(functools.partial(adversarial.train_step,
-                                       settings=settings, n_critic=n))
-          for n in (1, 2)}
+  return {
+    n: jax.jit(
+      functools.partial(adversarial.train_step, settings=settings, n_critic=n)
+    )
+    for n in (1, 2)
+  }
 
 
 def random_batch(size=8, seed=0):
   rng = np.random.default_rng(seed)
-  return {"image": rng.uniform(-1, 1, (size, *IMAGE_SHAPE)).astype(np.float32),
-          "label": rng.integers(0, 10, size).astype(np.int32)}
+  return {
+    "image": rng.uniform(-1, 1, (size, *IMAGE_SHAPE)).astype(np.float32),
+    "label": rng.integers(0, 10, size).astype(np.int32),
+  }
 
 
 def leaves(network):
-  return jax.tree.leaves((network.params, network.opt_state,
-                          network.batch_stats))
+  return jax.tree.leaves(
+    (network.params, network.opt_state, network.batch_stats)
+  )
 
 
 def assert_identical(network, other):
@@ -68,9 +77,12 @@ def assert_identical(network, other):
 
 
 def assert_changed(network, other):
-  assert any(not np.array_equal(a, b)
-             for a, b in zip(jax.tree.leaves(network.params),
-                             jax.tree.leaves(other.params)))
+  assert any(
+    not np.array_equal(a, b)
+    for a, b in zip(
+      jax.tree.leaves(network.params), jax.tree.leaves(other.params)
+    )
+  )
 
 
 def test_acgan_classes_come_from_the_data(gan_config):
@@ -91,11 +103,14 @@ def test_acgan_classes_come_from_the_data(gan_config):
 
 
 def test_celeb_a_attributes_are_read_as_bits():
-  batch = {"label": jnp.array([1, 0, 1, 0]),
-           "attributes": jnp.array([[1, 0], [0, 1], [1, 1], [0, 0]])}
+  batch = {
+    "label": jnp.array([1, 0, 1, 0]),
+    "attributes": jnp.array([[1, 0], [0, 1], [1, 1], [0, 0]]),
+  }
   np.testing.assert_array_equal(adversarial.class_labels(batch), [1, 2, 3, 0])
-  np.testing.assert_array_equal(adversarial.class_labels({"label": batch[
-      "label"]}), [1, 0, 1, 0])
+  np.testing.assert_array_equal(
+    adversarial.class_labels({"label": batch["label"]}), [1, 0, 1, 0]
+  )
 
 
 def test_pixel_range_must_match_the_output_activation(gan_config):
@@ -114,27 +129,37 @@ def batch_norm_state():
   return make_state(config)
 
 
-@pytest.mark.parametrize("step_fn,updated,unchanged", [
+@pytest.mark.parametrize(
+  "step_fn,updated,unchanged",
+  [
     (adversarial.discriminator_step, "discriminator", "generator"),
     (adversarial.generator_step, "generator", "discriminator"),
-])
+  ],
+)
 def test_each_update_leaves_the_other_network_bit_identical(
-    batch_norm_state, step_fn, updated, unchanged):
+  batch_norm_state, step_fn, updated, unchanged
+):
   settings, state = batch_norm_state
-  new_state, metrics, finite = jax.jit(functools.partial(
-      step_fn, settings=settings))(state, random_batch(), jax.random.PRNGKey(1))
+  new_state, metrics, finite = jax.jit(
+    functools.partial(step_fn, settings=settings)
+  )(state, random_batch(), jax.random.PRNGKey(1))
   assert bool(finite) and np.isfinite(float(metrics[f"{updated[0]}_loss"]))
   assert_identical(getattr(state, unchanged), getattr(new_state, unchanged))
   assert_changed(getattr(state, updated), getattr(new_state, updated))
-  assert any(not np.array_equal(a, b) for a, b in zip(
+  assert any(
+    not np.array_equal(a, b)
+    for a, b in zip(
       jax.tree.leaves(getattr(state, updated).batch_stats),
-      jax.tree.leaves(getattr(new_state, updated).batch_stats)))
+      jax.tree.leaves(getattr(new_state, updated).batch_stats),
+    )
+  )
   assert int(new_state.step) == 0  # Only train_step counts loop steps.
 
 
 @pytest.mark.parametrize("n_critic", [1, 2])
-def test_generator_updates_every_n_critic_steps(tiny_state, train_steps,
-                                               n_critic):
+def test_generator_updates_every_n_critic_steps(
+  tiny_state, train_steps, n_critic
+):
   _, state = tiny_state
   step = train_steps[n_critic]
   rng = jax.random.PRNGKey(1)
@@ -148,8 +173,15 @@ def test_generator_updates_every_n_critic_steps(tiny_state, train_steps,
       assert_identical(state.generator, new_state.generator)
     state = new_state
   assert step._cache_size() == 1  # pylint: disable=protected-access
-  for name in ("loss", "d_loss", "g_loss", "d_real_accuracy",
-               "d_fake_accuracy", "aux_real_accuracy", "aux_fake_accuracy"):
+  for name in (
+    "loss",
+    "d_loss",
+    "g_loss",
+    "d_real_accuracy",
+    "d_fake_accuracy",
+    "aux_real_accuracy",
+    "aux_fake_accuracy",
+  ):
     assert metrics[name].shape == ()
 
 
@@ -169,11 +201,13 @@ def test_eval_step_ignores_padding(tiny_state):
   settings, state = tiny_state
   batch = random_batch()
   batch["mask"] = np.array([True] * 5 + [False] * 3)
-  eval_step = jax.jit(functools.partial(adversarial.eval_step,
-                                        settings=settings))
+  eval_step = jax.jit(
+    functools.partial(adversarial.eval_step, settings=settings)
+  )
   sums = eval_step(state, batch, jax.random.PRNGKey(0))
-  unpadded = eval_step(state, {k: v[:5] for k, v in batch.items()},
-                       jax.random.PRNGKey(0))
+  unpadded = eval_step(
+    state, {k: v[:5] for k, v in batch.items()}, jax.random.PRNGKey(0)
+  )
   assert float(sums["count"]) == 5
   # Fakes differ with the batch size; the real images' terms must not.
   for name in ("d_real_accuracy", "aux_real_accuracy", "aux_real_loss"):
@@ -186,17 +220,21 @@ def test_gan_and_autoencoder_settings_are_checked_apart(gan_config):
     loop.check_config(gan_config)
   gan_config.n_critic = 1
   gan_config.optimizer.generator.learning_rate = 0.0
-  with pytest.raises(errors.ConfigError,
-                     match="optimizer.generator.learning_rate"):
+  with pytest.raises(
+    errors.ConfigError, match="optimizer.generator.learning_rate"
+  ):
     loop.check_config(gan_config)
   gan_config.optimizer.generator.learning_rate = 1e-4
   loop.check_config(gan_config)
   # The family names its trainer; an objective of the other trainer is
   # refused.
   gan_config.loss.objective = "negative_elbo"
-  with pytest.raises(errors.ConfigError, match="loss.objective "
-                     "'negative_elbo' trains latent_variable models; model "
-                     "'acgan' is a gan model"):
+  with pytest.raises(
+    errors.ConfigError,
+    match="loss.objective "
+    "'negative_elbo' trains latent_variable models; model "
+    "'acgan' is a gan model",
+  ):
     loop.check_config(gan_config)
 
 
@@ -208,14 +246,25 @@ def test_acgan_trains_and_writes_every_output(gan_config, tmp_path):
   assert results["steps"] == 2 * steps_per_epoch
   state = loop.abstract_train_state(gan_config, image_shape=IMAGE_SHAPE)
   assert results["num_params"] == registry.count_params(state.params)
-  for name in ("loss", "d_loss", "g_loss", "d_real_accuracy",
-               "d_fake_accuracy", "aux_real_accuracy", "aux_fake_accuracy"):
+  for name in (
+    "loss",
+    "d_loss",
+    "g_loss",
+    "d_real_accuracy",
+    "d_fake_accuracy",
+    "aux_real_accuracy",
+    "aux_fake_accuracy",
+  ):
     assert np.isfinite(results[f"test_{name}"])
   for name in ("samples", "by_label"):
     assert (tmp_path / f"{name}_{2 * steps_per_epoch:06d}.png").exists()
   # Every periodic checkpoint is kept, so any of them can be analyzed.
   assert sorted(int(p) for p in os.listdir(tmp_path / "checkpoints")) == [
-      3, 6, 9, 10]
+    3,
+    6,
+    9,
+    10,
+  ]
   assert json.loads((tmp_path / "config.json").read_text())["n_critic"] == 1
 
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from vae_jax.data import sources
 from vae_jax.data import pipeline
+from vae_jax.data import sources
 from vae_jax.errors import DataError
 
 # Each class's images have their own gray level, so labels can be checked;
@@ -31,8 +31,12 @@ def make_folder(root, splits=("training", "testing"), per_class=4):
 @pytest.fixture
 def folder_config(tiny_config, tmp_path):
   tiny_config.input.update(
-      dataset="image_folder", folder_path=str(make_folder(tmp_path / "pngs")),
-      train_split="training", test_split="testing", grayscale=True)
+    dataset="image_folder",
+    folder_path=str(make_folder(tmp_path / "pngs")),
+    train_split="training",
+    test_split="testing",
+    grayscale=True,
+  )
   return tiny_config.input
 
 
@@ -60,37 +64,47 @@ def test_rgb_stays_rgb_and_resizes(folder_config):
 
 def test_mixed_sizes_need_image_size(folder_config, tmp_path):
   write_png(tmp_path / "pngs" / "testing" / "dog" / "big.png", 6, 10)
-  with pytest.raises(DataError, match=r"dog/big.png is 6x10 but .* is 8x8; "
-                     "set input.image_size"):
+  with pytest.raises(
+    DataError,
+    match=r"dog/big.png is 6x10 but .* is 8x8; "
+    "set input.image_size",
+  ):
     pipeline.prepare(folder_config)
   folder_config.image_size = 8
-  test = next(pipeline.prepare(folder_config).eval_dataset(16)
-              .as_numpy_iterator())
+  test = next(
+    pipeline.prepare(folder_config).eval_dataset(16).as_numpy_iterator()
+  )
   assert test["image"].shape == (16, 8, 8, 1) and test["mask"].sum() == 9
 
 
 def test_empty_folder_is_named(folder_config, tmp_path):
   (tmp_path / "empty").mkdir()
   folder_config.folder_path = str(tmp_path / "empty")
-  with pytest.raises(DataError, match=f"image folder {tmp_path}/empty is "
-                     "empty"):
+  with pytest.raises(
+    DataError, match=f"image folder {tmp_path}/empty is empty"
+  ):
     pipeline.prepare(folder_config)
 
 
 def test_missing_split_lists_the_splits_there(folder_config):
   folder_config.test_split = "test"
-  with pytest.raises(DataError, match=r"no split folder 'test' \(it has "
-                     r"\['testing', 'training'\]\)"):
+  with pytest.raises(
+    DataError,
+    match=r"no split folder 'test' \(it has "
+    r"\['testing', 'training'\]\)",
+  ):
     pipeline.prepare(folder_config)
 
 
 def test_processes_read_disjoint_equal_shares(folder_config, monkeypatch):
 
   def identities(per_process):
-    return [(int(ex["label"]), int(ex["image"][-1, -1, 0]))
-            for ex in sources.load(folder_config, "train",
-                                    per_process=per_process,
-                                    drop_remainder=True).as_numpy_iterator()]
+    return [
+      (int(ex["label"]), int(ex["image"][-1, -1, 0]))
+      for ex in sources.load(
+        folder_config, "train", per_process=per_process, drop_remainder=True
+      ).as_numpy_iterator()
+    ]
 
   whole = identities(per_process=False)
   monkeypatch.setattr(sources.jax, "process_count", lambda: 2)
@@ -112,12 +126,17 @@ def test_split_without_images_is_named(folder_config, tmp_path, image_size):
     pipeline.prepare(folder_config)
 
 
-def test_unreadable_files_fail_or_are_skipped_as_configured(folder_config,
-                                                            tmp_path):
+def test_unreadable_files_fail_or_are_skipped_as_configured(
+  folder_config, tmp_path
+):
   (tmp_path / "pngs" / "training" / "cat" / "broken.png").write_bytes(
-      b"\x89PNG\r\n\x1a\n not really")
-  with pytest.raises(DataError, match=r"training has 1 file\(s\) that do not "
-                     r"decode as images, e.g. .*cat/broken.png"):
+    b"\x89PNG\r\n\x1a\n not really"
+  )
+  with pytest.raises(
+    DataError,
+    match=r"training has 1 file\(s\) that do not "
+    r"decode as images, e.g. .*cat/broken.png",
+  ):
     pipeline.prepare(folder_config)
   folder_config.unreadable_images = "skip"
   assert pipeline.prepare(folder_config).steps_per_epoch(1) == 8  # Not 9.

@@ -37,15 +37,16 @@ print(json.dumps(codes))
 """
 
 BAD_CONFIGS = [
-    # Rejected while parsing flags.
-    ("--config.num_epoch=3", "unknown config field 'num_epoch'"),
-    # Raised by the config file's get_config (its traceback is dropped).
-    ("--config=configs/dogs_ae.py:fcn9", "dogs_ae variant 'fcn9' is unknown"),
-    # Rejected by loop.check_config inside train_and_evaluate.
-    ("--config.batch_size=0", "batch_size must be positive"),
-    # A hand-made cluster described in part, before JAX would wait for it.
-    ("--num_processes=2", "needs all of --coordinator_address"),
+  # Rejected while parsing flags.
+  ("--config.num_epoch=3", "unknown config field 'num_epoch'"),
+  # Raised by the config file's get_config (its traceback is dropped).
+  ("--config=configs/dogs_ae.py:fcn9", "dogs_ae variant 'fcn9' is unknown"),
+  # Rejected by loop.check_config inside train_and_evaluate.
+  ("--config.batch_size=0", "batch_size must be positive"),
+  # A hand-made cluster described in part, before JAX would wait for it.
+  ("--num_processes=2", "needs all of --coordinator_address"),
 ]
+
 
 def main_args(*args):
   return ["--config=configs/mnist_linear.py", *args]
@@ -56,20 +57,37 @@ def exit_messages(tmp_path_factory):
   """{test name: (workdir, what main exited with)} for these tests' input."""
   root = tmp_path_factory.mktemp("main")
   (root / "file").write_text("x")
-  cases = {override: (root / f"run_{i}", main_args(
-      f"--workdir={root / f'run_{i}'}", override))
-           for i, (override, _) in enumerate(BAD_CONFIGS)}
-  cases["workdir_is_a_file"] = (root / "file",
-                                main_args(f"--workdir={root / 'file'}"))
+  cases = {
+    override: (
+      root / f"run_{i}",
+      main_args(f"--workdir={root / f'run_{i}'}", override),
+    )
+    for i, (override, _) in enumerate(BAD_CONFIGS)
+  }
+  cases["workdir_is_a_file"] = (
+    root / "file",
+    main_args(f"--workdir={root / 'file'}"),
+  )
   result = subprocess.run(
-      [sys.executable, "-c", MAIN_ON_EACH_ARGV, json.dumps(
-          [["vae_jax.main", *argv] for _, argv in cases.values()])],
-      cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=False,
-      env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    [
+      sys.executable,
+      "-c",
+      MAIN_ON_EACH_ARGV,
+      json.dumps([["vae_jax.main", *argv] for _, argv in cases.values()]),
+    ],
+    cwd=REPO_ROOT,
+    capture_output=True,
+    text=True,
+    timeout=120,
+    check=False,
+    env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+  )
   assert result.returncode == 0, result.stderr[-3000:]
   codes = json.loads(result.stdout.strip().splitlines()[-1])
-  return {name: (workdir, code)
-          for (name, (workdir, _)), code in zip(cases.items(), codes)}
+  return {
+    name: (workdir, code)
+    for (name, (workdir, _)), code in zip(cases.items(), codes)
+  }
 
 
 def assert_one_line_error(code, message):
@@ -93,10 +111,19 @@ def test_workdir_that_is_a_file_fails_with_one_line(exit_messages):
 def test_command_line_prints_one_line_and_no_traceback(tmp_path):
   workdir = tmp_path / "run"
   result = subprocess.run(
-      [sys.executable, "-m", "vae_jax.main",
-       *main_args(f"--workdir={workdir}", "--config.batch_size=0")],
-      cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=False,
-      env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    [
+      sys.executable,
+      "-m",
+      "vae_jax.main",
+      *main_args(f"--workdir={workdir}", "--config.batch_size=0"),
+    ],
+    cwd=REPO_ROOT,
+    capture_output=True,
+    text=True,
+    timeout=120,
+    check=False,
+    env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+  )
   assert result.returncode == 1
   assert "Traceback" not in result.stderr
   last_line = result.stderr.strip().splitlines()[-1]

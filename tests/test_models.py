@@ -21,8 +21,10 @@ def linear_params(sizes):
 def compiled(model):
   """`model`'s init and apply, each compiled whole: op by op, a conv VAE's
   hundreds of small ops took 17 s to compile one at a time."""
-  return (jax.jit(model.init),
-          jax.jit(model.apply, static_argnames=("method", "train", "mutable")))
+  return (
+    jax.jit(model.init),
+    jax.jit(model.apply, static_argnames=("method", "train", "mutable")),
+  )
 
 
 def family_config(name, **fields):
@@ -45,26 +47,42 @@ def sample_and_decode(model, images, rng, train=False):
 
 
 def mlp_vae_config(hidden_sizes, latent_size):
-  return family_config("mlp_vae", hidden_sizes=hidden_sizes,
-                      latent_size=latent_size)
+  return family_config(
+    "mlp_vae", hidden_sizes=hidden_sizes, latent_size=latent_size
+  )
 
 
-@pytest.mark.parametrize("image_shape,hidden,latent,expected", [
+@pytest.mark.parametrize(
+  "image_shape,hidden,latent,expected",
+  [
     # Seed listing: fc1 784->400, fc2 400->200, fc21/fc22 200->20,
     # fc3 20->200, fc4 200->400, fc5 400->784.
-    ((28, 28, 1), (400, 200), 20,
-     linear_params([784, 400, 200]) + 2 * linear_params([200, 20])
-     + linear_params([20, 200, 400, 784])),
+    (
+      (28, 28, 1),
+      (400, 200),
+      20,
+      linear_params([784, 400, 200])
+      + 2 * linear_params([200, 20])
+      + linear_params([20, 200, 400, 784]),
+    ),
     # Seed listing for 32x32 MNIST: 1024->512, mu/sigma 512->4, 4->512->1024.
-    ((32, 32, 1), (512,), 4,
-     linear_params([1024, 512]) + 2 * linear_params([512, 4])
-     + linear_params([4, 512, 1024])),
-])
-def test_mlp_vae_param_count_equals_pytorch_listing(image_shape, hidden,
-                                                    latent, expected):
+    (
+      (32, 32, 1),
+      (512,),
+      4,
+      linear_params([1024, 512])
+      + 2 * linear_params([512, 4])
+      + linear_params([4, 512, 1024]),
+    ),
+  ],
+)
+def test_mlp_vae_param_count_equals_pytorch_listing(
+  image_shape, hidden, latent, expected
+):
   model = build(mlp_vae_config(hidden, latent), image_shape)
-  variables = jax.eval_shape(model.init, jax.random.PRNGKey(0),
-                             jnp.zeros((1, *image_shape)))
+  variables = jax.eval_shape(
+    model.init, jax.random.PRNGKey(0), jnp.zeros((1, *image_shape))
+  )
   assert registry.count_params(variables["params"]) == expected
 
 
@@ -74,8 +92,9 @@ def test_mlp_vae_shapes():
   init, apply = compiled(model)
   variables = init(jax.random.PRNGKey(0), images)
   assert apply(variables, images).shape == images.shape
-  logits, mu, logvar = apply(variables, images, jax.random.PRNGKey(2),
-                             method=sample_and_decode)
+  logits, mu, logvar = apply(
+    variables, images, jax.random.PRNGKey(2), method=sample_and_decode
+  )
   assert logits.shape == images.shape
   assert mu.shape == logvar.shape == (5, 3)
   decoded = apply(variables, jnp.zeros((7, 3)), method="decode")
@@ -84,8 +103,9 @@ def test_mlp_vae_shapes():
 
 def conv_params(in_channels, out_channels, kernel_size, bias):
   """Weights (plus biases) of one square nn.Conv2d or nn.ConvTranspose2d."""
-  return (in_channels * out_channels * kernel_size**2
-          + (out_channels if bias else 0))
+  return in_channels * out_channels * kernel_size**2 + (
+    out_channels if bias else 0
+  )
 
 
 def batchnorm_params(channels):
@@ -95,37 +115,49 @@ def batchnorm_params(channels):
 
 def convs_params(channels, kernel_size, bias):
   """Convolutions chained through `channels`."""
-  return sum(conv_params(a, b, kernel_size, bias)
-             for a, b in zip(channels[:-1], channels[1:]))
+  return sum(
+    conv_params(a, b, kernel_size, bias)
+    for a, b in zip(channels[:-1], channels[1:])
+  )
 
 
 def count_listing_params(model_config, image_shape):
   model = build(model_config, image_shape)
-  variables = jax.eval_shape(model.init, jax.random.PRNGKey(0),
-                             jnp.zeros((1, *image_shape)))
+  variables = jax.eval_shape(
+    model.init, jax.random.PRNGKey(0), jnp.zeros((1, *image_shape))
+  )
   return registry.count_params(variables["params"])
 
 
 def dcgan_listing_params(image_channels, flatten_size, latent_size):
   """The seed's DCGAN VAE listing, from its PyTorch layer shapes."""
-  encoder = (convs_params([image_channels, 64, 128, 256, 128], 4, bias=False)
-             + sum(batchnorm_params(c) for c in (64, 128, 256, 128))
-             + 2 * linear_params([flatten_size, latent_size]))  # mu, σ heads.
-  decoder = (linear_params([latent_size, 512, flatten_size])
-             + convs_params([128, 256, 128, 64, image_channels], 4, bias=False)
-             + sum(batchnorm_params(c) for c in (256, 128, 64)))
+  encoder = (
+    convs_params([image_channels, 64, 128, 256, 128], 4, bias=False)
+    + sum(batchnorm_params(c) for c in (64, 128, 256, 128))
+    + 2 * linear_params([flatten_size, latent_size])
+  )  # mu, σ heads.
+  decoder = (
+    linear_params([latent_size, 512, flatten_size])
+    + convs_params([128, 256, 128, 64, image_channels], 4, bias=False)
+    + sum(batchnorm_params(c) for c in (256, 128, 64))
+  )
   return encoder + decoder
 
 
-@pytest.mark.parametrize("image_shape,flatten_size", [
+@pytest.mark.parametrize(
+  "image_shape,flatten_size",
+  [
     ((32, 32, 1), 2 * 2 * 128),  # The listing: 32x32 MNIST, 512 -> 128 heads.
     ((64, 64, 3), 4 * 4 * 128),
-])
-def test_dcgan_vae_param_count_equals_pytorch_listing(image_shape,
-                                                      flatten_size):
+  ],
+)
+def test_dcgan_vae_param_count_equals_pytorch_listing(
+  image_shape, flatten_size
+):
   config = family_config("dcgan_vae", latent_size=128)
   assert count_listing_params(config, image_shape) == dcgan_listing_params(
-      image_shape[-1], flatten_size, 128)
+    image_shape[-1], flatten_size, 128
+  )
 
 
 @pytest.mark.parametrize("latent_size", [16, 256])
@@ -133,41 +165,59 @@ def test_small_conv_vae_param_count_equals_pytorch_listing(latent_size):
   # The seed's three-layer conv VAE on 32x32x1, d = 32: encoder convs
   # 1->32->64->128 (3x3, bias), Linear 2048->256, mu/σ heads 256->latent;
   # decoder Linear latent->256->2048, ConvTranspose 128->64->32->1 (3x3, bias).
-  expected = (convs_params([1, 32, 64, 128], 3, bias=True)
-              + linear_params([4 * 4 * 128, 256])
-              + 2 * linear_params([256, latent_size])
-              + linear_params([latent_size, 256, 4 * 4 * 128])
-              + convs_params([128, 64, 32, 1], 3, bias=True))
+  expected = (
+    convs_params([1, 32, 64, 128], 3, bias=True)
+    + linear_params([4 * 4 * 128, 256])
+    + 2 * linear_params([256, latent_size])
+    + linear_params([latent_size, 256, 4 * 4 * 128])
+    + convs_params([128, 64, 32, 1], 3, bias=True)
+  )
   config = family_config("small_conv_vae", latent_size=latent_size)
   assert count_listing_params(config, (32, 32, 1)) == expected
 
 
-@pytest.mark.parametrize("variant,encoder,decoder", [
+@pytest.mark.parametrize(
+  "variant,encoder,decoder",
+  [
     # The seed's fcn1/fcn2/fcn3 listings on 64x64x3 (12288 inputs); fcn2/fcn3
     # with the evident 64->32->12->3 for the listing's Linear(64,32), (12,3).
-    ("fcn1", [12288, 2048, 1024, 512, 256, 128, 3],
-     [3, 12, 256, 512, 1024, 2048, 12288]),
-    ("fcn2", [12288, 1024, 128, 64, 32, 12, 3],
-     [3, 12, 32, 64, 128, 1024, 12288]),
-    ("fcn3", [12288, 512, 128, 64, 32, 12, 3],
-     [3, 12, 32, 64, 128, 512, 12288]),
-])
-def test_fc_autoencoder_param_count_equals_pytorch_listing(variant, encoder,
-                                                           decoder):
+    (
+      "fcn1",
+      [12288, 2048, 1024, 512, 256, 128, 3],
+      [3, 12, 256, 512, 1024, 2048, 12288],
+    ),
+    (
+      "fcn2",
+      [12288, 1024, 128, 64, 32, 12, 3],
+      [3, 12, 32, 64, 128, 1024, 12288],
+    ),
+    (
+      "fcn3",
+      [12288, 512, 128, 64, 32, 12, 3],
+      [3, 12, 32, 64, 128, 512, 12288],
+    ),
+  ],
+)
+def test_fc_autoencoder_param_count_equals_pytorch_listing(
+  variant, encoder, decoder
+):
   encoder_sizes, decoder_sizes = autoencoders.SEED_FC_SIZES[variant]
   assert [12288, *encoder_sizes] == encoder
   assert [3, *decoder_sizes, 12288] == decoder
-  config = family_config("fc_autoencoder", encoder_sizes=encoder_sizes,
-                        decoder_sizes=decoder_sizes)
+  config = family_config(
+    "fc_autoencoder", encoder_sizes=encoder_sizes, decoder_sizes=decoder_sizes
+  )
   assert count_listing_params(config, (64, 64, 3)) == (
-      linear_params(encoder) + linear_params(decoder))
+    linear_params(encoder) + linear_params(decoder)
+  )
 
 
 def test_conv_autoencoder_param_count_equals_pytorch_listing():
   # The seed's conv autoencoder: Conv 4x4 3->64->128->256->512 and
   # ConvTranspose 4x4 512->256->128->64->3, all with bias.
-  expected = (convs_params([3, 64, 128, 256, 512], 4, bias=True)
-              + convs_params([512, 256, 128, 64, 3], 4, bias=True))
+  expected = convs_params([3, 64, 128, 256, 512], 4, bias=True) + convs_params(
+    [512, 256, 128, 64, 3], 4, bias=True
+  )
   config = family_config("conv_autoencoder")
   assert count_listing_params(config, (64, 64, 3)) == expected
 
@@ -177,8 +227,9 @@ def check_vae_shapes(model, image_shape, latent_size):
   images = jax.random.uniform(jax.random.PRNGKey(3), (2, *image_shape))
   variables = init(jax.random.PRNGKey(0), images)
   assert apply(variables, images).shape == images.shape
-  logits, mu, logvar = apply(variables, images, jax.random.PRNGKey(2),
-                             method=sample_and_decode)
+  logits, mu, logvar = apply(
+    variables, images, jax.random.PRNGKey(2), method=sample_and_decode
+  )
   assert logits.shape == images.shape
   assert mu.shape == logvar.shape == (2, latent_size)
   decoded = apply(variables, jnp.zeros((3, latent_size)), method="decode")
@@ -189,28 +240,52 @@ def check_vae_shapes(model, image_shape, latent_size):
 def test_dcgan_vae_shapes_and_batch_stats():
   # XLA's convolutions compile faster; every form has the same shapes
   # (test_layers).
-  config = family_config("dcgan_vae", latent_size=5, channels=(4, 8, 8, 6),
-                        dense_size=16, conv_impl="xla")
+  config = family_config(
+    "dcgan_vae",
+    latent_size=5,
+    channels=(4, 8, 8, 6),
+    dense_size=16,
+    conv_impl="xla",
+  )
   model = build(config, (32, 48, 3))
   images, variables = check_vae_shapes(model, (32, 48, 3), 5)
   assert "batch_stats" in variables
   _, apply = compiled(model)
   rng = jax.random.PRNGKey(2)
-  _, trained = apply(variables, images, rng, train=True,
-                     mutable=("batch_stats",), method=sample_and_decode)
-  changed = jax.tree.map(lambda a, b: bool(jnp.any(a != b)),
-                         variables["batch_stats"], trained["batch_stats"])
+  _, trained = apply(
+    variables,
+    images,
+    rng,
+    train=True,
+    mutable=("batch_stats",),
+    method=sample_and_decode,
+  )
+  changed = jax.tree.map(
+    lambda a, b: bool(jnp.any(a != b)),
+    variables["batch_stats"],
+    trained["batch_stats"],
+  )
   assert all(jax.tree.leaves(changed))
-  _, evaluated = apply(variables, images, rng, train=False,
-                       mutable=("batch_stats",), method=sample_and_decode)
-  unchanged = jax.tree.map(lambda a, b: bool(jnp.all(a == b)),
-                           variables["batch_stats"], evaluated["batch_stats"])
+  _, evaluated = apply(
+    variables,
+    images,
+    rng,
+    train=False,
+    mutable=("batch_stats",),
+    method=sample_and_decode,
+  )
+  unchanged = jax.tree.map(
+    lambda a, b: bool(jnp.all(a == b)),
+    variables["batch_stats"],
+    evaluated["batch_stats"],
+  )
   assert all(jax.tree.leaves(unchanged))
 
 
 def test_small_conv_vae_shapes():
-  config = family_config("small_conv_vae", latent_size=4, base_channels=4,
-                        dense_size=16)
+  config = family_config(
+    "small_conv_vae", latent_size=4, base_channels=4, dense_size=16
+  )
   model = build(config, (32, 48, 1))
   _, variables = check_vae_shapes(model, (32, 48, 1), 4)
   assert "batch_stats" not in variables
@@ -223,20 +298,33 @@ def test_conv_vaes_reject_sizes_they_cannot_rebuild(name):
     build(config, (28, 28, 1))
 
 
-@pytest.mark.parametrize("model_config,image_shape,code_size", [
-    ({"name": "fc_autoencoder", "encoder_sizes": (16, 3),
-      "decoder_sizes": (12,)}, (8, 8, 3), 3),
-    ({"name": "conv_autoencoder", "channels": (4, 8, 8, 6)}, (64, 64, 3),
-     4 * 4 * 6),
-])
+@pytest.mark.parametrize(
+  "model_config,image_shape,code_size",
+  [
+    (
+      {
+        "name": "fc_autoencoder",
+        "encoder_sizes": (16, 3),
+        "decoder_sizes": (12,),
+      },
+      (8, 8, 3),
+      3,
+    ),
+    (
+      {"name": "conv_autoencoder", "channels": (4, 8, 8, 6)},
+      (64, 64, 3),
+      4 * 4 * 6,
+    ),
+  ],
+)
 def test_autoencoder_shapes(model_config, image_shape, code_size):
   fields = dict(model_config)
-  model = build(family_config(fields.pop("name"), **fields),
-                image_shape)
+  model = build(family_config(fields.pop("name"), **fields), image_shape)
   assert model.code_size == code_size
   init, apply = compiled(model)
-  images = jax.random.uniform(jax.random.PRNGKey(3), (2, *image_shape),
-                              minval=-1.0, maxval=1.0)
+  images = jax.random.uniform(
+    jax.random.PRNGKey(3), (2, *image_shape), minval=-1.0, maxval=1.0
+  )
   variables = init(jax.random.PRNGKey(0), images)
   assert set(variables) == {"params"}
   outputs = apply(variables, images)
@@ -255,10 +343,12 @@ def test_extreme_posterior_log_variances_stay_finite(tiny_config):
   # Weights large enough that the raw encoder would output logvar ~ 1e4.
   variables = jax.tree.map(lambda x: x * 1e3, variables)
   images = jnp.ones((2, 28, 28, 1))
-  logits, mu, logvar = apply(variables, images, jax.random.PRNGKey(2),
-                             method=sample_and_decode)
+  logits, mu, logvar = apply(
+    variables, images, jax.random.PRNGKey(2), method=sample_and_decode
+  )
   low, high = vae.POSTERIOR_LOGVAR_RANGE
   assert low <= float(logvar.min()) and float(logvar.max()) <= high
   assert np.any((logvar == low) | (logvar == high))  # Clipped, not small.
-  assert np.isfinite(float(
-      negative_elbo.kl_to_standard_normal(mu, logvar).sum()))
+  assert np.isfinite(
+    float(negative_elbo.kl_to_standard_normal(mu, logvar).sum())
+  )

@@ -16,13 +16,19 @@ from vae_jax.models import registry
 
 def gan_config(name="acgan", **fields):
   config = gan.default_config(name)
-  config.update({"latent_size": 6, "channels": (4, 8),
-                 "generator_channels": None,
-                 "discriminator_batch_norm": False,
-                 "output_activation": "tanh",
-                 # Fewer ops than the CPU's matmul forms, so applied op by op
-                 # they compile faster; test_layers checks the forms agree.
-                 "conv_impl": "xla", **fields})
+  config.update(
+    {
+      "latent_size": 6,
+      "channels": (4, 8),
+      "generator_channels": None,
+      "discriminator_batch_norm": False,
+      "output_activation": "tanh",
+      # Fewer ops than the CPU's matmul forms, so applied op by op
+      # they compile faster; test_layers checks the forms agree.
+      "conv_impl": "xla",
+      **fields,
+    }
+  )
   return config
 
 
@@ -36,8 +42,9 @@ def init(model, image_shape, batch=3):
   labels = jnp.arange(batch) % max(model.num_classes, 1)
   # Compiled whole: op by op, Flax's init compiles each small op apart.
   g_vars = jax.jit(model.generator.init)(jax.random.PRNGKey(1), z, labels)
-  images = jax.random.uniform(jax.random.PRNGKey(2), (batch, *image_shape),
-                              minval=-1.0, maxval=1.0)
+  images = jax.random.uniform(
+    jax.random.PRNGKey(2), (batch, *image_shape), minval=-1.0, maxval=1.0
+  )
   d_vars = jax.jit(model.discriminator.init)(jax.random.PRNGKey(3), images)
   return z, labels, images, g_vars, d_vars
 
@@ -77,12 +84,22 @@ def test_param_counts_follow_the_layer_shapes():
   latent, (c1, c2), classes = 6, (4, 8), 10
   model = build(gan_config(), (28, 28, 1))
   _, _, _, g_vars, d_vars = init(model, (28, 28, 1))
-  generator = (classes * latent  # Label embedding.
-               + latent * 7 * 7 * c2 + 2 * c2  # Projection (no bias), BN.
-               + 16 * c2 * c1 + 2 * c1  # UpConv (no bias), BN.
-               + 16 * c1 * 1 + 1)  # Output UpConv with bias.
-  discriminator = (16 * 1 * c1 + c1 + 16 * c1 * c2 + c2  # Convs with bias.
-                   + (7 * 7 * c2 + 1) * (1 + classes))  # Both heads.
+  generator = (
+    classes * latent  # Label embedding.
+    + latent * 7 * 7 * c2
+    + 2 * c2  # Projection (no bias), BN.
+    + 16 * c2 * c1
+    + 2 * c1  # UpConv (no bias), BN.
+    + 16 * c1 * 1
+    + 1
+  )  # Output UpConv with bias.
+  discriminator = (
+    16 * 1 * c1
+    + c1
+    + 16 * c1 * c2
+    + c2  # Convs with bias.
+    + (7 * 7 * c2 + 1) * (1 + classes)
+  )  # Both heads.
   assert registry.count_params(g_vars["params"]) == generator
   assert registry.count_params(d_vars["params"]) == discriminator
   assert set(d_vars) == {"params"}  # No BatchNorm by default.
@@ -94,10 +111,13 @@ def test_discriminator_batch_norm_on_all_levels_but_the_first():
   assert list(d_vars["batch_stats"]) == ["BatchNorm_0"]
   assert "bias" in d_vars["params"]["StridedConv_0"]
   assert "bias" not in d_vars["params"]["StridedConv_1"]
-  _, updates = model.discriminator.apply(d_vars, images, train=True,
-                                         mutable=["batch_stats"])
-  assert not np.allclose(updates["batch_stats"]["BatchNorm_0"]["mean"],
-                         d_vars["batch_stats"]["BatchNorm_0"]["mean"])
+  _, updates = model.discriminator.apply(
+    d_vars, images, train=True, mutable=["batch_stats"]
+  )
+  assert not np.allclose(
+    updates["batch_stats"]["BatchNorm_0"]["mean"],
+    d_vars["batch_stats"]["BatchNorm_0"]["mean"],
+  )
 
 
 def test_generator_may_be_narrower_than_the_discriminator():
@@ -108,17 +128,29 @@ def test_generator_may_be_narrower_than_the_discriminator():
   assert model.generator.apply(g_vars, z, labels).shape == (3, 28, 28, 1)
 
 
-@pytest.mark.parametrize("config,image_shape,num_classes,message", [
+@pytest.mark.parametrize(
+  "config,image_shape,num_classes,message",
+  [
     (gan_config(), (30, 30, 1), 10, "divisible by 4"),
     (gan_config(), (28, 28, 1), 0, "at least 2 classes, got 0"),
     (gan_config(), (28, 28, 1), 1, "at least 2 classes, got 1"),
-    (gan_config(output_activation="relu"), (28, 28, 1), 10,
-     "output_activation 'relu' is unknown"),
-    (gan_config(generator_channels=(4, 8, 8)), (28, 28, 1), 10,
-     "as many levels"),
-])
-def test_bad_model_configs_fail_in_one_line(config, image_shape, num_classes,
-                                            message):
+    (
+      gan_config(output_activation="relu"),
+      (28, 28, 1),
+      10,
+      "output_activation 'relu' is unknown",
+    ),
+    (
+      gan_config(generator_channels=(4, 8, 8)),
+      (28, 28, 1),
+      10,
+      "as many levels",
+    ),
+  ],
+)
+def test_bad_model_configs_fail_in_one_line(
+  config, image_shape, num_classes, message
+):
   with pytest.raises(errors.ConfigError, match=message):
     build(config, image_shape, num_classes)
 
@@ -138,8 +170,9 @@ def dcgan_generator_params(latent, channels, image_shape, num_classes=0):
   return total + conv_params(channels[0], image_channels, 4, bias=True)
 
 
-def dcgan_discriminator_params(channels, image_shape, batch_norm,
-                               num_classes=0):
+def dcgan_discriminator_params(
+  channels, image_shape, batch_norm, num_classes=0
+):
   """4x4 stride-2 convs (BatchNorm without bias after the first, if on),
   then a real/fake logit and an ACGAN's class logits on the last map."""
   height, width, image_channels = image_shape
@@ -153,30 +186,46 @@ def dcgan_discriminator_params(channels, image_shape, batch_norm,
   return total + (features + 1) * (1 + num_classes)
 
 
-@pytest.mark.parametrize("name,image_shape,num_classes,expected", [
+@pytest.mark.parametrize(
+  "name,image_shape,num_classes,expected",
+  [
     ("mnist_gan", (28, 28, 1), 0, (169_489, 10_065)),
     ("mnist_acgan", (28, 28, 1), 10, (170_129, 25_755)),
     ("celeba_gan", (64, 64, 3), 0, (3_576_707, 2_765_633)),
     ("celeba_acgan", (64, 64, 3), 2, (3_576_907, 2_782_019)),
-])
-def test_gan_configs_have_the_listing_params(name, image_shape, num_classes,
-                                             expected):
+  ],
+)
+def test_gan_configs_have_the_listing_params(
+  name, image_shape, num_classes, expected
+):
   model_config = importlib.import_module(f"configs.{name}").get_config().model
   from_shapes = (
-      dcgan_generator_params(model_config.latent_size,
-                             tuple(model_config.generator_channels),
-                             image_shape, num_classes),
-      dcgan_discriminator_params(tuple(model_config.channels), image_shape,
-                                 model_config.discriminator_batch_norm,
-                                 num_classes))
+    dcgan_generator_params(
+      model_config.latent_size,
+      tuple(model_config.generator_channels),
+      image_shape,
+      num_classes,
+    ),
+    dcgan_discriminator_params(
+      tuple(model_config.channels),
+      image_shape,
+      model_config.discriminator_batch_norm,
+      num_classes,
+    ),
+  )
   assert from_shapes == expected  # The figures the README gives.
   model = build(model_config, image_shape, num_classes)
   z = jnp.zeros((1, model.latent_size))
   labels = jnp.zeros((1,), jnp.int32)
-  generator = jax.eval_shape(model.generator.init, jax.random.PRNGKey(0), z,
-                             labels)
-  discriminator = jax.eval_shape(model.discriminator.init,
-                                 jax.random.PRNGKey(0),
-                                 jnp.zeros((1, *image_shape)))
-  assert (registry.count_params(generator["params"]),
-          registry.count_params(discriminator["params"])) == expected
+  generator = jax.eval_shape(
+    model.generator.init, jax.random.PRNGKey(0), z, labels
+  )
+  discriminator = jax.eval_shape(
+    model.discriminator.init,
+    jax.random.PRNGKey(0),
+    jnp.zeros((1, *image_shape)),
+  )
+  assert (
+    registry.count_params(generator["params"]),
+    registry.count_params(discriminator["params"]),
+  ) == expected

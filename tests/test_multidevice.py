@@ -32,14 +32,20 @@ def eight_devices(tmp_path_factory):
   workdir = tmp_path_factory.mktemp("eight_devices")
   mesh = multidevice_steps.one_device_mesh()
   config, state = multidevice_steps.initial_state(
-      multidevice_steps.RESTORE_MODEL, mesh)
+    multidevice_steps.RESTORE_MODEL, mesh
+  )
   manager = checkpoints.make_manager(str(workdir / "one_device"), config)
   checkpoints.save(manager, state, jax.random.PRNGKey(9))
   checkpoints.close(manager)
   result = subprocess.run(
-      [sys.executable, SCRIPT, str(workdir)], cwd=REPO_ROOT,
-      env=multidevice_steps.eight_device_env(), capture_output=True,
-      text=True, timeout=600, check=False)
+    [sys.executable, SCRIPT, str(workdir)],
+    cwd=REPO_ROOT,
+    env=multidevice_steps.eight_device_env(),
+    capture_output=True,
+    text=True,
+    timeout=600,
+    check=False,
+  )
   assert result.returncode == 0, result.stderr[-5000:]
   return workdir
 
@@ -51,8 +57,10 @@ def assert_all_close(actual: dict, expected: dict) -> None:
 
 
 def split(npz) -> tuple[dict, dict]:
-  one = {k[len("one"):]: npz[k] for k in npz.files if k.startswith("one")}
-  eight = {k[len("eight"):]: npz[k] for k in npz.files if k.startswith("eight")}
+  one = {k[len("one") :]: npz[k] for k in npz.files if k.startswith("one")}
+  eight = {
+    k[len("eight") :]: npz[k] for k in npz.files if k.startswith("eight")
+  }
   return one, eight
 
 
@@ -62,8 +70,10 @@ def test_step_on_eight_devices_equals_the_step_on_one(eight_devices):
     assert one["['state'].step"] == 1
     assert_all_close(eight, one)
   # BatchNorm statistics were compared: over the global batch on 8 devices.
-  assert any("batch_stats" in k for k in split(
-      np.load(eight_devices / "batchnorm_vae.npz"))[0])
+  assert any(
+    "batch_stats" in k
+    for k in split(np.load(eight_devices / "batchnorm_vae.npz"))[0]
+  )
 
 
 def test_checkpoints_move_between_one_and_eight_devices(eight_devices):
@@ -74,28 +84,32 @@ def test_checkpoints_move_between_one_and_eight_devices(eight_devices):
   expected_after_restore, _ = multidevice_steps.step_on(mesh, name, state)
 
   # Restored onto 8 devices, stepped twice there, saved between the steps.
-  assert_all_close(dict(np.load(eight_devices / "after_restore.npz")),
-                   expected_after_restore)
+  assert_all_close(
+    dict(np.load(eight_devices / "after_restore.npz")), expected_after_restore
+  )
 
   # The 8-device checkpoint restored onto 1 device continues identically.
   _, target = multidevice_steps.initial_state(name, mesh)
-  manager = checkpoints.make_manager(str(eight_devices / "eight_devices"),
-                                     config)
+  manager = checkpoints.make_manager(
+    str(eight_devices / "eight_devices"), config
+  )
   restored, _ = checkpoints.restore(manager, target, jax.random.PRNGKey(0))
   checkpoints.close(manager)
   assert int(restored.step) == 1
-  assert all(x.sharding == sharding.replicated(mesh)
-             for x in jax.tree.leaves(restored))
-  after_second_step, _ = multidevice_steps.step_on(mesh, name, restored,
-                                                   seed=1)
-  assert_all_close(after_second_step,
-                   dict(np.load(eight_devices / "after_second_step.npz")))
+  assert all(
+    x.sharding == sharding.replicated(mesh) for x in jax.tree.leaves(restored)
+  )
+  after_second_step, _ = multidevice_steps.step_on(mesh, name, restored, seed=1)
+  assert_all_close(
+    after_second_step, dict(np.load(eight_devices / "after_second_step.npz"))
+  )
 
 
 def test_eight_devices_train_alike_on_either_path(eight_devices):
-  results = {mode: json.loads((eight_devices / mode / "results.json"
-                               ).read_text())
-             for mode in multidevice_steps.DATA_PATHS}
+  results = {
+    mode: json.loads((eight_devices / mode / "results.json").read_text())
+    for mode in multidevice_steps.DATA_PATHS
+  }
   assert results["always"]["batches_on_device"]
   assert not results["never"]["batches_on_device"]
   assert {r["devices"] for r in results.values()} == {8}

@@ -30,9 +30,12 @@ TIMEOUT = 300  # Seconds; a hang fails the test instead of stalling CI.
 
 def start_two_processes(workdir, *flags: str):
   return mock_runs.start_run(
-      workdir, "--config.checkpoint_every_steps=4", *flags,
-      launcher=mock_runs.local_multiprocess(NUM_PROCESSES),
-      start_new_session=True)
+    workdir,
+    "--config.checkpoint_every_steps=4",
+    *flags,
+    launcher=mock_runs.local_multiprocess(NUM_PROCESSES),
+    start_new_session=True,
+  )
 
 
 def process_pid(launcher, index: int) -> int:
@@ -66,28 +69,40 @@ class SharesSideBySide(pipeline.PreparedData):
     return False
 
   def train_batches(self, local_batch_size, seed, start_step=0):
-    for batch in super().train_batches(local_batch_size // NUM_PROCESSES,
-                                       seed, start_step):
-      yield {name: np.concatenate([value] * NUM_PROCESSES)
-             for name, value in batch.items()}
+    for batch in super().train_batches(
+      local_batch_size // NUM_PROCESSES, seed, start_step
+    ):
+      yield {
+        name: np.concatenate([value] * NUM_PROCESSES)
+        for name, value in batch.items()
+      }
 
   def eval_dataset(self, local_batch_size):
-    return super().eval_dataset(local_batch_size // NUM_PROCESSES).map(
-        lambda batch: {name: tf.concat([value] * NUM_PROCESSES, axis=0)
-                       for name, value in batch.items()})
+    return (
+      super()
+      .eval_dataset(local_batch_size // NUM_PROCESSES)
+      .map(
+        lambda batch: {
+          name: tf.concat([value] * NUM_PROCESSES, axis=0)
+          for name, value in batch.items()
+        }
+      )
+    )
 
 
 def train_in_one_process(workdir, num_epochs):
   """The two processes' run over the same global batches, on one device."""
   with pytest.MonkeyPatch.context() as patch:
     patch.setattr(pipeline, "prepare", SharesSideBySide)
-    return mock_runs.train_here(workdir, {"num_epochs": num_epochs,
-                                          "checkpoint_every_steps": 10_000})
+    return mock_runs.train_here(
+      workdir, {"num_epochs": num_epochs, "checkpoint_every_steps": 10_000}
+    )
 
 
 def checkpoint_steps(workdir) -> list[int]:
-  return sorted(int(n) for n in os.listdir(workdir / "checkpoints")
-                if n.isdigit())
+  return sorted(
+    int(n) for n in os.listdir(workdir / "checkpoints") if n.isdigit()
+  )
 
 
 def test_two_processes_stop_together_save_once_and_resume(tmp_path):
@@ -97,8 +112,12 @@ def test_two_processes_stop_together_save_once_and_resume(tmp_path):
   os.kill(process_pid(run, 1), signal.SIGTERM)
   code, output = mock_runs.finish(run, timeout=TIMEOUT)
   assert code == preemption.EXIT_CODE, output[-5000:]
-  stops = re.findall(r"^\[(\d)\] .*stopped by a preemption notice after "
-                     r"step (\d+)", output, re.MULTILINE)
+  stops = re.findall(
+    r"^\[(\d)\] .*stopped by a preemption notice after "
+    r"step (\d+)",
+    output,
+    re.MULTILINE,
+  )
   assert sorted(index for index, _ in stops) == ["0", "1"], output[-5000:]
   assert stops[0][1] == stops[1][1]  # The same step.
   stopped_at = int(stops[0][1])
@@ -114,8 +133,9 @@ def test_two_processes_stop_together_save_once_and_resume(tmp_path):
   code, output = mock_runs.finish(run, timeout=TIMEOUT)
   assert code == 0, output[-5000:]
   for index in (0, 1):
-    assert re.search(rf"^\[{index}\] .* trainer; step {stopped_at} of ",
-                     output, re.MULTILINE)
+    assert re.search(
+      rf"^\[{index}\] .* trainer; step {stopped_at} of ", output, re.MULTILINE
+    )
   results = json.loads((tmp_path / "results.json").read_text())
   assert results["start_step"] == stopped_at
   assert results["steps"] == num_epochs * STEPS_PER_EPOCH
@@ -124,25 +144,35 @@ def test_two_processes_stop_together_save_once_and_resume(tmp_path):
 
   # The same numbers as one process on one device over the same global
   # batches, up to the order in which each sum over the batch is added.
-  one_process = train_in_one_process(tmp_path.parent / "one_process",
-                                     num_epochs)
+  one_process = train_in_one_process(
+    tmp_path.parent / "one_process", num_epochs
+  )
   assert (one_process["processes"], one_process["devices"]) == (1, 1)
   test_metrics = [name for name in results if name.startswith("test_")]
-  np.testing.assert_allclose([results[k] for k in test_metrics],
-                             [one_process[k] for k in test_metrics],
-                             rtol=1e-5)
-  expected = checkpoint_arrays(tmp_path.parent / "one_process",
-                               results["steps"])
+  np.testing.assert_allclose(
+    [results[k] for k in test_metrics],
+    [one_process[k] for k in test_metrics],
+    rtol=1e-5,
+  )
+  expected = checkpoint_arrays(
+    tmp_path.parent / "one_process", results["steps"]
+  )
   for name, value in checkpoint_arrays(tmp_path, results["steps"]).items():
-    np.testing.assert_allclose(value, expected[name], rtol=1e-5, atol=1e-6,
-                               err_msg=name)
+    np.testing.assert_allclose(
+      value, expected[name], rtol=1e-5, atol=1e-6, err_msg=name
+    )
 
   # Process 0 alone wrote the outputs: one TensorBoard file per run, one
   # image of each kind per epoch, and no temporary files left behind.
   files = os.listdir(tmp_path)
   assert len([n for n in files if n.startswith("events.out")]) == 2
-  images = {f"{kind}_{epoch * STEPS_PER_EPOCH:06d}.png"
-            for kind in ("reconstructions", "samples")
-            for epoch in range(1, num_epochs + 1)}
-  assert {n for n in files if not n.startswith(("events.out", "config."))
-          } == {"checkpoints", "results.json", *images}
+  images = {
+    f"{kind}_{epoch * STEPS_PER_EPOCH:06d}.png"
+    for kind in ("reconstructions", "samples")
+    for epoch in range(1, num_epochs + 1)
+  }
+  assert {n for n in files if not n.startswith(("events.out", "config."))} == {
+    "checkpoints",
+    "results.json",
+    *images,
+  }

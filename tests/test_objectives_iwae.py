@@ -5,10 +5,10 @@ tests reach them only through the config and the trainer's step."""
 import math
 
 import jax
+from jax import test_util as jax_test_util
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax import test_util as jax_test_util
 
 from testbed import assemble
 from testbed import initial_state
@@ -30,8 +30,11 @@ def tiny_config(objective, num_samples):
 
 
 def images(size=6):
-  return np.random.default_rng(0).uniform(
-      size=(size, *IMAGE_SHAPE)).astype(np.float32)
+  return (
+    np.random.default_rng(0)
+    .uniform(size=(size, *IMAGE_SHAPE))
+    .astype(np.float32)
+  )
 
 
 def eval_terms(config, rng=3):
@@ -40,8 +43,9 @@ def eval_terms(config, rng=3):
   state = initial_state(config, parts, IMAGE_SHAPE, total_steps=10)
   _, eval_step = single_network.bound_steps(config, parts)
   x = images()
-  sums = jax.jit(eval_step)(state, {"image": x, "mask": np.ones(len(x), bool)},
-                            jax.random.PRNGKey(rng))
+  sums = jax.jit(eval_step)(
+    state, {"image": x, "mask": np.ones(len(x), bool)}, jax.random.PRNGKey(rng)
+  )
   return {k: float(v) / len(x) for k, v in sums.items() if k != "count"}, state
 
 
@@ -56,11 +60,13 @@ def test_at_one_sample_the_iwae_bound_is_the_elbo_of_that_sample():
   eps = jax.random.normal(jax.random.PRNGKey(3), (1, *mu.shape))
   z = mu + jnp.exp(0.5 * logvar) * eps[0]
   p = jax.nn.sigmoid(state.apply_fn(variables, z, method="decode"))
-  log_px_z = jnp.sum((x * jnp.log(p) + (1 - x) * jnp.log1p(-p)).reshape(
-      len(x), -1), axis=-1)
+  log_px_z = jnp.sum(
+    (x * jnp.log(p) + (1 - x) * jnp.log1p(-p)).reshape(len(x), -1), axis=-1
+  )
   log_pz = jnp.sum(-0.5 * (z**2 + math.log(2 * math.pi)), axis=-1)
-  log_qz = jnp.sum(-0.5 * (eps[0]**2 + logvar + math.log(2 * math.pi)),
-                   axis=-1)
+  log_qz = jnp.sum(
+    -0.5 * (eps[0] ** 2 + logvar + math.log(2 * math.pi)), axis=-1
+  )
   elbo = float(jnp.mean(log_px_z + log_pz - log_qz))
   np.testing.assert_allclose(iwae_terms["loss"], -elbo, rtol=1e-5)
 
@@ -79,24 +85,34 @@ def test_bound_rises_toward_the_exact_log_likelihood():
   of z."""
   variance, x = 0.1, np.float32(0.7)
   grid = np.linspace(-12, 12, 200_001)
-  log_joint = (-0.5 * (grid**2 + math.log(2 * math.pi))
-               - 0.5 * ((x - 1 / (1 + np.exp(-grid)))**2 / variance
-                        + math.log(2 * math.pi * variance)))
+  log_joint = -0.5 * (grid**2 + math.log(2 * math.pi)) - 0.5 * (
+    (x - 1 / (1 + np.exp(-grid))) ** 2 / variance
+    + math.log(2 * math.pi * variance)
+  )
   log_px = np.log(np.sum(np.exp(log_joint)) * (grid[1] - grid[0]))
   mu, logvar = jnp.full((1, 1), -0.5), jnp.full((1, 1), math.log(3.0))
   image = jnp.full((1, 1, 1, 1), x)
   bounds = []
   for k in (1, 2, 5, 50):
     eps = jax.random.normal(jax.random.PRNGKey(k), (400, k, 1, 1))
+
     def bound(eps):
       z = mu[None] + jnp.exp(0.5 * logvar)[None] * eps
-      log_ratio = (jnp.sum(-0.5 * z**2, axis=-1)
-                   + jnp.sum(0.5 * (eps**2 + logvar[None]), axis=-1))
-      weights, _ = iwae.log_weights(z.reshape(k, 1, 1, 1), log_ratio, image,
-                                    likelihood="gaussian",
-                                    gaussian_variance=variance)
+      log_ratio = jnp.sum(-0.5 * z**2, axis=-1) + jnp.sum(
+        0.5 * (eps**2 + logvar[None]), axis=-1
+      )
+      weights, _ = iwae.log_weights(
+        z.reshape(k, 1, 1, 1),
+        log_ratio,
+        image,
+        likelihood="gaussian",
+        gaussian_variance=variance,
+      )
       return jax.nn.logsumexp(weights, axis=0) - math.log(k)
-    bounds.append(float(jnp.mean(jax.jit(jax.vmap(bound))(eps))))  # 400 repeats.
+
+    bounds.append(
+      float(jnp.mean(jax.jit(jax.vmap(bound))(eps)))
+    )  # 400 repeats.
   assert bounds == sorted(bounds), bounds
   assert all(b <= log_px + 1e-3 for b in bounds)
   assert log_px - bounds[-1] < 0.1 * (log_px - bounds[0]), (bounds, log_px)
@@ -111,16 +127,30 @@ def test_gradient_matches_finite_differences(objective):
 
   def loss(params):
     def run_model(*args, method):
-      return single_network.run_model(state, params, *args, method=method,
-                                      train=True, compute_dtype="float32")
-    terms, _ = parts.objective.terms(run_model, params, x,
-                                     jax.random.PRNGKey(5), state.step,
-                                     loss_config=config.loss)
+      return single_network.run_model(
+        state, params, *args, method=method, train=True, compute_dtype="float32"
+      )
+
+    terms, _ = parts.objective.terms(
+      run_model,
+      params,
+      x,
+      jax.random.PRNGKey(5),
+      state.step,
+      loss_config=config.loss,
+    )
     return terms["loss"].mean()
 
   # Jitted: op by op, the finite differences' evaluations took seconds.
-  jax_test_util.check_grads(jax.jit(loss), (state.params,), order=1,
-                            modes=["rev"], eps=1e-2, atol=2e-2, rtol=2e-2)
+  jax_test_util.check_grads(
+    jax.jit(loss),
+    (state.params,),
+    order=1,
+    modes=["rev"],
+    eps=1e-2,
+    atol=2e-2,
+    rtol=2e-2,
+  )
 
 
 def test_num_samples_must_be_positive():
@@ -132,8 +162,11 @@ def test_num_samples_must_be_positive():
 def test_an_objective_whose_fields_the_config_lacks_is_refused():
   config = tiny_config("negative_elbo", 1)
   config.loss.objective = "iwae"
-  with pytest.raises(errors.ConfigError, match=r"loss.num_samples.*"
-                     r"default_config\('mlp_vae', 'iwae'\)"):
+  with pytest.raises(
+    errors.ConfigError,
+    match=r"loss.num_samples.*"
+    r"default_config\('mlp_vae', 'iwae'\)",
+  ):
     loop.check_config(config)
 
 
@@ -148,10 +181,13 @@ def test_many_draws_are_decoded_in_chunks_to_the_same_bound(monkeypatch):
 
   def loss(params):
     def run_model(*args, method):
-      return single_network.run_model(state, params, *args, method=method,
-                                      train=True, compute_dtype="float32")
-    terms, _ = parts.objective.terms(run_model, params, x, rng, state.step,
-                                     loss_config=config.loss)
+      return single_network.run_model(
+        state, params, *args, method=method, train=True, compute_dtype="float32"
+      )
+
+    terms, _ = parts.objective.terms(
+      run_model, params, x, rng, state.step, loss_config=config.loss
+    )
     return terms["loss"]
 
   one_pass = jax.jit(loss)(state.params)
@@ -161,14 +197,33 @@ def test_many_draws_are_decoded_in_chunks_to_the_same_bound(monkeypatch):
   chunked_loss = jax.jit(lambda params: loss(params))  # pylint: disable=unnecessary-lambda
   chunked = chunked_loss(state.params)
   # The same bound, over draws three at a time from split keys (7 of 9).
-  weights = jnp.concatenate([iwae.log_weights(
-      *state.apply_fn(single_network.variables(state), x, key, train=False,
-                      method=lambda vae, *args, train: iwae.draw_latents(
-                          vae, *args, train, num_samples=3)),
-      x, likelihood="bernoulli")[0] for key in jax.random.split(rng, 3)])[:7]
+  weights = jnp.concatenate(
+    [
+      iwae.log_weights(
+        *state.apply_fn(
+          single_network.variables(state),
+          x,
+          key,
+          train=False,
+          method=lambda vae, *args, train: iwae.draw_latents(
+            vae, *args, train, num_samples=3
+          ),
+        ),
+        x,
+        likelihood="bernoulli",
+      )[0]
+      for key in jax.random.split(rng, 3)
+    ]
+  )[:7]
   expected = -(jax.nn.logsumexp(weights, axis=0) - math.log(7))
   np.testing.assert_allclose(chunked, expected, rtol=1e-5)
   assert not np.allclose(chunked, one_pass)  # Other draws: it did chunk.
-  jax_test_util.check_grads(lambda p: chunked_loss(p).mean(),
-                            (state.params,), order=1, modes=["rev"],
-                            eps=1e-2, atol=2e-2, rtol=2e-2)
+  jax_test_util.check_grads(
+    lambda p: chunked_loss(p).mean(),
+    (state.params,),
+    order=1,
+    modes=["rev"],
+    eps=1e-2,
+    atol=2e-2,
+    rtol=2e-2,
+  )

@@ -27,8 +27,9 @@ def test_the_new_file_appears_whole_under_its_name(tmp_path):
     f.write(b"\x89PNG")
     # Until the body ends, only the temporary exists.
     assert not os.path.exists(path)
-    assert [name.startswith("grid.png.tmp-") for name in os.listdir(tmp_path)
-            ] == [True]
+    assert [
+      name.startswith("grid.png.tmp-") for name in os.listdir(tmp_path)
+    ] == [True]
   assert open(path, "rb").read() == b"\x89PNG"
   outputs.write_png(path, np.zeros((2, 3, 1), np.uint8))
   assert open(path, "rb").read()[:4] == b"\x89PNG"

@@ -23,13 +23,18 @@ IMAGE_SHAPE = (28, 28, 1)
 
 def batch(size=8):
   rng = np.random.default_rng(0)
-  return {"image": rng.uniform(size=(size, *IMAGE_SHAPE)).astype(np.float32),
-          "label": rng.integers(0, 10, size).astype(np.int32)}
+  return {
+    "image": rng.uniform(size=(size, *IMAGE_SHAPE)).astype(np.float32),
+    "label": rng.integers(0, 10, size).astype(np.int32),
+  }
 
 
 def float_dtypes(tree):
-  return {x.dtype for x in jax.tree.leaves(tree)
-          if jnp.issubdtype(x.dtype, jnp.floating)}
+  return {
+    x.dtype
+    for x in jax.tree.leaves(tree)
+    if jnp.issubdtype(x.dtype, jnp.floating)
+  }
 
 
 def autoencoder_steps(config, compute_dtype, num_steps=3):
@@ -45,16 +50,18 @@ def autoencoder_steps(config, compute_dtype, num_steps=3):
 
 
 @pytest.mark.parametrize("model", ["mlp_vae", "dcgan_vae"])
-def test_bfloat16_compute_keeps_float32_state_and_stays_close(tiny_config,
-                                                              model):
+def test_bfloat16_compute_keeps_float32_state_and_stays_close(
+  tiny_config, model
+):
   if model == "dcgan_vae":  # BatchNorm statistics must stay float32 too.
     batchnorm_config(tiny_config)
     # bfloat16 is for accelerators, where 'auto' picks XLA's convolutions.
     tiny_config.model.conv_impl = "xla"
   full, full_losses = autoencoder_steps(tiny_config, "float32")
   mixed, mixed_losses = autoencoder_steps(tiny_config, "bfloat16")
-  assert float_dtypes((mixed.params, mixed.opt_state,
-                       mixed.batch_stats)) == {jnp.dtype(jnp.float32)}
+  assert float_dtypes((mixed.params, mixed.opt_state, mixed.batch_stats)) == {
+    jnp.dtype(jnp.float32)
+  }
   assert mixed_losses.dtype == np.float32
   # bfloat16 keeps 8 bits of mantissa: losses agree to about 1%.
   np.testing.assert_allclose(mixed_losses, full_losses, rtol=2e-2)
@@ -65,15 +72,17 @@ def test_apply_in_computes_in_bfloat16_and_returns_float32():
   seen = {}
 
   def apply_fn(variables, x, rng):
-    seen["param"], seen["x"], seen["rng"] = (variables["params"]["w"].dtype,
-                                             x.dtype, rng.dtype)
+    seen["param"], seen["x"], seen["rng"] = (
+      variables["params"]["w"].dtype,
+      x.dtype,
+      rng.dtype,
+    )
     return x * variables["params"]["w"], {"stats": variables["stats"]}
 
   apply = precision.apply_in(apply_fn, "bfloat16")
   variables = {"params": {"w": jnp.ones(2)}, "stats": jnp.zeros(2)}
   out, aux = apply(variables, jnp.ones(2), jax.random.PRNGKey(0))
-  assert seen == {"param": jnp.bfloat16, "x": jnp.bfloat16,
-                  "rng": jnp.uint32}
+  assert seen == {"param": jnp.bfloat16, "x": jnp.bfloat16, "rng": jnp.uint32}
   assert out.dtype == aux["stats"].dtype == jnp.float32
   assert precision.apply_in(apply_fn, "float32") is apply_fn
 

@@ -14,7 +14,10 @@ import numpy as np
 import pytest
 
 import mock_runs
-from mock_runs import TOTAL_STEPS, finish, start_run, wait_for_checkpoint
+from mock_runs import TOTAL_STEPS
+from mock_runs import finish
+from mock_runs import start_run
+from mock_runs import wait_for_checkpoint
 from testbed import checkpoint_arrays
 from vae_jax.core import preemption
 
@@ -44,8 +47,9 @@ def uninterrupted(tmp_path_factory):
   return workdir
 
 
-def test_sigterm_saves_exits_75_and_resumes_identically(uninterrupted,
-                                                         tmp_path):
+def test_sigterm_saves_exits_75_and_resumes_identically(
+  uninterrupted, tmp_path
+):
   run = start_run(tmp_path)
   wait_for_checkpoint(tmp_path, 6, run)
   run.send_signal(signal.SIGTERM)
@@ -53,23 +57,27 @@ def test_sigterm_saves_exits_75_and_resumes_identically(uninterrupted,
   assert code == preemption.EXIT_CODE, output[-3000:]
   assert "rerun the same command to resume" in output
   assert not (tmp_path / "results.json").exists()
-  stopped_at = max(int(n) for n in os.listdir(tmp_path / "checkpoints")
-                   if n.isdigit())
+  stopped_at = max(
+    int(n) for n in os.listdir(tmp_path / "checkpoints") if n.isdigit()
+  )
   assert 6 <= stopped_at < TOTAL_STEPS
   assert mock_runs.train_here(tmp_path)["start_step"] == stopped_at
   assert_same_run(tmp_path, uninterrupted)
 
 
 def test_sigkill_inside_a_save_is_ignored_and_resumes_identically(
-    uninterrupted, tmp_path):
+  uninterrupted, tmp_path
+):
   # Killed inside step 6's save: its files written, its commit not made.
-  code, output = finish(start_run(
-      tmp_path, faults={mock_runs.KILL_BEFORE_COMMIT: "6"}))
+  code, output = finish(
+    start_run(tmp_path, faults={mock_runs.KILL_BEFORE_COMMIT: "6"})
+  )
   assert code == -signal.SIGKILL, output[-3000:]
   checkpoint_dir = tmp_path / "checkpoints"
   unfinished = list(checkpoint_dir.glob("6.orbax-checkpoint-tmp*"))
   assert len(unfinished) == 1 and any(unfinished[0].rglob("*")), sorted(
-      os.listdir(checkpoint_dir))
+    os.listdir(checkpoint_dir)
+  )
   assert not (checkpoint_dir / "6").exists()
   # Resumed from the last committed save, not the half-written one.
   assert mock_runs.train_here(tmp_path)["start_step"] == 5

@@ -23,8 +23,10 @@ NUM_EXAMPLES = 8  # Mock MNIST; only the image shape is read.
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
   """Workdirs of an (untrained) VAE and plain autoencoder."""
-  workdirs = {"vae": tmp_path_factory.mktemp("vae"),
-              "autoencoder": tmp_path_factory.mktemp("autoencoder")}
+  workdirs = {
+    "vae": tmp_path_factory.mktemp("vae"),
+    "autoencoder": tmp_path_factory.mktemp("autoencoder"),
+  }
   save_untrained_run(make_tiny_config(), workdirs["vae"])
   config = shrink_run(loop.default_config("fc_autoencoder"))
   assert config.input.pixel_range == "symmetric"
@@ -43,8 +45,7 @@ def test_samples_are_uint8_images_and_follow_the_seed(runs, tmp_path):
   images = run_sample(runs["vae"], 300, seed=1)
   assert images.shape == (300, 28, 28, 1) and images.dtype == np.uint8
   assert len(np.unique(images.reshape(300, -1), axis=0)) == 300
-  np.testing.assert_array_equal(run_sample(runs["vae"], 3, seed=1),
-                                images[:3])
+  np.testing.assert_array_equal(run_sample(runs["vae"], 3, seed=1), images[:3])
   assert not np.array_equal(run_sample(runs["vae"], 3, seed=2), images[:3])
   path = tmp_path / "new" / "samples.npz"
   outputs.check_output_path(str(path), ".npz")
@@ -71,10 +72,21 @@ def test_bad_output_paths_are_user_errors(tmp_path):
 
 def test_command_line_error_is_one_line(runs):
   result = subprocess.run(
-      [sys.executable, "-m", "vae_jax.sample", f"--workdir={runs['vae']}",
-       "--num_samples=2", "--output=/dev/null/samples.npz"],
-      cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=False,
-      env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    [
+      sys.executable,
+      "-m",
+      "vae_jax.sample",
+      f"--workdir={runs['vae']}",
+      "--num_samples=2",
+      "--output=/dev/null/samples.npz",
+    ],
+    cwd=REPO_ROOT,
+    capture_output=True,
+    text=True,
+    timeout=120,
+    check=False,
+    env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+  )
   assert result.returncode != 0
   assert "Traceback" not in result.stderr
   last_line = result.stderr.strip().splitlines()[-1]

@@ -15,28 +15,48 @@ from vae_jax.sweeps import runner
 
 
 def test_values_take_the_field_type(tiny_config):
-  runs = runner.make_runs(tiny_config, [
-      "loss.kl_weight=5e-1,1", "input.image_size=32", "input.in_memory=False",
-      "optimizer.name=sgd", "model.hidden_sizes=(64,32),(16,)"])
+  runs = runner.make_runs(
+    tiny_config,
+    [
+      "loss.kl_weight=5e-1,1",
+      "input.image_size=32",
+      "input.in_memory=False",
+      "optimizer.name=sgd",
+      "model.hidden_sizes=(64,32),(16,)",
+    ],
+  )
   assert len(runs) == 2 * 2
   assert runs[0].overrides == {
-      "loss.kl_weight": 0.5, "input.image_size": 32, "input.in_memory": False,
-      "optimizer.name": "sgd", "model.hidden_sizes": (64, 32)}
+    "loss.kl_weight": 0.5,
+    "input.image_size": 32,
+    "input.in_memory": False,
+    "optimizer.name": "sgd",
+    "model.hidden_sizes": (64, 32),
+  }
   assert [type(v) for v in runs[2].overrides.values()] == [
-      float, int, bool, str, tuple]
-  assert runs[0].name == ("loss.kl_weight=0.5,input.image_size=32,"
-                          "input.in_memory=False,optimizer.name=sgd,"
-                          "model.hidden_sizes=64-32")
+    float,
+    int,
+    bool,
+    str,
+    tuple,
+  ]
+  assert runs[0].name == (
+    "loss.kl_weight=0.5,input.image_size=32,"
+    "input.in_memory=False,optimizer.name=sgd,"
+    "model.hidden_sizes=64-32"
+  )
 
 
 def test_the_first_field_varies_slowest(tiny_config):
-  runs = runner.make_runs(tiny_config, ["loss.kl_weight=1,0.1",
-                                       "model.latent_size=2,8"])
+  runs = runner.make_runs(
+    tiny_config, ["loss.kl_weight=1,0.1", "model.latent_size=2,8"]
+  )
   assert [run.name for run in runs] == [
-      "loss.kl_weight=1.0,model.latent_size=2",
-      "loss.kl_weight=1.0,model.latent_size=8",
-      "loss.kl_weight=0.1,model.latent_size=2",
-      "loss.kl_weight=0.1,model.latent_size=8"]
+    "loss.kl_weight=1.0,model.latent_size=2",
+    "loss.kl_weight=1.0,model.latent_size=8",
+    "loss.kl_weight=0.1,model.latent_size=2",
+    "loss.kl_weight=0.1,model.latent_size=8",
+  ]
 
 
 def test_run_config_leaves_the_base_config_alone(tiny_config):
@@ -50,7 +70,9 @@ def test_names_are_filesystem_safe(tiny_config):
   assert run.name == "input.folder_path=_data_my_pngs"
 
 
-@pytest.mark.parametrize("flag,message", [
+@pytest.mark.parametrize(
+  "flag,message",
+  [
     ("loss.kl_wieght=1,2", "unknown config field 'loss.kl_wieght'"),
     ("loss.kl_weight.x=1", "unknown config field 'loss.kl_weight.x'"),
     ("model.latent_size=4,8.5", "'8.5' of model.latent_size cannot be read"),
@@ -59,7 +81,8 @@ def test_names_are_filesystem_safe(tiny_config):
     ("loss.kl_weight", "is not FIELD=VALUE,VALUE"),
     ("loss=1", "loss holds a ConfigDict"),
     ("loss.kl_weight=0.5,5e-1", "share the directory 'loss.kl_weight=0.5'"),
-])
+  ],
+)
 def test_mistakes_are_config_errors(tiny_config, flag, message):
   with pytest.raises(errors.ConfigError, match=message):
     runner.make_runs(tiny_config, [flag])
@@ -72,8 +95,9 @@ def test_a_field_swept_twice_is_an_error(tiny_config):
 
 def test_a_bad_value_stops_the_sweep_before_any_run(tiny_config, tmp_path):
   with pytest.raises(errors.ConfigError, match="kl_weight must be >= 0"):
-    runner.run_sweep(tiny_config, str(tmp_path / "sweep"),
-                    ["loss.kl_weight=1,-1"])
+    runner.run_sweep(
+      tiny_config, str(tmp_path / "sweep"), ["loss.kl_weight=1,-1"]
+    )
   assert not (tmp_path / "sweep").exists()
 
 
@@ -90,8 +114,12 @@ def png_folder(tmp_path_factory):
 
 # The tiny MLP VAE on 8 PNGs in batches of 4: 2 steps per epoch.
 FOLDER_RUN = {"batch_size": 4, "checkpoint_every_steps": 2}
-FOLDER_INPUT = {"dataset": "image_folder", "train_split": "training",
-                "test_split": "testing", "grayscale": True}
+FOLDER_INPUT = {
+  "dataset": "image_folder",
+  "train_split": "training",
+  "test_split": "testing",
+  "grayscale": True,
+}
 
 
 def folder_config(config, folder):
@@ -101,7 +129,8 @@ def folder_config(config, folder):
 
 
 def test_sweep_writes_runs_and_summary_and_skips_them_when_rerun(
-    tiny_config, png_folder, tmp_path, monkeypatch, capsys):
+  tiny_config, png_folder, tmp_path, monkeypatch, capsys
+):
   analyzed = []
 
   def fake_analyze(run_dir):  # The real one is run by the next test.
@@ -109,8 +138,9 @@ def test_sweep_writes_runs_and_summary_and_skips_them_when_rerun(
     os.makedirs(os.path.join(run_dir, "analysis"))
     # Differs per run, so a cell read from the wrong run would show.
     report = {"active_units": len(analyzed), "kl_per_dim": [0.5, 0.5]}
-    outputs.write_json(os.path.join(run_dir, "analysis", "analysis.json"),
-                       report)
+    outputs.write_json(
+      os.path.join(run_dir, "analysis", "analysis.json"), report
+    )
     return report
 
   monkeypatch.setattr(runner.report, "analyze", fake_analyze)
@@ -147,9 +177,16 @@ def test_sweep_writes_runs_and_summary_and_skips_them_when_rerun(
     cells = dict(zip(table["columns"], row))
     results_json = json.loads((workdir / name / "results.json").read_text())
     analysis_json = json.loads(
-        (workdir / name / "analysis" / "analysis.json").read_text())
-    for column in ("test_nelbo", "test_loss", "test_recon", "test_kl",
-                   "test_mse", "train_seconds"):
+      (workdir / name / "analysis" / "analysis.json").read_text()
+    )
+    for column in (
+      "test_nelbo",
+      "test_loss",
+      "test_recon",
+      "test_kl",
+      "test_mse",
+      "train_seconds",
+    ):
       assert cells[column] == results_json[column], (name, column)
     assert cells["active_units"] == analysis_json["active_units"]
   assert (workdir / "sweep_summary.png").stat().st_size > 0
@@ -200,27 +237,48 @@ app.run(sweep.main, flags_parser=cli.parse_flags)
 
 def run_sweep_command(tmp_path, folder, *args):
   """The sweep over two β in `tmp_path`/sweep; `args` start the command."""
-  python_path = [REPO_ROOT, os.path.join(REPO_ROOT, "tests"),
-                 os.environ.get("PYTHONPATH", "")]
-  env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3",
-         "PYTHONPATH": os.pathsep.join(filter(None, python_path))}
+  python_path = [
+    REPO_ROOT,
+    os.path.join(REPO_ROOT, "tests"),
+    os.environ.get("PYTHONPATH", ""),
+  ]
+  env = {
+    **os.environ,
+    "TF_CPP_MIN_LOG_LEVEL": "3",
+    "PYTHONPATH": os.pathsep.join(filter(None, python_path)),
+  }
   config = f"{tmp_path}/tiny_folder.py:{folder}"
   return subprocess.run(
-      [sys.executable, *args, f"--config={config}",
-       f"--workdir={tmp_path}/sweep", "--sweep=loss.kl_weight=1,0.1"],
-      cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300,
-      check=False)
+    [
+      sys.executable,
+      *args,
+      f"--config={config}",
+      f"--workdir={tmp_path}/sweep",
+      "--sweep=loss.kl_weight=1,0.1",
+    ],
+    cwd=REPO_ROOT,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=300,
+    check=False,
+  )
 
 
 def test_a_killed_sweep_resumes_where_it_stopped(png_folder, tmp_path):
   (tmp_path / "tiny_folder.py").write_text(CONFIG_FILE)
   (tmp_path / "killing_sweep.py").write_text(KILLING_SWEEP)
-  killed = run_sweep_command(tmp_path, png_folder,
-                             str(tmp_path / "killing_sweep.py"),
-                             "loss.kl_weight=0.1")
+  killed = run_sweep_command(
+    tmp_path,
+    png_folder,
+    str(tmp_path / "killing_sweep.py"),
+    "loss.kl_weight=0.1",
+  )
   assert killed.returncode == -9, killed.stderr[-2000:]
-  first, second = (tmp_path / "sweep" / "loss.kl_weight=1.0",
-                   tmp_path / "sweep" / "loss.kl_weight=0.1")
+  first, second = (
+    tmp_path / "sweep" / "loss.kl_weight=1.0",
+    tmp_path / "sweep" / "loss.kl_weight=0.1",
+  )
   finished = mtimes([first / "results.json", first / "analysis/analysis.json"])
   assert not (second / "results.json").exists()
   assert not (tmp_path / "sweep" / "sweep_summary.json").exists()

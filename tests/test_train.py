@@ -19,8 +19,9 @@ from vae_jax.trainers import single_network
 
 
 def make_state(config, image_shape=(28, 28, 1)):
-  return initial_state(config, assemble(config, image_shape), image_shape,
-                       total_steps=100)
+  return initial_state(
+    config, assemble(config, image_shape), image_shape, total_steps=100
+  )
 
 
 def train_step(config):
@@ -29,8 +30,10 @@ def train_step(config):
 
 def random_batch(size=8, seed=0):
   rng = np.random.default_rng(seed)
-  return {"image": rng.uniform(size=(size, 28, 28, 1)).astype(np.float32),
-          "label": rng.integers(0, 10, size).astype(np.int32)}
+  return {
+    "image": rng.uniform(size=(size, 28, 28, 1)).astype(np.float32),
+    "label": rng.integers(0, 10, size).astype(np.int32),
+  }
 
 
 def test_train_step_compiles_once_and_learns(tiny_config):
@@ -62,10 +65,12 @@ def test_train_step_uses_a_fresh_sample_each_step(tiny_config):
   assert float(first["loss"]) != float(next_step["loss"])
 
 
-@pytest.mark.parametrize("learned_variance,shape", [("shared", ()),
-                                                    ("per_pixel", (28, 28, 1))])
+@pytest.mark.parametrize(
+  "learned_variance,shape", [("shared", ()), ("per_pixel", (28, 28, 1))]
+)
 def test_learned_gaussian_variance_is_a_trained_parameter(
-    tiny_config, learned_variance, shape):
+  tiny_config, learned_variance, shape
+):
   tiny_config.loss.likelihood = "gaussian_learned"
   tiny_config.loss.learned_variance = learned_variance
   state = make_state(tiny_config)
@@ -73,8 +78,9 @@ def test_learned_gaussian_variance_is_a_trained_parameter(
   step = jax.jit(train_step(tiny_config))
   new_state, metrics = step(state, random_batch(), jax.random.PRNGKey(1))
   assert np.isfinite(float(metrics["loss"]))
-  assert not np.allclose(new_state.params["pixel_logvar"],
-                         state.params["pixel_logvar"])
+  assert not np.allclose(
+    new_state.params["pixel_logvar"], state.params["pixel_logvar"]
+  )
 
 
 def test_pixel_range_must_match_the_model(tiny_config):
@@ -87,8 +93,9 @@ def test_eval_step_ignores_padding(tiny_config):
   state = make_state(tiny_config)
   batch = random_batch(size=8)
   batch["mask"] = np.array([True] * 5 + [False] * 3)
-  eval_step = jax.jit(single_network.bound_steps(
-      tiny_config, assemble(tiny_config))[1])
+  eval_step = jax.jit(
+    single_network.bound_steps(tiny_config, assemble(tiny_config))[1]
+  )
   sums = eval_step(state, batch, jax.random.PRNGKey(0))
   unpadded = {k: v[:5] for k, v in batch.items()}
   unpadded_sums = eval_step(state, unpadded, jax.random.PRNGKey(0))
@@ -111,11 +118,12 @@ def test_train_and_evaluate_writes_every_output(tiny_config, tmp_path):
   assert on_disk == pytest.approx(results)
   for key in ("test_loss", "test_recon", "test_kl", "test_mse"):
     assert np.isfinite(on_disk[key])
-  np.testing.assert_allclose(on_disk["test_loss"],
-                             on_disk["test_recon"] + on_disk["test_kl"],
-                             rtol=1e-5)
+  np.testing.assert_allclose(
+    on_disk["test_loss"], on_disk["test_recon"] + on_disk["test_kl"], rtol=1e-5
+  )
   assert on_disk["num_params"] == registry.count_params(
-      make_state(tiny_config).params)
+    make_state(tiny_config).params
+  )
   assert on_disk["images_per_second"] > 0 and on_disk["train_seconds"] > 0
   assert json.loads((tmp_path / "config.json").read_text())["batch_size"] == 8
   assert glob.glob(str(tmp_path / "events.out.tfevents.*"))
@@ -127,8 +135,9 @@ def test_train_and_evaluate_writes_every_output(tiny_config, tmp_path):
   assert len(checkpoints) <= tiny_config.max_checkpoints_to_keep
 
 
-def test_rerun_resumes_from_the_newest_checkpoint(tiny_config, tmp_path,
-                                                  optimized_xla):
+def test_rerun_resumes_from_the_newest_checkpoint(
+  tiny_config, tmp_path, optimized_xla
+):
   # Dynamically binarized: its draws, too, must continue where they stopped.
   tiny_config.input.binarize = "dynamic"
   steps_per_epoch = 40 // tiny_config.batch_size
@@ -157,13 +166,17 @@ def test_non_finite_step_is_skipped_but_counted(tiny_config):
   skipped, metrics = step(state, poisoned, jax.random.PRNGKey(1))
   assert not bool(metrics["finite"])
   assert int(skipped.step) == 1  # Its batch is used up all the same.
-  for before, after in zip(jax.tree.leaves((state.params, state.opt_state)),
-                           jax.tree.leaves((skipped.params, skipped.opt_state))):
+  for before, after in zip(
+    jax.tree.leaves((state.params, state.opt_state)),
+    jax.tree.leaves((skipped.params, skipped.opt_state)),
+  ):
     np.testing.assert_array_equal(before, after)
   applied, metrics = step(skipped, random_batch(), jax.random.PRNGKey(1))
   assert bool(metrics["finite"])
-  assert not np.array_equal(applied.params["encoder"]["mu"]["kernel"],
-                            state.params["encoder"]["mu"]["kernel"])
+  assert not np.array_equal(
+    applied.params["encoder"]["mu"]["kernel"],
+    state.params["encoder"]["mu"]["kernel"],
+  )
 
 
 def test_window_summary_averages_applied_steps_and_carries_the_streak():
@@ -171,39 +184,45 @@ def test_window_summary_averages_applied_steps_and_carries_the_streak():
     return {"loss": np.float32(loss), "finite": np.bool_(np.isfinite(loss))}
 
   summary, streak = loop.summarize_window(
-      [step(1.0), step(np.nan), step(3.0), step(np.inf), step(np.nan)], 4)
+    [step(1.0), step(np.nan), step(3.0), step(np.inf), step(np.nan)], 4
+  )
   assert summary == {"loss": 2.0, "nonfinite_steps": 3.0}
   assert streak == 2
   summary, streak = loop.summarize_window([step(np.nan)] * 2, streak)
   assert summary == {"nonfinite_steps": 2.0} and streak == 4
 
 
-def test_diverging_run_stops_and_keeps_its_good_checkpoint(tiny_config,
-                                                           tmp_path):
+def test_diverging_run_stops_and_keeps_its_good_checkpoint(
+  tiny_config, tmp_path
+):
   tiny_config.optimizer.learning_rate = 1e30
   tiny_config.max_consecutive_nonfinite = 2
   tiny_config.checkpoint_every_steps = 1
   with pytest.raises(FloatingPointError, match="non-finite loss or gradient"):
     run(tiny_config, tmp_path)
   assert not (tmp_path / "results.json").exists()
-  saved = sorted(int(p) for p in os.listdir(tmp_path / "checkpoints")
-                 if p.isdigit())
+  saved = sorted(
+    int(p) for p in os.listdir(tmp_path / "checkpoints") if p.isdigit()
+  )
   manager = checkpoints.make_manager(str(tmp_path), tiny_config)
-  state, _ = checkpoints.restore(manager, make_state(tiny_config),
-                                       jax.random.PRNGKey(0))
+  state, _ = checkpoints.restore(
+    manager, make_state(tiny_config), jax.random.PRNGKey(0)
+  )
   assert int(state.step) == saved[-1]
   assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(state.params))
 
 
-def test_shape_changing_config_is_refused_unless_allowed(tiny_config,
-                                                         tmp_path):
+def test_shape_changing_config_is_refused_unless_allowed(tiny_config, tmp_path):
   run(tiny_config, tmp_path)
   tiny_config.model.latent_size = 3
-  with pytest.raises(errors.UserInputError,
-                     match=r"model.latent_size \(4 -> 3\).*shapes"):
+  with pytest.raises(
+    errors.UserInputError, match=r"model.latent_size \(4 -> 3\).*shapes"
+  ):
     run(tiny_config, tmp_path)
-  assert json.loads((tmp_path / "config.json").read_text())[
-      "model"]["latent_size"] == 4
+  assert (
+    json.loads((tmp_path / "config.json").read_text())["model"]["latent_size"]
+    == 4
+  )
   tiny_config.allow_config_change = True
   tiny_config.num_epochs = 1
   results = run(tiny_config, tmp_path)

@@ -10,9 +10,9 @@ import pytest
 import tensorflow_datasets as tfds
 
 from testbed import make_tiny_config
-from vae_jax.trainers import loop
-from vae_jax.analysis import runs
 from vae_jax import errors
+from vae_jax.analysis import runs
+from vae_jax.trainers import loop
 
 NUM_EXAMPLES = 40  # Mock MNIST: 5 steps per epoch of 8, 10 in all.
 
@@ -56,8 +56,10 @@ def test_load_picks_an_older_step(run_dir):
   assert run.step == 6
   assert_trees_equal(run.state.params, saved_params(run_dir, 6))
   newest = load(run_dir)
-  assert not np.allclose(jax.tree.leaves(run.state.params)[0],
-                         jax.tree.leaves(newest.state.params)[0])
+  assert not np.allclose(
+    jax.tree.leaves(run.state.params)[0],
+    jax.tree.leaves(newest.state.params)[0],
+  )
   with pytest.raises(errors.UserInputError, match="no checkpoint at step"):
     load(run_dir, step=4)
 
@@ -70,8 +72,12 @@ def test_fields_an_old_config_json_lacks_come_from_the_base_config(tmp_path):
   assert loaded.input.pixel_range == "unit"
   assert loaded.loss.learned_variance == "per_pixel"
   # Its own sizes, and the family's activation it predates.
-  assert loaded.model.to_dict() == {"name": "mlp_vae", "hidden_sizes": (32, 16),
-                                    "latent_size": 4, "activation": "relu"}
+  assert loaded.model.to_dict() == {
+    "name": "mlp_vae",
+    "hidden_sizes": (32, 16),
+    "latent_size": 4,
+    "activation": "relu",
+  }
 
 
 def test_missing_workdir_config_or_checkpoints_is_a_user_error(tmp_path):

@@ -22,7 +22,9 @@ from vae_jax.trainers import loop
 from vae_jax.trainers import single_network
 
 
-@pytest.mark.parametrize("field,value,message", [
+@pytest.mark.parametrize(
+  "field,value,message",
+  [
     ("batch_size", 0, "batch_size must be positive"),
     ("num_epochs", -1, "num_epochs must be positive"),
     ("log_every_steps", 0, "log_every_steps must be positive"),
@@ -38,11 +40,18 @@ from vae_jax.trainers import single_network
     ("num_image_samples", 1, "num_image_samples must be >= 2"),
     ("optimizer.name", "adagrad", "optimizer.name 'adagrad' is unknown"),
     ("optimizer.schedule", "step", "optimizer.schedule 'step' is unknown"),
-    ("loss.learned_variance", "diagonal",
-     "loss.learned_variance 'diagonal' is unknown"),
-    ("loss.objective", "poisson_elbo", "loss.objective 'poisson_elbo' is "
-     "unknown"),
-])
+    (
+      "loss.learned_variance",
+      "diagonal",
+      "loss.learned_variance 'diagonal' is unknown",
+    ),
+    (
+      "loss.objective",
+      "poisson_elbo",
+      "loss.objective 'poisson_elbo' is unknown",
+    ),
+  ],
+)
 def test_bad_values_name_the_field(tiny_config, field, value, message):
   parent, _, name = field.rpartition(".")
   (tiny_config[parent] if parent else tiny_config)[name] = value
@@ -50,16 +59,28 @@ def test_bad_values_name_the_field(tiny_config, field, value, message):
     loop.check_config(tiny_config)
 
 
-@pytest.mark.parametrize("field,value,message", [
+@pytest.mark.parametrize(
+  "field,value,message",
+  [
     ("n_critic", 0, "n_critic must be >= 1"),
     ("loss.aux_weight", -1.0, "loss.aux_weight must be >= 0"),
-    ("optimizer.generator.learning_rate", 0.0,
-     "optimizer.generator.learning_rate must be positive"),
-    ("optimizer.discriminator.name", "adagrad",
-     "optimizer.discriminator.name 'adagrad' is unknown"),
-    ("optimizer.discriminator.schedule", "step",
-     "optimizer.discriminator.schedule 'step' is unknown"),
-])
+    (
+      "optimizer.generator.learning_rate",
+      0.0,
+      "optimizer.generator.learning_rate must be positive",
+    ),
+    (
+      "optimizer.discriminator.name",
+      "adagrad",
+      "optimizer.discriminator.name 'adagrad' is unknown",
+    ),
+    (
+      "optimizer.discriminator.schedule",
+      "step",
+      "optimizer.discriminator.schedule 'step' is unknown",
+    ),
+  ],
+)
 def test_bad_gan_values_name_the_field(field, value, message):
   config = gan_runs.tiny_gan_config()
   loop.check_config(config)
@@ -77,14 +98,18 @@ def test_each_section_is_checked_by_its_piece(tiny_config):
   with pytest.raises(errors.ConfigError, match="model.latent_size"):
     registry.check_config(tiny_config.model)
   tiny_config.loss.kl_warmup_steps = -1
-  with pytest.raises(errors.ConfigError, match="loss.kl_warmup_steps must be "
-                     ">= 0"):
+  with pytest.raises(
+    errors.ConfigError, match="loss.kl_warmup_steps must be >= 0"
+  ):
     negative_elbo.check_config(tiny_config.loss)
   tiny_config.optimizer.learning_rate = -1.0
   with pytest.raises(errors.ConfigError, match="optimizer.learning_rate"):
     single_network.check_config(tiny_config)
-  with pytest.raises(errors.ConfigError, match=r"opt\.learning_rate must be "
-                     "positive, got -1.0"):
+  with pytest.raises(
+    errors.ConfigError,
+    match=r"opt\.learning_rate must be "
+    "positive, got -1.0",
+  ):
     optimizers.check_config(tiny_config.optimizer, "opt")
   gan_config = gan_runs.tiny_gan_config()
   gan_config.loss.aux_weight = -1.0
@@ -95,14 +120,21 @@ def test_each_section_is_checked_by_its_piece(tiny_config):
     adversarial.check_config(gan_config)
 
 
-@pytest.mark.parametrize("objective,message", [
-    ("nonsaturating_gan", "loss.objective 'nonsaturating_gan' trains gan "
-     "models; model 'mlp_vae' is a latent_variable model"),
-    ("autoencoder_mse", "loss.objective 'autoencoder_mse' trains autoencoder "
-     "models"),
-])
-def test_objective_must_train_the_model_family(tiny_config, objective,
-                                               message):
+@pytest.mark.parametrize(
+  "objective,message",
+  [
+    (
+      "nonsaturating_gan",
+      "loss.objective 'nonsaturating_gan' trains gan "
+      "models; model 'mlp_vae' is a latent_variable model",
+    ),
+    (
+      "autoencoder_mse",
+      "loss.objective 'autoencoder_mse' trains autoencoder models",
+    ),
+  ],
+)
+def test_objective_must_train_the_model_family(tiny_config, objective, message):
   tiny_config.loss.objective = objective
   with pytest.raises(errors.ConfigError, match=message):
     loop.check_config(tiny_config)
@@ -110,8 +142,9 @@ def test_objective_must_train_the_model_family(tiny_config, objective,
 
 def test_batch_must_divide_over_devices(tiny_config, monkeypatch):
   monkeypatch.setattr(jax, "device_count", lambda: 3)
-  with pytest.raises(errors.ConfigError,
-                     match="batch_size 8 is not divisible by the 3 devices"):
+  with pytest.raises(
+    errors.ConfigError, match="batch_size 8 is not divisible by the 3 devices"
+  ):
     loop.check_config(tiny_config)
 
 
@@ -131,6 +164,7 @@ def test_workdir_that_is_a_file_is_rejected(tmp_path):
 
 def test_a_model_section_missing_its_family_fields_is_refused(tiny_config):
   del tiny_config.model.hidden_sizes
-  with pytest.raises(errors.ConfigError,
-                     match=r"model 'mlp_vae' reads model.hidden_sizes"):
+  with pytest.raises(
+    errors.ConfigError, match=r"model 'mlp_vae' reads model.hidden_sizes"
+  ):
     loop.check_config(tiny_config)

@@ -15,7 +15,6 @@ import orbax.checkpoint as ocp
 import pytest
 
 from configs import mnist_linear
-import conftest  # pylint: disable=unused-import  # Its environment, read below.
 from vae_jax.core import checkpoints
 from vae_jax.models import registry
 from vae_jax.trainers import parts as parts_lib
@@ -24,8 +23,9 @@ from vae_jax.trainers import parts as parts_lib
 jax.config.update("jax_disable_most_optimizations", True)
 jax.config.update("jax_numpy_rank_promotion", "raise")
 # Set here too: JAX reads the environment only when it is first imported.
-jax.config.update("jax_compilation_cache_dir",
-                  os.environ["JAX_COMPILATION_CACHE_DIR"])
+jax.config.update(
+  "jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"]
+)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
 
 # XLA:CPU's previous fusion emitters compile the tests' tiny programs 2-3x
@@ -37,8 +37,9 @@ jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
 # this wraps its private compile options; the processes the tests start get
 # the same through XLA_FLAGS (`mock_runs.subprocess_env`).
 _FAST_CODEGEN = {"xla_cpu_use_fusion_emitters": False}
-FAST_CODEGEN_XLA_FLAG = " ".join(f"--{name}={str(value).lower()}"
-                                 for name, value in _FAST_CODEGEN.items())
+FAST_CODEGEN_XLA_FLAG = " ".join(
+  f"--{name}={str(value).lower()}" for name, value in _FAST_CODEGEN.items()
+)
 _default_compile_options = jax_compiler.get_compile_options
 _fast_codegen = True  # Set by use_fast_codegen.
 
@@ -47,7 +48,8 @@ def _compile_options(*args, env_options_overrides=None, **kwargs):
   if _fast_codegen:
     env_options_overrides = {**_FAST_CODEGEN, **(env_options_overrides or {})}
   return _default_compile_options(
-      *args, env_options_overrides=env_options_overrides, **kwargs)
+    *args, env_options_overrides=env_options_overrides, **kwargs
+  )
 
 
 jax_compiler.get_compile_options = _compile_options
@@ -119,10 +121,15 @@ def initial_state(config, parts, image_shape, total_steps):
   """The initial train state of `parts` (`trainers.parts.assemble`) from
   PRNGKey(0), compiled whole: op by op, Flax's init compiles each of its
   small ops apart (seconds)."""
-  return jax.jit(functools.partial(parts.trainer.create_train_state, config,
-                                   parts, image_shape,
-                                   total_steps=total_steps))(
-                                       jax.random.PRNGKey(0))
+  return jax.jit(
+    functools.partial(
+      parts.trainer.create_train_state,
+      config,
+      parts,
+      image_shape,
+      total_steps=total_steps,
+    )
+  )(jax.random.PRNGKey(0))
 
 
 def assemble(config, image_shape=(28, 28, 1)):
@@ -137,19 +144,24 @@ def checkpoint_arrays(workdir, step):
   checkpointer = ocp.StandardCheckpointer()
   on_one_device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
   target = jax.tree.map(
-      lambda array: jax.ShapeDtypeStruct(array.shape, array.dtype,
-                                         sharding=on_one_device),
-      checkpointer.metadata(path).item_metadata)
+    lambda array: jax.ShapeDtypeStruct(
+      array.shape, array.dtype, sharding=on_one_device
+    ),
+    checkpointer.metadata(path).item_metadata,
+  )
   restored = checkpointer.restore(path, target)
-  return {jax.tree_util.keystr(p): np.asarray(x) for p, x in
-          jax.tree_util.tree_flatten_with_path(restored)[0]}
+  return {
+    jax.tree_util.keystr(p): np.asarray(x)
+    for p, x in jax.tree_util.tree_flatten_with_path(restored)[0]
+  }
 
 
 def save_untrained_run(config, workdir):
   """A workdir as training leaves it, minus the training: saves seconds."""
   image_shape = (28, 28, 1)
-  state = initial_state(config, assemble(config, image_shape), image_shape,
-                        total_steps=1)
+  state = initial_state(
+    config, assemble(config, image_shape), image_shape, total_steps=1
+  )
   manager = checkpoints.make_manager(str(workdir), config)
   checkpoints.save(manager, state, jax.random.PRNGKey(1))
   checkpoints.close(manager)

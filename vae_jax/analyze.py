@@ -19,19 +19,38 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory of a trained run.")
 flags.DEFINE_integer("step", None, "Checkpoint step; the newest if unset.")
 flags.DEFINE_integer("num", 10, "Test images in reconstructions.png.")
-flags.DEFINE_string("dims", None, "Latent dims 'i,j' varied in "
-                    "traversal.png; default: the two with the largest KL.")
-flags.DEFINE_string("traversal_center", "zero", "'zero', or the index of "
-                    "the test image whose posterior mean it varies.")
-flags.DEFINE_string("attribute", None,
-                    "celeb_a: the attribute that colors latent_2d.png.")
-flags.DEFINE_integer("iwae_k", None, "Importance samples per image for the "
-                     "IWAE estimate of -log p(x); 0 skips it. Default: 5000 "
-                     "for runs on binarized images, else 0.")
-flags.DEFINE_integer("iwae_examples", None, "Test images (the first ones) "
-                     "the IWAE estimate averages; default: all.")
-flags.DEFINE_integer("num_points", 2000, "Test codes, chosen at random, in "
-                     "latent_2d.png (t-SNE) and the class-separation scores.")
+flags.DEFINE_string(
+  "dims",
+  None,
+  "Latent dims 'i,j' varied in "
+  "traversal.png; default: the two with the largest KL.",
+)
+flags.DEFINE_string(
+  "traversal_center",
+  "zero",
+  "'zero', or the index of the test image whose posterior mean it varies.",
+)
+flags.DEFINE_string(
+  "attribute", None, "celeb_a: the attribute that colors latent_2d.png."
+)
+flags.DEFINE_integer(
+  "iwae_k",
+  None,
+  "Importance samples per image for the "
+  "IWAE estimate of -log p(x); 0 skips it. Default: 5000 "
+  "for runs on binarized images, else 0.",
+)
+flags.DEFINE_integer(
+  "iwae_examples",
+  None,
+  "Test images (the first ones) the IWAE estimate averages; default: all.",
+)
+flags.DEFINE_integer(
+  "num_points",
+  2000,
+  "Test codes, chosen at random, in "
+  "latent_2d.png (t-SNE) and the class-separation scores.",
+)
 flags.DEFINE_integer("seed", 0, "Seeds sampling, subsampling and t-SNE.")
 flags.mark_flag_as_required("workdir")
 
@@ -43,7 +62,8 @@ def _parse_dims(text: str | None) -> tuple[int, ...] | None:
     return tuple(int(part) for part in text.split(","))
   except ValueError:
     raise errors.UserInputError(
-        f"--dims must be two integers 'i,j', got {text!r}.") from None
+      f"--dims must be two integers 'i,j', got {text!r}."
+    ) from None
 
 
 def main(argv):
@@ -51,13 +71,21 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   with cli.reporting_user_errors():
     payload = report.analyze(
-        FLAGS.workdir, step=FLAGS.step, num=FLAGS.num,
-        dims=_parse_dims(FLAGS.dims), traversal_center=FLAGS.traversal_center,
-        attribute=FLAGS.attribute, iwae_k=FLAGS.iwae_k,
-        iwae_examples=FLAGS.iwae_examples, num_points=FLAGS.num_points,
-        seed=FLAGS.seed)
-  print(f"Wrote {os.path.join(FLAGS.workdir, 'analysis')} in "
-        f"{payload['seconds']['total']:.0f} s.")
+      FLAGS.workdir,
+      step=FLAGS.step,
+      num=FLAGS.num,
+      dims=_parse_dims(FLAGS.dims),
+      traversal_center=FLAGS.traversal_center,
+      attribute=FLAGS.attribute,
+      iwae_k=FLAGS.iwae_k,
+      iwae_examples=FLAGS.iwae_examples,
+      num_points=FLAGS.num_points,
+      seed=FLAGS.seed,
+    )
+  print(
+    f"Wrote {os.path.join(FLAGS.workdir, 'analysis')} in "
+    f"{payload['seconds']['total']:.0f} s."
+  )
 
 
 if __name__ == "__main__":

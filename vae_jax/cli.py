@@ -7,10 +7,11 @@ and run their work through `run_reporting_errors`. The analysis commands
 (`analyze`, `sample`, `compare`) wrap theirs in `reporting_user_errors`.
 """
 
+from collections.abc import Callable, Iterator
 import contextlib
 import logging as python_logging
 import sys
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from absl import flags
 from absl import logging
@@ -32,19 +33,27 @@ def define_run_flags() -> None:
   if "config" in FLAGS:
     return
   config_flags.DEFINE_config_file(
-      "config", None, "Path to a config file, optionally `path:argument`.",
-      lock_config=True)
-  flags.DEFINE_string("workdir", None,
-                      "Directory for checkpoints, logs, images.")
-  flags.DEFINE_bool(
-      "distributed", False,
-      "Multi-process run on a cluster JAX detects (Cloud TPU, SLURM, "
-      "Kubernetes): initializes jax.distributed with no arguments.")
+    "config",
+    None,
+    "Path to a config file, optionally `path:argument`.",
+    lock_config=True,
+  )
   flags.DEFINE_string(
-      "coordinator_address", None,
-      "host:port of process 0, for a multi-process run JAX cannot detect "
-      "(see launch/local_multiprocess.sh); needs --num_processes, "
-      "--process_id.")
+    "workdir", None, "Directory for checkpoints, logs, images."
+  )
+  flags.DEFINE_bool(
+    "distributed",
+    False,
+    "Multi-process run on a cluster JAX detects (Cloud TPU, SLURM, "
+    "Kubernetes): initializes jax.distributed with no arguments.",
+  )
+  flags.DEFINE_string(
+    "coordinator_address",
+    None,
+    "host:port of process 0, for a multi-process run JAX cannot detect "
+    "(see launch/local_multiprocess.sh); needs --num_processes, "
+    "--process_id.",
+  )
   flags.DEFINE_integer("num_processes", None, "Processes in the run.")
   flags.DEFINE_integer("process_id", None, "This process's index, from 0.")
   flags.mark_flags_as_required(["config", "workdir"])
@@ -55,12 +64,12 @@ def define_run_flags() -> None:
 _QUIET_INFO = ("/orbax/", "/tensorflow_datasets/")
 # Warnings nobody can act on: (logger path fragment, message fragment).
 _QUIET_WARNINGS = (
-    # The MNIST the registry mirror writes (`data.mnist_mirror`) has no
-    # description or citation on disk; TFDS then uses its code's.
-    ("/tensorflow_datasets/", "differ on disk and in the code"),
-    ("/tensorflow_datasets/", "has no dataset_info.json"),
-    # JAX looks for a TPU library on every machine.
-    ("/jax/_src/xla_bridge.py", "Unable to initialize backend"),
+  # The MNIST the registry mirror writes (`data.mnist_mirror`) has no
+  # description or citation on disk; TFDS then uses its code's.
+  ("/tensorflow_datasets/", "differ on disk and in the code"),
+  ("/tensorflow_datasets/", "has no dataset_info.json"),
+  # JAX looks for a TPU library on every machine.
+  ("/jax/_src/xla_bridge.py", "Unable to initialize backend"),
 )
 
 
@@ -77,8 +86,10 @@ class _QuietLibraries(python_logging.Filter):
     if in_library[0]:  # Orbax's.
       record.exc_info = record.exc_text = None
     message = record.getMessage()
-    return not any(path in record.pathname and fragment in message
-                   for path, fragment in _QUIET_WARNINGS)
+    return not any(
+      path in record.pathname and fragment in message
+      for path, fragment in _QUIET_WARNINGS
+    )
 
 
 def parse_flags(argv: list[str]) -> list[str]:
@@ -99,8 +110,10 @@ def parse_flags(argv: list[str]) -> list[str]:
 
 
 def _is_abandoned_write(error_type: type, error: BaseException) -> bool:
-  return (issubclass(error_type, RuntimeError)
-          and str(error) == "Event loop is closed")
+  return (
+    issubclass(error_type, RuntimeError)
+    and str(error) == "Event loop is closed"
+  )
 
 
 def _quiet_abandoned_writes() -> None:
@@ -152,8 +165,11 @@ def run_reporting_errors(work: Callable[..., Any], *args: Any) -> Any:
   """
   try:
     return work(*args)
-  except (errors.UserInputError, FloatingPointError,
-          checkpoints.SaveError) as e:
+  except (
+    errors.UserInputError,
+    FloatingPointError,
+    checkpoints.SaveError,
+  ) as e:
     raise SystemExit(f"{ERROR_PREFIX}{e}") from None
   except preemption.Preempted as e:
     logging.warning("vae_jax: %s", e)

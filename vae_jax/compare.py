@@ -20,8 +20,12 @@ flags.DEFINE_list("workdirs", None, "Directories of trained runs, in order.")
 flags.DEFINE_string("output", None, "The .png file to write.")
 flags.DEFINE_integer("num_samples", 20, "Samples per model.")
 flags.DEFINE_integer("seed", 0, "Seeds z (the same for every model).")
-flags.DEFINE_list("steps", None, "Checkpoint step per workdir ('' for the "
-                  "newest), e.g. ',5000'; the newest of each if unset.")
+flags.DEFINE_list(
+  "steps",
+  None,
+  "Checkpoint step per workdir ('' for the "
+  "newest), e.g. ',5000'; the newest of each if unset.",
+)
 flags.mark_flags_as_required(["workdirs", "output"])
 
 
@@ -32,7 +36,7 @@ def _parse_steps(texts: list[str] | None) -> list[int | None] | None:
     return [int(text) if text else None for text in texts]
   except ValueError:
     raise errors.UserInputError(
-        f"--steps must be integers or empty, got {','.join(texts)!r}."
+      f"--steps must be integers or empty, got {','.join(texts)!r}."
     ) from None
 
 
@@ -40,9 +44,13 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   with cli.reporting_user_errors():
-    comparison.compare(FLAGS.workdirs, FLAGS.output,
-                       num_samples=FLAGS.num_samples, seed=FLAGS.seed,
-                       steps=_parse_steps(FLAGS.steps))
+    comparison.compare(
+      FLAGS.workdirs,
+      FLAGS.output,
+      num_samples=FLAGS.num_samples,
+      seed=FLAGS.seed,
+      steps=_parse_steps(FLAGS.steps),
+    )
   print(FLAGS.output)
 
 

@@ -22,17 +22,23 @@ def require(condition: bool, message: str) -> None:
     raise ConfigError(message)
 
 
-def require_fields(section, defaults, field: str, reader: str,
-                   hint: str = "") -> None:
+def require_fields(
+  section, defaults, field: str, reader: str, hint: str = ""
+) -> None:
   """Config section `field` ('loss') must hold every field of `defaults`,
   the section its `reader` ("model 'mlp_vae'") reads."""
   missing = sorted(set(defaults) - set(section))
-  require(not missing, f"{reader} reads "
-          f"{', '.join(f'{field}.{name}' for name in missing)}, which this "
-          f"config lacks{hint}.")
+  require(
+    not missing,
+    f"{reader} reads "
+    f"{', '.join(f'{field}.{name}' for name in missing)}, which this "
+    f"config lacks{hint}.",
+  )
 
 
 def require_choice(value, choices, field: str) -> None:
   """`value` of config field `field` must be one of `choices`."""
-  require(value in choices, f"{field} {value!r} is unknown; choose one of "
-          f"{sorted(choices)}.")
+  require(
+    value in choices,
+    f"{field} {value!r} is unknown; choose one of {sorted(choices)}.",
+  )

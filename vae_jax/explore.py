@@ -7,10 +7,11 @@ A notebook loads a run (`runs.load`), encodes its test split once
 training logic of its own, and the tests call the same functions.
 """
 
+from collections.abc import Callable, Sequence
 import html
 import os
 import traceback
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from matplotlib import figure as mpl_figure
 import numpy as np
@@ -44,13 +45,16 @@ def prepare_notebook() -> None:
         raise
 
 
-def encode_test_set(run: runs.TrainedRun, num_keep: int = NUM_KEPT_IMAGES
-                    ) -> tuple[runs.EncodedSplit, str]:
+def encode_test_set(
+  run: runs.TrainedRun, num_keep: int = NUM_KEPT_IMAGES
+) -> tuple[runs.EncodedSplit, str]:
   """The run's whole test split encoded, its first `num_keep` images kept;
   and what its labels are ('digit' for MNIST)."""
   _, label_name = report.input_config_for(run, None)
-  return (runs.encode_split(run, runs.test_batches(run), None, num_keep),
-          label_name)
+  return (
+    runs.encode_split(run, runs.test_batches(run), None, num_keep),
+    label_name,
+  )
 
 
 def informative_dims(test_set: runs.EncodedSplit, num: int) -> list[int]:
@@ -66,39 +70,49 @@ def informative_dims(test_set: runs.EncodedSplit, num: int) -> list[int]:
   return [int(d) for d in np.argsort(-spread, kind="stable")[:num]]
 
 
-def latent_shift_figure(run: runs.TrainedRun,
-                        test_set: runs.EncodedSplit, label_name: str,
-                        image_index: int,
-                        shifts: dict[int, float]) -> mpl_figure.Figure:
+def latent_shift_figure(
+  run: runs.TrainedRun,
+  test_set: runs.EncodedSplit,
+  label_name: str,
+  image_index: int,
+  shifts: dict[int, float],
+) -> mpl_figure.Figure:
   """A test image, its decoded code, and that code with `shifts` added.
 
   `shifts` maps latent dims to offsets: the update of the traversal sliders.
   """
   if not 0 <= image_index < len(test_set.images):
     raise errors.UserInputError(
-        f"image_index must be in [0, {len(test_set.images)}), got "
-        f"{image_index}.")
+      f"image_index must be in [0, {len(test_set.images)}), got {image_index}."
+    )
   code = test_set.codes[image_index]
   shifted = code.copy()
   for dim, offset in shifts.items():
     shifted[dim] += offset
   decoded = runs.decode(run, np.stack([code, shifted]))
-  moved = [f"z[{dim}] {code[dim]:+.2f} → {shifted[dim]:+.2f}"
-           for dim, offset in shifts.items() if offset]
+  moved = [
+    f"z[{dim}] {code[dim]:+.2f} → {shifted[dim]:+.2f}"
+    for dim, offset in shifts.items()
+    if offset
+  ]
   code_name = "posterior mean" if run.variational else "code"
   captions = [
-      f"test image {image_index} ({label_name} "
-      f"{test_set.labels[image_index]})",
-      f"its {code_name}, decoded",
-      "\n".join(moved) if moved else "no shift: move a slider"]
+    f"test image {image_index} ({label_name} {test_set.labels[image_index]})",
+    f"its {code_name}, decoded",
+    "\n".join(moved) if moved else "no shift: move a slider",
+  ]
   return plots.image_panels(
-      np.concatenate([test_set.images[image_index:image_index + 1], decoded]),
-      captions, report.run_title(run, f"The {code_name} of a test image, "
-                                  "shifted along chosen dims"))
+    np.concatenate([test_set.images[image_index : image_index + 1], decoded]),
+    captions,
+    report.run_title(
+      run, f"The {code_name} of a test image, shifted along chosen dims"
+    ),
+  )
 
 
-def live_figure(draw: Callable[[], mpl_figure.Figure],
-                controls: Sequence[Any]) -> Any:
+def live_figure(
+  draw: Callable[[], mpl_figure.Figure], controls: Sequence[Any]
+) -> Any:
   """ipywidgets `controls` above the figure `draw()` returns, drawn again
   whenever one of their values changes.
 
@@ -145,9 +159,13 @@ def sweep_runs(workdir: str) -> list[sweep_report.Run] | None:
   summary = _read_sweep(workdir)
   if summary is None:
     return None
-  return [sweep_report.Run(entry["name"], {
-      field: _as_tuple(value) for field, value in entry["overrides"].items()})
-          for entry in summary["runs"]]
+  return [
+    sweep_report.Run(
+      entry["name"],
+      {field: _as_tuple(value) for field, value in entry["overrides"].items()},
+    )
+    for entry in summary["runs"]
+  ]
 
 
 def run_dir(workdir: str, run_name: str | None = None) -> str:
@@ -157,21 +175,22 @@ def run_dir(workdir: str, run_name: str | None = None) -> str:
   if entries is None:
     if run_name is not None:
       raise errors.UserInputError(
-          f"{workdir!r} holds no sweep ({SWEEP_SUMMARY}), so it has no run "
-          f"{run_name!r}.")
+        f"{workdir!r} holds no sweep ({SWEEP_SUMMARY}), so it has no run "
+        f"{run_name!r}."
+      )
     return workdir
   names = [run.name for run in entries]
   if run_name is None:
     run_name = names[0]
   if run_name not in names:
     raise errors.UserInputError(
-        f"the sweep in {workdir!r} has no run {run_name!r}; it has "
-        f"{', '.join(names)}.")
+      f"the sweep in {workdir!r} has no run {run_name!r}; it has "
+      f"{', '.join(names)}."
+    )
   return os.path.join(workdir, run_name)
 
 
-def sweep_comparison(workdir: str
-                     ) -> tuple[mpl_figure.Figure, str] | None:
+def sweep_comparison(workdir: str) -> tuple[mpl_figure.Figure, str] | None:
   """The sweep's summary figure (curves, reconstructions and samples per
   value, from each run's newest checkpoint) and table; None if `workdir`
   holds no sweep."""
@@ -179,10 +198,16 @@ def sweep_comparison(workdir: str
   if summary is None:
     return None
   entries = sweep_runs(workdir)
-  failures = {entry["name"]: entry["error"] for entry in summary["runs"]
-              if entry.get("error")}
+  failures = {
+    entry["name"]: entry["error"]
+    for entry in summary["runs"]
+    if entry.get("error")
+  }
   config = runs.load_config(os.path.join(workdir, entries[0].name))
   figure = sweep_report.summary_figure(
-      workdir, entries, failures,
-      sweep_report.figure_title(config, summary["fields"]))
+    workdir,
+    entries,
+    failures,
+    sweep_report.figure_title(config, summary["fields"]),
+  )
   return figure, sweep_report.format_table(summary["table"])

@@ -23,8 +23,7 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   cli.prepare_process()
   logging.info("Config:\n%s", FLAGS.config)
-  cli.run_reporting_errors(loop.train_and_evaluate, FLAGS.config,
-                           FLAGS.workdir)
+  cli.run_reporting_errors(loop.train_and_evaluate, FLAGS.config, FLAGS.workdir)
 
 
 if __name__ == "__main__":

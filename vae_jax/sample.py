@@ -19,8 +19,9 @@ from vae_jax.core import outputs
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory of a trained run.")
 flags.DEFINE_integer("num_samples", None, "Number of images.")
-flags.DEFINE_string("output", None, "The .npz file to write; its folder is "
-                    "created if needed.")
+flags.DEFINE_string(
+  "output", None, "The .npz file to write; its folder is created if needed."
+)
 flags.DEFINE_integer("label", None, "Class to sample (conditional models).")
 flags.DEFINE_integer("seed", 0, "Seeds z.")
 flags.DEFINE_integer("step", None, "Checkpoint step; the newest if unset.")
@@ -32,8 +33,13 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   with cli.reporting_user_errors():
     outputs.check_output_path(FLAGS.output, ".npz")  # Before the slow part.
-    images = sampling.sample(FLAGS.workdir, FLAGS.num_samples, step=FLAGS.step,
-                             label=FLAGS.label, seed=FLAGS.seed)
+    images = sampling.sample(
+      FLAGS.workdir,
+      FLAGS.num_samples,
+      step=FLAGS.step,
+      label=FLAGS.label,
+      seed=FLAGS.seed,
+    )
     sampling.write_samples(FLAGS.output, images)
   print(f"{FLAGS.output}: images {images.dtype} {list(images.shape)}")
 

@@ -16,21 +16,29 @@ from vae_jax.sweeps import runner
 FLAGS = flags.FLAGS
 cli.define_run_flags()
 flags.DEFINE_multi_string(
-    "sweep", None, "FIELD=VALUE,VALUE,...: a config field and its values; "
-    "several --sweep flags form a grid.")
-flags.DEFINE_bool("dry_run", False, "List the runs and whether each is done, "
-                  "partial or new; train nothing.")
+  "sweep",
+  None,
+  "FIELD=VALUE,VALUE,...: a config field and its values; "
+  "several --sweep flags form a grid.",
+)
+flags.DEFINE_bool(
+  "dry_run",
+  False,
+  "List the runs and whether each is done, partial or new; train nothing.",
+)
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   if not FLAGS.sweep:
-    raise SystemExit(f"{cli.ERROR_PREFIX}give at least one "
-                     "--sweep=FIELD=V1,V2.")
+    raise SystemExit(
+      f"{cli.ERROR_PREFIX}give at least one --sweep=FIELD=V1,V2."
+    )
   cli.prepare_process()
-  cli.run_reporting_errors(runner.run_sweep, FLAGS.config, FLAGS.workdir,
-                           FLAGS.sweep, FLAGS.dry_run)
+  cli.run_reporting_errors(
+    runner.run_sweep, FLAGS.config, FLAGS.workdir, FLAGS.sweep, FLAGS.dry_run
+  )
 
 
 if __name__ == "__main__":

@@ -19,8 +19,8 @@ import time
 from typing import Any
 
 from absl import logging
-import flax.linen as nn
 from flax import serialization
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -58,13 +58,23 @@ class TrainedClassifier:
   info: dict  # How it was trained, and its test accuracy then.
 
 
-def mnist_input_config(data_dir: str | None = None,
-                       mnist_source: str = "auto") -> ml_collections.ConfigDict:
+def mnist_input_config(
+  data_dir: str | None = None, mnist_source: str = "auto"
+) -> ml_collections.ConfigDict:
   """MNIST at its own 28x28, as `sources.load` reads it."""
-  return ml_collections.ConfigDict({
-      "dataset": "mnist", "data_dir": data_dir, "mnist_source": mnist_source,
-      "image_size": None, "grayscale": False, "crop_to_bbox": False,
-      "attributes": (), "train_split": "train", "test_split": "test"})
+  return ml_collections.ConfigDict(
+    {
+      "dataset": "mnist",
+      "data_dir": data_dir,
+      "mnist_source": mnist_source,
+      "image_size": None,
+      "grayscale": False,
+      "crop_to_bbox": False,
+      "attributes": (),
+      "train_split": "train",
+      "test_split": "test",
+    }
+  )
 
 
 def default_cache_dir(data_dir: str | None, fingerprint: str) -> str:
@@ -73,10 +83,12 @@ def default_cache_dir(data_dir: str | None, fingerprint: str) -> str:
   # TFDS's default, spelled out: under tfds.testing.mock_data a builder's
   # data_dir_root is TFDS's own test metadata, no place for a cache.
   root = data_dir or os.environ.get(
-      "TFDS_DATA_DIR", os.path.join(os.path.expanduser("~"),
-                                    "tensorflow_datasets"))
-  return os.path.join(root, "vae_jax", f"mnist_classifier_v{VERSION}",
-                      fingerprint)
+    "TFDS_DATA_DIR",
+    os.path.join(os.path.expanduser("~"), "tensorflow_datasets"),
+  )
+  return os.path.join(
+    root, "vae_jax", f"mnist_classifier_v{VERSION}", fingerprint
+  )
 
 
 def fingerprint(images: np.ndarray, labels: np.ndarray) -> str:
@@ -87,11 +99,15 @@ def fingerprint(images: np.ndarray, labels: np.ndarray) -> str:
   return digest.hexdigest()[:16]
 
 
-def load_split(input_config: ml_collections.ConfigDict,
-               split: str) -> tuple[np.ndarray, np.ndarray]:
+def load_split(
+  input_config: ml_collections.ConfigDict, split: str
+) -> tuple[np.ndarray, np.ndarray]:
   """Images float32 [N, 28, 28, 1] in [0, 1] and labels int32 [N]."""
-  chunks = list(sources.load(input_config, split, per_process=False)
-                .batch(10_000).as_numpy_iterator())
+  chunks = list(
+    sources.load(input_config, split, per_process=False)
+    .batch(10_000)
+    .as_numpy_iterator()
+  )
   images = np.concatenate([c["image"] for c in chunks]).astype(np.float32)
   return images / 255.0, np.concatenate([c["label"] for c in chunks])
 
@@ -111,20 +127,23 @@ def _train_step(params, opt_state, images, labels):
   return optax.apply_updates(params, updates), opt_state
 
 
-def train(images: np.ndarray, labels: np.ndarray, *, num_epochs: int,
-          seed: int = 0) -> dict:
+def train(
+  images: np.ndarray, labels: np.ndarray, *, num_epochs: int, seed: int = 0
+) -> dict:
   """Parameters trained on images [N, 28, 28, 1] in [0, 1]."""
-  params = Classifier().init(jax.random.PRNGKey(seed),
-                             jnp.zeros((1, *IMAGE_SHAPE)))["params"]
+  params = Classifier().init(
+    jax.random.PRNGKey(seed), jnp.zeros((1, *IMAGE_SHAPE))
+  )["params"]
   opt_state = _OPTIMIZER.init(params)
   order_rng = np.random.default_rng(seed)
   batch_size = min(BATCH_SIZE, len(images))
   for _ in range(num_epochs):
     order = order_rng.permutation(len(images))
     for start in range(0, len(images) - batch_size + 1, batch_size):
-      index = order[start:start + batch_size]
-      params, opt_state = _train_step(params, opt_state, images[index],
-                                      labels[index])
+      index = order[start : start + batch_size]
+      params, opt_state = _train_step(
+        params, opt_state, images[index], labels[index]
+      )
   return params
 
 
@@ -133,17 +152,18 @@ def _apply(params, images):
   return Classifier().apply({"params": params}, images)
 
 
-def logits_and_features(params: dict, images: np.ndarray
-                        ) -> tuple[np.ndarray, np.ndarray]:
+def logits_and_features(
+  params: dict, images: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
   """Logits [N, 10] and features [N, 128] of images [N, 28, 28, 1] in [0, 1]."""
   logits, features = [], []
   for start in range(0, len(images), PREDICT_BATCH):
-    chunk = images[start:start + PREDICT_BATCH]
+    chunk = images[start : start + PREDICT_BATCH]
     padded = np.zeros((PREDICT_BATCH, *IMAGE_SHAPE), np.float32)
-    padded[:len(chunk)] = chunk
+    padded[: len(chunk)] = chunk
     out = jax.device_get(_apply(params, jnp.asarray(padded)))
-    logits.append(out[0][:len(chunk)])
-    features.append(out[1][:len(chunk)])
+    logits.append(out[0][: len(chunk)])
+    features.append(out[1][: len(chunk)])
   return np.concatenate(logits), np.concatenate(features)
 
 
@@ -163,9 +183,13 @@ def as_input(images: np.ndarray) -> np.ndarray:
   return np.clip(pixels.numpy(), 0.0, 255.0) / 255.0
 
 
-def load_or_train(data_dir: str | None = None, *, cache_dir: str | None = None,
-                  mnist_source: str = "auto",
-                  num_epochs: int = NUM_EPOCHS) -> TrainedClassifier:
+def load_or_train(
+  data_dir: str | None = None,
+  *,
+  cache_dir: str | None = None,
+  mnist_source: str = "auto",
+  num_epochs: int = NUM_EPOCHS,
+) -> TrainedClassifier:
   """The classifier of this MNIST's training split: cached, or trained now.
 
   `cache_dir` defaults to `default_cache_dir`.
@@ -178,21 +202,27 @@ def load_or_train(data_dir: str | None = None, *, cache_dir: str | None = None,
   params_path = os.path.join(cache_dir, "params.msgpack")
   info_path = os.path.join(cache_dir, "info.json")
   if tf.io.gfile.exists(params_path) and tf.io.gfile.exists(info_path):
-    template = Classifier().init(jax.random.PRNGKey(0),
-                                 jnp.zeros((1, *IMAGE_SHAPE)))["params"]
+    template = Classifier().init(
+      jax.random.PRNGKey(0), jnp.zeros((1, *IMAGE_SHAPE))
+    )["params"]
     with tf.io.gfile.GFile(params_path, "rb") as f:
       params = serialization.from_bytes(template, f.read())
     with tf.io.gfile.GFile(info_path) as f:
       return TrainedClassifier(params, json.load(f))
-  logging.warning("Training the MNIST classifier once; caching it in %s.",
-                  cache_dir)
+  logging.warning(
+    "Training the MNIST classifier once; caching it in %s.", cache_dir
+  )
   start = time.perf_counter()
   params = train(images, labels, num_epochs=num_epochs)
   test_images, test_labels = load_split(input_config, "test")
-  info = {"version": VERSION, "num_epochs": num_epochs,
-          "train_examples": len(labels), "train_fingerprint": data_fingerprint,
-          "test_accuracy": accuracy(params, test_images, test_labels),
-          "seconds": time.perf_counter() - start}
+  info = {
+    "version": VERSION,
+    "num_epochs": num_epochs,
+    "train_examples": len(labels),
+    "train_fingerprint": data_fingerprint,
+    "test_accuracy": accuracy(params, test_images, test_labels),
+    "seconds": time.perf_counter() - start,
+  }
   tf.io.gfile.makedirs(cache_dir)
   # Parameters first: a cache without info.json is trained again.
   with outputs.atomic_open(params_path, "wb") as f:
@@ -201,9 +231,13 @@ def load_or_train(data_dir: str | None = None, *, cache_dir: str | None = None,
   return TrainedClassifier(params, info)
 
 
-def sample_metrics(samples: np.ndarray, labels: np.ndarray | None, *,
-                   data_dir: str | None = None,
-                   mnist_source: str = "auto") -> dict[str, Any]:
+def sample_metrics(
+  samples: np.ndarray,
+  labels: np.ndarray | None,
+  *,
+  data_dir: str | None = None,
+  mnist_source: str = "auto",
+) -> dict[str, Any]:
   """The project classifier's verdict on uint8 MNIST-like `samples`.
 
   Its accuracy on the real test set; with `labels` (a conditional model's),
@@ -215,24 +249,30 @@ def sample_metrics(samples: np.ndarray, labels: np.ndarray | None, *,
   input_config = mnist_input_config(data_dir, mnist_source)
   test_images, test_labels = load_split(input_config, "test")
   test_logits, test_features = logits_and_features(judge.params, test_images)
-  sample_logits, sample_features = logits_and_features(judge.params,
-                                                       as_input(samples))
+  sample_logits, sample_features = logits_and_features(
+    judge.params, as_input(samples)
+  )
   train_images, _ = load_split(input_config, "train")
   chosen = np.random.default_rng(0).permutation(len(train_images))[
-      :len(samples)]
+    : len(samples)
+  ]
   _, train_features = logits_and_features(judge.params, train_images[chosen])
   report = {
-      "classifier_test_accuracy": float(np.mean(
-          np.argmax(test_logits, -1) == test_labels)),
-      "frechet_distance_classifier_features": frechet.feature_frechet_distance(
-          sample_features, test_features),
-      "frechet_distance_real_train_images": frechet.feature_frechet_distance(
-          train_features, test_features),
-      "frechet_num_samples": len(samples),
-      "frechet_num_test_images": len(test_images),
-      "classifier": judge.info,
+    "classifier_test_accuracy": float(
+      np.mean(np.argmax(test_logits, -1) == test_labels)
+    ),
+    "frechet_distance_classifier_features": frechet.feature_frechet_distance(
+      sample_features, test_features
+    ),
+    "frechet_distance_real_train_images": frechet.feature_frechet_distance(
+      train_features, test_features
+    ),
+    "frechet_num_samples": len(samples),
+    "frechet_num_test_images": len(test_images),
+    "classifier": judge.info,
   }
   if labels is not None:
-    report["conditioning_accuracy"] = float(np.mean(
-        np.argmax(sample_logits, -1) == labels))
+    report["conditioning_accuracy"] = float(
+      np.mean(np.argmax(sample_logits, -1) == labels)
+    )
   return report

@@ -23,24 +23,32 @@ def _sqrt_psd(matrix: np.ndarray) -> np.ndarray:
   """The symmetric square root of a symmetric positive semi-definite matrix."""
   eigenvalues, eigenvectors = np.linalg.eigh(matrix)
   # Rounding leaves eigenvalues of ~-1e-12 where 0 is meant.
-  return (eigenvectors * np.sqrt(np.clip(eigenvalues, 0.0, None))
-          ) @ eigenvectors.T
+  return (
+    eigenvectors * np.sqrt(np.clip(eigenvalues, 0.0, None))
+  ) @ eigenvectors.T
 
 
-def frechet_distance(mean1: np.ndarray, cov1: np.ndarray, mean2: np.ndarray,
-                     cov2: np.ndarray) -> float:
+def frechet_distance(
+  mean1: np.ndarray, cov1: np.ndarray, mean2: np.ndarray, cov2: np.ndarray
+) -> float:
   """The squared Fréchet (2-Wasserstein) distance of N(m1, C1), N(m2, C2)."""
   root1 = _sqrt_psd(cov1)
   middle = root1 @ cov2 @ root1
   middle = (middle + middle.T) / 2  # Symmetric up to rounding; make it exact.
   trace_root = np.sum(np.sqrt(np.clip(np.linalg.eigvalsh(middle), 0.0, None)))
-  distance = (np.sum(np.square(mean1 - mean2)) + np.trace(cov1)
-              + np.trace(cov2) - 2.0 * trace_root)
+  distance = (
+    np.sum(np.square(mean1 - mean2))
+    + np.trace(cov1)
+    + np.trace(cov2)
+    - 2.0 * trace_root
+  )
   return float(max(distance, 0.0))
 
 
-def feature_frechet_distance(features1: np.ndarray,
-                             features2: np.ndarray) -> float:
+def feature_frechet_distance(
+  features1: np.ndarray, features2: np.ndarray
+) -> float:
   """`frechet_distance` of the Gaussians fitted to two feature sets [N, D]."""
-  return frechet_distance(*gaussian_statistics(features1),
-                          *gaussian_statistics(features2))
+  return frechet_distance(
+    *gaussian_statistics(features1), *gaussian_statistics(features2)
+  )

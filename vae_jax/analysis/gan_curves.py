@@ -13,28 +13,48 @@ import numpy as np
 
 # (panel title, y label, [(curve label, scalar name without split)]).
 _PANELS = (
-    ("losses", "nats per image",
-     [("discriminator", "d_loss"), ("generator", "g_loss")]),
-    ("discriminator accuracy", "fraction correct",
-     [("on real", "d_real_accuracy"), ("on fake", "d_fake_accuracy")]),
-    ("auxiliary classifier accuracy", "fraction correct",
-     [("on real", "aux_real_accuracy"), ("on fake", "aux_fake_accuracy")]),
+  (
+    "losses",
+    "nats per image",
+    [("discriminator", "d_loss"), ("generator", "g_loss")],
+  ),
+  (
+    "discriminator accuracy",
+    "fraction correct",
+    [("on real", "d_real_accuracy"), ("on fake", "d_fake_accuracy")],
+  ),
+  (
+    "auxiliary classifier accuracy",
+    "fraction correct",
+    [("on real", "aux_real_accuracy"), ("on fake", "aux_fake_accuracy")],
+  ),
 )
 
 
-def learning_curves(scalars: dict[str, tuple[np.ndarray, np.ndarray]],
-                    title: str, step: int) -> mpl_figure.Figure | None:
+def learning_curves(
+  scalars: dict[str, tuple[np.ndarray, np.ndarray]], title: str, step: int
+) -> mpl_figure.Figure | None:
   """Train (lines) and test (dots) curves of `event_logs.read_scalars`'s
   output; a dashed line marks the analyzed `step`. None without data."""
-  panels = [(name, unit, [(label, key, split) for label, key in curves
-                          for split in ("train", "test")
-                          if f"{split}_{key}" in scalars])
-            for name, unit, curves in _PANELS]
+  panels = [
+    (
+      name,
+      unit,
+      [
+        (label, key, split)
+        for label, key in curves
+        for split in ("train", "test")
+        if f"{split}_{key}" in scalars
+      ],
+    )
+    for name, unit, curves in _PANELS
+  ]
   panels = [panel for panel in panels if panel[2]]
   if not panels:
     return None
-  fig = mpl_figure.Figure(figsize=(4.6 * len(panels), 3.6), dpi=100,
-                          layout="constrained")
+  fig = mpl_figure.Figure(
+    figsize=(4.6 * len(panels), 3.6), dpi=100, layout="constrained"
+  )
   axes = fig.subplots(1, len(panels), squeeze=False)[0]
   for ax, (name, unit, curves) in zip(axes, panels):
     colors = {}
@@ -44,14 +64,27 @@ def learning_curves(scalars: dict[str, tuple[np.ndarray, np.ndarray]],
       last = max(last, steps.max())
       color = colors.setdefault(key, f"C{len(colors)}")
       if split == "train":
-        ax.plot(steps, values, color=color, linewidth=1.0,
-                label=f"{label}, train")
+        ax.plot(
+          steps, values, color=color, linewidth=1.0, label=f"{label}, train"
+        )
       else:
-        ax.plot(steps, values, color=color, marker="o", markersize=3,
-                linestyle="none", label=f"{label}, test")
+        ax.plot(
+          steps,
+          values,
+          color=color,
+          marker="o",
+          markersize=3,
+          linestyle="none",
+          label=f"{label}, test",
+        )
     if last > step:
-      ax.axvline(step, color="gray", linestyle="--", linewidth=1,
-                 label=f"analyzed step {step}")
+      ax.axvline(
+        step,
+        color="gray",
+        linestyle="--",
+        linewidth=1,
+        label=f"analyzed step {step}",
+      )
     if "accuracy" in name:
       ax.set_ylim(-0.02, 1.02)
     ax.xaxis.set_major_locator(ticker.MaxNLocator(5))

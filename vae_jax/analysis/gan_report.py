@@ -39,25 +39,32 @@ def class_names(input_config: ml_collections.ConfigDict) -> list[str]:
   if input_config.dataset == "mnist":
     return [f"digit {d}" for d in range(10)]
   attributes = input_config.attributes
-  return [", ".join(("" if (k >> i) & 1 else "not ") + name
-                    for i, name in enumerate(attributes))
-          for k in range(2 ** len(attributes))]
+  return [
+    ", ".join(
+      ("" if (k >> i) & 1 else "not ") + name
+      for i, name in enumerate(attributes)
+    )
+    for k in range(2 ** len(attributes))
+  ]
 
 
-def random_inputs(run: runs.TrainedRun, num: int, seed: int,
-                  label: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def random_inputs(
+  run: runs.TrainedRun, num: int, seed: int, label: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
   """z ~ N(0, I) and labels: `label`, or for an ACGAN every class in turn."""
-  z = np.asarray(jax.random.normal(jax.random.PRNGKey(seed),
-                                   (num, run.model.latent_size)))
+  z = np.asarray(
+    jax.random.normal(jax.random.PRNGKey(seed), (num, run.model.latent_size))
+  )
   if label is not None:
     if not run.model.num_classes:
       raise errors.UserInputError(
-          f"--label needs a conditional model; {run.config.model.name!r} is "
-          "unconditional.")
+        f"--label needs a conditional model; {run.config.model.name!r} is "
+        "unconditional."
+      )
     if not 0 <= label < run.model.num_classes:
       raise errors.UserInputError(
-          f"--label must be a class in [0, {run.model.num_classes}), got "
-          f"{label}.")
+        f"--label must be a class in [0, {run.model.num_classes}), got {label}."
+      )
     return z, np.full(num, label, np.int32)
   return z, (np.arange(num) % max(run.model.num_classes, 1)).astype(np.int32)
 
@@ -65,19 +72,23 @@ def random_inputs(run: runs.TrainedRun, num: int, seed: int,
 _generate = jax.jit(adversarial.generate_images, static_argnames="settings")
 
 
-def sample(run: runs.TrainedRun, z: np.ndarray,
-           labels: np.ndarray) -> np.ndarray:
+def sample(
+  run: runs.TrainedRun, z: np.ndarray, labels: np.ndarray
+) -> np.ndarray:
   """uint8 images [N, H, W, C] of latents [N, D] and labels [N]."""
   batches = []
   for start in range(0, len(z), SAMPLE_BATCH):
-    count = len(z[start:start + SAMPLE_BATCH])
+    count = len(z[start : start + SAMPLE_BATCH])
     padded_z = np.zeros((SAMPLE_BATCH, z.shape[1]), np.float32)
     padded_labels = np.zeros(SAMPLE_BATCH, np.int32)
-    padded_z[:count] = z[start:start + count]
-    padded_labels[:count] = labels[start:start + count]
-    images = _generate(run.state, jnp.asarray(padded_z),
-                       jnp.asarray(padded_labels),
-                       settings=adversarial.settings_of(run.config, run.parts))
+    padded_z[:count] = z[start : start + count]
+    padded_labels[:count] = labels[start : start + count]
+    images = _generate(
+      run.state,
+      jnp.asarray(padded_z),
+      jnp.asarray(padded_labels),
+      settings=adversarial.settings_of(run.config, run.parts),
+    )
     batches.append(np.asarray(images)[:count])
   return image_grid.to_uint8(np.concatenate(batches))
 
@@ -85,9 +96,11 @@ def sample(run: runs.TrainedRun, z: np.ndarray,
 def title(run: runs.TrainedRun, what: str) -> str:
   shape = "x".join(map(str, run.image_shape))
   name = os.path.basename(os.path.normpath(run.workdir))
-  return (f"{what}\n{run.config.model.name} on {run.config.input.dataset} "
-          f"({shape}), latent {run.model.latent_size}; run {name!r} at step "
-          f"{run.step}")
+  return (
+    f"{what}\n{run.config.model.name} on {run.config.input.dataset} "
+    f"({shape}), latent {run.model.latent_size}; run {name!r} at step "
+    f"{run.step}"
+  )
 
 
 def samples_figure(run: runs.TrainedRun, seed: int):
@@ -95,12 +108,16 @@ def samples_figure(run: runs.TrainedRun, seed: int):
   z, labels = random_inputs(run, NUM_SAMPLES, seed)
   what = f"{NUM_SAMPLES} samples of z ~ N(0, I)"
   if run.model.num_classes:
-    labels = np.random.default_rng(seed).integers(
-        0, run.model.num_classes, NUM_SAMPLES).astype(np.int32)
+    labels = (
+      np.random.default_rng(seed)
+      .integers(0, run.model.num_classes, NUM_SAMPLES)
+      .astype(np.int32)
+    )
     what += ", each for a class drawn uniformly"
   images = sample(run, z, labels)
-  return plots.image_rows(list(images.reshape(4, -1, *images.shape[1:])), None,
-                          title(run, what))
+  return plots.image_rows(
+    list(images.reshape(4, -1, *images.shape[1:])), None, title(run, what)
+  )
 
 
 def pairs_figure(run: runs.TrainedRun, seed: int, num_cols: int = NUM_PAIRS):
@@ -109,29 +126,46 @@ def pairs_figure(run: runs.TrainedRun, seed: int, num_cols: int = NUM_PAIRS):
   z, _ = random_inputs(run, num_cols, seed)
   tiled_z, labels = adversarial.label_grid_inputs(run.model, jnp.asarray(z))
   images = sample(run, np.asarray(tiled_z), np.asarray(labels))
-  rows = list(images.reshape(run.model.num_classes, num_cols,
-                             *images.shape[1:]))
-  return plots.image_rows(rows, class_names(run.config.input), title(
-      run, "Each column one z, each row the class it is generated for"))
+  rows = list(
+    images.reshape(run.model.num_classes, num_cols, *images.shape[1:])
+  )
+  return plots.image_rows(
+    rows,
+    class_names(run.config.input),
+    title(run, "Each column one z, each row the class it is generated for"),
+  )
 
 
 def learning_curves_figure(run: runs.TrainedRun):
   """The run's losses and accuracies from its TensorBoard events; None if
   it logged none."""
-  return gan_curves.learning_curves(event_logs.read_scalars(run.workdir),
-                                    title(run, "Learning curves"), run.step)
+  return gan_curves.learning_curves(
+    event_logs.read_scalars(run.workdir),
+    title(run, "Learning curves"),
+    run.step,
+  )
 
 
-def analyze(run: runs.TrainedRun, *, seed: int = 0,
-            num_metric_samples: int = NUM_METRIC_SAMPLES) -> dict[str, Any]:
+def analyze(
+  run: runs.TrainedRun,
+  *,
+  seed: int = 0,
+  num_metric_samples: int = NUM_METRIC_SAMPLES,
+) -> dict[str, Any]:
   """Writes the GAN run's WORKDIR/analysis/; returns analysis.json's payload."""
   start = time.perf_counter()
   workdir = run.workdir
-  report = {"workdir": os.path.abspath(workdir), "model": run.config.model.name,
-            "dataset": run.config.input.dataset, "step": run.step,
-            "conditional": bool(run.model.num_classes), "seconds": {}}
-  report.update(runs.evaluate(run, runs.test_batches(run),
-                              jax.random.PRNGKey(seed)))
+  report = {
+    "workdir": os.path.abspath(workdir),
+    "model": run.config.model.name,
+    "dataset": run.config.input.dataset,
+    "step": run.step,
+    "conditional": bool(run.model.num_classes),
+    "seconds": {},
+  }
+  report.update(
+    runs.evaluate(run, runs.test_batches(run), jax.random.PRNGKey(seed))
+  )
   figures = {"samples.png": samples_figure(run, seed)}
   if run.model.num_classes:
     figures["pairs.png"] = pairs_figure(run, seed)
@@ -141,10 +175,14 @@ def analyze(run: runs.TrainedRun, *, seed: int = 0,
   if run.config.input.dataset == "mnist":
     clock = time.perf_counter()
     z, labels = random_inputs(run, num_metric_samples, seed + 1)
-    report.update(classifier.sample_metrics(
-        sample(run, z, labels), labels if run.model.num_classes else None,
+    report.update(
+      classifier.sample_metrics(
+        sample(run, z, labels),
+        labels if run.model.num_classes else None,
         data_dir=run.config.input.data_dir,
-        mnist_source=run.config.input.mnist_source))
+        mnist_source=run.config.input.mnist_source,
+      )
+    )
     report["seconds"]["mnist_metrics"] = time.perf_counter() - clock
   report["seconds"]["total"] = time.perf_counter() - start
   outputs.write_analysis(os.path.join(workdir, "analysis"), figures, report)

@@ -9,9 +9,10 @@ and the importance-weighted (IWAE) estimate of log p(x) of Burda et al. (2016):
 a bound that is the ELBO at K = 1 and tightens to log p(x) as K grows.
 """
 
+from collections.abc import Callable
 import functools
 import math
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -39,19 +40,25 @@ def active_units_by_variance(mu: np.ndarray) -> int:
   return int(np.sum(np.var(mu, axis=0) > ACTIVE_UNIT_VARIANCE))
 
 
-def class_separation(codes: np.ndarray, labels: np.ndarray,
-                     seed: int) -> dict[str, float | str]:
+def class_separation(
+  codes: np.ndarray, labels: np.ndarray, seed: int
+) -> dict[str, float | str]:
   """5-fold 5-NN accuracy and silhouette score of `codes` grouped by label."""
   num_classes = len(np.unique(labels))
   if num_classes < 2 or len(labels) < 10:
-    return {"skipped": f"{len(labels)} codes in {num_classes} classes are "
-                       "too few to compare classes"}
+    return {
+      "skipped": f"{len(labels)} codes in {num_classes} classes are "
+      "too few to compare classes"
+    }
   folds = model_selection.KFold(5, shuffle=True, random_state=seed)
   classifier = neighbors.KNeighborsClassifier(n_neighbors=5)
-  accuracy = model_selection.cross_val_score(classifier, codes, labels,
-                                             cv=folds)
-  return {"knn_accuracy": float(np.mean(accuracy)),
-          "silhouette": float(metrics.silhouette_score(codes, labels))}
+  accuracy = model_selection.cross_val_score(
+    classifier, codes, labels, cv=folds
+  )
+  return {
+    "knn_accuracy": float(np.mean(accuracy)),
+    "silhouette": float(metrics.silhouette_score(codes, labels)),
+  }
 
 
 def mean_pairwise_distance(images: np.ndarray) -> float:
@@ -61,8 +68,9 @@ def mean_pairwise_distance(images: np.ndarray) -> float:
   """
   flat = images.reshape(len(images), -1).astype(np.float64)
   squared = np.sum(flat**2, axis=1)
-  distances = np.sqrt(np.maximum(
-      squared[:, None] + squared[None, :] - 2 * flat @ flat.T, 0.0))
+  distances = np.sqrt(
+    np.maximum(squared[:, None] + squared[None, :] - 2 * flat @ flat.T, 0.0)
+  )
   return float(distances[np.triu_indices(len(images), k=1)].mean())
 
 
@@ -82,8 +90,9 @@ def embed_2d(codes: np.ndarray, seed: int) -> tuple[np.ndarray, str]:
   # Barnes-Hut approximates the O(n^2) gradient for large n; for few
   # points the exact one is both faster and better.
   method = "exact" if len(codes) <= 200 else "barnes_hut"
-  tsne = manifold.TSNE(2, perplexity=perplexity, init="pca", method=method,
-                       random_state=seed)
+  tsne = manifold.TSNE(
+    2, perplexity=perplexity, init="pca", method=method, random_state=seed
+  )
   return tsne.fit_transform(codes), "t-SNE"
 
 
@@ -98,17 +107,20 @@ def slerp(start: np.ndarray, end: np.ndarray, t: np.ndarray) -> np.ndarray:
   Under N(0, I) a straight line passes through the low-norm middle no sample
   comes from; slerp keeps norms typical (White, 2016).
   """
-  cos = np.dot(start, end) / (np.linalg.norm(start) * np.linalg.norm(end)
-                              + 1e-12)
+  cos = np.dot(start, end) / (
+    np.linalg.norm(start) * np.linalg.norm(end) + 1e-12
+  )
   angle = np.arccos(np.clip(cos, -1.0, 1.0))
   if np.sin(angle) < 1e-6:  # (Anti)parallel: any path is as good; go straight.
     return lerp(start, end, t)
-  return (np.sin((1 - t) * angle)[:, None] * start
-          + np.sin(t * angle)[:, None] * end) / np.sin(angle)
+  return (
+    np.sin((1 - t) * angle)[:, None] * start + np.sin(t * angle)[:, None] * end
+  ) / np.sin(angle)
 
 
-def interpolation_pairs(labels: np.ndarray,
-                        num_pairs: int = 4) -> list[tuple[int, int]]:
+def interpolation_pairs(
+  labels: np.ndarray, num_pairs: int = 4
+) -> list[tuple[int, int]]:
   """Indices of image pairs: of different classes, then one of the same.
 
   Pair p joins the (2p // C)-th images of classes 2p and 2p + 1 (mod C,
@@ -135,9 +147,15 @@ def interpolation_pairs(labels: np.ndarray,
 LogWeightsFn = Callable[[Any, jax.Array, jax.Array, int], jax.Array]
 
 
-def _batch_estimates(model: Any, x: jax.Array, rng: jax.Array, *,
-                     log_weights_fn: LogWeightsFn, num_samples: int,
-                     chunk_size: int) -> tuple[jax.Array, jax.Array]:
+def _batch_estimates(
+  model: Any,
+  x: jax.Array,
+  rng: jax.Array,
+  *,
+  log_weights_fn: LogWeightsFn,
+  num_samples: int,
+  chunk_size: int,
+) -> tuple[jax.Array, jax.Array]:
   """logsumexp and sum over `num_samples` log weights per image of `x`,
   drawn `chunk_size` at a time (the last chunk masked) in one loop."""
   num_chunks = math.ceil(num_samples / chunk_size)
@@ -147,32 +165,55 @@ def _batch_estimates(model: Any, x: jax.Array, rng: jax.Array, *,
     weights = log_weights_fn(model, x, jax.random.fold_in(rng, j), chunk_size)
     valid = (j * chunk_size + jnp.arange(chunk_size) < num_samples)[:, None]
     chunk_logsumexp = jax.nn.logsumexp(
-        jnp.where(valid, weights, -jnp.inf), axis=0)
-    return (jnp.logaddexp(running, chunk_logsumexp),
-            total + jnp.sum(jnp.where(valid, weights, 0.0), axis=0))
+      jnp.where(valid, weights, -jnp.inf), axis=0
+    )
+    return (
+      jnp.logaddexp(running, chunk_logsumexp),
+      total + jnp.sum(jnp.where(valid, weights, 0.0), axis=0),
+    )
 
   start = (jnp.full(x.shape[:1], -jnp.inf), jnp.zeros(x.shape[:1]))
   return jax.lax.fori_loop(0, num_chunks, add_chunk, start)
 
 
-@functools.partial(jax.jit, static_argnames=("log_weights_fn", "num_samples",
-                                             "chunk_size"))
-def _split_estimates(model: Any, batches: jax.Array, rng: jax.Array, *,
-                     log_weights_fn: LogWeightsFn, num_samples: int,
-                     chunk_size: int) -> tuple[jax.Array, jax.Array]:
+@functools.partial(
+  jax.jit, static_argnames=("log_weights_fn", "num_samples", "chunk_size")
+)
+def _split_estimates(
+  model: Any,
+  batches: jax.Array,
+  rng: jax.Array,
+  *,
+  log_weights_fn: LogWeightsFn,
+  num_samples: int,
+  chunk_size: int,
+) -> tuple[jax.Array, jax.Array]:
   """`_batch_estimates` of every batch of `batches` [num_batches, B, ...],
   as one compiled loop."""
+
   def one_batch(i):
-    return _batch_estimates(model, batches[i], jax.random.fold_in(rng, i),
-                            log_weights_fn=log_weights_fn,
-                            num_samples=num_samples, chunk_size=chunk_size)
+    return _batch_estimates(
+      model,
+      batches[i],
+      jax.random.fold_in(rng, i),
+      log_weights_fn=log_weights_fn,
+      num_samples=num_samples,
+      chunk_size=chunk_size,
+    )
+
   return jax.lax.map(one_batch, jnp.arange(batches.shape[0]))
 
 
 def importance_weighted_log_likelihood(
-    log_weights_fn: LogWeightsFn, model: Any, x: np.ndarray, rng: jax.Array,
-    *, num_samples: int, batch_size: int,
-    chunk_size: int) -> tuple[np.ndarray, np.ndarray]:
+  log_weights_fn: LogWeightsFn,
+  model: Any,
+  x: np.ndarray,
+  rng: jax.Array,
+  *,
+  num_samples: int,
+  batch_size: int,
+  chunk_size: int,
+) -> tuple[np.ndarray, np.ndarray]:
   """The K-sample IWAE estimate of log p(x) of every example of `x`, with
   K = `num_samples`, and the ELBO from the same K draws (the mean log
   weight): the gap between the two is what the K samples gained.
@@ -185,11 +226,16 @@ def importance_weighted_log_likelihood(
   """
   num_batches = math.ceil(len(x) / batch_size)
   padded = np.zeros((num_batches * batch_size, *x.shape[1:]), x.dtype)
-  padded[:len(x)] = x  # Padding images are estimated, then dropped.
+  padded[: len(x)] = x  # Padding images are estimated, then dropped.
   running, total = _split_estimates(
-      model, jnp.asarray(padded.reshape(num_batches, batch_size,
-                                        *x.shape[1:])), rng,
-      log_weights_fn=log_weights_fn, num_samples=num_samples,
-      chunk_size=min(chunk_size, num_samples))
-  return (np.asarray(running).reshape(-1)[:len(x)] - math.log(num_samples),
-          np.asarray(total).reshape(-1)[:len(x)] / num_samples)
+    model,
+    jnp.asarray(padded.reshape(num_batches, batch_size, *x.shape[1:])),
+    rng,
+    log_weights_fn=log_weights_fn,
+    num_samples=num_samples,
+    chunk_size=min(chunk_size, num_samples),
+  )
+  return (
+    np.asarray(running).reshape(-1)[: len(x)] - math.log(num_samples),
+    np.asarray(total).reshape(-1)[: len(x)] / num_samples,
+  )

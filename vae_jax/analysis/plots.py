@@ -5,7 +5,7 @@ here touches global state or needs a display; `outputs.save_figure` writes
 them. Images arrive as uint8 [N, H, W, C].
 """
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import matplotlib
 from matplotlib import figure as mpl_figure
@@ -26,8 +26,9 @@ def _mosaic(images: np.ndarray, num_cols: int) -> np.ndarray:
 def _show(ax, mosaic: np.ndarray) -> None:
   """An image mosaic in true pixels: grayscale as gray, no smoothing."""
   if mosaic.shape[-1] == 1:
-    ax.imshow(mosaic[..., 0], cmap="gray", vmin=0, vmax=255,
-              interpolation="nearest")
+    ax.imshow(
+      mosaic[..., 0], cmap="gray", vmin=0, vmax=255, interpolation="nearest"
+    )
   else:
     ax.imshow(mosaic, interpolation="nearest")
 
@@ -37,22 +38,30 @@ def _centers(count: int, size: int) -> np.ndarray:
   return _PADDING + np.arange(count) * (size + _PADDING) + size / 2
 
 
-def _mosaic_figure(num_rows: int, num_cols: int,
-                   extra_width: float = 0.0) -> mpl_figure.Figure:
+def _mosaic_figure(
+  num_rows: int, num_cols: int, extra_width: float = 0.0
+) -> mpl_figure.Figure:
   return mpl_figure.Figure(
-      figsize=(num_cols * _INCHES_PER_IMAGE + extra_width,
-               num_rows * _INCHES_PER_IMAGE + 0.8), dpi=100)
+    figsize=(
+      num_cols * _INCHES_PER_IMAGE + extra_width,
+      num_rows * _INCHES_PER_IMAGE + 0.8,
+    ),
+    dpi=100,
+  )
 
 
-def image_rows(rows: Sequence[np.ndarray], row_labels: Sequence[str] | None,
-               title: str) -> mpl_figure.Figure:
+def image_rows(
+  rows: Sequence[np.ndarray], row_labels: Sequence[str] | None, title: str
+) -> mpl_figure.Figure:
   """Rows of images, each row labeled on the left (or unlabeled)."""
   num_cols = max(len(row) for row in rows)
   height = rows[0].shape[1]
-  mosaic = _mosaic(np.concatenate([_pad_row(row, num_cols) for row in rows]),
-                   num_cols)
-  fig = _mosaic_figure(len(rows), num_cols, extra_width=2.0 if row_labels
-                       else 0.0)
+  mosaic = _mosaic(
+    np.concatenate([_pad_row(row, num_cols) for row in rows]), num_cols
+  )
+  fig = _mosaic_figure(
+    len(rows), num_cols, extra_width=2.0 if row_labels else 0.0
+  )
   ax = fig.add_subplot()
   _show(ax, mosaic)
   ax.set_xticks([])
@@ -67,14 +76,21 @@ def image_rows(rows: Sequence[np.ndarray], row_labels: Sequence[str] | None,
   return fig
 
 
-def image_panels(images: np.ndarray, captions: Sequence[str], title: str,
-                 inches_per_image: float = 2.0) -> mpl_figure.Figure:
+def image_panels(
+  images: np.ndarray,
+  captions: Sequence[str],
+  title: str,
+  inches_per_image: float = 2.0,
+) -> mpl_figure.Figure:
   """A few images side by side, large, each captioned below."""
   fig = mpl_figure.Figure(
-      figsize=(len(images) * inches_per_image, inches_per_image + 1.0),
-      dpi=100, layout="constrained")
-  for ax, image, caption in zip(fig.subplots(1, len(images), squeeze=False)[0],
-                                images, captions):
+    figsize=(len(images) * inches_per_image, inches_per_image + 1.0),
+    dpi=100,
+    layout="constrained",
+  )
+  for ax, image, caption in zip(
+    fig.subplots(1, len(images), squeeze=False)[0], images, captions
+  ):
     _show(ax, image)
     ax.set_xticks([])
     ax.set_yticks([])
@@ -89,8 +105,9 @@ def _pad_row(row: np.ndarray, num_cols: int) -> np.ndarray:
   return np.concatenate([row, filler])
 
 
-def traversal(images: np.ndarray, values: np.ndarray, dims: tuple[int, int],
-              title: str) -> mpl_figure.Figure:
+def traversal(
+  images: np.ndarray, values: np.ndarray, dims: tuple[int, int], title: str
+) -> mpl_figure.Figure:
   """A [n, n] grid of decodings: rows vary z[dims[0]], columns z[dims[1]]."""
   n = len(values)
   height, width = images.shape[2:4]
@@ -107,23 +124,35 @@ def traversal(images: np.ndarray, values: np.ndarray, dims: tuple[int, int],
   return fig
 
 
-def _curve_panels(scalars: dict[str, tuple[np.ndarray, np.ndarray]],
-                  variational: bool) -> list[tuple[str, dict[str, tuple]]]:
+def _curve_panels(
+  scalars: dict[str, tuple[np.ndarray, np.ndarray]], variational: bool
+) -> list[tuple[str, dict[str, tuple]]]:
   """(quantity, {'train'/'test': (steps, values)}) for each logged quantity."""
   if variational:
     # Runs written before test_nelbo existed logged only the β-weighted loss.
     total = "nelbo" if "train_nelbo" in scalars else "loss"
-    quantities = [("reconstruction: −log p(x|z)", "recon"),
-                  ("KL(q(z|x) ‖ p(z))", "kl"),
-                  ("negative ELBO" if total == "nelbo"
-                   else "loss: β-weighted negative ELBO", total)]
+    quantities = [
+      ("reconstruction: −log p(x|z)", "recon"),
+      ("KL(q(z|x) ‖ p(z))", "kl"),
+      (
+        "negative ELBO"
+        if total == "nelbo"
+        else "loss: β-weighted negative ELBO",
+        total,
+      ),
+    ]
   else:
-    quantities = [("loss: MSE on [-1, 1] pixels", "loss"),
-                  ("MSE on [0, 1] pixels", "mse")]
+    quantities = [
+      ("loss: MSE on [-1, 1] pixels", "loss"),
+      ("MSE on [0, 1] pixels", "mse"),
+    ]
   panels = []
   for quantity, key in quantities:
-    series = {split: scalars[f"{split}_{key}"] for split in ("train", "test")
-              if f"{split}_{key}" in scalars}
+    series = {
+      split: scalars[f"{split}_{key}"]
+      for split in ("train", "test")
+      if f"{split}_{key}" in scalars
+    }
     if series:
       panels.append((quantity, series))
   return panels
@@ -136,8 +165,9 @@ def _zoom_past_start(ax, series: dict[str, tuple]) -> None:
   then 100) and would flatten everything after them; they run off the top.
   """
   last = max(steps.max() for steps, _ in series.values())
-  later = np.concatenate([ys[steps >= 0.1 * last]
-                          for steps, ys in series.values()])
+  later = np.concatenate(
+    [ys[steps >= 0.1 * last] for steps, ys in series.values()]
+  )
   every = np.concatenate([ys for _, ys in series.values()])
   if not later.size or every.max() <= later.max():
     return
@@ -146,9 +176,12 @@ def _zoom_past_start(ax, series: dict[str, tuple]) -> None:
   ax.set_ylim(low - margin, high + margin)
 
 
-def learning_curves(scalars: dict[str, tuple[np.ndarray, np.ndarray]],
-                    variational: bool, title: str,
-                    step: int) -> mpl_figure.Figure | None:
+def learning_curves(
+  scalars: dict[str, tuple[np.ndarray, np.ndarray]],
+  variational: bool,
+  title: str,
+  step: int,
+) -> mpl_figure.Figure | None:
   """Train and test curves of a run's scalars (`event_logs.read_scalars`).
 
   A VAE gets reconstruction, KL and total panels; an autoencoder its loss
@@ -159,16 +192,22 @@ def learning_curves(scalars: dict[str, tuple[np.ndarray, np.ndarray]],
   panels = _curve_panels(scalars, variational)
   if not panels:
     return None
-  fig = mpl_figure.Figure(figsize=(4.4 * len(panels), 3.6), dpi=100,
-                          layout="constrained")
+  fig = mpl_figure.Figure(
+    figsize=(4.4 * len(panels), 3.6), dpi=100, layout="constrained"
+  )
   axes = fig.subplots(1, len(panels), squeeze=False)[0]
   for ax, (quantity, series) in zip(axes, panels):
     for name, (steps, ys) in series.items():
       style = {"marker": "o", "markersize": 3} if name == "test" else {}
       ax.plot(steps, ys, label=name, linewidth=1.2, **style)
     if max(steps.max() for steps, _ in series.values()) > step:
-      ax.axvline(step, color="gray", linestyle="--", linewidth=1,
-                 label=f"analyzed step {step}")
+      ax.axvline(
+        step,
+        color="gray",
+        linestyle="--",
+        linewidth=1,
+        label=f"analyzed step {step}",
+      )
     _zoom_past_start(ax, series)
     ax.xaxis.set_major_locator(ticker.MaxNLocator(5))
     ax.set_title(quantity, fontsize=10)
@@ -180,8 +219,13 @@ def learning_curves(scalars: dict[str, tuple[np.ndarray, np.ndarray]],
   return fig
 
 
-def latent_scatter(coords: np.ndarray, labels: np.ndarray, color_name: str,
-                   title: str, method: str) -> mpl_figure.Figure:
+def latent_scatter(
+  coords: np.ndarray,
+  labels: np.ndarray,
+  color_name: str,
+  title: str,
+  method: str,
+) -> mpl_figure.Figure:
   """Codes in 2-D, colored by class (legend) or by a many-valued label."""
   fig = mpl_figure.Figure(figsize=(7.5, 6), dpi=100, layout="constrained")
   ax = fig.add_subplot()
@@ -190,13 +234,26 @@ def latent_scatter(coords: np.ndarray, labels: np.ndarray, color_name: str,
     cmap = matplotlib.colormaps["tab10" if len(classes) <= 10 else "tab20"]
     for i, value in enumerate(classes):
       chosen = labels == value
-      ax.scatter(coords[chosen, 0], coords[chosen, 1], s=4, alpha=0.7,
-                 color=cmap(i), label=str(value), rasterized=True)
-    ax.legend(title=color_name, markerscale=3, fontsize=8,
-              loc="center left", bbox_to_anchor=(1.0, 0.5))
+      ax.scatter(
+        coords[chosen, 0],
+        coords[chosen, 1],
+        s=4,
+        alpha=0.7,
+        color=cmap(i),
+        label=str(value),
+        rasterized=True,
+      )
+    ax.legend(
+      title=color_name,
+      markerscale=3,
+      fontsize=8,
+      loc="center left",
+      bbox_to_anchor=(1.0, 0.5),
+    )
   else:
-    points = ax.scatter(coords[:, 0], coords[:, 1], c=labels, s=4,
-                        cmap="viridis", rasterized=True)
+    points = ax.scatter(
+      coords[:, 0], coords[:, 1], c=labels, s=4, cmap="viridis", rasterized=True
+    )
     fig.colorbar(points, ax=ax, label=color_name)
   axis_names = ("z[0]", "z[1]") if method == "raw" else ("t-SNE 1", "t-SNE 2")
   ax.set_xlabel(axis_names[0])

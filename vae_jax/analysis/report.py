@@ -53,18 +53,23 @@ def run_title(run: runs.TrainedRun, what: str) -> str:
   config, shape = run.config, "x".join(map(str, run.image_shape))
   if run.variational:
     model = f"latent {run.model.latent_size}, {config.loss.likelihood}, "
-    model += (f"β={config.loss.kl_weight:g}" if "kl_weight" in config.loss
-              else f"{config.loss.objective}, k={config.loss.num_samples}")
+    model += (
+      f"β={config.loss.kl_weight:g}"
+      if "kl_weight" in config.loss
+      else f"{config.loss.objective}, k={config.loss.num_samples}"
+    )
   else:
     model = f"code {run.model.code_size}, MSE"
   name = os.path.basename(os.path.normpath(run.workdir))
-  return (f"{what}\n{config.model.name} on {config.input.dataset} ({shape}), "
-          f"{model}; run {name!r} at step {run.step}")
+  return (
+    f"{what}\n{config.model.name} on {config.input.dataset} ({shape}), "
+    f"{model}; run {name!r} at step {run.step}"
+  )
 
 
 def input_config_for(
-    run: runs.TrainedRun,
-    attribute: str | None) -> tuple[ml_collections.ConfigDict, str]:
+  run: runs.TrainedRun, attribute: str | None
+) -> tuple[ml_collections.ConfigDict, str]:
   """The run's input config, with `attribute` read too; the label's name."""
   config = run.config.input.copy_and_resolve_references()
   if attribute is None:
@@ -72,28 +77,33 @@ def input_config_for(
     return config, names.get(config.dataset, "label")
   if config.dataset != "celeb_a":
     raise errors.UserInputError(
-        f"--attribute needs a celeb_a run; this run read {config.dataset}.")
+      f"--attribute needs a celeb_a run; this run read {config.dataset}."
+    )
   if attribute not in config.attributes:
     config.attributes = (*config.attributes, attribute)
   sources.check_config(config)  # Is it a CelebA attribute at all?
   return config, attribute
 
 
-def _check_traversal_options(run: runs.TrainedRun, dims,
-                             center: str) -> None:
+def _check_traversal_options(run: runs.TrainedRun, dims, center: str) -> None:
   """Fails before the slow parts on --dims or --traversal_center typos."""
   if not run.variational:
     return  # No traversal: the options are unused.
   latent_size = run.model.latent_size
-  if dims is not None and (len(dims) != 2 or dims[0] == dims[1] or
-                           not all(0 <= d < latent_size for d in dims)):
+  if dims is not None and (
+    len(dims) != 2
+    or dims[0] == dims[1]
+    or not all(0 <= d < latent_size for d in dims)
+  ):
     raise errors.UserInputError(
-        f"--dims must be two different latent dims in [0, {latent_size}), "
-        f"got {','.join(map(str, dims))}.")
+      f"--dims must be two different latent dims in [0, {latent_size}), "
+      f"got {','.join(map(str, dims))}."
+    )
   if center != "zero" and not center.isdigit():
     raise errors.UserInputError(
-        f"--traversal_center must be 'zero' or a test image index, got "
-        f"{center!r}.")
+      f"--traversal_center must be 'zero' or a test image index, got "
+      f"{center!r}."
+    )
 
 
 def _traversal_center(center: str, mu: np.ndarray) -> tuple[np.ndarray, str]:
@@ -101,46 +111,62 @@ def _traversal_center(center: str, mu: np.ndarray) -> tuple[np.ndarray, str]:
     return np.zeros(mu.shape[1], mu.dtype), "z = 0"
   if int(center) >= len(mu):
     raise errors.UserInputError(
-        f"--traversal_center {center} is not below the {len(mu)} test images.")
+      f"--traversal_center {center} is not below the {len(mu)} test images."
+    )
   return mu[int(center)], f"the posterior mean of test image {center}"
 
 
 def default_pairs(test_set: runs.EncodedSplit) -> list[tuple[int, int]]:
   """Pairs of kept test images to interpolate, mostly of different classes."""
   return latent_metrics.interpolation_pairs(
-      test_set.labels[:len(test_set.images)])
+    test_set.labels[: len(test_set.images)]
+  )
 
 
-def interpolation_figure(run: runs.TrainedRun,
-                         test_set: runs.EncodedSplit, label_name: str,
-                         pairs: list[tuple[int, int]] | None = None):
+def interpolation_figure(
+  run: runs.TrainedRun,
+  test_set: runs.EncodedSplit,
+  label_name: str,
+  pairs: list[tuple[int, int]] | None = None,
+):
   """Linear and spherical paths between the codes of each pair of kept test
   images (indices into `test_set.images`; `default_pairs` if None)."""
   t = np.linspace(0.0, 1.0, INTERPOLATION_STEPS)
   rows, row_labels = [], []
   for a, b in default_pairs(test_set) if pairs is None else pairs:
     ends = test_set.images[[a, b]]
-    for path_name, path in (("linear", latent_metrics.lerp),
-                            ("slerp", latent_metrics.slerp)):
+    for path_name, path in (
+      ("linear", latent_metrics.lerp),
+      ("slerp", latent_metrics.slerp),
+    ):
       path_images = runs.decode(
-          run, path(test_set.codes[a], test_set.codes[b], t))
+        run, path(test_set.codes[a], test_set.codes[b], t)
+      )
       rows.append(np.concatenate([ends[:1], path_images, ends[1:]]))
-      row_labels.append(f"{label_name} {test_set.labels[a]}→"
-                        f"{test_set.labels[b]}, {path_name}")
+      row_labels.append(
+        f"{label_name} {test_set.labels[a]}→{test_set.labels[b]}, {path_name}"
+      )
   code = "posterior means" if run.variational else "codes"
-  return plots.image_rows(rows, row_labels, run_title(
-      run, f"Interpolation between the {code} of two test images (first and "
-      f"last column), decoded at {INTERPOLATION_STEPS} points"))
+  return plots.image_rows(
+    rows,
+    row_labels,
+    run_title(
+      run,
+      f"Interpolation between the {code} of two test images (first and "
+      f"last column), decoded at {INTERPOLATION_STEPS} points",
+    ),
+  )
 
 
-def reconstructions_figure(run: runs.TrainedRun,
-                           test_set: runs.EncodedSplit, num: int):
+def reconstructions_figure(
+  run: runs.TrainedRun, test_set: runs.EncodedSplit, num: int
+):
   """The first `num` kept test images over their reconstructions."""
   originals = test_set.images[:num]
   recons = runs.reconstruct(run, test_set.model_images[:num])
   rows, row_labels = [], []
   for start in range(0, len(originals), 16):
-    rows += [originals[start:start + 16], recons[start:start + 16]]
+    rows += [originals[start : start + 16], recons[start : start + 16]]
     row_labels += ["test images", "reconstructions"]
   return plots.image_rows(rows, row_labels, run_title(run, "Reconstructions"))
 
@@ -148,12 +174,18 @@ def reconstructions_figure(run: runs.TrainedRun,
 def samples_figure(run: runs.TrainedRun, samples: np.ndarray):
   """Four rows of a VAE's uint8 `samples` (a multiple of 4 of them)."""
   return plots.image_rows(
-      list(samples.reshape(4, -1, *samples.shape[1:])), None,
-      run_title(run, f"{len(samples)} samples: decoded means of z ~ N(0, I)"))
+    list(samples.reshape(4, -1, *samples.shape[1:])),
+    None,
+    run_title(run, f"{len(samples)} samples: decoded means of z ~ N(0, I)"),
+  )
 
 
-def traversal_figure(run: runs.TrainedRun, center: np.ndarray,
-                     center_name: str, dims: tuple[int, int]):
+def traversal_figure(
+  run: runs.TrainedRun,
+  center: np.ndarray,
+  center_name: str,
+  dims: tuple[int, int],
+):
   """Decodings of `center` [D] with z[dims] set over TRAVERSAL_VALUES."""
   n = len(TRAVERSAL_VALUES)
   codes = np.tile(center, (n, n, 1))
@@ -161,13 +193,26 @@ def traversal_figure(run: runs.TrainedRun, center: np.ndarray,
   codes[:, :, dims[1]] = TRAVERSAL_VALUES[None, :]
   grid = runs.decode(run, codes.reshape(n * n, -1))
   return plots.traversal(
-      grid.reshape(n, n, *grid.shape[1:]), TRAVERSAL_VALUES, dims, run_title(
-          run, f"Traversal of z[{dims[0]}] and z[{dims[1]}] around "
-          f"{center_name}; other dims fixed"))
+    grid.reshape(n, n, *grid.shape[1:]),
+    TRAVERSAL_VALUES,
+    dims,
+    run_title(
+      run,
+      f"Traversal of z[{dims[0]}] and z[{dims[1]}] around "
+      f"{center_name}; other dims fixed",
+    ),
+  )
 
 
-def _variational_items(run, test_set, report: dict[str, Any], *, dims,
-                       traversal_center: str, rng: jax.Array):
+def _variational_items(
+  run,
+  test_set,
+  report: dict[str, Any],
+  *,
+  dims,
+  traversal_center: str,
+  rng: jax.Array,
+):
   """Per-dimension KL, samples, their diversity and the traversal figure."""
   kl = latent_metrics.kl_per_dimension(test_set.codes, test_set.logvar)
   report["kl_per_dim"] = kl.tolist()
@@ -175,44 +220,64 @@ def _variational_items(run, test_set, report: dict[str, Any], *, dims,
   report["active_unit_threshold_nats"] = latent_metrics.ACTIVE_UNIT_NATS
   # Burda et al.'s count, comparable with their Table 2.
   report["active_units_by_variance"] = latent_metrics.active_units_by_variance(
-      test_set.codes)
-  report["active_unit_threshold_variance"] = (
-      latent_metrics.ACTIVE_UNIT_VARIANCE)
+    test_set.codes
+  )
+  report["active_unit_threshold_variance"] = latent_metrics.ACTIVE_UNIT_VARIANCE
   if dims is None:  # The two dims that carry the most information.
     dims = tuple(int(d) for d in np.argsort(-kl)[:2])
   center, center_name = _traversal_center(traversal_center, test_set.codes)
-  samples = runs.decode(run, np.asarray(jax.random.normal(
-      rng, (NUM_SAMPLES, run.model.latent_size))))
+  samples = runs.decode(
+    run,
+    np.asarray(jax.random.normal(rng, (NUM_SAMPLES, run.model.latent_size))),
+  )
   report["sample_diversity"] = latent_metrics.mean_pairwise_distance(
-      samples / 255)
+    samples / 255
+  )
   # The same measure on test images, so the number above has a scale.
   report["test_image_diversity"] = latent_metrics.mean_pairwise_distance(
-      test_set.images[:NUM_SAMPLES] / 255)
+    test_set.images[:NUM_SAMPLES] / 255
+  )
   report["traversal"] = {"dims": list(dims), "center": center_name}
-  return {"samples.png": samples_figure(run, samples),
-          "traversal.png": traversal_figure(run, center, center_name, dims)}
+  return {
+    "samples.png": samples_figure(run, samples),
+    "traversal.png": traversal_figure(run, center, center_name, dims),
+  }
 
 
-def latent_2d_figure(run: runs.TrainedRun, test_set: runs.EncodedSplit,
-                     label_name: str, num_points: int, seed: int):
+def latent_2d_figure(
+  run: runs.TrainedRun,
+  test_set: runs.EncodedSplit,
+  label_name: str,
+  num_points: int,
+  seed: int,
+):
   """The 2-D map of `num_points` random test codes; their class separation."""
   chosen = np.random.default_rng(seed).permutation(len(test_set.labels))[
-      :num_points]
+    :num_points
+  ]
   codes, labels = test_set.codes[chosen], test_set.labels[chosen]
-  separation = {"label": label_name, "num_points": len(codes),
-                **latent_metrics.class_separation(codes, labels, seed)}
+  separation = {
+    "label": label_name,
+    "num_points": len(codes),
+    **latent_metrics.class_separation(codes, labels, seed),
+  }
   coords, method = latent_metrics.embed_2d(codes, seed)
   code = "posterior means" if run.variational else "codes"
   title = run_title(run, f"{method} of the {code} of {len(codes)} test images")
-  return (plots.latent_scatter(coords, labels, label_name, title, method),
-          separation)
+  return (
+    plots.latent_scatter(coords, labels, label_name, title, method),
+    separation,
+  )
 
 
 def learning_curves_figure(run: runs.TrainedRun):
   """The run's curves from its TensorBoard events; None if it logged none."""
-  return plots.learning_curves(event_logs.read_scalars(run.workdir),
-                               run.variational,
-                               run_title(run, "Learning curves"), run.step)
+  return plots.learning_curves(
+    event_logs.read_scalars(run.workdir),
+    run.variational,
+    run_title(run, "Learning curves"),
+    run.step,
+  )
 
 
 # The IWAE estimate binarized runs get unless --iwae_k says otherwise: the
@@ -223,34 +288,47 @@ BINARIZED_IWAE_K = 5000
 def likelihood_of(config: ml_collections.ConfigDict) -> str:
   """What the run's likelihood figures measure, in words for analysis.json."""
   if config.input.binarize != "none":
-    return ("binarized test images (one fixed draw, the same for every run: "
-            f"data.binarize.TEST_DRAW = {binarize.TEST_DRAW}): a test NLL in "
-            "nats, comparable with the binarized-MNIST literature")
+    return (
+      "binarized test images (one fixed draw, the same for every run: "
+      f"data.binarize.TEST_DRAW = {binarize.TEST_DRAW}): a test NLL in "
+      "nats, comparable with the binarized-MNIST literature"
+    )
   likelihood = config.loss.get("likelihood")
   if likelihood is None:  # An autoencoder's objective.
     return "no likelihood: the test loss is a reconstruction error"
   if likelihood == "bernoulli":
-    return ("grey-level pixels read as Bernoulli means: a cross-entropy in "
-            "nats, not the likelihood of any data, so not comparable with "
-            "published NLLs")
-  return (f"grey-level pixels under the {likelihood} likelihood "
-          "(loss.likelihood): a density of continuous pixels in nats, not "
-          "comparable with published NLLs of discrete data")
+    return (
+      "grey-level pixels read as Bernoulli means: a cross-entropy in "
+      "nats, not the likelihood of any data, so not comparable with "
+      "published NLLs"
+    )
+  return (
+    f"grey-level pixels under the {likelihood} likelihood "
+    "(loss.likelihood): a density of continuous pixels in nats, not "
+    "comparable with published NLLs of discrete data"
+  )
 
 
 def _check_counts(**counts: int | None) -> None:
   for name, value in counts.items():
     least = 0 if name == "iwae_k" else 1  # An iwae_k of 0 skips the IWAE.
     if value is not None and value < least:
-      raise errors.UserInputError(
-          f"--{name} must be >= {least}, got {value}.")
+      raise errors.UserInputError(f"--{name} must be >= {least}, got {value}.")
 
 
-def analyze(workdir: str, *, step: int | None = None, num: int = 10,
-            dims: tuple[int, int] | None = None, traversal_center: str = "zero",
-            attribute: str | None = None, iwae_k: int | None = None,
-            iwae_examples: int | None = None, num_points: int = 2000,
-            seed: int = 0) -> dict[str, Any]:
+def analyze(
+  workdir: str,
+  *,
+  step: int | None = None,
+  num: int = 10,
+  dims: tuple[int, int] | None = None,
+  traversal_center: str = "zero",
+  attribute: str | None = None,
+  iwae_k: int | None = None,
+  iwae_examples: int | None = None,
+  num_points: int = 2000,
+  seed: int = 0,
+) -> dict[str, Any]:
   """Writes WORKDIR/analysis/ and returns the analysis.json payload.
 
   The arguments are the command's flags (`vae_jax/analyze.py`). `iwae_k`
@@ -258,8 +336,9 @@ def analyze(workdir: str, *, step: int | None = None, num: int = 10,
   others; `iwae_examples` None is the whole test split.
   """
   start = time.perf_counter()
-  _check_counts(num=num, num_points=num_points, iwae_k=iwae_k,
-                iwae_examples=iwae_examples)
+  _check_counts(
+    num=num, num_points=num_points, iwae_k=iwae_k, iwae_examples=iwae_examples
+  )
   run = runs.load(workdir, step)
   if run.adversarial:
     return gan_report.analyze(run, seed=seed)
@@ -268,55 +347,94 @@ def analyze(workdir: str, *, step: int | None = None, num: int = 10,
   _check_traversal_options(run, dims, traversal_center)
   input_config, label_name = input_config_for(run, attribute)
   eval_rng, sample_rng, iwae_rng = jax.random.split(jax.random.PRNGKey(seed), 3)
-  report = {"workdir": os.path.abspath(workdir), "model": run.config.model.name,
-            "dataset": run.config.input.dataset, "step": run.step,
-            "variational": run.variational,
-            "likelihood_of": likelihood_of(run.config),
-            "skipped": {}, "seconds": {}}
+  report = {
+    "workdir": os.path.abspath(workdir),
+    "model": run.config.model.name,
+    "dataset": run.config.input.dataset,
+    "step": run.step,
+    "variational": run.variational,
+    "likelihood_of": likelihood_of(run.config),
+    "skipped": {},
+    "seconds": {},
+  }
 
   clock = time.perf_counter()
-  eval_ds = (runs.test_batches(run) if input_config == run.config.input else
-             pipeline.prepare(input_config).eval_dataset(
-                 sharding.local_batch_size(run.config.batch_size)))
+  eval_ds = (
+    runs.test_batches(run)
+    if input_config == run.config.input
+    else pipeline.prepare(input_config).eval_dataset(
+      sharding.local_batch_size(run.config.batch_size)
+    )
+  )
   report.update(runs.evaluate(run, eval_ds, eval_rng))
   test_set = runs.encode_split(
-      run, eval_ds, None if attribute is None else
-      input_config.attributes.index(attribute),
-      num_keep=max(num, NUM_SAMPLES, 200))
+    run,
+    eval_ds,
+    None if attribute is None else input_config.attributes.index(attribute),
+    num_keep=max(num, NUM_SAMPLES, 200),
+  )
   report["num_test_images"] = len(test_set.labels)
   report["seconds"]["evaluate"] = time.perf_counter() - clock
-  figures = {"reconstructions.png": reconstructions_figure(run, test_set, num),
-             "interpolation.png": interpolation_figure(run, test_set,
-                                                       label_name)}
+  figures = {
+    "reconstructions.png": reconstructions_figure(run, test_set, num),
+    "interpolation.png": interpolation_figure(run, test_set, label_name),
+  }
   if run.variational:
-    figures.update(_variational_items(run, test_set, report, dims=dims,
-                                      traversal_center=traversal_center,
-                                      rng=sample_rng))
+    figures.update(
+      _variational_items(
+        run,
+        test_set,
+        report,
+        dims=dims,
+        traversal_center=traversal_center,
+        rng=sample_rng,
+      )
+    )
   else:
-    for item in ("samples.png", "traversal.png", "sample_diversity",
-                 "kl_per_dim", "active_units", "iwae"):
+    for item in (
+      "samples.png",
+      "traversal.png",
+      "sample_diversity",
+      "kl_per_dim",
+      "active_units",
+      "iwae",
+    ):
       report["skipped"][item] = NO_PRIOR
   if run.variational and run.config.input.dataset == "mnist":
     clock = time.perf_counter()
-    samples = runs.decode(run, np.asarray(jax.random.normal(
-        jax.random.fold_in(sample_rng, 1),
-        (NUM_METRIC_SAMPLES, run.model.latent_size))))
-    report.update(classifier.sample_metrics(
-        samples, None, data_dir=run.config.input.data_dir,
-        mnist_source=run.config.input.mnist_source))
+    samples = runs.decode(
+      run,
+      np.asarray(
+        jax.random.normal(
+          jax.random.fold_in(sample_rng, 1),
+          (NUM_METRIC_SAMPLES, run.model.latent_size),
+        )
+      ),
+    )
+    report.update(
+      classifier.sample_metrics(
+        samples,
+        None,
+        data_dir=run.config.input.data_dir,
+        mnist_source=run.config.input.mnist_source,
+      )
+    )
     report["seconds"]["mnist_metrics"] = time.perf_counter() - clock
   clock = time.perf_counter()
   figures["latent_2d.png"], report["class_separation"] = latent_2d_figure(
-      run, test_set, label_name, num_points, seed)
+    run, test_set, label_name, num_points, seed
+  )
   report["seconds"]["latent_2d"] = time.perf_counter() - clock
   if run.variational and iwae_k:
     clock = time.perf_counter()
     # The -ELBO of the same images shows how much tighter the bound got.
     report[f"iwae_nll_k{iwae_k}"], report["iwae_examples_nelbo"] = (
-        runs.iwae_nll(run, eval_ds, iwae_k, iwae_examples, iwae_rng))
+      runs.iwae_nll(run, eval_ds, iwae_k, iwae_examples, iwae_rng)
+    )
     report["iwae_k"] = iwae_k
-    report["iwae_examples"] = min(iwae_examples or len(test_set.labels),
-                                  len(test_set.labels))
+    report["iwae_examples"] = min(
+      iwae_examples or len(test_set.labels), len(test_set.labels)
+    )
     report["seconds"]["iwae"] = time.perf_counter() - clock
 
   curves = learning_curves_figure(run)

@@ -44,6 +44,7 @@ IWAE_BATCH = 8  # Images whose draws are decoded together.
 @dataclasses.dataclass(frozen=True)
 class TrainedRun:
   """Everything needed to evaluate, sample from or plot one run."""
+
   workdir: str
   config: ml_collections.ConfigDict  # As the run wrote it, with defaults.
   parts: parts_lib.Parts  # The model, and its family, objective, trainer.
@@ -82,8 +83,11 @@ def _as_tuples(value: Any) -> Any:
 def _merge(base: ml_collections.ConfigDict, written: dict[str, Any]) -> None:
   """Overrides `base` in place with `written`, keeping fields it lacks."""
   for key, value in written.items():
-    if (isinstance(value, dict) and key in base
-        and isinstance(base[key], ml_collections.ConfigDict)):
+    if (
+      isinstance(value, dict)
+      and key in base
+      and isinstance(base[key], ml_collections.ConfigDict)
+    ):
       _merge(base[key], value)
     elif key in base and not isinstance(value, dict):
       # Assigning None to a typed field, or an int to a float field, is
@@ -91,8 +95,9 @@ def _merge(base: ml_collections.ConfigDict, written: dict[str, Any]) -> None:
       with base.ignore_type():
         base[key] = value
     else:
-      base[key] = ml_collections.ConfigDict(value) if isinstance(
-          value, dict) else value
+      base[key] = (
+        ml_collections.ConfigDict(value) if isinstance(value, dict) else value
+      )
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
@@ -100,20 +105,24 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
   path = os.path.join(workdir, "config.json")
   if not tf.io.gfile.exists(path):
     raise errors.UserInputError(
-        f"{workdir!r} holds no config.json; is it the --workdir of a run?")
+      f"{workdir!r} holds no config.json; is it the --workdir of a run?"
+    )
   with tf.io.gfile.GFile(path) as f:
     try:
       written = _as_tuples(json.load(f))
     except json.JSONDecodeError as e:
       raise errors.UserInputError(
-          f"{path} is not valid JSON ({e.msg}, line {e.lineno}).") from None
+        f"{path} is not valid JSON ({e.msg}, line {e.lineno})."
+      ) from None
   try:
     # Defaults for fields added after the run wrote its config.json.
-    config = loop.default_config(written["model"]["name"],
-                                 written.get("loss", {}).get("objective"))
+    config = loop.default_config(
+      written["model"]["name"], written.get("loss", {}).get("objective")
+    )
   except (KeyError, TypeError, errors.ConfigError) as e:
     raise errors.UserInputError(
-        f"{path} names no model family vae_jax knows ({e}).") from None
+      f"{path} names no model family vae_jax knows ({e})."
+    ) from None
   _merge(config, written)
   return config
 
@@ -131,83 +140,124 @@ def load(workdir: str, step: int | None = None) -> TrainedRun:
   replicated = sharding.replicated(sharding.make_mesh())
   # Shapes only: restoring fills in the values. The schedule's length is
   # irrelevant, as a loaded state is evaluated, not trained further.
-  init = jax.jit(functools.partial(parts.trainer.create_train_state, config,
-                                   parts, data.image_shape, total_steps=1),
-                 out_shardings=replicated)
+  init = jax.jit(
+    functools.partial(
+      parts.trainer.create_train_state,
+      config,
+      parts,
+      data.image_shape,
+      total_steps=1,
+    ),
+    out_shardings=replicated,
+  )
   rng = jax.random.PRNGKey(0)
   abstract_state = jax.eval_shape(init, rng)
   manager = checkpoints.make_manager(workdir, config)
   try:
-    restored = checkpoints.restore(manager, abstract_state,
-                                   jax.device_put(rng, replicated), step=step)
+    restored = checkpoints.restore(
+      manager, abstract_state, jax.device_put(rng, replicated), step=step
+    )
   finally:
     manager.close()
   if restored is None:
     raise errors.UserInputError(f"{workdir!r} holds no checkpoints.")
   state, _ = restored
-  return TrainedRun(workdir=workdir, config=config, parts=parts, data=data,
-                    state=state, step=int(jax.device_get(state.step)))
+  return TrainedRun(
+    workdir=workdir,
+    config=config,
+    parts=parts,
+    data=data,
+    state=state,
+    step=int(jax.device_get(state.step)),
+  )
 
 
 @jax.jit
 def _encode(state: single_network.TrainState, images: jax.Array):
-  return state.apply_fn(single_network.variables(state), images,
-                        method="encode")
+  return state.apply_fn(
+    single_network.variables(state), images, method="encode"
+  )
 
 
-def encode(run: TrainedRun,
-           images: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+def encode(
+  run: TrainedRun, images: np.ndarray
+) -> tuple[np.ndarray, np.ndarray | None]:
   """Posterior means and log-variances; an autoencoder's codes and None."""
   code = jax.device_get(_encode(run.state, jnp.asarray(images)))
   return code if run.variational else (code, None)
 
 
 _decode = jax.jit(single_network.decode_images, static_argnames="to_images")
-_reconstruct = jax.jit(single_network.reconstruct_images,
-                       static_argnames=("kind", "to_images"))
+_reconstruct = jax.jit(
+  single_network.reconstruct_images, static_argnames=("kind", "to_images")
+)
 
 
 def decode(run: TrainedRun, codes: np.ndarray) -> np.ndarray:
   """uint8 images [N, H, W, C] of codes [N, D], decoded in fixed batches."""
   batches = []
   for start in range(0, len(codes), DECODE_BATCH):
-    chunk = codes[start:start + DECODE_BATCH]
+    chunk = codes[start : start + DECODE_BATCH]
     padded = np.zeros((DECODE_BATCH, *codes.shape[1:]), np.float32)
-    padded[:len(chunk)] = chunk  # One shape: one compilation.
-    images = _decode(run.state, jnp.asarray(padded),
-                     to_images=run.parts.objective.to_images)
-    batches.append(np.asarray(images)[:len(chunk)])
+    padded[: len(chunk)] = chunk  # One shape: one compilation.
+    images = _decode(
+      run.state, jnp.asarray(padded), to_images=run.parts.objective.to_images
+    )
+    batches.append(np.asarray(images)[: len(chunk)])
   return image_grid.to_uint8(np.concatenate(batches))
 
 
 def reconstruct(run: TrainedRun, images: np.ndarray) -> np.ndarray:
   """uint8 reconstructions of images in the model's pixel range."""
-  return image_grid.to_uint8(np.asarray(_reconstruct(
-      run.state, jnp.asarray(images), kind=run.parts.family.kind,
-      to_images=run.parts.objective.to_images)))
+  return image_grid.to_uint8(
+    np.asarray(
+      _reconstruct(
+        run.state,
+        jnp.asarray(images),
+        kind=run.parts.family.kind,
+        to_images=run.parts.objective.to_images,
+      )
+    )
+  )
 
 
-def model_log_weights(state: single_network.TrainState, images: jax.Array,
-                      rng: jax.Array, num_samples: int, *, likelihood: str,
-                      gaussian_variance: float) -> jax.Array:
+def model_log_weights(
+  state: single_network.TrainState,
+  images: jax.Array,
+  rng: jax.Array,
+  num_samples: int,
+  *,
+  likelihood: str,
+  gaussian_variance: float,
+) -> jax.Array:
   """log w [num_samples, B] of draws from the model's posterior, as its
   objective (`objectives.iwae`) weighs them: the `log_weights_fn` of
   `latent_metrics` IWAE estimates; bind the keywords with functools.partial.
   """
   logits, log_latent_ratio = state.apply_fn(
-      single_network.variables(state), images, rng, train=False,
-      method=lambda vae, *args, train: iwae.draw_latents(
-          vae, *args, train, num_samples=num_samples))
+    single_network.variables(state),
+    images,
+    rng,
+    train=False,
+    method=lambda vae, *args, train: iwae.draw_latents(
+      vae, *args, train, num_samples=num_samples
+    ),
+  )
   weights, _ = iwae.log_weights(
-      logits, log_latent_ratio, images, likelihood=likelihood,
-      gaussian_variance=gaussian_variance,
-      pixel_logvar=state.params.get("pixel_logvar"))
+    logits,
+    log_latent_ratio,
+    images,
+    likelihood=likelihood,
+    gaussian_variance=gaussian_variance,
+    pixel_logvar=state.params.get("pixel_logvar"),
+  )
   return weights
 
 
 @dataclasses.dataclass(frozen=True)
 class EncodedSplit:
   """A split's codes and labels, and its first images."""
+
   codes: np.ndarray  # [N, D]: posterior means, or an autoencoder's codes.
   logvar: np.ndarray | None  # [N, D] posterior log-variances of a VAE.
   labels: np.ndarray  # [N]: the dataset's label, or a chosen attribute.
@@ -215,8 +265,12 @@ class EncodedSplit:
   model_images: np.ndarray  # The same K, as the model reads them.
 
 
-def encode_split(run: TrainedRun, eval_ds: tf.data.Dataset,
-                 attribute_index: int | None, num_keep: int) -> EncodedSplit:
+def encode_split(
+  run: TrainedRun,
+  eval_ds: tf.data.Dataset,
+  attribute_index: int | None,
+  num_keep: int,
+) -> EncodedSplit:
   """Codes and labels of every image of `eval_ds`; its first `num_keep`.
 
   `eval_ds` gives padded batches with a 'mask', as from
@@ -230,22 +284,29 @@ def encode_split(run: TrainedRun, eval_ds: tf.data.Dataset,
     codes.append(code[mask])
     if logvar is not None:
       logvars.append(logvar[mask])
-    labels.append(batch["label"][mask] if attribute_index is None else
-                  batch["attributes"][mask, attribute_index])
+    labels.append(
+      batch["label"][mask]
+      if attribute_index is None
+      else batch["attributes"][mask, attribute_index]
+    )
     if sum(map(len, kept)) < num_keep:
       kept.append(batch["image"][mask])
   model_images = np.concatenate(kept)[:num_keep]
-  unit = (model_images if run.config.input.pixel_range == "unit" else
-          (model_images + 1) / 2)
-  return EncodedSplit(codes=np.concatenate(codes),
-                      logvar=np.concatenate(logvars) if logvars else None,
-                      labels=np.concatenate(labels),
-                      images=image_grid.to_uint8(unit),
-                      model_images=model_images)
+  unit = (
+    model_images
+    if run.config.input.pixel_range == "unit"
+    else (model_images + 1) / 2
+  )
+  return EncodedSplit(
+    codes=np.concatenate(codes),
+    logvar=np.concatenate(logvars) if logvars else None,
+    labels=np.concatenate(labels),
+    images=image_grid.to_uint8(unit),
+    model_images=model_images,
+  )
 
 
-def _first_images(eval_ds: tf.data.Dataset,
-                  count: int | None) -> np.ndarray:
+def _first_images(eval_ds: tf.data.Dataset, count: int | None) -> np.ndarray:
   """The first `count` unpadded images of `eval_ds`; None: all of them."""
   kept, total = [], 0
   for batch in eval_ds.as_numpy_iterator():
@@ -256,34 +317,50 @@ def _first_images(eval_ds: tf.data.Dataset,
   return np.concatenate(kept)[:count]
 
 
-def iwae_nll(run: TrainedRun, eval_ds: tf.data.Dataset, num_samples: int,
-             num_examples: int | None, rng: jax.Array) -> tuple[float, float]:
+def iwae_nll(
+  run: TrainedRun,
+  eval_ds: tf.data.Dataset,
+  num_samples: int,
+  num_examples: int | None,
+  rng: jax.Array,
+) -> tuple[float, float]:
   """Means of -log p(x) (IWAE) and of -ELBO over the first `num_examples`
   test images (None: all), from the same `num_samples` draws per image, as
   one compiled loop (`latent_metrics.importance_weighted_log_likelihood`).
   """
   log_weights_fn = functools.partial(
-      model_log_weights, likelihood=run.config.loss.likelihood,
-      gaussian_variance=run.config.loss.gaussian_variance)
+    model_log_weights,
+    likelihood=run.config.loss.likelihood,
+    gaussian_variance=run.config.loss.gaussian_variance,
+  )
   images = _first_images(eval_ds, num_examples)
   pixels = math.prod(images.shape[1:])
   log_px, elbo = latent_metrics.importance_weighted_log_likelihood(
-      log_weights_fn, run.state, images, rng, num_samples=num_samples,
-      batch_size=IWAE_BATCH,
-      chunk_size=max(1, IWAE_PIXELS_PER_CHUNK // (IWAE_BATCH * pixels)))
+    log_weights_fn,
+    run.state,
+    images,
+    rng,
+    num_samples=num_samples,
+    batch_size=IWAE_BATCH,
+    chunk_size=max(1, IWAE_PIXELS_PER_CHUNK // (IWAE_BATCH * pixels)),
+  )
   return -float(np.mean(log_px)), -float(np.mean(elbo))
 
 
-def evaluate(run: TrainedRun, eval_ds: tf.data.Dataset,
-             rng: jax.Array) -> dict[str, float]:
+def evaluate(
+  run: TrainedRun, eval_ds: tf.data.Dataset, rng: jax.Array
+) -> dict[str, float]:
   """The 'test_<term>' means of the run's objective over `eval_ds` (padded
   batches of the run's local batch size), as training evaluates."""
   mesh = sharding.make_mesh()
   _, jitted_eval_step = run.parts.trainer.make_jitted_steps(
-      run.config, run.parts, mesh)
-  return loop.per_image_means(loop.evaluate(
-      jitted_eval_step, run.state, eval_ds, rng,
-      sharding.batch_sharded(mesh)))
+    run.config, run.parts, mesh
+  )
+  return loop.per_image_means(
+    loop.evaluate(
+      jitted_eval_step, run.state, eval_ds, rng, sharding.batch_sharded(mesh)
+    )
+  )
 
 
 def test_batches(run: TrainedRun) -> tf.data.Dataset:

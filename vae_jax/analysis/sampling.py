@@ -24,33 +24,50 @@ from vae_jax.analysis import runs
 from vae_jax.core import outputs
 
 
-def sample_images(run: runs.TrainedRun, num_samples: int, *,
-                  label: int | None = None, seed: int = 0) -> np.ndarray:
+def sample_images(
+  run: runs.TrainedRun,
+  num_samples: int,
+  *,
+  label: int | None = None,
+  seed: int = 0,
+) -> np.ndarray:
   """uint8 [num_samples, H, W, C] samples of a loaded run."""
   if run.adversarial:
-    return gan_report.sample(run, *gan_report.random_inputs(
-        run, num_samples, seed, label))
+    return gan_report.sample(
+      run, *gan_report.random_inputs(run, num_samples, seed, label)
+    )
   if not run.variational:
     raise errors.UserInputError(
-        f"{run.workdir!r} holds a plain autoencoder "
-        f"({run.config.model.name}): it has no prior to sample from.")
+      f"{run.workdir!r} holds a plain autoencoder "
+      f"({run.config.model.name}): it has no prior to sample from."
+    )
   if label is not None:
     raise errors.UserInputError(
-        f"--label needs a conditional model; {run.config.model.name!r} is "
-        "unconditional.")
-  z = jax.random.normal(jax.random.PRNGKey(seed),
-                        (num_samples, run.model.latent_size))
+      f"--label needs a conditional model; {run.config.model.name!r} is "
+      "unconditional."
+    )
+  z = jax.random.normal(
+    jax.random.PRNGKey(seed), (num_samples, run.model.latent_size)
+  )
   return runs.decode(run, np.asarray(z))
 
 
-def sample(workdir: str, num_samples: int, *, step: int | None = None,
-           label: int | None = None, seed: int = 0) -> np.ndarray:
+def sample(
+  workdir: str,
+  num_samples: int,
+  *,
+  step: int | None = None,
+  label: int | None = None,
+  seed: int = 0,
+) -> np.ndarray:
   """uint8 [num_samples, H, W, C] samples of the run in `workdir`."""
   if num_samples < 1:
     raise errors.UserInputError(
-        f"--num_samples must be positive, got {num_samples}.")
-  return sample_images(runs.load(workdir, step), num_samples, label=label,
-                       seed=seed)
+      f"--num_samples must be positive, got {num_samples}."
+    )
+  return sample_images(
+    runs.load(workdir, step), num_samples, label=label, seed=seed
+  )
 
 
 def write_samples(path: str, images: np.ndarray) -> None:

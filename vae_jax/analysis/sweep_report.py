@@ -28,6 +28,7 @@ _UNSAFE_IN_NAMES = re.compile(r"[^A-Za-z0-9._+-]")
 @dataclasses.dataclass(frozen=True)
 class Run:
   """One point of the grid."""
+
   name: str  # Its directory under the sweep's workdir.
   overrides: dict[str, Any]  # Dotted config field -> value.
 
@@ -49,10 +50,16 @@ def read_json(path: str) -> dict[str, Any] | None:
 # The summary table's figures, (file, key): dotted keys index nested dicts.
 # Columns no run has are left out (autoencoders have no KL, IWAE is optional).
 _TABLE_COLUMNS = (
-    ("results", "test_nelbo"), ("results", "test_loss"),
-    ("results", "test_recon"), ("results", "test_kl"), ("results", "test_mse"),
-    ("analysis", "active_units"), ("analysis", "class_separation.knn_accuracy"),
-    ("analysis", "sample_diversity"), ("results", "train_seconds"))
+  ("results", "test_nelbo"),
+  ("results", "test_loss"),
+  ("results", "test_recon"),
+  ("results", "test_kl"),
+  ("results", "test_mse"),
+  ("analysis", "active_units"),
+  ("analysis", "class_separation.knn_accuracy"),
+  ("analysis", "sample_diversity"),
+  ("results", "train_seconds"),
+)
 NUM_IMAGES = 8  # Test images and samples per run in the summary figure.
 
 
@@ -64,47 +71,66 @@ def _lookup(payload: dict[str, Any] | None, dotted_key: str) -> Any:
   return payload
 
 
-def summarize(workdir: str, sweep_runs: list[Run],
-              failures: dict[str, str]) -> dict[str, Any]:
+def summarize(
+  workdir: str, sweep_runs: list[Run], failures: dict[str, str]
+) -> dict[str, Any]:
   """Each run's overrides, results.json and analysis.json, and a table."""
   entries = []
   for run in sweep_runs:
     run_dir = os.path.join(workdir, run.name)
-    entries.append({
-        "name": run.name, "dir": run_dir, "overrides": run.overrides,
+    entries.append(
+      {
+        "name": run.name,
+        "dir": run_dir,
+        "overrides": run.overrides,
         "results": read_json(os.path.join(run_dir, "results.json")),
-        "analysis": read_json(os.path.join(run_dir, "analysis",
-                                           "analysis.json")),
-        "error": failures.get(run.name)})
-  present = [(file, key) for file, key in _TABLE_COLUMNS
-             if any(_lookup(entry[file], key) is not None for entry in entries)]
+        "analysis": read_json(
+          os.path.join(run_dir, "analysis", "analysis.json")
+        ),
+        "error": failures.get(run.name),
+      }
+    )
+  present = [
+    (file, key)
+    for file, key in _TABLE_COLUMNS
+    if any(_lookup(entry[file], key) is not None for entry in entries)
+  ]
   fields = list(sweep_runs[0].overrides)
   table = {
-      "columns": fields + [key.rsplit(".", 1)[-1] for _, key in present],
-      "rows": [list(run.overrides.values())
-               + [_lookup(entry[file], key) for file, key in present]
-               for run, entry in zip(sweep_runs, entries)]}
+    "columns": fields + [key.rsplit(".", 1)[-1] for _, key in present],
+    "rows": [
+      list(run.overrides.values())
+      + [_lookup(entry[file], key) for file, key in present]
+      for run, entry in zip(sweep_runs, entries)
+    ],
+  }
   return {"fields": fields, "runs": entries, "table": table}
 
 
 def format_table(table: dict[str, list[Any]]) -> str:
   """The summary table as aligned plain text."""
+
   def cell(value):
     if isinstance(value, float):
       return f"{value:.4g}"
     return "-" if value is None else str(value)
+
   cells = [table["columns"]] + [[cell(v) for v in row] for row in table["rows"]]
   widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
-  return "\n".join("  ".join(text.rjust(width) for text, width in
-                             zip(row, widths)) for row in cells)
+  return "\n".join(
+    "  ".join(text.rjust(width) for text, width in zip(row, widths))
+    for row in cells
+  )
 
 
 def _label(run: Run) -> str:
   """'kl_weight=0.5': the fields' last parts, unless two of them clash."""
   short = [field.rsplit(".", 1)[-1] for field in run.overrides]
   names = short if len(set(short)) == len(short) else list(run.overrides)
-  return ", ".join(f"{name}={value_text(value)}"
-                   for name, value in zip(names, run.overrides.values()))
+  return ", ".join(
+    f"{name}={value_text(value)}"
+    for name, value in zip(names, run.overrides.values())
+  )
 
 
 def _final_images(run_dir: str) -> tuple[np.ndarray, ...]:
@@ -121,16 +147,27 @@ def _final_images(run_dir: str) -> tuple[np.ndarray, ...]:
     images = (images + 1) / 2
   samples = None
   if run.variational:
-    samples = runs.decode(run, np.asarray(jax.random.normal(
-        jax.random.PRNGKey(0), (NUM_IMAGES, run.model.latent_size))))
+    samples = runs.decode(
+      run,
+      np.asarray(
+        jax.random.normal(
+          jax.random.PRNGKey(0), (NUM_IMAGES, run.model.latent_size)
+        )
+      ),
+    )
   return image_grid.to_uint8(images), recons, samples
 
 
 def _show_row(fig, cell, images: np.ndarray, label: str, title: str = ""):
   strip = image_grid.make_grid(images, num_cols=len(images))
   ax = fig.add_subplot(cell)
-  ax.imshow(strip[..., 0] if strip.shape[-1] == 1 else strip,
-            cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+  ax.imshow(
+    strip[..., 0] if strip.shape[-1] == 1 else strip,
+    cmap="gray",
+    vmin=0,
+    vmax=255,
+    interpolation="nearest",
+  )
   ax.set_xticks([])
   ax.set_yticks([])
   ax.set_ylabel(label, rotation=0, ha="right", va="center")
@@ -140,34 +177,43 @@ def _show_row(fig, cell, images: np.ndarray, label: str, title: str = ""):
 
 def figure_title(config: ml_collections.ConfigDict, fields: list[str]) -> str:
   """'Sweep of loss.kl_weight: mlp_vae on mnist, 3 epochs', less swept parts."""
-  model = " ".join(text for field, text in (
+  model = " ".join(
+    text
+    for field, text in (
       ("model.name", config.model.name),
-      ("input.dataset", f"on {config.input.dataset}")) if field not in fields)
+      ("input.dataset", f"on {config.input.dataset}"),
+    )
+    if field not in fields
+  )
   epochs = "" if "num_epochs" in fields else f"{config.num_epochs} epochs"
   return f"Sweep of {', '.join(fields)}: " + ", ".join(
-      part for part in (model, epochs) if part)
+    part for part in (model, epochs) if part
+  )
 
 
-def summary_figure(workdir: str, sweep_runs: list[Run],
-                   failures: dict[str, str],
-                   title: str):
+def summary_figure(
+  workdir: str, sweep_runs: list[Run], failures: dict[str, str], title: str
+):
   """Loss curves of every run, then rows of reconstructions and samples."""
   done = [run for run in sweep_runs if run.name not in failures]
-  images = {run.name: _final_images(os.path.join(workdir, run.name))
-            for run in done}
+  images = {
+    run.name: _final_images(os.path.join(workdir, run.name)) for run in done
+  }
   sampled = [run for run in done if images[run.name][2] is not None]
   num_rows = 1 + (1 + len(done)) + len(sampled)
-  fig = mpl_figure.Figure(figsize=(9, 4.5 + 1.1 * (num_rows - 1)), dpi=100,
-                          layout="constrained")
+  fig = mpl_figure.Figure(
+    figsize=(9, 4.5 + 1.1 * (num_rows - 1)), dpi=100, layout="constrained"
+  )
   fig.suptitle(title)
   grid = fig.add_gridspec(num_rows, 1, height_ratios=[4] + [1] * (num_rows - 1))
   ax = fig.add_subplot(grid[0])
-  scalars = [event_logs.read_scalars(os.path.join(workdir, run.name))
-             for run in sweep_runs]
+  scalars = [
+    event_logs.read_scalars(os.path.join(workdir, run.name))
+    for run in sweep_runs
+  ]
   # The negative ELBO compares VAEs trained with different β; the trained
   # loss (recon + β·KL) does not. Autoencoders log only their MSE loss.
-  name = ("nelbo" if all("test_nelbo" in s for s in scalars if s)
-          else "loss")
+  name = "nelbo" if all("test_nelbo" in s for s in scalars if s) else "loss"
   for i, (run, run_scalars) in enumerate(zip(sweep_runs, scalars)):
     for split, style in (("test", "o-"), ("train", "--")):
       if f"{split}_{name}" in run_scalars:
@@ -175,26 +221,41 @@ def summary_figure(workdir: str, sweep_runs: list[Run],
         label = f"{_label(run)}: {values[-1]:.4g}" if split == "test" else None
         ax.plot(steps, values, style, color=f"C{i}", markersize=4, label=label)
   handles = ax.get_legend_handles_labels()[0] + [
-      mpl_lines.Line2D([], [], color="gray", linestyle=style, label=split)
-      for style, split in (("-", "test"), ("--", "train"))]
+    mpl_lines.Line2D([], [], color="gray", linestyle=style, label=split)
+    for style, split in (("-", "test"), ("--", "train"))
+  ]
   ax.legend(handles=handles, fontsize="small")
-  quantity = ("negative ELBO (nats per image)" if name == "nelbo"
-              else "loss per image")
-  ax.set(xlabel="training step", ylabel=quantity,
-         title="Test after each epoch (final value in the legend), train "
-         "averaged over log windows")
+  quantity = (
+    "negative ELBO (nats per image)" if name == "nelbo" else "loss per image"
+  )
+  ax.set(
+    xlabel="training step",
+    ylabel=quantity,
+    title="Test after each epoch (final value in the legend), train "
+    "averaged over log windows",
+  )
   ax.grid(alpha=0.3)
   row = 1
   for i, run in enumerate(done):
     originals, recons, samples = images[run.name]
     if i == 0:
-      _show_row(fig, grid[row], originals, "test images",
-                "Reconstructions of test images (final checkpoint)")
+      _show_row(
+        fig,
+        grid[row],
+        originals,
+        "test images",
+        "Reconstructions of test images (final checkpoint)",
+      )
       row += 1
     _show_row(fig, grid[row], recons, _label(run))
     row += 1
   for i, run in enumerate(sampled):
-    _show_row(fig, grid[row], images[run.name][2], _label(run),
-              "Samples (the same z for every run)" if i == 0 else "")
+    _show_row(
+      fig,
+      grid[row],
+      images[run.name][2],
+      _label(run),
+      "Samples (the same z for every run)" if i == 0 else "",
+    )
     row += 1
   return fig

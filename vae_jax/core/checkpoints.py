@@ -21,25 +21,30 @@ import tensorflow as tf
 from vae_jax import errors
 
 
-def make_manager(workdir: str,
-                 config: ml_collections.ConfigDict) -> ocp.CheckpointManager:
+def make_manager(
+  workdir: str, config: ml_collections.ConfigDict
+) -> ocp.CheckpointManager:
   options = ocp.CheckpointManagerOptions(
-      # A save killed midway leaves a `<step>.orbax-checkpoint-tmp` folder,
-      # which Orbax never lists as a step and replaces when it saves that
-      # step again.
-      max_to_keep=config.max_checkpoints_to_keep, create=True)
+    # A save killed midway leaves a `<step>.orbax-checkpoint-tmp` folder,
+    # which Orbax never lists as a step and replaces when it saves that
+    # step again.
+    max_to_keep=config.max_checkpoints_to_keep,
+    create=True,
+  )
   # Orbax wants an absolute path; a bucket (gs://...) already is one.
   if "://" not in workdir:
     workdir = os.path.abspath(workdir)
-  return ocp.CheckpointManager(os.path.join(workdir, "checkpoints"),
-                               options=options)
+  return ocp.CheckpointManager(
+    os.path.join(workdir, "checkpoints"), options=options
+  )
 
 
 # What TensorStore appends to its errors for debugging: JSON payloads such
 # as the whole spec of the array it was opening (kilobytes), and the C++
 # source locations; not the cause, [os_error_code='27'].
 _TENSORSTORE_ANNOTATIONS = re.compile(
-    r"\s*\[(?:[\w ]+='\{[^']*\}'|source locations='[^']*')\]")
+  r"\s*\[(?:[\w ]+='\{[^']*\}'|source locations='[^']*')\]"
+)
 
 
 def _first_line(error: Exception) -> str:
@@ -70,9 +75,11 @@ def _reporting_save_errors(manager: ocp.CheckpointManager):
   try:
     yield
   except Exception as e:  # pylint: disable=broad-exception-caught
-    message = (f"writing a checkpoint in {manager.directory} failed "
-               f"({_first_line(e)}); the steps it lists, "
-               f"{manager.all_steps() or 'none'}, are complete.")
+    message = (
+      f"writing a checkpoint in {manager.directory} failed "
+      f"({_first_line(e)}); the steps it lists, "
+      f"{manager.all_steps() or 'none'}, are complete."
+    )
     _stop_after_failure(manager)
     raise SaveError(message) from e
 
@@ -81,8 +88,9 @@ def save(manager: ocp.CheckpointManager, state: Any, rng: jax.Array) -> None:
   """Saves asynchronously; the next save or `wait_until_finished` joins it."""
   step = int(jax.device_get(state.step))
   with _reporting_save_errors(manager):
-    manager.save(step, args=ocp.args.StandardSave({"state": state, "rng": rng}),
-                 force=True)
+    manager.save(
+      step, args=ocp.args.StandardSave({"state": state, "rng": rng}), force=True
+    )
 
 
 def close(manager: ocp.CheckpointManager) -> None:
@@ -95,24 +103,29 @@ def close(manager: ocp.CheckpointManager) -> None:
 
 def _abstract(tree: Any) -> Any:
   return jax.tree.map(
-      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
-      tree)
+    lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), tree
+  )
 
 
 def _set_aside(manager: ocp.CheckpointManager, step: int) -> None:
   directory = str(manager.directory)
   aside = f"{directory}.unreadable"
   tf.io.gfile.makedirs(aside)
-  tf.io.gfile.rename(os.path.join(directory, str(step)),
-                     os.path.join(aside, f"{step}.{time.strftime('%Y%m%d-%H%M%S')}"))
+  tf.io.gfile.rename(
+    os.path.join(directory, str(step)),
+    os.path.join(aside, f"{step}.{time.strftime('%Y%m%d-%H%M%S')}"),
+  )
   logging.warning("Moved it to %s.", aside)
 
 
-
-
-def restore(manager: ocp.CheckpointManager, state: Any, rng: jax.Array,
-            step: int | None = None, *,
-            set_aside_unreadable: bool = False) -> tuple[Any, jax.Array] | None:
+def restore(
+  manager: ocp.CheckpointManager,
+  state: Any,
+  rng: jax.Array,
+  step: int | None = None,
+  *,
+  set_aside_unreadable: bool = False,
+) -> tuple[Any, jax.Array] | None:
   """A checkpoint laid out like `state` and `rng`, or None if there is none.
 
   `state` and `rng` only give shapes, dtypes and shardings; their values are
@@ -125,8 +138,9 @@ def restore(manager: ocp.CheckpointManager, state: Any, rng: jax.Array,
   if step is not None:
     if step not in steps:
       raise errors.UserInputError(
-          f"no checkpoint at step {step} in {manager.directory}; it has "
-          f"steps {sorted(steps) or 'none'}.")
+        f"no checkpoint at step {step} in {manager.directory}; it has "
+        f"steps {sorted(steps) or 'none'}."
+      )
     steps = [step]
   if not steps:
     return None
@@ -134,17 +148,23 @@ def restore(manager: ocp.CheckpointManager, state: Any, rng: jax.Array,
   failures = []
   for candidate in steps:
     try:
-      restored = manager.restore(candidate,
-                                 args=ocp.args.StandardRestore(target))
+      restored = manager.restore(
+        candidate, args=ocp.args.StandardRestore(target)
+      )
     # Orbax reports a different tree, a wrong shape or a damaged file in
     # several exception types.
     except Exception as e:  # pylint: disable=broad-exception-caught
       failures.append((candidate, e))
       continue
     for failed_step, error in failures:
-      logging.warning("Checkpoint at step %d in %s is unreadable (%s); "
-                      "restored step %d instead.", failed_step,
-                      manager.directory, _first_line(error), candidate)
+      logging.warning(
+        "Checkpoint at step %d in %s is unreadable (%s); "
+        "restored step %d instead.",
+        failed_step,
+        manager.directory,
+        _first_line(error),
+        candidate,
+      )
       if set_aside_unreadable and jax.process_index() == 0:
         _set_aside(manager, failed_step)
     if failures and set_aside_unreadable:
@@ -154,6 +174,7 @@ def restore(manager: ocp.CheckpointManager, state: Any, rng: jax.Array,
     return restored["state"], restored["rng"]
   failed_step, error = failures[0]
   raise errors.UserInputError(
-      f"no checkpoint in {manager.directory} fits this config's model and "
-      f"optimizer (step {failed_step}: {_first_line(error)}); use a new "
-      "--workdir, or the config that wrote it.") from error
+    f"no checkpoint in {manager.directory} fits this config's model and "
+    f"optimizer (step {failed_step}: {_first_line(error)}); use a new "
+    "--workdir, or the config that wrote it."
+  ) from error

@@ -14,8 +14,9 @@ import pkgutil
 from typing import Any
 
 
-def collect(registry_name: str, registry_file: str,
-            attribute: str) -> dict[str, Any]:
+def collect(
+  registry_name: str, registry_file: str, attribute: str
+) -> dict[str, Any]:
   """{name: declaration} of every `attribute` tuple in the package of the
   registry module `registry_name` (its `__name__`, and `__file__`)."""
   package = registry_name.rpartition(".")[0]
@@ -27,7 +28,9 @@ def collect(registry_name: str, registry_file: str,
     module = importlib.import_module(module_name)
     for declaration in getattr(module, attribute, ()):
       if declaration.name in found:
-        raise ValueError(f"{declaration.name!r} is declared twice, the "
-                         f"second time in {module_name}.")
+        raise ValueError(
+          f"{declaration.name!r} is declared twice, the "
+          f"second time in {module_name}."
+        )
       found[declaration.name] = declaration
   return dict(sorted(found.items()))

@@ -26,6 +26,7 @@ def all_finite(loss: jax.Array, grads: Any) -> jax.Array:
   core. `all(isfinite(g))` wrote a boolean copy of each gradient and reduced
   it on one core: 5% of a mnist_linear step on XLA:CPU.
   """
+
   def poison(g):
     g = jnp.atleast_1d(g)
     # The row count spelled out, not -1: a leaf may hold no elements.

@@ -37,18 +37,22 @@ def check_config(opt_config: ml_collections.ConfigDict, field: str) -> None:
   that no run could use."""
   errors.require_choice(opt_config.name, OPTIMIZERS, f"{field}.name")
   errors.require_choice(opt_config.schedule, SCHEDULES, f"{field}.schedule")
-  errors.require(opt_config.learning_rate > 0, f"{field}.learning_rate must "
-                 f"be positive, got {opt_config.learning_rate}.")
+  errors.require(
+    opt_config.learning_rate > 0,
+    f"{field}.learning_rate must be positive, got {opt_config.learning_rate}.",
+  )
   if opt_config.schedule == "stages":
     errors.require(
-        len(opt_config.stage_lengths) > 0
-        and all(length > 0 for length in opt_config.stage_lengths),
-        f"{field}.stage_lengths must be positive numbers, got "
-        f"{tuple(opt_config.stage_lengths)}.")
+      len(opt_config.stage_lengths) > 0
+      and all(length > 0 for length in opt_config.stage_lengths),
+      f"{field}.stage_lengths must be positive numbers, got "
+      f"{tuple(opt_config.stage_lengths)}.",
+    )
 
 
-def make_schedule(opt_config: ml_collections.ConfigDict,
-                  total_steps: int) -> optax.Schedule:
+def make_schedule(
+  opt_config: ml_collections.ConfigDict, total_steps: int
+) -> optax.Schedule:
   lr, warmup = opt_config.learning_rate, opt_config.warmup_steps
   if opt_config.schedule == "constant":
     if warmup == 0:
@@ -56,12 +60,16 @@ def make_schedule(opt_config: ml_collections.ConfigDict,
     return optax.linear_schedule(0.0, lr, warmup)
   if opt_config.schedule == "cosine":
     return optax.warmup_cosine_decay_schedule(
-        0.0 if warmup else lr, lr, warmup, max(total_steps, warmup + 1))
+      0.0 if warmup else lr, lr, warmup, max(total_steps, warmup + 1)
+    )
   if opt_config.schedule == "stages":
-    return stage_schedule(lr, opt_config.stage_lengths, opt_config.stage_decay,
-                          total_steps)
-  raise errors.ConfigError(f"optimizer.schedule {opt_config.schedule!r} is "
-                           f"unknown; choose one of {list(SCHEDULES)}.")
+    return stage_schedule(
+      lr, opt_config.stage_lengths, opt_config.stage_decay, total_steps
+    )
+  raise errors.ConfigError(
+    f"optimizer.schedule {opt_config.schedule!r} is "
+    f"unknown; choose one of {list(SCHEDULES)}."
+  )
 
 
 def stage_boundaries(stage_lengths, total_steps: int) -> list[int]:
@@ -75,8 +83,9 @@ def stage_boundaries(stage_lengths, total_steps: int) -> list[int]:
   return ends
 
 
-def stage_schedule(learning_rate: float, stage_lengths, stage_decay: float,
-                   total_steps: int) -> optax.Schedule:
+def stage_schedule(
+  learning_rate: float, stage_lengths, stage_decay: float, total_steps: int
+) -> optax.Schedule:
   """Piecewise constant: stage i at learning_rate * stage_decay**i."""
   scales = {}  # Stages shorter than a step begin together.
   for step in stage_boundaries(stage_lengths, total_steps):
@@ -84,23 +93,32 @@ def stage_schedule(learning_rate: float, stage_lengths, stage_decay: float,
   return optax.piecewise_constant_schedule(learning_rate, scales)
 
 
-def make_optimizer(opt_config: ml_collections.ConfigDict,
-                   total_steps: int) -> optax.GradientTransformation:
+def make_optimizer(
+  opt_config: ml_collections.ConfigDict, total_steps: int
+) -> optax.GradientTransformation:
   schedule = make_schedule(opt_config, total_steps)
   name = opt_config.name
   if name == "adam":
-    tx = optax.adam(schedule, b1=opt_config.b1, b2=opt_config.b2,
-                    eps=opt_config.eps)
+    tx = optax.adam(
+      schedule, b1=opt_config.b1, b2=opt_config.b2, eps=opt_config.eps
+    )
   elif name == "adamw":
-    tx = optax.adamw(schedule, b1=opt_config.b1, b2=opt_config.b2,
-                     eps=opt_config.eps, weight_decay=opt_config.weight_decay)
+    tx = optax.adamw(
+      schedule,
+      b1=opt_config.b1,
+      b2=opt_config.b2,
+      eps=opt_config.eps,
+      weight_decay=opt_config.weight_decay,
+    )
   elif name == "rmsprop":
     tx = optax.rmsprop(schedule)
   elif name == "sgd":
     tx = optax.sgd(schedule, momentum=opt_config.momentum or None)
   else:
-    raise errors.ConfigError(f"optimizer.name {name!r} is unknown; choose one of "
-                      "'adam', 'adamw', 'rmsprop', 'sgd'.")
+    raise errors.ConfigError(
+      f"optimizer.name {name!r} is unknown; choose one of "
+      "'adam', 'adamw', 'rmsprop', 'sgd'."
+    )
   if opt_config.grad_clip_norm:
     tx = optax.chain(optax.clip_by_global_norm(opt_config.grad_clip_norm), tx)
   return tx

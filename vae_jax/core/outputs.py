@@ -6,11 +6,12 @@ full disk never leaves a half-written file under the final name. Paths may
 be local or on any filesystem `tf.io.gfile` knows (gs://...).
 """
 
+from collections.abc import Iterator
 import contextlib
 import io
 import json
 import os
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -35,8 +36,7 @@ def check_output_path(path: str, extension: str) -> None:
   """Makes the folder of a command's --output `path`; fails in one line when
   `path` cannot hold the file or lacks `extension` ('.png')."""
   if not path.endswith(extension):
-    raise errors.UserInputError(
-        f"--output {path!r} must end in {extension}.")
+    raise errors.UserInputError(f"--output {path!r} must end in {extension}.")
   if tf.io.gfile.isdir(path):
     raise errors.UserInputError(f"--output {path!r} is a directory.")
   folder = os.path.dirname(path)
@@ -45,12 +45,13 @@ def check_output_path(path: str, extension: str) -> None:
       tf.io.gfile.makedirs(folder)
   except (tf.errors.OpError, OSError) as e:
     raise errors.UserInputError(
-        f"cannot create the folder of --output {path!r} "
-        f"({type(e).__name__}).") from None
+      f"cannot create the folder of --output {path!r} ({type(e).__name__})."
+    ) from None
 
 
-def write_analysis(out_dir: str, figures: dict[str, Any],
-                   report: dict[str, Any]) -> None:
+def write_analysis(
+  out_dir: str, figures: dict[str, Any], report: dict[str, Any]
+) -> None:
   """An analysis: each figure as out_dir/<name>, then analysis.json."""
   tf.io.gfile.makedirs(out_dir)
   for name, figure in figures.items():
@@ -61,8 +62,11 @@ def write_analysis(out_dir: str, figures: dict[str, Any],
 def write_json(path: str, payload: Any) -> None:
   """`payload`, or an already serialized JSON string, to `path`."""
   with atomic_open(path) as f:
-    f.write(payload if isinstance(payload, str) else
-            json.dumps(payload, indent=2, sort_keys=True))
+    f.write(
+      payload
+      if isinstance(payload, str)
+      else json.dumps(payload, indent=2, sort_keys=True)
+    )
 
 
 def write_png(path: str, image: np.ndarray) -> None:
@@ -88,4 +92,5 @@ def check_workdir(workdir: str) -> None:
   """Raises UserInputError when `workdir` cannot hold a run's outputs."""
   if tf.io.gfile.exists(workdir) and not tf.io.gfile.isdir(workdir):
     raise errors.UserInputError(
-        f"workdir {workdir!r} exists and is not a directory.")
+      f"workdir {workdir!r} exists and is not a directory."
+    )

@@ -7,7 +7,8 @@ casts back), the optimizer state, BatchNorm statistics and the loss stay
 float32, so updates smaller than bfloat16's resolution are not lost.
 """
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -19,20 +20,25 @@ COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 def check_config(compute_dtype: str) -> None:
   if compute_dtype not in COMPUTE_DTYPES:
-    raise errors.ConfigError(f"compute_dtype {compute_dtype!r} is unknown; choose one "
-                      f"of {sorted(COMPUTE_DTYPES)}.")
+    raise errors.ConfigError(
+      f"compute_dtype {compute_dtype!r} is unknown; choose one "
+      f"of {sorted(COMPUTE_DTYPES)}."
+    )
 
 
 def cast_floats(tree: Any, dtype) -> Any:
   """`tree` with its floating leaves cast to `dtype`; others untouched."""
   return jax.tree.map(
-      lambda x: (x.astype(dtype) if jnp.issubdtype(jnp.result_type(x),
-                                                   jnp.floating) else x),
-      tree)
+    lambda x: (
+      x.astype(dtype) if jnp.issubdtype(jnp.result_type(x), jnp.floating) else x
+    ),
+    tree,
+  )
 
 
-def apply_in(apply_fn: Callable[..., Any],
-             compute_dtype: str) -> Callable[..., Any]:
+def apply_in(
+  apply_fn: Callable[..., Any], compute_dtype: str
+) -> Callable[..., Any]:
   """A Flax `apply` that computes in `compute_dtype`, returning float32.
 
   Only the 'params' collection is cast: BatchNorm's running statistics stay

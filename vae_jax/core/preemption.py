@@ -25,8 +25,10 @@ class Preempted(Exception):
   """Training stopped on a signal after saving the checkpoint at `step`."""
 
   def __init__(self, step: int, signal_name: str):
-    super().__init__(f"stopped by {signal_name} after step {step}; its "
-                     "checkpoint is saved; rerun the same command to resume.")
+    super().__init__(
+      f"stopped by {signal_name} after step {step}; its "
+      "checkpoint is saved; rerun the same command to resume."
+    )
     self.step = step
 
 
@@ -43,8 +45,10 @@ class StopRequests:
     self._previous = {}
 
   def __enter__(self) -> "StopRequests":
-    if (jax.process_count() == 1
-        and threading.current_thread() is threading.main_thread()):
+    if (
+      jax.process_count() == 1
+      and threading.current_thread() is threading.main_thread()
+    ):
       for signum in (signal.SIGTERM, signal.SIGINT):
         self._previous[signum] = signal.signal(signum, self._record)
     return self
@@ -57,18 +61,23 @@ class StopRequests:
     if signum == signal.SIGINT and self.signal_name == "SIGINT":
       raise KeyboardInterrupt
     self.signal_name = signal.Signals(signum).name
-    logging.warning("Received %s: stopping after this step's checkpoint.",
-                    self.signal_name)
+    logging.warning(
+      "Received %s: stopping after this step's checkpoint.", self.signal_name
+    )
 
-  def should_stop(self, manager: ocp.CheckpointManager, first_step: int,
-                  last_step: int) -> bool:
+  def should_stop(
+    self, manager: ocp.CheckpointManager, first_step: int, last_step: int
+  ) -> bool:
     """Whether to stop after `last_step`, having run steps `first_step`..
     `last_step` since the last call (one compiled loop may run several)."""
     # JAX's coordination service picks one step at which every process
     # stops; it is reached only if each step is reported (a list, not a
     # short-circuiting generator).
     if jax.process_count() > 1 and any(
-        [manager.reached_preemption(step)
-         for step in range(first_step, last_step + 1)]):
+      [
+        manager.reached_preemption(step)
+        for step in range(first_step, last_step + 1)
+      ]
+    ):
       self.signal_name = "a preemption notice"
     return self.signal_name is not None

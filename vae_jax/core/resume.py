@@ -9,10 +9,11 @@ old checkpoints in `checkpoints.before_<time>/`. Either way the old config
 is kept as `config.before_<time>.json`.
 """
 
+from collections.abc import Callable
 import json
 import os
 import time
-from typing import Any, Callable
+from typing import Any
 
 from absl import logging
 import jax
@@ -35,13 +36,17 @@ def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def _shapes(tree: Any) -> list[tuple[str, tuple[int, ...], Any]]:
   # Paths, not tree structures: those also hold the model and optimizer
   # objects, which never compare equal across builds.
-  return [(jax.tree_util.keystr(path), x.shape, x.dtype)
-          for path, x in jax.tree_util.tree_flatten_with_path(tree)[0]]
+  return [
+    (jax.tree_util.keystr(path), x.shape, x.dtype)
+    for path, x in jax.tree_util.tree_flatten_with_path(tree)[0]
+  ]
 
 
 def check_config_change(
-    config: ml_collections.ConfigDict, workdir: str,
-    abstract_state: Callable[[ml_collections.ConfigDict], Any]) -> None:
+  config: ml_collections.ConfigDict,
+  workdir: str,
+  abstract_state: Callable[[ml_collections.ConfigDict], Any],
+) -> None:
   """Compares `config` with the one an earlier run saved in `workdir`.
 
   `abstract_state(config)` gives the train state's shapes for a config.
@@ -53,30 +58,37 @@ def check_config_change(
     saved = json.load(f)
   flat_saved = _flatten(saved)
   flat_new = _flatten(json.loads(config.to_json_best_effort()))
-  changed = sorted(k for k in flat_saved.keys() | flat_new.keys()
-                   if k != "allow_config_change"
-                   and flat_saved.get(k) != flat_new.get(k))
+  changed = sorted(
+    k
+    for k in flat_saved.keys() | flat_new.keys()
+    if k != "allow_config_change" and flat_saved.get(k) != flat_new.get(k)
+  )
   if not changed:
     return
-  described = ", ".join(f"{k} ({flat_saved.get(k)!r} -> {flat_new.get(k)!r})"
-                        for k in changed)
+  described = ", ".join(
+    f"{k} ({flat_saved.get(k)!r} -> {flat_new.get(k)!r})" for k in changed
+  )
   try:
-    same_shapes = (_shapes(abstract_state(ml_collections.ConfigDict(saved)))
-                   == _shapes(abstract_state(config)))
+    same_shapes = _shapes(
+      abstract_state(ml_collections.ConfigDict(saved))
+    ) == _shapes(abstract_state(config))
   except Exception:  # pylint: disable=broad-exception-caught
     same_shapes = False  # The saved config no longer builds a model.
   if not same_shapes and not config.get("allow_config_change", False):
     raise errors.UserInputError(
-        f"workdir {workdir} holds a run whose config differs in {described}, "
-        "which changes the train state's shapes, so its checkpoints cannot "
-        "continue; use a new --workdir, or --config.allow_config_change=True "
-        "to start over there (the old checkpoints are kept aside).")
-  logging.warning("Config differs from the one saved in %s: %s.", workdir,
-                  described)
+      f"workdir {workdir} holds a run whose config differs in {described}, "
+      "which changes the train state's shapes, so its checkpoints cannot "
+      "continue; use a new --workdir, or --config.allow_config_change=True "
+      "to start over there (the old checkpoints are kept aside)."
+    )
+  logging.warning(
+    "Config differs from the one saved in %s: %s.", workdir, described
+  )
   if jax.process_index() == 0:
     suffix = f"before_{time.strftime('%Y%m%d-%H%M%S')}"
-    tf.io.gfile.copy(path, os.path.join(workdir, f"config.{suffix}.json"),
-                     overwrite=True)
+    tf.io.gfile.copy(
+      path, os.path.join(workdir, f"config.{suffix}.json"), overwrite=True
+    )
     checkpoint_dir = os.path.join(workdir, "checkpoints")
     if not same_shapes and tf.io.gfile.exists(checkpoint_dir):
       tf.io.gfile.rename(checkpoint_dir, f"{checkpoint_dir}.{suffix}")

@@ -7,12 +7,15 @@ its own share of the data, and `to_global` joins the shares into one array.
 """
 
 import collections
-from typing import Any, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 from absl import logging
 import jax
 from jax.experimental import multihost_utils
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import Mesh
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec
 import ml_collections
 import numpy as np
 
@@ -21,9 +24,11 @@ from vae_jax import errors
 DATA_AXIS = "data"
 
 
-def initialize_distributed(coordinator_address: str | None = None,
-                           num_processes: int | None = None,
-                           process_id: int | None = None) -> None:
+def initialize_distributed(
+  coordinator_address: str | None = None,
+  num_processes: int | None = None,
+  process_id: int | None = None,
+) -> None:
   """Joins this process to a multi-process run through JAX's own runtime.
 
   With no arguments JAX finds the cluster itself (Cloud TPU, SLURM,
@@ -35,15 +40,22 @@ def initialize_distributed(coordinator_address: str | None = None,
   given = (coordinator_address, num_processes, process_id)
   if any(v is not None for v in given) and None in given:
     raise errors.UserInputError(
-        "a hand-made cluster needs all of --coordinator_address, "
-        "--num_processes and --process_id; got "
-        f"{coordinator_address!r}, {num_processes!r}, {process_id!r}.")
-  jax.distributed.initialize(coordinator_address=coordinator_address,
-                             num_processes=num_processes,
-                             process_id=process_id)
-  logging.info("Process %d of %d; %d local of %d devices.",
-               jax.process_index(), jax.process_count(),
-               jax.local_device_count(), jax.device_count())
+      "a hand-made cluster needs all of --coordinator_address, "
+      "--num_processes and --process_id; got "
+      f"{coordinator_address!r}, {num_processes!r}, {process_id!r}."
+    )
+  jax.distributed.initialize(
+    coordinator_address=coordinator_address,
+    num_processes=num_processes,
+    process_id=process_id,
+  )
+  logging.info(
+    "Process %d of %d; %d local of %d devices.",
+    jax.process_index(),
+    jax.process_count(),
+    jax.local_device_count(),
+    jax.device_count(),
+  )
 
 
 def make_mesh(devices: list[jax.Device] | None = None) -> Mesh:
@@ -71,10 +83,11 @@ def global_batch_size(config: ml_collections.ConfigDict) -> int:
   batch = config.batch_size * (devices if config.batch_size_per_device else 1)
   if batch % devices or batch % processes:
     raise errors.ConfigError(
-        f"the global batch_size {batch} is not divisible by the {devices} "
-        f"devices of the {processes} process(es) that share it; choose a "
-        f"multiple of {np.lcm(devices, processes)}, or set "
-        "batch_size_per_device=True.")
+      f"the global batch_size {batch} is not divisible by the {devices} "
+      f"devices of the {processes} process(es) that share it; choose a "
+      f"multiple of {np.lcm(devices, processes)}, or set "
+      "batch_size_per_device=True."
+    )
   return batch
 
 
@@ -97,8 +110,8 @@ def each_process(value: int) -> np.ndarray:
 def to_global(local_batch: Any, sharding: NamedSharding) -> Any:
   """Assembles each process's slice of the batch into one global array."""
   return jax.tree.map(
-      lambda x: jax.make_array_from_process_local_data(sharding, x),
-      local_batch)
+    lambda x: jax.make_array_from_process_local_data(sharding, x), local_batch
+  )
 
 
 def to_host(tree: Any) -> Any:
@@ -107,17 +120,20 @@ def to_host(tree: Any) -> Any:
   A replicated array is read from a local device; any other is gathered from
   every process, so all processes must call this together.
   """
+
   def fetch(x):
     if isinstance(x, jax.Array) and not x.is_fully_addressable:
       if x.is_fully_replicated:
         return np.asarray(x.addressable_data(0))
       return np.asarray(multihost_utils.process_allgather(x, tiled=True))
     return np.asarray(x)
+
   return jax.tree.map(fetch, tree)
 
 
-def prefetch_to_mesh(local_batches: Iterable[Any], sharding: NamedSharding,
-                     size: int = 2) -> Iterator[Any]:
+def prefetch_to_mesh(
+  local_batches: Iterable[Any], sharding: NamedSharding, size: int = 2
+) -> Iterator[Any]:
   """Keeps `size` batches in flight to the devices while the step runs."""
   queue = collections.deque()
   for batch in local_batches:
@@ -127,15 +143,17 @@ def prefetch_to_mesh(local_batches: Iterable[Any], sharding: NamedSharding,
   yield from queue
 
 
-def jit_steps(train_step: Callable[..., Any], eval_step: Callable[..., Any],
-              mesh: Mesh) -> tuple[Any, Any]:
+def jit_steps(
+  train_step: Callable[..., Any], eval_step: Callable[..., Any], mesh: Mesh
+) -> tuple[Any, Any]:
   """A trainer's `(state, batch, rng) -> (state, metrics)` train step and
   `(state, batch, rng) -> sums` eval step, compiled for `mesh`: the state and
   key replicated, the state donated (updated in place), batches split over
   the data axis."""
   state_sharding = replicated(mesh)
-  jitted_eval_step = jax.jit(eval_step, in_shardings=_step_shardings(mesh),
-                             out_shardings=state_sharding)
+  jitted_eval_step = jax.jit(
+    eval_step, in_shardings=_step_shardings(mesh), out_shardings=state_sharding
+  )
   return jit_train_step(train_step, mesh), jitted_eval_step
 
 
@@ -148,6 +166,9 @@ def jit_train_step(train_step: Callable[..., Any], mesh: Mesh) -> Any:
   """`(state, batch, rng) -> (state, metrics)` compiled for `mesh`, as
   `jit_steps` compiles a train step."""
   state_sharding = replicated(mesh)
-  return jax.jit(train_step, in_shardings=_step_shardings(mesh),
-                 out_shardings=(state_sharding, state_sharding),
-                 donate_argnums=0)
+  return jax.jit(
+    train_step,
+    in_shardings=_step_shardings(mesh),
+    out_shardings=(state_sharding, state_sharding),
+    donate_argnums=0,
+  )

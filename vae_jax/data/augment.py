@@ -20,24 +20,32 @@ def check_config(input_config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError for augmentation settings no run could use."""
   for field in ("rotation_degrees", "brightness_jitter"):
     if input_config[field] < 0:
-      raise errors.ConfigError(f"input.{field} must be >= 0 (0 is off), got "
-                        f"{input_config[field]}.")
+      raise errors.ConfigError(
+        f"input.{field} must be >= 0 (0 is off), got {input_config[field]}."
+      )
   if not 0 <= input_config.autocontrast_prob <= 1:
-    raise errors.ConfigError("input.autocontrast_prob must be in [0, 1], got "
-                      f"{input_config.autocontrast_prob}.")
+    raise errors.ConfigError(
+      "input.autocontrast_prob must be in [0, 1], got "
+      f"{input_config.autocontrast_prob}."
+    )
 
 
 def is_enabled(input_config: ml_collections.ConfigDict) -> bool:
-  return bool(input_config.rotation_degrees or input_config.autocontrast_prob
-              or input_config.brightness_jitter)
+  return bool(
+    input_config.rotation_degrees
+    or input_config.autocontrast_prob
+    or input_config.brightness_jitter
+  )
 
 
-def random_rotation(images: tf.Tensor, key: tf.Tensor,
-                    max_degrees: float) -> tf.Tensor:
+def random_rotation(
+  images: tf.Tensor, key: tf.Tensor, max_degrees: float
+) -> tf.Tensor:
   """Rotates each image about its center by an angle in ±max_degrees."""
   batch_size = tf.shape(images)[0]
   angles = tf.random.stateless_uniform(
-      [batch_size], key, -max_degrees, max_degrees) * (math.pi / 180)
+    [batch_size], key, -max_degrees, max_degrees
+  ) * (math.pi / 180)
   cos, sin = tf.cos(angles), tf.sin(angles)
   height = tf.cast(tf.shape(images)[1] - 1, tf.float32)
   width = tf.cast(tf.shape(images)[2] - 1, tf.float32)
@@ -46,48 +54,63 @@ def random_rotation(images: tf.Tensor, key: tf.Tensor,
   x_offset = (width - (cos * width - sin * height)) / 2
   y_offset = (height - (sin * width + cos * height)) / 2
   zeros = tf.zeros_like(angles)
-  transforms = tf.stack([cos, -sin, x_offset, sin, cos, y_offset, zeros, zeros],
-                        axis=1)
+  transforms = tf.stack(
+    [cos, -sin, x_offset, sin, cos, y_offset, zeros, zeros], axis=1
+  )
   return tf.raw_ops.ImageProjectiveTransformV3(
-      images=images, transforms=transforms, output_shape=tf.shape(images)[1:3],
-      fill_value=0.0, interpolation="NEAREST", fill_mode="CONSTANT")
+    images=images,
+    transforms=transforms,
+    output_shape=tf.shape(images)[1:3],
+    fill_value=0.0,
+    interpolation="NEAREST",
+    fill_mode="CONSTANT",
+  )
 
 
-def random_autocontrast(images: tf.Tensor, key: tf.Tensor,
-                        prob: float) -> tf.Tensor:
+def random_autocontrast(
+  images: tf.Tensor, key: tf.Tensor, prob: float
+) -> tf.Tensor:
   """With probability `prob`, stretches each channel to span [0, 1]."""
   low = tf.reduce_min(images, axis=(1, 2), keepdims=True)
   high = tf.reduce_max(images, axis=(1, 2), keepdims=True)
   # Flat channels stay as they are, as in torchvision's autocontrast.
   flat = high <= low
   scale = tf.where(flat, 1.0, tf.math.divide_no_nan(1.0, high - low))
-  stretched = tf.clip_by_value((images - tf.where(flat, 0.0, low)) * scale,
-                               0.0, 1.0)
+  stretched = tf.clip_by_value(
+    (images - tf.where(flat, 0.0, low)) * scale, 0.0, 1.0
+  )
   draws = tf.random.stateless_uniform([tf.shape(images)[0], 1, 1, 1], key)
   return tf.where(draws < prob, stretched, images)
 
 
-def random_brightness(images: tf.Tensor, key: tf.Tensor,
-                      jitter: float) -> tf.Tensor:
+def random_brightness(
+  images: tf.Tensor, key: tf.Tensor, jitter: float
+) -> tf.Tensor:
   """Scales each image by a factor in [max(0, 1 - jitter), 1 + jitter]."""
   factors = tf.random.stateless_uniform(
-      [tf.shape(images)[0], 1, 1, 1], key, max(0.0, 1.0 - jitter), 1.0 + jitter)
+    [tf.shape(images)[0], 1, 1, 1], key, max(0.0, 1.0 - jitter), 1.0 + jitter
+  )
   return tf.clip_by_value(images * factors, 0.0, 1.0)
 
 
-def augment_batch(images: tf.Tensor, key: tf.Tensor,
-                  input_config: ml_collections.ConfigDict) -> tf.Tensor:
+def augment_batch(
+  images: tf.Tensor, key: tf.Tensor, input_config: ml_collections.ConfigDict
+) -> tf.Tensor:
   """Applies the augmentations the config turns on (0 is off)."""
   # One subkey per op, so switching one op leaves the others' draws alone.
   rotation_key, contrast_key, brightness_key = tf.unstack(
-      tf.random.experimental.stateless_split(key, 3))
+    tf.random.experimental.stateless_split(key, 3)
+  )
   if input_config.rotation_degrees:
-    images = random_rotation(images, rotation_key,
-                             input_config.rotation_degrees)
+    images = random_rotation(
+      images, rotation_key, input_config.rotation_degrees
+    )
   if input_config.autocontrast_prob:
-    images = random_autocontrast(images, contrast_key,
-                                 input_config.autocontrast_prob)
+    images = random_autocontrast(
+      images, contrast_key, input_config.autocontrast_prob
+    )
   if input_config.brightness_jitter:
-    images = random_brightness(images, brightness_key,
-                               input_config.brightness_jitter)
+    images = random_brightness(
+      images, brightness_key, input_config.brightness_jitter
+    )
   return images

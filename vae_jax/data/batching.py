@@ -9,9 +9,9 @@ reaches these functions through `pipeline.PreparedData`, which loads each
 split once.
 """
 
+from collections.abc import Iterator
 import functools
 import math
-from typing import Iterator
 
 import ml_collections
 import numpy as np
@@ -39,8 +39,9 @@ def steps_per_epoch(num_train_examples: int, local_batch_size: int) -> int:
   shortest = int(sharding.each_process(num_train_examples).min())
   if shortest < local_batch_size:
     raise errors.DataError(
-        f"the training split has {shortest} examples per process, fewer "
-        f"than one batch of {local_batch_size}.")
+      f"the training split has {shortest} examples per process, fewer "
+      f"than one batch of {local_batch_size}."
+    )
   return shortest // local_batch_size
 
 
@@ -63,26 +64,33 @@ def _augment_seed(seed: int, epoch: int) -> int:
   return _epoch_seed(seed, epoch, 1)
 
 
-def _finish_train_batch(index: tf.Tensor, batch: dict[str, tf.Tensor],
-                        augment_seed: tf.Tensor,
-                        input_config: ml_collections.ConfigDict):
+def _finish_train_batch(
+  index: tf.Tensor,
+  batch: dict[str, tf.Tensor],
+  augment_seed: tf.Tensor,
+  input_config: ml_collections.ConfigDict,
+):
   """Batch `index` of an epoch, augmented with key (augment_seed, index)."""
   images = _to_unit_range(batch["image"])
   if augment.is_enabled(input_config):
-    images = augment.augment_batch(images, tf.stack([augment_seed, index]),
-                                   input_config)
+    images = augment.augment_batch(
+      images, tf.stack([augment_seed, index]), input_config
+    )
   return {**batch, "image": _to_pixel_range(images, input_config)}
 
 
 def load_in_memory(train_examples: tf.data.Dataset) -> dict[str, np.ndarray]:
   """This process's preprocessed training split, decoded once, as uint8."""
   chunks = list(train_examples.batch(4096).as_numpy_iterator())
-  return {name: np.concatenate([chunk[name] for chunk in chunks])
-          for name in chunks[0]}
+  return {
+    name: np.concatenate([chunk[name] for chunk in chunks])
+    for name in chunks[0]
+  }
 
 
-def epoch_batch_indices(seed: int, epoch: int, num_examples: int,
-                        local_batch_size: int) -> np.ndarray:
+def epoch_batch_indices(
+  seed: int, epoch: int, num_examples: int, local_batch_size: int
+) -> np.ndarray:
   """int32 [steps, local_batch_size]: the examples of each batch of `epoch`.
 
   One permutation per (seed, epoch); each batch's indices are sorted, which
@@ -90,14 +98,16 @@ def epoch_batch_indices(seed: int, epoch: int, num_examples: int,
   and on the devices (`device_data`) both batch by these indices.
   """
   order = np.random.default_rng(_epoch_seed(seed, epoch)).permutation(
-      num_examples)
+    num_examples
+  )
   num_steps = num_examples // local_batch_size
-  batches = order[:num_steps * local_batch_size].reshape(num_steps, -1)
+  batches = order[: num_steps * local_batch_size].reshape(num_steps, -1)
   return np.sort(batches, axis=1).astype(np.int32)
 
 
-def to_model_pixels(images: np.ndarray,
-                    input_config: ml_collections.ConfigDict) -> np.ndarray:
+def to_model_pixels(
+  images: np.ndarray, input_config: ml_collections.ConfigDict
+) -> np.ndarray:
   """uint8 images as the model sees them: float32 in [0, 1] or [-1, 1].
 
   Looked up in a table of the 256 levels, each converted as a pixel is
@@ -109,10 +119,13 @@ def to_model_pixels(images: np.ndarray,
   return _to_pixel_range(levels / 255.0, input_config)[images]
 
 
-def in_memory_batches(arrays: dict[str, np.ndarray],
-                      input_config: ml_collections.ConfigDict,
-                      local_batch_size: int, seed: int, start_step: int = 0
-                      ) -> Iterator[dict[str, np.ndarray]]:
+def in_memory_batches(
+  arrays: dict[str, np.ndarray],
+  input_config: ml_collections.ConfigDict,
+  local_batch_size: int,
+  seed: int,
+  start_step: int = 0,
+) -> Iterator[dict[str, np.ndarray]]:
   """Endless batches gathered from `arrays`, the preprocessed split held in
   memory as uint8 (`load_in_memory`).
 
@@ -133,16 +146,20 @@ def in_memory_batches(arrays: dict[str, np.ndarray],
         continue
       # Eager, not a tf.function: in a graph, TF turns x / 255 into
       # x * (1 / 255), which would change MNIST's pixels in the last bit.
-      batch = _finish_train_batch(tf.constant(i, tf.int64), batch,
-                                  augment_seed, input_config)
+      batch = _finish_train_batch(
+        tf.constant(i, tf.int64), batch, augment_seed, input_config
+      )
       yield {name: np.asarray(value) for name, value in batch.items()}
     epoch, skip = epoch + 1, 0
 
 
-def streamed_batches(examples: tf.data.Dataset,
-                     input_config: ml_collections.ConfigDict,
-                     local_batch_size: int, seed: int, start_step: int = 0
-                     ) -> Iterator[dict[str, np.ndarray]]:
+def streamed_batches(
+  examples: tf.data.Dataset,
+  input_config: ml_collections.ConfigDict,
+  local_batch_size: int,
+  seed: int,
+  start_step: int = 0,
+) -> Iterator[dict[str, np.ndarray]]:
   """Endless batches from a tf.data pipeline over `examples`, for datasets
   too large for memory."""
   num_steps = num_examples(examples) // local_batch_size
@@ -150,31 +167,40 @@ def streamed_batches(examples: tf.data.Dataset,
   epoch, skip = divmod(start_step, num_steps)
   while True:
     finish = functools.partial(
-        _finish_train_batch, input_config=input_config,
-        augment_seed=tf.constant(_augment_seed(seed, epoch), tf.int64))
-    epoch_ds = (examples
-                .shuffle(buffer_size, seed=_epoch_seed(seed, epoch),
-                         reshuffle_each_iteration=False)
-                .batch(local_batch_size, drop_remainder=True)
-                .enumerate()
-                .skip(skip)
-                .map(finish, num_parallel_calls=tf.data.AUTOTUNE)
-                .prefetch(tf.data.AUTOTUNE))
+      _finish_train_batch,
+      input_config=input_config,
+      augment_seed=tf.constant(_augment_seed(seed, epoch), tf.int64),
+    )
+    epoch_ds = (
+      examples.shuffle(
+        buffer_size,
+        seed=_epoch_seed(seed, epoch),
+        reshuffle_each_iteration=False,
+      )
+      .batch(local_batch_size, drop_remainder=True)
+      .enumerate()
+      .skip(skip)
+      .map(finish, num_parallel_calls=tf.data.AUTOTUNE)
+      .prefetch(tf.data.AUTOTUNE)
+    )
     yield from epoch_ds.as_numpy_iterator()
     epoch, skip = epoch + 1, 0
 
 
-def first_images(examples: tf.data.Dataset, count: int,
-                 input_config: ml_collections.ConfigDict) -> np.ndarray:
+def first_images(
+  examples: tf.data.Dataset, count: int, input_config: ml_collections.ConfigDict
+) -> np.ndarray:
   """The first `count` images of `examples`, unaugmented, as the model
   reads them."""
   images = next(examples.batch(count).as_numpy_iterator())["image"]
   return to_model_pixels(images, input_config)
 
 
-def eval_dataset(examples: tf.data.Dataset,
-                 input_config: ml_collections.ConfigDict,
-                 local_batch_size: int) -> tf.data.Dataset:
+def eval_dataset(
+  examples: tf.data.Dataset,
+  input_config: ml_collections.ConfigDict,
+  local_batch_size: int,
+) -> tf.data.Dataset:
   """Every one of `examples` (this process's share of a split) once,
   unaugmented, in padded batches with 'mask'.
 
@@ -182,17 +208,25 @@ def eval_dataset(examples: tf.data.Dataset,
   the same number of batches to a global array, so all pad to the largest.
   """
   examples = examples.map(
-      lambda ex: {**ex, "mask": tf.constant(True), "image": _to_pixel_range(
-          _to_unit_range(ex["image"]), input_config)})
+    lambda ex: {
+      **ex,
+      "mask": tf.constant(True),
+      "image": _to_pixel_range(_to_unit_range(ex["image"]), input_config),
+    }
+  )
   # The shares' sizes, not the split's size over the process count: a
   # share larger than that (TFDS's mock data ignores slicing) would make
   # the padding below negative, and repeat(negative) never ends.
   largest_share = int(sharding.each_process(num_examples(examples)).max())
   num_batches = math.ceil(largest_share / local_batch_size)
-  filler = examples.take(1).map(
-      lambda ex: tf.nest.map_structure(tf.zeros_like, ex)).repeat(
-          num_batches * local_batch_size - num_examples(examples))
-  return (examples.concatenate(filler)
-          .batch(local_batch_size, drop_remainder=True)
-          .cache()
-          .prefetch(tf.data.AUTOTUNE))
+  filler = (
+    examples.take(1)
+    .map(lambda ex: tf.nest.map_structure(tf.zeros_like, ex))
+    .repeat(num_batches * local_batch_size - num_examples(examples))
+  )
+  return (
+    examples.concatenate(filler)
+    .batch(local_batch_size, drop_remainder=True)
+    .cache()
+    .prefetch(tf.data.AUTOTUNE)
+  )

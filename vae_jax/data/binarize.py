@@ -40,14 +40,18 @@ def check_config(input_config: ml_collections.ConfigDict) -> None:
   errors.require_choice(mode, MODES, "input.binarize")
   if mode == "none":
     return
-  errors.require(input_config.pixel_range == "unit",
-                 f"input.binarize={mode!r} draws pixels in {{0, 1}} and needs "
-                 "input.pixel_range='unit', got "
-                 f"{input_config.pixel_range!r}.")
-  errors.require(mode != "static" or not augment.is_enabled(input_config),
-                 "input.binarize='static' cannot be augmented: rotating a "
-                 "binary image makes grey pixels again; use 'dynamic', which "
-                 "binarizes the augmented images.")
+  errors.require(
+    input_config.pixel_range == "unit",
+    f"input.binarize={mode!r} draws pixels in {{0, 1}} and needs "
+    "input.pixel_range='unit', got "
+    f"{input_config.pixel_range!r}.",
+  )
+  errors.require(
+    mode != "static" or not augment.is_enabled(input_config),
+    "input.binarize='static' cannot be augmented: rotating a "
+    "binary image makes grey pixels again; use 'dynamic', which "
+    "binarizes the augmented images.",
+  )
 
 
 def fixed_draw(examples: tf.data.Dataset, seed: int) -> tf.data.Dataset:
@@ -57,10 +61,12 @@ def fixed_draw(examples: tf.data.Dataset, seed: int) -> tf.data.Dataset:
 
   def draw(example):
     image = example["image"]
-    content = tf.strings.to_hash_bucket_fast(tf.io.serialize_tensor(image),
-                                             2**62)
+    content = tf.strings.to_hash_bucket_fast(
+      tf.io.serialize_tensor(image), 2**62
+    )
     uniform = tf.random.stateless_uniform(
-        tf.shape(image), tf.stack([tf.constant(seed, tf.int64), content]))
+      tf.shape(image), tf.stack([tf.constant(seed, tf.int64), content])
+    )
     binary = tf.cast(uniform * 255.0 < tf.cast(image, tf.float32), tf.uint8)
     return {**example, "image": binary * 255}
 
@@ -69,7 +75,8 @@ def fixed_draw(examples: tf.data.Dataset, seed: int) -> tf.data.Dataset:
 
 def dynamic_draw(images: jax.Array, seed: int, step: jax.Array) -> jax.Array:
   """[0, 1] images binarized afresh for `step`: 1 with probability p."""
-  key = jax.random.fold_in(jax.random.fold_in(
-      jax.random.PRNGKey(seed), _DYNAMIC_STREAM), step)
+  key = jax.random.fold_in(
+    jax.random.fold_in(jax.random.PRNGKey(seed), _DYNAMIC_STREAM), step
+  )
   uniform = jax.random.uniform(key, images.shape, jnp.float32)
   return (uniform < images).astype(images.dtype)

@@ -14,9 +14,10 @@ augmented ones (augmentation runs in tf.data), come from the host one batch
 per step, prefetched to the devices.
 """
 
+from collections.abc import Callable, Iterator, Sequence
 import functools
 import math
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 from absl import logging
 import jax
@@ -47,31 +48,40 @@ def check_config(input_config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError for settings the device path cannot honour."""
   mode = input_config.device_resident
   if mode not in MODES:
-    raise errors.ConfigError(f"input.device_resident {mode!r} is unknown; choose "
-                      f"one of {list(MODES)}.")
+    raise errors.ConfigError(
+      f"input.device_resident {mode!r} is unknown; choose one of {list(MODES)}."
+    )
   if mode == "always" and augment.is_enabled(input_config):
     raise errors.ConfigError(
-        "input.device_resident='always' cannot augment: augmentations run in "
-        "tf.data on the host; use 'auto' or 'never', or turn them off.")
+      "input.device_resident='always' cannot augment: augmentations run in "
+      "tf.data on the host; use 'auto' or 'never', or turn them off."
+    )
 
 
-def is_device_resident(input_config: ml_collections.ConfigDict,
-                       image_shape: Sequence[int],
-                       num_train_examples: int) -> bool:
+def is_device_resident(
+  input_config: ml_collections.ConfigDict,
+  image_shape: Sequence[int],
+  num_train_examples: int,
+) -> bool:
   """Whether training batches come from a copy of the split on the devices;
   `num_train_examples` is this process's share."""
   mode = input_config.device_resident
   if mode != "auto":
     return mode == "always"
   # Held as float32 pixels.
-  split_bytes = (num_train_examples * jax.process_count()
-                 * math.prod(image_shape) * 4)
-  return (input_config.in_memory and not augment.is_enabled(input_config)
-          and split_bytes <= AUTO_MAX_BYTES)
+  split_bytes = (
+    num_train_examples * jax.process_count() * math.prod(image_shape) * 4
+  )
+  return (
+    input_config.in_memory
+    and not augment.is_enabled(input_config)
+    and split_bytes <= AUTO_MAX_BYTES
+  )
 
 
-def put_split(local_arrays: dict[str, np.ndarray],
-              mesh: jax.sharding.Mesh) -> tuple[dict[str, jax.Array], int]:
+def put_split(
+  local_arrays: dict[str, np.ndarray], mesh: jax.sharding.Mesh
+) -> tuple[dict[str, jax.Array], int]:
   """Every process's share of the split on every device, and where this
   process's share starts in it.
 
@@ -81,7 +91,8 @@ def put_split(local_arrays: dict[str, np.ndarray],
   full = multihost_utils.process_allgather(local_arrays, tiled=True)
   replicated = sharding.replicated(mesh)
   arrays = jax.tree.map(
-      lambda x: jax.make_array_from_process_local_data(replicated, x), full)
+    lambda x: jax.make_array_from_process_local_data(replicated, x), full
+  )
   num_local = len(next(iter(local_arrays.values())))
   return arrays, jax.process_index() * num_local
 
@@ -92,28 +103,41 @@ def next_stop(step: int, total_steps: int, periods: Sequence[int]) -> int:
   return min([total_steps] + [(step // p + 1) * p for p in periods])
 
 
-def _gather_batch(arrays: dict[str, jax.Array],
-                  indices: jax.Array) -> dict[str, Any]:
-  return {name: jnp.take(value, indices, axis=0, mode="clip")
-          for name, value in arrays.items()}
+def _gather_batch(
+  arrays: dict[str, jax.Array], indices: jax.Array
+) -> dict[str, Any]:
+  return {
+    name: jnp.take(value, indices, axis=0, mode="clip")
+    for name, value in arrays.items()
+  }
 
 
-def _run_steps(state, rng: jax.Array, arrays: dict[str, jax.Array],
-               epoch_indices: jax.Array, first_row: jax.Array,
-               num_steps: jax.Array, *, train_step, max_steps: int):
+def _run_steps(
+  state,
+  rng: jax.Array,
+  arrays: dict[str, jax.Array],
+  epoch_indices: jax.Array,
+  first_row: jax.Array,
+  num_steps: jax.Array,
+  *,
+  train_step,
+  max_steps: int,
+):
   """`num_steps` steps on rows first_row... of `epoch_indices`, in one loop.
 
   Returns the state and each step's metrics in a buffer of `max_steps`.
   """
   example = jax.eval_shape(_gather_batch, arrays, epoch_indices[0])
   metrics_shape = jax.eval_shape(train_step, state, example, rng)[1]
-  buffer = jax.tree.map(lambda m: jnp.zeros((max_steps, *m.shape), m.dtype),
-                        metrics_shape)
+  buffer = jax.tree.map(
+    lambda m: jnp.zeros((max_steps, *m.shape), m.dtype), metrics_shape
+  )
 
   def body(i, carry):
     state, buffer = carry
-    row = jax.lax.dynamic_index_in_dim(epoch_indices, first_row + i,
-                                       keepdims=False)
+    row = jax.lax.dynamic_index_in_dim(
+      epoch_indices, first_row + i, keepdims=False
+    )
     state, metrics = train_step(state, _gather_batch(arrays, row), rng)
     buffer = jax.tree.map(lambda b, m: b.at[i].set(m), buffer, metrics)
     return state, buffer
@@ -133,70 +157,104 @@ class DeviceSteps:
   into the loop, its shardings keep the batch split over the data axis.
   """
 
-  def __init__(self, local_arrays: dict[str, np.ndarray],
-               jitted_train_step, mesh: jax.sharding.Mesh,
-               local_batch_size: int, seed: int, rng: jax.Array,
-               max_steps: int):
+  def __init__(
+    self,
+    local_arrays: dict[str, np.ndarray],
+    jitted_train_step,
+    mesh: jax.sharding.Mesh,
+    local_batch_size: int,
+    seed: int,
+    rng: jax.Array,
+    max_steps: int,
+  ):
     self._num_local = len(local_arrays["label"])
     self._arrays, self._offset = put_split(local_arrays, mesh)
-    logging.info("Holding the training split on each device: %d examples, "
-                 "%.0f MB.", self._num_local * jax.process_count(),
-                 sum(x.nbytes for x in self._arrays.values()) / 1e6)
+    logging.info(
+      "Holding the training split on each device: %d examples, %.0f MB.",
+      self._num_local * jax.process_count(),
+      sum(x.nbytes for x in self._arrays.values()) / 1e6,
+    )
     self._local_batch_size = local_batch_size
     self._seed = seed
     self._rng = rng
     replicated = sharding.replicated(mesh)
     # [steps, global batch]: each process's columns index its own share.
     self._index_sharding = jax.sharding.NamedSharding(
-        mesh, jax.sharding.PartitionSpec(None, sharding.DATA_AXIS))
+      mesh, jax.sharding.PartitionSpec(None, sharding.DATA_AXIS)
+    )
     self._run_steps = jax.jit(
-        functools.partial(_run_steps, train_step=jitted_train_step,
-                          max_steps=max_steps),
-        in_shardings=(replicated, replicated, replicated,
-                      self._index_sharding, replicated, replicated),
-        out_shardings=replicated, donate_argnums=0)
+      functools.partial(
+        _run_steps, train_step=jitted_train_step, max_steps=max_steps
+      ),
+      in_shardings=(
+        replicated,
+        replicated,
+        replicated,
+        self._index_sharding,
+        replicated,
+        replicated,
+      ),
+      out_shardings=replicated,
+      donate_argnums=0,
+    )
     self._epoch_indices = {}  # The current epoch's only.
 
   def _arguments(self, state, first_step: int, end_step: int) -> tuple:
-    epoch, first_row = divmod(first_step,
-                              self._num_local // self._local_batch_size)
+    epoch, first_row = divmod(
+      first_step, self._num_local // self._local_batch_size
+    )
     if epoch not in self._epoch_indices:
       self._epoch_indices.clear()
       local = batching.epoch_batch_indices(
-          self._seed, epoch, self._num_local, self._local_batch_size)
+        self._seed, epoch, self._num_local, self._local_batch_size
+      )
       self._epoch_indices[epoch] = jax.make_array_from_process_local_data(
-          self._index_sharding, local + self._offset)
-    return (state, self._rng, self._arrays, self._epoch_indices[epoch],
-            np.int32(first_row), np.int32(end_step - first_step))
+        self._index_sharding, local + self._offset
+      )
+    return (
+      state,
+      self._rng,
+      self._arrays,
+      self._epoch_indices[epoch],
+      np.int32(first_row),
+      np.int32(end_step - first_step),
+    )
 
-  def __call__(self, state, first_step: int,
-               end_step: int) -> tuple[Any, MetricsBlock]:
+  def __call__(
+    self, state, first_step: int, end_step: int
+  ) -> tuple[Any, MetricsBlock]:
     state, buffer = self._run_steps(
-        *self._arguments(state, first_step, end_step))
+      *self._arguments(state, first_step, end_step)
+    )
     return state, (buffer, end_step - first_step)
 
   def lower(self, state, first_step: int, end_step: int):
     """The loop's `jax.stages.Lowered`: its HLO, compiled text and costs."""
-    return self._run_steps.lower(*self._arguments(state, first_step,
-                                                  end_step))
+    return self._run_steps.lower(*self._arguments(state, first_step, end_step))
 
 
-def _eval_sums(state, rng: jax.Array, batches: dict[str, jax.Array], *,
-               eval_step) -> dict[str, jax.Array]:
+def _eval_sums(
+  state, rng: jax.Array, batches: dict[str, jax.Array], *, eval_step
+) -> dict[str, jax.Array]:
   """`eval_step`'s sums over `batches` ([num_batches, batch, ...]), added
   in the order `loop.evaluate` adds them, with its keys."""
+
   def sums(i):
     batch = jax.tree.map(lambda x: x[i], batches)
     return eval_step(state, batch, jax.random.fold_in(rng, i))
 
   num_batches = len(next(iter(batches.values())))
   return jax.lax.fori_loop(
-      1, num_batches,
-      lambda i, totals: jax.tree.map(jnp.add, totals, sums(i)), sums(0))
+    1,
+    num_batches,
+    lambda i, totals: jax.tree.map(jnp.add, totals, sums(i)),
+    sums(0),
+  )
 
 
-def device_evaluator(eval_ds, jitted_eval_step, mesh: jax.sharding.Mesh,
-                     rng: jax.Array) -> Callable[[Any], dict[str, jax.Array]]:
+def device_evaluator(
+  eval_ds, jitted_eval_step, mesh: jax.sharding.Mesh, rng: jax.Array
+) -> Callable[[Any], dict[str, jax.Array]]:
   """state -> sums of the eval split's terms, from a copy on the devices.
 
   `eval_ds` gives this process's padded batches (`batching.
@@ -205,19 +263,26 @@ def device_evaluator(eval_ds, jitted_eval_step, mesh: jax.sharding.Mesh,
   """
   local = list(eval_ds.as_numpy_iterator())
   batch_sharding = jax.sharding.NamedSharding(
-      mesh, jax.sharding.PartitionSpec(None, sharding.DATA_AXIS))
-  batches = {name: jax.make_array_from_process_local_data(
-      batch_sharding, np.stack([batch[name] for batch in local]))
-             for name in local[0]}
+    mesh, jax.sharding.PartitionSpec(None, sharding.DATA_AXIS)
+  )
+  batches = {
+    name: jax.make_array_from_process_local_data(
+      batch_sharding, np.stack([batch[name] for batch in local])
+    )
+    for name in local[0]
+  }
   replicated = sharding.replicated(mesh)
-  eval_sums = jax.jit(functools.partial(_eval_sums, eval_step=jitted_eval_step),
-                      in_shardings=(replicated, replicated, batch_sharding),
-                      out_shardings=replicated)
+  eval_sums = jax.jit(
+    functools.partial(_eval_sums, eval_step=jitted_eval_step),
+    in_shardings=(replicated, replicated, batch_sharding),
+    out_shardings=replicated,
+  )
   return lambda state: eval_sums(state, rng, batches)
 
 
-def host_step_runner(batches: Iterator[Any], jitted_train_step,
-                     rng: jax.Array) -> StepRunner:
+def host_step_runner(
+  batches: Iterator[Any], jitted_train_step, rng: jax.Array
+) -> StepRunner:
   """One step per call, on the next of `batches` (global arrays)."""
 
   def run(state, first_step: int, end_step: int):
@@ -235,6 +300,7 @@ def per_step_metrics(blocks: list[MetricsBlock]) -> list[dict[str, Any]]:
     if num_steps is None:
       steps.append(metrics)
     else:
-      steps.extend(jax.tree.map(lambda v, i=i: v[i], metrics)
-                   for i in range(num_steps))
+      steps.extend(
+        jax.tree.map(lambda v, i=i: v[i], metrics) for i in range(num_steps)
+      )
   return steps

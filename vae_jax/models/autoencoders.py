@@ -18,8 +18,8 @@ Codes are flat [B, code_size] for both families, so code-space tools (e.g.
 interpolation) need not know which one they hold.
 """
 
+from collections.abc import Sequence
 import math
-from typing import Sequence
 
 import flax.linen as nn
 import jax
@@ -31,15 +31,16 @@ from vae_jax.models import layers
 # (encoder_sizes, decoder_sizes) of the seed's variants on 12288 inputs; the
 # input and the output layer's H*W*C come from the image shape.
 SEED_FC_SIZES = {
-    # The listing's decoder really starts 3 -> 12 -> 256.
-    "fcn1": ((2048, 1024, 512, 256, 128, 3), (12, 256, 512, 1024, 2048)),
-    "fcn2": ((1024, 128, 64, 32, 12, 3), (12, 32, 64, 128, 1024)),
-    "fcn3": ((512, 128, 64, 32, 12, 3), (12, 32, 64, 128, 512)),
+  # The listing's decoder really starts 3 -> 12 -> 256.
+  "fcn1": ((2048, 1024, 512, 256, 128, 3), (12, 256, 512, 1024, 2048)),
+  "fcn2": ((1024, 128, 64, 32, 12, 3), (12, 32, 64, 128, 1024)),
+  "fcn3": ((512, 128, 64, 32, 12, 3), (12, 32, 64, 128, 512)),
 }
 
 
 class Autoencoder(nn.Module):
   """images -> code -> pre-tanh outputs shaped like the images."""
+
   encoder: nn.Module
   decoder: nn.Module
   code_size: int
@@ -89,8 +90,11 @@ class ConvEncoder(nn.Module):
     del train
     h = images
     for features in self.channels:
-      h = nn.relu(layers.StridedConv(  # k=4, s=2, p=1.
-          features, conv_impl=self.conv_impl)(h))
+      h = nn.relu(
+        layers.StridedConv(  # k=4, s=2, p=1.
+          features, conv_impl=self.conv_impl
+        )(h)
+      )
     return h.reshape(h.shape[0], -1)
 
 
@@ -105,12 +109,17 @@ class ConvDecoder(nn.Module):
     height, width, image_channels = self.image_shape
     scale = 2 ** len(self.channels)
     h = code.reshape(
-        (code.shape[0], height // scale, width // scale, self.channels[-1]))
+      (code.shape[0], height // scale, width // scale, self.channels[-1])
+    )
     for features in tuple(self.channels[-2::-1]):
-      h = nn.relu(layers.UpConv(  # PyTorch k=4, s=2, p=1.
-          features, conv_impl=self.conv_impl)(h))
-    return layers.UpConv(image_channels, name="outputs",
-                         conv_impl=self.conv_impl)(h)
+      h = nn.relu(
+        layers.UpConv(  # PyTorch k=4, s=2, p=1.
+          features, conv_impl=self.conv_impl
+        )(h)
+      )
+    return layers.UpConv(
+      image_channels, name="outputs", conv_impl=self.conv_impl
+    )(h)
 
 
 def default_fc_config() -> ml_collections.ConfigDict:
@@ -135,37 +144,50 @@ def default_conv_config() -> ml_collections.ConfigDict:
   return config
 
 
-def build_fc(model_config: ml_collections.ConfigDict,
-             image_shape: Sequence[int]) -> nn.Module:
+def build_fc(
+  model_config: ml_collections.ConfigDict, image_shape: Sequence[int]
+) -> nn.Module:
   encoder_sizes = tuple(model_config.encoder_sizes)
   return Autoencoder(
-      encoder=FcEncoder(encoder_sizes),
-      decoder=FcDecoder(tuple(model_config.decoder_sizes), tuple(image_shape)),
-      code_size=encoder_sizes[-1])
+    encoder=FcEncoder(encoder_sizes),
+    decoder=FcDecoder(tuple(model_config.decoder_sizes), tuple(image_shape)),
+    code_size=encoder_sizes[-1],
+  )
 
 
-def build_conv(model_config: ml_collections.ConfigDict,
-               image_shape: Sequence[int]) -> nn.Module:
+def build_conv(
+  model_config: ml_collections.ConfigDict, image_shape: Sequence[int]
+) -> nn.Module:
   channels = tuple(model_config.channels)
   layers.require_halvable("conv_autoencoder", image_shape, len(channels))
   conv_impl = layers.check_conv_impl(model_config.conv_impl)
   scale = 2 ** len(channels)
   height, width, _ = image_shape
   return Autoencoder(
-      encoder=ConvEncoder(channels, conv_impl),
-      decoder=ConvDecoder(channels, tuple(image_shape), conv_impl),
-      code_size=(height // scale) * (width // scale) * channels[-1])
+    encoder=ConvEncoder(channels, conv_impl),
+    decoder=ConvDecoder(channels, tuple(image_shape), conv_impl),
+    code_size=(height // scale) * (width // scale) * channels[-1],
+  )
 
 
 # Both read [-1, 1] pixels, for their tanh outputs.
 FAMILIES = (
-    family.Family(
-        name="fc_autoencoder", kind=family.Kind.AUTOENCODER, build=build_fc,
-        default_config=default_fc_config, pixel_range=family.reads("symmetric"),
-        objective="autoencoder_mse", trainer="single_network"),
-    family.Family(
-        name="conv_autoencoder", kind=family.Kind.AUTOENCODER,
-        build=build_conv, default_config=default_conv_config,
-        pixel_range=family.reads("symmetric"), objective="autoencoder_mse",
-        trainer="single_network"),
+  family.Family(
+    name="fc_autoencoder",
+    kind=family.Kind.AUTOENCODER,
+    build=build_fc,
+    default_config=default_fc_config,
+    pixel_range=family.reads("symmetric"),
+    objective="autoencoder_mse",
+    trainer="single_network",
+  ),
+  family.Family(
+    name="conv_autoencoder",
+    kind=family.Kind.AUTOENCODER,
+    build=build_conv,
+    default_config=default_conv_config,
+    pixel_range=family.reads("symmetric"),
+    objective="autoencoder_mse",
+    trainer="single_network",
+  ),
 )

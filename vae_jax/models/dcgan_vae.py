@@ -14,7 +14,7 @@ Differences from the listing, on purpose:
 - The decoder's final sigmoid is left to the likelihood: it returns logits.
 """
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import flax.linen as nn
 import jax
@@ -27,26 +27,32 @@ from vae_jax.models import vae
 
 class DcganEncoder(nn.Module):
   """Conv 4x4 stride 2 -> ReLU -> BatchNorm per level, then mu/logvar heads."""
+
   channels: Sequence[int]
   latent_size: int
   conv_impl: str = "auto"  # layers.CONV_IMPLS: the conv layers' form.
 
   @nn.compact
-  def __call__(self, images: jax.Array,
-               train: bool = False) -> tuple[jax.Array, jax.Array]:
+  def __call__(
+    self, images: jax.Array, train: bool = False
+  ) -> tuple[jax.Array, jax.Array]:
     h = images
     for features in self.channels:
       # No bias: the BatchNorm that follows has its own shift.
-      h = layers.StridedConv(features, use_bias=False,
-                             conv_impl=self.conv_impl)(h)  # k=4, s=2, p=1.
+      h = layers.StridedConv(
+        features, use_bias=False, conv_impl=self.conv_impl
+      )(h)  # k=4, s=2, p=1.
       h = layers.batch_norm(train)(nn.relu(h))
     h = h.reshape(h.shape[0], -1)
-    return (nn.Dense(self.latent_size, name="mu")(h),
-            nn.Dense(self.latent_size, name="logvar")(h))
+    return (
+      nn.Dense(self.latent_size, name="mu")(h),
+      nn.Dense(self.latent_size, name="logvar")(h),
+    )
 
 
 class DcganDecoder(nn.Module):
   """Two dense layers, then ConvTranspose 4x4 stride 2 doubling each level."""
+
   channels: Sequence[int]  # The encoder's, in encoder order.
   dense_size: int
   image_shape: Sequence[int]
@@ -61,11 +67,15 @@ class DcganDecoder(nn.Module):
     h = nn.relu(nn.Dense(start_shape[0] * start_shape[1] * start_shape[2])(h))
     h = h.reshape((z.shape[0], *start_shape))
     for features in tuple(self.channels[-2::-1]):
-      h = layers.UpConv(features, use_bias=False,  # PyTorch k=4, s=2, p=1.
-                        conv_impl=self.conv_impl)(h)
+      h = layers.UpConv(
+        features,
+        use_bias=False,  # PyTorch k=4, s=2, p=1.
+        conv_impl=self.conv_impl,
+      )(h)
       h = layers.batch_norm(train)(nn.relu(h))
-    return layers.UpConv(image_channels, use_bias=False, name="logits",
-                         conv_impl=self.conv_impl)(h)
+    return layers.UpConv(
+      image_channels, use_bias=False, name="logits", conv_impl=self.conv_impl
+    )(h)
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -82,19 +92,29 @@ def default_config() -> ml_collections.ConfigDict:
   return config
 
 
-def build(model_config: ml_collections.ConfigDict,
-          image_shape: Sequence[int]) -> nn.Module:
+def build(
+  model_config: ml_collections.ConfigDict, image_shape: Sequence[int]
+) -> nn.Module:
   channels = tuple(model_config.channels)
   layers.require_halvable("dcgan_vae", image_shape, len(channels))
   conv_impl = layers.check_conv_impl(model_config.conv_impl)
   return vae.VAE(
-      encoder=DcganEncoder(channels, model_config.latent_size, conv_impl),
-      decoder=DcganDecoder(channels, model_config.dense_size,
-                           tuple(image_shape), conv_impl),
-      latent_size=model_config.latent_size)
+    encoder=DcganEncoder(channels, model_config.latent_size, conv_impl),
+    decoder=DcganDecoder(
+      channels, model_config.dense_size, tuple(image_shape), conv_impl
+    ),
+    latent_size=model_config.latent_size,
+  )
 
 
-FAMILIES = (family.Family(
-    name="dcgan_vae", kind=family.Kind.LATENT_VARIABLE, build=build,
-    default_config=default_config, pixel_range=family.reads("unit"),
-    objective="negative_elbo", trainer="single_network"),)
+FAMILIES = (
+  family.Family(
+    name="dcgan_vae",
+    kind=family.Kind.LATENT_VARIABLE,
+    build=build,
+    default_config=default_config,
+    pixel_range=family.reads("unit"),
+    objective="negative_elbo",
+    trainer="single_network",
+  ),
+)

@@ -6,15 +6,17 @@ declaration (its `kind`, the pixels it reads, its default objective and
 trainer) instead of testing the model's class.
 """
 
+from collections.abc import Callable, Sequence
 import dataclasses
 import enum
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import ml_collections
 
 
 class Kind(enum.Enum):
   """What a model is, as far as training and analysis are concerned."""
+
   # An encoder q(z|x) with a prior p(z) to sample from, and a decoder
   # p(x|z): `encode(images) -> (mu, logvar)`, `decode(z) -> logits`.
   LATENT_VARIABLE = "latent_variable"
@@ -27,6 +29,7 @@ class Kind(enum.Enum):
 @dataclasses.dataclass(frozen=True)
 class Family:
   """One model family: how to build it and what it is."""
+
   name: str  # config.model.name.
   kind: Kind
   # (model_config, image_shape) -> the model: a Flax module, or for GANs a

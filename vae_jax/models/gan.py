@@ -15,9 +15,9 @@ a narrow MNIST generator ignore z: within two epochs each digit was one
 image whatever z, and the discriminator lost track.
 """
 
+from collections.abc import Sequence
 import dataclasses
 import math
-from typing import Sequence
 
 import flax.linen as nn
 import jax
@@ -35,6 +35,7 @@ OUTPUT_PIXEL_RANGES = {"tanh": "symmetric", "sigmoid": "unit"}
 
 class Generator(nn.Module):
   """z [B, latent] (and labels [B] if conditional) -> images in the range."""
+
   channels: Sequence[int]  # Per level, in the discriminator's order.
   image_shape: Sequence[int]
   num_classes: int = 0  # 0: unconditional.
@@ -42,12 +43,16 @@ class Generator(nn.Module):
   conv_impl: str = "auto"  # layers.CONV_IMPLS: the conv layers' form.
 
   @nn.compact
-  def __call__(self, z: jax.Array, labels: jax.Array | None = None,
-               train: bool = False) -> jax.Array:
+  def __call__(
+    self, z: jax.Array, labels: jax.Array | None = None, train: bool = False
+  ) -> jax.Array:
     if self.num_classes:
-      embed = nn.Embed(self.num_classes, z.shape[-1],
-                       embedding_init=nn.initializers.normal(1.0),
-                       name="label_embedding")
+      embed = nn.Embed(
+        self.num_classes,
+        z.shape[-1],
+        embedding_init=nn.initializers.normal(1.0),
+        name="label_embedding",
+      )
       z = z * embed(labels)
     height, width, image_channels = self.image_shape
     scale = 2 ** len(self.channels)
@@ -56,16 +61,21 @@ class Generator(nn.Module):
     h = nn.Dense(math.prod(start_shape), use_bias=False, name="project")(z)
     h = nn.relu(layers.batch_norm(train)(h.reshape((z.shape[0], *start_shape))))
     for features in tuple(self.channels[-2::-1]):
-      h = layers.UpConv(features, use_bias=False,  # PyTorch k=4, s=2, p=1.
-                        conv_impl=self.conv_impl)(h)
+      h = layers.UpConv(
+        features,
+        use_bias=False,  # PyTorch k=4, s=2, p=1.
+        conv_impl=self.conv_impl,
+      )(h)
       h = nn.relu(layers.batch_norm(train)(h))
-    h = layers.UpConv(image_channels, name="output",
-                      conv_impl=self.conv_impl)(h)
+    h = layers.UpConv(image_channels, name="output", conv_impl=self.conv_impl)(
+      h
+    )
     return OUTPUT_ACTIVATIONS[self.output_activation](h)
 
 
 class Discriminator(nn.Module):
   """images -> (real/fake logit [B], class logits [B, K] or None)."""
+
   channels: Sequence[int]
   num_classes: int = 0  # 0: no class head.
   # DCGAN's BatchNorm on every level but the first. Off, the network is the
@@ -75,13 +85,17 @@ class Discriminator(nn.Module):
   conv_impl: str = "auto"  # layers.CONV_IMPLS: the conv layers' form.
 
   @nn.compact
-  def __call__(self, images: jax.Array, train: bool = False
-               ) -> tuple[jax.Array, jax.Array | None]:
+  def __call__(
+    self, images: jax.Array, train: bool = False
+  ) -> tuple[jax.Array, jax.Array | None]:
     h = images
     for level, features in enumerate(self.channels):
       normalized = self.batch_norm and level > 0
-      h = layers.StridedConv(features, use_bias=not normalized,  # k=4, s=2.
-                             conv_impl=self.conv_impl)(h)
+      h = layers.StridedConv(
+        features,
+        use_bias=not normalized,  # k=4, s=2.
+        conv_impl=self.conv_impl,
+      )(h)
       if normalized:
         h = layers.batch_norm(train)(h)
       h = nn.leaky_relu(h, 0.2)
@@ -96,6 +110,7 @@ class Discriminator(nn.Module):
 class Gan:
   """The two networks, initialized and trained apart (see
   `trainers.adversarial`)."""
+
   generator: Generator
   discriminator: Discriminator
   latent_size: int
@@ -123,43 +138,54 @@ def default_config(name: str = "gan") -> ml_collections.ConfigDict:
   return config
 
 
-def _build(model_config: ml_collections.ConfigDict, image_shape: Sequence[int],
-           num_classes: int) -> Gan:
+def _build(
+  model_config: ml_collections.ConfigDict,
+  image_shape: Sequence[int],
+  num_classes: int,
+) -> Gan:
   channels = tuple(model_config.channels)
   layers.require_halvable(model_config.name, image_shape, len(channels))
   generator_channels = tuple(model_config.generator_channels or channels)
   if len(generator_channels) != len(channels):
     raise errors.ConfigError(
-        f"model.generator_channels {generator_channels} must have as many "
-        f"levels as model.channels {channels}.")
+      f"model.generator_channels {generator_channels} must have as many "
+      f"levels as model.channels {channels}."
+    )
   activation = model_config.output_activation
   if activation not in OUTPUT_ACTIVATIONS:
     raise errors.ConfigError(
-        f"model.output_activation {activation!r} is unknown; choose one of "
-        f"{sorted(OUTPUT_ACTIVATIONS)}.")
+      f"model.output_activation {activation!r} is unknown; choose one of "
+      f"{sorted(OUTPUT_ACTIVATIONS)}."
+    )
   conv_impl = layers.check_conv_impl(model_config.conv_impl)
   return Gan(
-      generator=Generator(generator_channels, tuple(image_shape), num_classes,
-                          activation, conv_impl),
-      discriminator=Discriminator(
-          channels, num_classes,
-          model_config.discriminator_batch_norm, conv_impl),
-      latent_size=model_config.latent_size, num_classes=num_classes)
+    generator=Generator(
+      generator_channels, tuple(image_shape), num_classes, activation, conv_impl
+    ),
+    discriminator=Discriminator(
+      channels, num_classes, model_config.discriminator_batch_norm, conv_impl
+    ),
+    latent_size=model_config.latent_size,
+    num_classes=num_classes,
+  )
 
 
-def build_gan(model_config: ml_collections.ConfigDict,
-              image_shape: Sequence[int]) -> Gan:
+def build_gan(
+  model_config: ml_collections.ConfigDict, image_shape: Sequence[int]
+) -> Gan:
   return _build(model_config, image_shape, num_classes=0)
 
 
-def build_acgan(model_config: ml_collections.ConfigDict,
-                image_shape: Sequence[int]) -> Gan:
+def build_acgan(
+  model_config: ml_collections.ConfigDict, image_shape: Sequence[int]
+) -> Gan:
   """`model_config.num_classes` is set from the dataset's labels
   (`models.registry.build`)."""
   if model_config.get("num_classes", 0) < 2:
     raise errors.ConfigError(
-        "an ACGAN needs data with at least 2 classes, got "
-        f"{model_config.get('num_classes', 0)}.")
+      "an ACGAN needs data with at least 2 classes, got "
+      f"{model_config.get('num_classes', 0)}."
+    )
   return _build(model_config, image_shape, model_config.num_classes)
 
 
@@ -168,13 +194,23 @@ def _pixel_range(model_config: ml_collections.ConfigDict) -> str:
 
 
 FAMILIES = (
-    family.Family(
-        name="gan", kind=family.Kind.GAN, build=build_gan,
-        default_config=default_config, pixel_range=_pixel_range,
-        objective="nonsaturating_gan", trainer="adversarial"),
-    family.Family(
-        name="acgan", kind=family.Kind.GAN, build=build_acgan,
-        default_config=lambda: default_config("acgan"),
-        pixel_range=_pixel_range, objective="nonsaturating_gan",
-        trainer="adversarial", conditional=True),
+  family.Family(
+    name="gan",
+    kind=family.Kind.GAN,
+    build=build_gan,
+    default_config=default_config,
+    pixel_range=_pixel_range,
+    objective="nonsaturating_gan",
+    trainer="adversarial",
+  ),
+  family.Family(
+    name="acgan",
+    kind=family.Kind.GAN,
+    build=build_acgan,
+    default_config=lambda: default_config("acgan"),
+    pixel_range=_pixel_range,
+    objective="nonsaturating_gan",
+    trainer="adversarial",
+    conditional=True,
+  ),
 )

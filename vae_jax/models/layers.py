@@ -19,7 +19,7 @@ peak but some convolutions very slowly.
 The forms share parameters, so a checkpoint saved under one loads under any.
 """
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import flax.linen as nn
 import jax
@@ -31,30 +31,32 @@ CONV_IMPLS = ("auto", "xla", "matmul")
 _DIMENSIONS = ("NHWC", "HWIO", "NHWC")
 
 
-def require_halvable(model_name: str, image_shape: Sequence[int],
-                     num_halvings: int) -> None:
+def require_halvable(
+  model_name: str, image_shape: Sequence[int], num_halvings: int
+) -> None:
   """Stride-2 stacks must rebuild the exact input size on the way back up."""
   scale = 2**num_halvings
   height, width = image_shape[:2]
   if height % scale or width % scale:
     raise errors.ConfigError(
-        f"{model_name} halves the image {num_halvings} times, so its height "
-        f"and width must be divisible by {scale}; got {height}x{width}.")
+      f"{model_name} halves the image {num_halvings} times, so its height "
+      f"and width must be divisible by {scale}; got {height}x{width}."
+    )
 
 
 def batch_norm(train: bool) -> nn.BatchNorm:
   """PyTorch's BatchNorm2d defaults: momentum 0.9 here keeps 90% of the old
   running average, as PyTorch's momentum 0.1 does."""
-  return nn.BatchNorm(use_running_average=not train, momentum=0.9,
-                      epsilon=1e-5)
+  return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)
 
 
 def check_conv_impl(conv_impl: str) -> str:
   """`conv_impl` itself, or a ConfigError naming the choices."""
   if conv_impl not in CONV_IMPLS:
     raise errors.ConfigError(
-        f"model.conv_impl {conv_impl!r} is unknown; choose one of "
-        f"{list(CONV_IMPLS)}.")
+      f"model.conv_impl {conv_impl!r} is unknown; choose one of "
+      f"{list(CONV_IMPLS)}."
+    )
   return conv_impl
 
 
@@ -76,13 +78,22 @@ def resolve_conv_impl(conv_impl: str) -> str:
   return "matmul" if jax.default_backend() == "cpu" else "xla"
 
 
-def _shifted_views(x: jax.Array, size: int, stride: int, out_height: int,
-                   out_width: int) -> jax.Array:
+def _shifted_views(
+  x: jax.Array, size: int, stride: int, out_height: int, out_width: int
+) -> jax.Array:
   """[B, out_height, out_width, size * size * C]: im2col of padded `x`."""
   return jnp.concatenate(
-      [x[:, t:t + stride * (out_height - 1) + 1:stride,
-         u:u + stride * (out_width - 1) + 1:stride]
-       for t in range(size) for u in range(size)], axis=-1)
+    [
+      x[
+        :,
+        t : t + stride * (out_height - 1) + 1 : stride,
+        u : u + stride * (out_width - 1) + 1 : stride,
+      ]
+      for t in range(size)
+      for u in range(size)
+    ],
+    axis=-1,
+  )
 
 
 @jax.custom_vjp
@@ -110,31 +121,39 @@ def _rows_matmul_forward(rows, weights):
 def _rows_matmul_backward(residuals, grad):
   rows, weights = residuals
   d_weights = jax.lax.dot_general(
-      rows.reshape(-1, rows.shape[-1]), grad.reshape(-1, grad.shape[-1]),
-      (((0,), (0,)), ((), ())))
+    rows.reshape(-1, rows.shape[-1]),
+    grad.reshape(-1, grad.shape[-1]),
+    (((0,), (0,)), ((), ())),
+  )
   return grad @ weights.T, d_weights
 
 
 _rows_matmul.defvjp(_rows_matmul_forward, _rows_matmul_backward)
 
 
-def _conv_as_matmul(x: jax.Array, kernel: jax.Array, stride: int,
-                    padding: int) -> jax.Array:
+def _conv_as_matmul(
+  x: jax.Array, kernel: jax.Array, stride: int, padding: int
+) -> jax.Array:
   """NHWC input, HWIO kernel: a cross-correlation like nn.Conv's."""
   size, _, in_features, out_features = kernel.shape
   padded = jnp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
   out_height = (padded.shape[1] - size) // stride + 1
   out_width = (padded.shape[2] - size) // stride + 1
-  if stride == 2 and size % 2 == 0 and not (padded.shape[1] % 2
-                                            or padded.shape[2] % 2):
+  if (
+    stride == 2
+    and size % 2 == 0
+    and not (padded.shape[1] % 2 or padded.shape[2] % 2)
+  ):
     return _stride_2_conv_as_matmul(padded, kernel, out_height, out_width)
   patches = _shifted_views(padded, size, stride, out_height, out_width)
-  return _rows_matmul(patches,
-                       kernel.reshape(size * size * in_features, out_features))
+  return _rows_matmul(
+    patches, kernel.reshape(size * size * in_features, out_features)
+  )
 
 
-def _stride_2_conv_as_matmul(padded: jax.Array, kernel: jax.Array,
-                             out_height: int, out_width: int) -> jax.Array:
+def _stride_2_conv_as_matmul(
+  padded: jax.Array, kernel: jax.Array, out_height: int, out_width: int
+) -> jax.Array:
   """A stride-2 conv of an even kernel as a stride-1 conv of half its size
   on the space-to-depth input: each 2x2 block of pixels one pixel of 4x the
   channels, then the (k/2)^2 shifted views of that as one matmul.
@@ -152,23 +171,34 @@ def _stride_2_conv_as_matmul(padded: jax.Array, kernel: jax.Array,
   # [B, H/2, W/2, (row phase r, column phase s, C)].
   blocks = padded.reshape(batch, height // 2, 2, width // 2, 2, channels)
   blocks = blocks.transpose(0, 1, 3, 2, 4, 5).reshape(
-      batch, height // 2, width // 2, 4 * channels)
+    batch, height // 2, width // 2, 4 * channels
+  )
   patches = _shifted_views(blocks, half, 1, out_height, out_width)
   # Tap (2i + r, 2j + s) of the kernel reads view (i, j) at phase (r, s).
   kernel = kernel.reshape(half, 2, half, 2, in_features, out_features)
-  return _rows_matmul(patches, kernel.transpose(0, 2, 1, 3, 4, 5).reshape(
-      half * half * 4 * in_features, out_features))
+  return _rows_matmul(
+    patches,
+    kernel.transpose(0, 2, 1, 3, 4, 5).reshape(
+      half * half * 4 * in_features, out_features
+    ),
+  )
 
 
-def _conv_xla(x: jax.Array, kernel: jax.Array, stride: int,
-              padding: int) -> jax.Array:
+def _conv_xla(
+  x: jax.Array, kernel: jax.Array, stride: int, padding: int
+) -> jax.Array:
   return jax.lax.conv_general_dilated(
-      x, kernel, (stride, stride), ((padding, padding), (padding, padding)),
-      dimension_numbers=_DIMENSIONS)
+    x,
+    kernel,
+    (stride, stride),
+    ((padding, padding), (padding, padding)),
+    dimension_numbers=_DIMENSIONS,
+  )
 
 
-def _upconv_as_tap_matmul(x: jax.Array, kernel: jax.Array,
-                          padding: int) -> jax.Array:
+def _upconv_as_tap_matmul(
+  x: jax.Array, kernel: jax.Array, padding: int
+) -> jax.Array:
   """ConvTranspose2d(stride 2) as PyTorch's own CPU kernel computes it: one
   matmul of every input pixel with all k*k taps, then each output phase
   sums its taps' products, shifted (col2im).
@@ -179,14 +209,19 @@ def _upconv_as_tap_matmul(x: jax.Array, kernel: jax.Array,
   """
   size, _, in_features, out_features = kernel.shape
   batch, height, width, _ = x.shape
-  products = _rows_matmul(x.reshape(-1, in_features),
-                           kernel.transpose(2, 0, 1, 3).reshape(
-                               in_features, size * size * out_features))
+  products = _rows_matmul(
+    x.reshape(-1, in_features),
+    kernel.transpose(2, 0, 1, 3).reshape(
+      in_features, size * size * out_features
+    ),
+  )
   # Split, not indexed: the transpose of a split is one concatenation,
   # where each indexed tap's was a full-size pad, all of them then added.
   products = jax.lax.split(
-      products.reshape(batch, height, width, size * size, out_features),
-      [1] * (size * size), axis=3)
+    products.reshape(batch, height, width, size * size, out_features),
+    [1] * (size * size),
+    axis=3,
+  )
   phases = []
   for a in (0, 1):
     row = []
@@ -199,14 +234,18 @@ def _upconv_as_tap_matmul(x: jax.Array, kernel: jax.Array,
         for l in range((b + padding) % 2, size, 2):
           e = (b + padding - l) // 2
           tap = products[k * size + l][:, :, :, 0]
-          shifted = jax.lax.pad(tap, jnp.zeros((), tap.dtype),
-                                ((0, 0, 0), (-d, d, 0), (-e, e, 0), (0, 0, 0)))
+          shifted = jax.lax.pad(
+            tap,
+            jnp.zeros((), tap.dtype),
+            ((0, 0, 0), (-d, d, 0), (-e, e, 0), (0, 0, 0)),
+          )
           total = shifted if total is None else total + shifted
       row.append(total)
     phases.append(jnp.stack(row, axis=3))
   # [B, H, 2 (a), W, 2 (b), C] -> output row 2i + a, column 2j + b.
-  return jnp.stack(phases, axis=2).reshape(batch, 2 * height, 2 * width,
-                                           out_features)
+  return jnp.stack(phases, axis=2).reshape(
+    batch, 2 * height, 2 * width, out_features
+  )
 
 
 def _upconv_xla(x: jax.Array, kernel: jax.Array, padding: int) -> jax.Array:
@@ -217,8 +256,13 @@ def _upconv_xla(x: jax.Array, kernel: jax.Array, padding: int) -> jax.Array:
   low = size - 1 - padding
   high = size - low  # Output size 2H - 1 + low + high - size + 1 = 2H.
   return jax.lax.conv_transpose(
-      x, kernel.swapaxes(2, 3), (2, 2), ((low, high), (low, high)),
-      dimension_numbers=_DIMENSIONS, transpose_kernel=True)
+    x,
+    kernel.swapaxes(2, 3),
+    (2, 2),
+    ((low, high), (low, high)),
+    dimension_numbers=_DIMENSIONS,
+    transpose_kernel=True,
+  )
 
 
 def _bias(module: nn.Module, y: jax.Array) -> jax.Array:
@@ -228,6 +272,7 @@ def _bias(module: nn.Module, y: jax.Array) -> jax.Array:
 
 class StridedConv(nn.Module):
   """PyTorch's Conv2d(k, stride, padding), kernel [k, k, in, out]."""
+
   features: int
   kernel_size: int = 4
   stride: int = 2
@@ -238,10 +283,15 @@ class StridedConv(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     kernel = self.param(
-        "kernel", nn.initializers.lecun_normal(),
-        (self.kernel_size, self.kernel_size, x.shape[-1], self.features))
-    conv = (_conv_as_matmul if resolve_conv_impl(self.conv_impl) == "matmul"
-            else _conv_xla)
+      "kernel",
+      nn.initializers.lecun_normal(),
+      (self.kernel_size, self.kernel_size, x.shape[-1], self.features),
+    )
+    conv = (
+      _conv_as_matmul
+      if resolve_conv_impl(self.conv_impl) == "matmul"
+      else _conv_xla
+    )
     y = conv(x, kernel.astype(x.dtype), self.stride, self.padding)
     return _bias(self, y) if self.use_bias else y
 
@@ -251,6 +301,7 @@ class UpConv(nn.Module):
 
   Covers the seed's k=4, padding=1 and k=3, padding=1, output_padding=1.
   """
+
   features: int
   kernel_size: int = 4
   padding: int = 1
@@ -260,10 +311,14 @@ class UpConv(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     kernel = self.param(
-        "kernel", nn.initializers.lecun_normal(),
-        (self.kernel_size, self.kernel_size, x.shape[-1], self.features))
-    upconv = (_upconv_as_tap_matmul
-              if resolve_conv_impl(self.conv_impl) == "matmul"
-              else _upconv_xla)
+      "kernel",
+      nn.initializers.lecun_normal(),
+      (self.kernel_size, self.kernel_size, x.shape[-1], self.features),
+    )
+    upconv = (
+      _upconv_as_tap_matmul
+      if resolve_conv_impl(self.conv_impl) == "matmul"
+      else _upconv_xla
+    )
     y = upconv(x, kernel.astype(x.dtype), self.padding)
     return _bias(self, y) if self.use_bias else y

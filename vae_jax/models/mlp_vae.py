@@ -6,8 +6,8 @@ one-stochastic-layer IWAE model is 784-200-200-(50) and back with tanh. All
 are this module with other sizes in the config.
 """
 
+from collections.abc import Sequence
 import math
-from typing import Sequence
 
 import flax.linen as nn
 import jax
@@ -26,14 +26,17 @@ class MlpEncoder(nn.Module):
   activation: str = "relu"  # A key of ACTIVATIONS.
 
   @nn.compact
-  def __call__(self, images: jax.Array,
-               train: bool = False) -> tuple[jax.Array, jax.Array]:
+  def __call__(
+    self, images: jax.Array, train: bool = False
+  ) -> tuple[jax.Array, jax.Array]:
     del train  # No layer behaves differently in training.
     h = images.reshape(images.shape[0], -1)
     for size in self.hidden_sizes:
       h = ACTIVATIONS[self.activation](nn.Dense(size)(h))
-    return (nn.Dense(self.latent_size, name="mu")(h),
-            nn.Dense(self.latent_size, name="logvar")(h))
+    return (
+      nn.Dense(self.latent_size, name="mu")(h),
+      nn.Dense(self.latent_size, name="logvar")(h),
+    )
 
 
 class MlpDecoder(nn.Module):
@@ -61,21 +64,32 @@ def default_config() -> ml_collections.ConfigDict:
   return config
 
 
-def build(model_config: ml_collections.ConfigDict,
-          image_shape: Sequence[int]) -> nn.Module:
-  errors.require_choice(model_config.activation, ACTIVATIONS,
-                        "model.activation")
+def build(
+  model_config: ml_collections.ConfigDict, image_shape: Sequence[int]
+) -> nn.Module:
+  errors.require_choice(
+    model_config.activation, ACTIVATIONS, "model.activation"
+  )
   hidden_sizes = tuple(model_config.hidden_sizes)
   return vae.VAE(
-      encoder=MlpEncoder(hidden_sizes, model_config.latent_size,
-                         model_config.activation),
-      decoder=MlpDecoder(hidden_sizes[::-1], tuple(image_shape),
-                         model_config.activation),
-      latent_size=model_config.latent_size)
+    encoder=MlpEncoder(
+      hidden_sizes, model_config.latent_size, model_config.activation
+    ),
+    decoder=MlpDecoder(
+      hidden_sizes[::-1], tuple(image_shape), model_config.activation
+    ),
+    latent_size=model_config.latent_size,
+  )
 
 
-FAMILIES = (family.Family(
-    name="mlp_vae", kind=family.Kind.LATENT_VARIABLE, build=build,
-    default_config=default_config, pixel_range=family.reads("unit"),
-    objective="negative_elbo", trainer="single_network"),)
-
+FAMILIES = (
+  family.Family(
+    name="mlp_vae",
+    kind=family.Kind.LATENT_VARIABLE,
+    build=build,
+    default_config=default_config,
+    pixel_range=family.reads("unit"),
+    objective="negative_elbo",
+    trainer="single_network",
+  ),
+)

@@ -4,7 +4,8 @@ A new family is one module here that declares a `family.Family`, and a
 config that names it (`config.model.name`).
 """
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import jax
 import ml_collections
@@ -14,27 +15,38 @@ from vae_jax.core import declarations
 from vae_jax.models import family as family_lib
 
 FAMILIES: dict[str, family_lib.Family] = declarations.collect(
-    __name__, __file__, "FAMILIES")
+  __name__, __file__, "FAMILIES"
+)
 
 
 def get(name: str) -> family_lib.Family:
-  errors.require(name in FAMILIES, f"model.name {name!r} is unknown; choose "
-                 f"one of {sorted(FAMILIES)}.")
+  errors.require(
+    name in FAMILIES,
+    f"model.name {name!r} is unknown; choose one of {sorted(FAMILIES)}.",
+  )
   return FAMILIES[name]
 
 
 def check_config(model_config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError for a model section no family could build."""
   errors.require_fields(
-      model_config, get(model_config.name).default_config().to_dict(),
-      "model", f"model {model_config.name!r}")
+    model_config,
+    get(model_config.name).default_config().to_dict(),
+    "model",
+    f"model {model_config.name!r}",
+  )
   if "latent_size" in model_config:
-    errors.require(model_config.latent_size > 0, "model.latent_size must be "
-                   f"positive, got {model_config.latent_size}.")
+    errors.require(
+      model_config.latent_size > 0,
+      f"model.latent_size must be positive, got {model_config.latent_size}.",
+    )
 
 
-def build(model_config: ml_collections.ConfigDict, image_shape: Sequence[int],
-          num_classes: int) -> Any:
+def build(
+  model_config: ml_collections.ConfigDict,
+  image_shape: Sequence[int],
+  num_classes: int,
+) -> Any:
   """The family's model for images of `image_shape`; a conditional family
   (ACGAN) is told the data's `num_classes`."""
   family = get(model_config.name)

@@ -12,7 +12,7 @@ Differences from the listing, on purpose:
 - The decoder's final sigmoid is left to the likelihood: it returns logits.
 """
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import flax.linen as nn
 import jax
@@ -21,6 +21,7 @@ import ml_collections
 from vae_jax.models import family
 from vae_jax.models import layers
 from vae_jax.models import vae
+
 # Three stride-2 levels: the decoder can only rebuild sizes divisible by 2**3.
 _NUM_LEVELS = 3
 
@@ -31,26 +32,34 @@ def _level_channels(base_channels: int) -> tuple[int, ...]:
 
 class SmallConvEncoder(nn.Module):
   """Conv 3x3 stride 2 with ReLU per level, a dense layer, mu/logvar heads."""
+
   base_channels: int
   dense_size: int
   latent_size: int
   conv_impl: str = "auto"  # layers.CONV_IMPLS: the conv layers' form.
 
   @nn.compact
-  def __call__(self, images: jax.Array,
-               train: bool = False) -> tuple[jax.Array, jax.Array]:
+  def __call__(
+    self, images: jax.Array, train: bool = False
+  ) -> tuple[jax.Array, jax.Array]:
     del train  # No layer behaves differently in training.
     h = images
     for features in _level_channels(self.base_channels):
-      h = nn.relu(layers.StridedConv(  # s=2, p=1.
-          features, kernel_size=3, conv_impl=self.conv_impl)(h))
+      h = nn.relu(
+        layers.StridedConv(  # s=2, p=1.
+          features, kernel_size=3, conv_impl=self.conv_impl
+        )(h)
+      )
     h = nn.relu(nn.Dense(self.dense_size)(h.reshape(h.shape[0], -1)))
-    return (nn.Dense(self.latent_size, name="mu")(h),
-            nn.Dense(self.latent_size, name="logvar")(h))
+    return (
+      nn.Dense(self.latent_size, name="mu")(h),
+      nn.Dense(self.latent_size, name="logvar")(h),
+    )
 
 
 class SmallConvDecoder(nn.Module):
   """Two dense layers, then ConvTranspose 3x3 stride 2 doubling each level."""
+
   base_channels: int
   dense_size: int
   image_shape: Sequence[int]
@@ -68,10 +77,12 @@ class SmallConvDecoder(nn.Module):
     h = h.reshape((z.shape[0], *start_shape))
     for features in channels[-2::-1]:
       # PyTorch k=3, s=2, p=1, output_padding=1: doubles the size.
-      h = nn.relu(layers.UpConv(features, kernel_size=3,
-                                conv_impl=self.conv_impl)(h))
-    return layers.UpConv(image_channels, kernel_size=3, name="logits",
-                         conv_impl=self.conv_impl)(h)
+      h = nn.relu(
+        layers.UpConv(features, kernel_size=3, conv_impl=self.conv_impl)(h)
+      )
+    return layers.UpConv(
+      image_channels, kernel_size=3, name="logits", conv_impl=self.conv_impl
+    )(h)
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -88,21 +99,32 @@ def default_config() -> ml_collections.ConfigDict:
   return config
 
 
-def build(model_config: ml_collections.ConfigDict,
-          image_shape: Sequence[int]) -> nn.Module:
+def build(
+  model_config: ml_collections.ConfigDict, image_shape: Sequence[int]
+) -> nn.Module:
   layers.require_halvable("small_conv_vae", image_shape, _NUM_LEVELS)
   base_channels = model_config.base_channels
   dense_size = model_config.dense_size
   conv_impl = layers.check_conv_impl(model_config.conv_impl)
   return vae.VAE(
-      encoder=SmallConvEncoder(base_channels, dense_size,
-                               model_config.latent_size, conv_impl),
-      decoder=SmallConvDecoder(base_channels, dense_size, tuple(image_shape),
-                               conv_impl),
-      latent_size=model_config.latent_size)
+    encoder=SmallConvEncoder(
+      base_channels, dense_size, model_config.latent_size, conv_impl
+    ),
+    decoder=SmallConvDecoder(
+      base_channels, dense_size, tuple(image_shape), conv_impl
+    ),
+    latent_size=model_config.latent_size,
+  )
 
 
-FAMILIES = (family.Family(
-    name="small_conv_vae", kind=family.Kind.LATENT_VARIABLE, build=build,
-    default_config=default_config, pixel_range=family.reads("unit"),
-    objective="negative_elbo", trainer="single_network"),)
+FAMILIES = (
+  family.Family(
+    name="small_conv_vae",
+    kind=family.Kind.LATENT_VARIABLE,
+    build=build,
+    default_config=default_config,
+    pixel_range=family.reads("unit"),
+    objective="negative_elbo",
+    trainer="single_network",
+  ),
+)

@@ -12,7 +12,7 @@ the mean of p(h1 | h2), so latent maps, traversals and samples from the prior
 work as for a one-layer VAE.
 """
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import flax.linen as nn
 import jax
@@ -27,6 +27,7 @@ from vae_jax.models import vae
 
 class TwoLayerVAE(nn.Module):
   """x -> h1 -> h2 and back, each stochastic layer Gaussian."""
+
   hidden_sizes: Sequence[int]  # Of the MLPs between x and h1.
   upper_hidden_sizes: Sequence[int]  # Of the MLPs between h1 and h2.
   bottom_latent_size: int  # h1.
@@ -35,26 +36,32 @@ class TwoLayerVAE(nn.Module):
   activation: str
 
   def setup(self):
-    self.q_h1 = mlp_vae.MlpEncoder(self.hidden_sizes, self.bottom_latent_size,
-                                   self.activation)
-    self.q_h2 = mlp_vae.MlpEncoder(self.upper_hidden_sizes, self.latent_size,
-                                   self.activation)
-    self.p_h1 = mlp_vae.MlpEncoder(self.upper_hidden_sizes[::-1],
-                                   self.bottom_latent_size, self.activation)
-    self.p_x = mlp_vae.MlpDecoder(self.hidden_sizes[::-1], self.image_shape,
-                                  self.activation)
+    self.q_h1 = mlp_vae.MlpEncoder(
+      self.hidden_sizes, self.bottom_latent_size, self.activation
+    )
+    self.q_h2 = mlp_vae.MlpEncoder(
+      self.upper_hidden_sizes, self.latent_size, self.activation
+    )
+    self.p_h1 = mlp_vae.MlpEncoder(
+      self.upper_hidden_sizes[::-1], self.bottom_latent_size, self.activation
+    )
+    self.p_x = mlp_vae.MlpDecoder(
+      self.hidden_sizes[::-1], self.image_shape, self.activation
+    )
 
   @property
   def stochastic_layers(self) -> int:
     return 2
 
-  def posterior(self, layer: int, inputs: jax.Array,
-                train: bool = False) -> tuple[jax.Array, jax.Array]:
+  def posterior(
+    self, layer: int, inputs: jax.Array, train: bool = False
+  ) -> tuple[jax.Array, jax.Array]:
     mu, logvar = (self.q_h1, self.q_h2)[layer](inputs, train=train)
     return mu, jnp.clip(logvar, *vae.POSTERIOR_LOGVAR_RANGE)
 
-  def conditional_prior(self, layer: int, above: jax.Array,
-                        train: bool = False) -> tuple[jax.Array, jax.Array]:
+  def conditional_prior(
+    self, layer: int, above: jax.Array, train: bool = False
+  ) -> tuple[jax.Array, jax.Array]:
     del layer  # Always 1: p(h1 | h2).
     mu, logvar = self.p_h1(above, train=train)
     return mu, jnp.clip(logvar, *vae.POSTERIOR_LOGVAR_RANGE)
@@ -62,8 +69,9 @@ class TwoLayerVAE(nn.Module):
   def likelihood_logits(self, h1: jax.Array, train: bool = False) -> jax.Array:
     return self.p_x(h1, train=train)
 
-  def encode(self, images: jax.Array,
-             train: bool = False) -> tuple[jax.Array, jax.Array]:
+  def encode(
+    self, images: jax.Array, train: bool = False
+  ) -> tuple[jax.Array, jax.Array]:
     h1, _ = self.posterior(0, images, train)
     return self.posterior(1, h1, train)
 
@@ -88,23 +96,37 @@ def default_config() -> ml_collections.ConfigDict:
   return config
 
 
-def build(model_config: ml_collections.ConfigDict,
-          image_shape: Sequence[int]) -> nn.Module:
-  errors.require_choice(model_config.activation, mlp_vae.ACTIVATIONS,
-                        "model.activation")
-  errors.require(model_config.bottom_latent_size > 0,
-                 "model.bottom_latent_size must be positive, got "
-                 f"{model_config.bottom_latent_size}.")
+def build(
+  model_config: ml_collections.ConfigDict, image_shape: Sequence[int]
+) -> nn.Module:
+  errors.require_choice(
+    model_config.activation, mlp_vae.ACTIVATIONS, "model.activation"
+  )
+  errors.require(
+    model_config.bottom_latent_size > 0,
+    "model.bottom_latent_size must be positive, got "
+    f"{model_config.bottom_latent_size}.",
+  )
   return TwoLayerVAE(
-      hidden_sizes=tuple(model_config.hidden_sizes),
-      upper_hidden_sizes=tuple(model_config.upper_hidden_sizes),
-      bottom_latent_size=model_config.bottom_latent_size,
-      latent_size=model_config.latent_size, image_shape=tuple(image_shape),
-      activation=model_config.activation)
+    hidden_sizes=tuple(model_config.hidden_sizes),
+    upper_hidden_sizes=tuple(model_config.upper_hidden_sizes),
+    bottom_latent_size=model_config.bottom_latent_size,
+    latent_size=model_config.latent_size,
+    image_shape=tuple(image_shape),
+    activation=model_config.activation,
+  )
 
 
 # Its bound has no closed-form KL: trained by the k-sample objectives.
-FAMILIES = (family.Family(
-    name="two_layer_vae", kind=family.Kind.LATENT_VARIABLE, build=build,
-    default_config=default_config, pixel_range=family.reads("unit"),
-    objective="vae_k", trainer="single_network", stochastic_layers=2),)
+FAMILIES = (
+  family.Family(
+    name="two_layer_vae",
+    kind=family.Kind.LATENT_VARIABLE,
+    build=build,
+    default_config=default_config,
+    pixel_range=family.reads("unit"),
+    objective="vae_k",
+    trainer="single_network",
+    stochastic_layers=2,
+  ),
+)

@@ -17,7 +17,7 @@ stochastic layers h_1..h_L (`stochastic_layers`; h_0 is the image):
 For this one-layer VAE they are `encode` and `decode`.
 """
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import flax.linen as nn
 import jax
@@ -29,6 +29,7 @@ POSTERIOR_LOGVAR_RANGE = (-30.0, 20.0)
 
 class VAE(nn.Module):
   """q(z|x) from `encoder`, p(x|z) from `decoder`, prior N(0, I)."""
+
   encoder: nn.Module
   decoder: nn.Module
   latent_size: int
@@ -39,11 +40,13 @@ class VAE(nn.Module):
 
   def setup(self):
     if self.pixel_logvar_shape is not None:
-      self.pixel_logvar = self.param("pixel_logvar", nn.initializers.zeros,
-                                     tuple(self.pixel_logvar_shape))
+      self.pixel_logvar = self.param(
+        "pixel_logvar", nn.initializers.zeros, tuple(self.pixel_logvar_shape)
+      )
 
-  def encode(self, images: jax.Array,
-             train: bool = False) -> tuple[jax.Array, jax.Array]:
+  def encode(
+    self, images: jax.Array, train: bool = False
+  ) -> tuple[jax.Array, jax.Array]:
     mu, logvar = self.encoder(images, train=train)
     # exp(logvar) overflows float32 above 88; trained posteriors stay far
     # inside these bounds, so they only stop a diverging run from making inf.
@@ -56,8 +59,9 @@ class VAE(nn.Module):
   def stochastic_layers(self) -> int:
     return 1
 
-  def posterior(self, layer: int, inputs: jax.Array,
-                train: bool = False) -> tuple[jax.Array, jax.Array]:
+  def posterior(
+    self, layer: int, inputs: jax.Array, train: bool = False
+  ) -> tuple[jax.Array, jax.Array]:
     del layer  # Always 0: q(z | x).
     return self.encode(inputs, train)
 

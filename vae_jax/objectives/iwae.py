@@ -45,15 +45,23 @@ def _default_config(name: str) -> ml_collections.ConfigDict:
 
 
 def check_config(loss_config: ml_collections.ConfigDict) -> None:
-  errors.require(loss_config.num_samples >= 1, "loss.num_samples must be >= "
-                 f"1, got {loss_config.num_samples}.")
-  errors.require_choice(loss_config.likelihood, likelihoods.LIKELIHOODS,
-                        "loss.likelihood")
-  errors.require_choice(loss_config.learned_variance,
-                        negative_elbo.LEARNED_VARIANCES,
-                        "loss.learned_variance")
-  errors.require(loss_config.gaussian_variance > 0, "loss.gaussian_variance "
-                 f"must be positive, got {loss_config.gaussian_variance}.")
+  errors.require(
+    loss_config.num_samples >= 1,
+    f"loss.num_samples must be >= 1, got {loss_config.num_samples}.",
+  )
+  errors.require_choice(
+    loss_config.likelihood, likelihoods.LIKELIHOODS, "loss.likelihood"
+  )
+  errors.require_choice(
+    loss_config.learned_variance,
+    negative_elbo.LEARNED_VARIANCES,
+    "loss.learned_variance",
+  )
+  errors.require(
+    loss_config.gaussian_variance > 0,
+    "loss.gaussian_variance "
+    f"must be positive, got {loss_config.gaussian_variance}.",
+  )
 
 
 def _log_standard_normal(h: jax.Array) -> jax.Array:
@@ -61,12 +69,14 @@ def _log_standard_normal(h: jax.Array) -> jax.Array:
 
 
 def _log_normal(h: jax.Array, mu: jax.Array, logvar: jax.Array) -> jax.Array:
-  return -0.5 * jnp.sum(jnp.square(h - mu) * jnp.exp(-logvar) + logvar
-                        + _LOG_2PI, axis=-1)
+  return -0.5 * jnp.sum(
+    jnp.square(h - mu) * jnp.exp(-logvar) + logvar + _LOG_2PI, axis=-1
+  )
 
 
-def draw_latents(vae: Any, images: jax.Array, rng: jax.Array, train: bool,
-                 *, num_samples: int) -> tuple[jax.Array, jax.Array]:
+def draw_latents(
+  vae: Any, images: jax.Array, rng: jax.Array, train: bool, *, num_samples: int
+) -> tuple[jax.Array, jax.Array]:
   """A Flax method of any latent-variable model (`models.vae`): k ancestral
   draws h_1..h_L ~ q(h | x) per image, all k in one pass, as the logits of
   p(x | h_1) [k * B, ...] (sample-major) and log p(h) - log q(h | x) [k, B].
@@ -76,40 +86,54 @@ def draw_latents(vae: Any, images: jax.Array, rng: jax.Array, train: bool,
   """
   mu, logvar = vae.posterior(0, images, train)
   eps = jax.random.normal(rng, (num_samples, *mu.shape), jnp.float32)
-  draws = [(mu[None] + jnp.exp(0.5 * logvar)[None] * eps.astype(mu.dtype)
-            ).reshape(-1, mu.shape[-1])]
-  log_q = (-0.5 * jnp.sum(jnp.square(eps) + logvar[None] + _LOG_2PI,
-                          axis=-1)).reshape(-1)
+  draws = [
+    (mu[None] + jnp.exp(0.5 * logvar)[None] * eps.astype(mu.dtype)).reshape(
+      -1, mu.shape[-1]
+    )
+  ]
+  log_q = (
+    -0.5 * jnp.sum(jnp.square(eps) + logvar[None] + _LOG_2PI, axis=-1)
+  ).reshape(-1)
   for layer in range(1, vae.stochastic_layers):
     mu, logvar = vae.posterior(layer, draws[-1], train)
-    eps = jax.random.normal(jax.random.fold_in(rng, layer), mu.shape,
-                            jnp.float32).astype(mu.dtype)
+    eps = jax.random.normal(
+      jax.random.fold_in(rng, layer), mu.shape, jnp.float32
+    ).astype(mu.dtype)
     draws.append(mu + jnp.exp(0.5 * logvar) * eps)
     log_q += -0.5 * jnp.sum(jnp.square(eps) + logvar + _LOG_2PI, axis=-1)
   log_p = _log_standard_normal(draws[-1])
   for layer in range(1, vae.stochastic_layers):
-    log_p += _log_normal(draws[layer - 1],
-                         *vae.conditional_prior(layer, draws[layer], train))
+    log_p += _log_normal(
+      draws[layer - 1], *vae.conditional_prior(layer, draws[layer], train)
+    )
   logits = vae.likelihood_logits(draws[0], train)
   return logits, (log_p - log_q).reshape(num_samples, -1)
 
 
-def log_weights(logits: jax.Array, log_latent_ratio: jax.Array,
-                images: jax.Array, *, likelihood: str,
-                gaussian_variance: float = 1.0,
-                pixel_logvar: jax.Array | None = None
-                ) -> tuple[jax.Array, jax.Array]:
+def log_weights(
+  logits: jax.Array,
+  log_latent_ratio: jax.Array,
+  images: jax.Array,
+  *,
+  likelihood: str,
+  gaussian_variance: float = 1.0,
+  pixel_logvar: jax.Array | None = None,
+) -> tuple[jax.Array, jax.Array]:
   """log w [k, B] and -log p(x | h_1) [k, B] of k draws, from their logits
   [k * B, ...] and log p(h) - log q(h | x) [k, B] (`draw_latents`)."""
   num_samples = log_latent_ratio.shape[0]
   tiled = jnp.broadcast_to(images[None], (num_samples, *images.shape))
-  logits, tiled = likelihoods.flat_pixels(logits, tiled.reshape(
-      num_samples * images.shape[0], *images.shape[1:]))
+  logits, tiled = likelihoods.flat_pixels(
+    logits, tiled.reshape(num_samples * images.shape[0], *images.shape[1:])
+  )
   if pixel_logvar is not None and pixel_logvar.ndim:  # One per pixel.
     pixel_logvar = pixel_logvar.reshape(-1)
   recon = likelihoods.LIKELIHOODS[likelihood](
-      logits, tiled, gaussian_variance=gaussian_variance,
-      pixel_logvar=pixel_logvar).reshape(num_samples, -1)
+    logits,
+    tiled,
+    gaussian_variance=gaussian_variance,
+    pixel_logvar=pixel_logvar,
+  ).reshape(num_samples, -1)
   return -recon + log_latent_ratio, recon
 
 
@@ -120,75 +144,124 @@ def bound(weights: jax.Array, importance_weighted: bool) -> jax.Array:
   return jnp.mean(weights, axis=0)
 
 
-def _draw_terms(run_model: objective.RunModel, params: Any,
-                images: jax.Array, rng: jax.Array, num_draws: int,
-                loss_config: ml_collections.ConfigDict):
+def _draw_terms(
+  run_model: objective.RunModel,
+  params: Any,
+  images: jax.Array,
+  rng: jax.Array,
+  num_draws: int,
+  loss_config: ml_collections.ConfigDict,
+):
   """For `num_draws` draws per image, all decoded in one pass: log w, -log
   p(x|h_1), log p(h) - log q(h|x) and the mean image's squared error per
   pixel, each [num_draws, B]; and the BatchNorm statistics."""
   (logits, log_latent_ratio), batch_stats = run_model(
-      images, rng, method=lambda vae, *args, train: draw_latents(
-          vae, *args, train, num_samples=num_draws))
+    images,
+    rng,
+    method=lambda vae, *args, train: draw_latents(
+      vae, *args, train, num_samples=num_draws
+    ),
+  )
   weights, recon = log_weights(
-      logits, log_latent_ratio, images, likelihood=loss_config.likelihood,
-      gaussian_variance=loss_config.gaussian_variance,
-      pixel_logvar=params.get("pixel_logvar"))
+    logits,
+    log_latent_ratio,
+    images,
+    likelihood=loss_config.likelihood,
+    gaussian_variance=loss_config.gaussian_variance,
+    pixel_logvar=params.get("pixel_logvar"),
+  )
   mean_images = jax.nn.sigmoid(logits.reshape(num_draws, *images.shape))
-  squared_error = jnp.mean(jnp.square(mean_images - images[None]).reshape(
-      num_draws, images.shape[0], -1), axis=2)
+  squared_error = jnp.mean(
+    jnp.square(mean_images - images[None]).reshape(
+      num_draws, images.shape[0], -1
+    ),
+    axis=2,
+  )
   return (weights, recon, log_latent_ratio, squared_error), batch_stats
 
 
-def _terms(run_model: objective.RunModel, params: Any, images: jax.Array,
-           rng: jax.Array, step: jax.Array, *,
-           loss_config: ml_collections.ConfigDict, importance_weighted: bool
-           ) -> tuple[dict[str, jax.Array], Any]:
+def _terms(
+  run_model: objective.RunModel,
+  params: Any,
+  images: jax.Array,
+  rng: jax.Array,
+  step: jax.Array,
+  *,
+  loss_config: ml_collections.ConfigDict,
+  importance_weighted: bool,
+) -> tuple[dict[str, jax.Array], Any]:
   del step  # No schedule.
   num_samples = loss_config.num_samples
   draws_per_pass = max(1, MAX_DRAWS_PER_PASS // images.shape[0])
   if num_samples <= draws_per_pass:
-    per_draw, batch_stats = _draw_terms(run_model, params, images, rng,
-                                        num_samples, loss_config)
+    per_draw, batch_stats = _draw_terms(
+      run_model, params, images, rng, num_samples, loss_config
+    )
   else:
     # Chunks of draws, each recomputed in the backward pass (jax.checkpoint):
     # the activations kept for the gradient are one chunk's, whatever k.
     num_passes = math.ceil(num_samples / draws_per_pass)
-    chunk = jax.checkpoint(lambda key: _draw_terms(
-        run_model, params, images, key, draws_per_pass, loss_config))
+    chunk = jax.checkpoint(
+      lambda key: _draw_terms(
+        run_model, params, images, key, draws_per_pass, loss_config
+      )
+    )
     per_draw, batch_stats = jax.lax.map(
-        chunk, jax.random.split(rng, num_passes))
-    per_draw = tuple(terms.reshape(-1, images.shape[0])[:num_samples]
-                     for terms in per_draw)
+      chunk, jax.random.split(rng, num_passes)
+    )
+    per_draw = tuple(
+      terms.reshape(-1, images.shape[0])[:num_samples] for terms in per_draw
+    )
     batch_stats = jax.tree.map(lambda stats: stats[-1], batch_stats)
   weights, recon, log_latent_ratio, squared_error = per_draw
   recon = jnp.mean(recon, axis=0)
   kl = -jnp.mean(log_latent_ratio, axis=0)
   return {
-      "loss": -bound(weights, importance_weighted),
-      "nelbo": recon + kl,  # The k draws' mean -ELBO.
-      "recon": recon,
-      "kl": kl,  # log q(h|x) - log p(h), sampled, over every layer.
-      "mse": jnp.mean(squared_error, axis=0),
+    "loss": -bound(weights, importance_weighted),
+    "nelbo": recon + kl,  # The k draws' mean -ELBO.
+    "recon": recon,
+    "kl": kl,  # log q(h|x) - log p(h), sampled, over every layer.
+    "mse": jnp.mean(squared_error, axis=0),
   }, batch_stats
 
 
 def iwae_terms(run_model, params, images, rng, step, *, loss_config):
   """Per-image terms of the IWAE bound, and the BatchNorm statistics."""
-  return _terms(run_model, params, images, rng, step, loss_config=loss_config,
-                importance_weighted=True)
+  return _terms(
+    run_model,
+    params,
+    images,
+    rng,
+    step,
+    loss_config=loss_config,
+    importance_weighted=True,
+  )
 
 
 def vae_k_terms(run_model, params, images, rng, step, *, loss_config):
   """Per-image terms of the k-sample VAE objective, and the statistics."""
-  return _terms(run_model, params, images, rng, step, loss_config=loss_config,
-                importance_weighted=False)
+  return _terms(
+    run_model,
+    params,
+    images,
+    rng,
+    step,
+    loss_config=loss_config,
+    importance_weighted=False,
+  )
 
 
 OBJECTIVES = tuple(
-    objective.Objective(
-        name=name, kinds=(family.Kind.LATENT_VARIABLE,),
-        trainer="single_network",
-        default_config=lambda name=name: _default_config(name),
-        check_config=check_config, terms=terms, to_images=jax.nn.sigmoid,
-        adapt_model=negative_elbo.with_pixel_variance, stacked_latents=True)
-    for name, terms in (("iwae", iwae_terms), ("vae_k", vae_k_terms)))
+  objective.Objective(
+    name=name,
+    kinds=(family.Kind.LATENT_VARIABLE,),
+    trainer="single_network",
+    default_config=lambda name=name: _default_config(name),
+    check_config=check_config,
+    terms=terms,
+    to_images=jax.nn.sigmoid,
+    adapt_model=negative_elbo.with_pixel_variance,
+    stacked_latents=True,
+  )
+  for name, terms in (("iwae", iwae_terms), ("vae_k", vae_k_terms))
+)

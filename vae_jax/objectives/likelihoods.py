@@ -7,8 +7,8 @@ an image's pixels; the objectives (`negative_elbo`, the IWAE bound) add the
 latent terms.
 """
 
+from collections.abc import Callable
 import math
-from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -27,19 +27,30 @@ def bernoulli_nll(logits: jax.Array, images: jax.Array, **unused) -> jax.Array:
   that the gradient at x = 0 is sigmoid(0) - y whatever |x|'s slope there.
   """
   magnitude = jnp.abs(logits)
-  return _sum_per_image(0.5 * (logits + magnitude) - logits * images
-                        + jnp.log1p(jnp.exp(-magnitude)))
+  return _sum_per_image(
+    0.5 * (logits + magnitude)
+    - logits * images
+    + jnp.log1p(jnp.exp(-magnitude))
+  )
 
 
-def _gaussian_nll(images: jax.Array, mean: jax.Array,
-                  logvar: jax.Array) -> jax.Array:
+def _gaussian_nll(
+  images: jax.Array, mean: jax.Array, logvar: jax.Array
+) -> jax.Array:
   logvar = jnp.broadcast_to(logvar, images.shape)  # Shared or per pixel.
-  return _sum_per_image(0.5 * (jnp.square(images - mean) * jnp.exp(-logvar)
-                               + logvar + math.log(2 * math.pi)))
+  return _sum_per_image(
+    0.5
+    * (
+      jnp.square(images - mean) * jnp.exp(-logvar)
+      + logvar
+      + math.log(2 * math.pi)
+    )
+  )
 
 
-def gaussian_nll(logits: jax.Array, images: jax.Array, *,
-                 gaussian_variance: float, **unused) -> jax.Array:
+def gaussian_nll(
+  logits: jax.Array, images: jax.Array, *, gaussian_variance: float, **unused
+) -> jax.Array:
   """-log N(x; sigmoid(logits), variance I): MSE scaled, plus its constant."""
   logvar = jnp.full((), math.log(gaussian_variance), logits.dtype)
   return _gaussian_nll(images, jax.nn.sigmoid(logits), logvar)
@@ -50,8 +61,9 @@ def gaussian_nll(logits: jax.Array, images: jax.Array, *,
 MIN_PIXEL_LOGVAR = math.log(1e-3)
 
 
-def gaussian_learned_nll(logits: jax.Array, images: jax.Array, *,
-                         pixel_logvar: jax.Array, **unused) -> jax.Array:
+def gaussian_learned_nll(
+  logits: jax.Array, images: jax.Array, *, pixel_logvar: jax.Array, **unused
+) -> jax.Array:
   """As `gaussian_nll`, with a learned log-variance (shared or per pixel).
 
   The parameter maps smoothly onto (MIN_PIXEL_LOGVAR, inf); 0 maps to ~0.
@@ -61,16 +73,17 @@ def gaussian_learned_nll(logits: jax.Array, images: jax.Array, *,
 
 
 LIKELIHOODS: dict[str, Callable[..., jax.Array]] = {
-    "bernoulli": bernoulli_nll,
-    "gaussian": gaussian_nll,
-    "gaussian_learned": gaussian_learned_nll,
+  "bernoulli": bernoulli_nll,
+  "gaussian": gaussian_nll,
+  "gaussian_learned": gaussian_learned_nll,
 }
 
 
 def squared_error(predictions: jax.Array, images: jax.Array) -> jax.Array:
   """Mean squared error per image (over pixels and channels)."""
-  return jnp.mean(jnp.square(images - predictions).reshape(images.shape[0], -1),
-                  axis=-1)
+  return jnp.mean(
+    jnp.square(images - predictions).reshape(images.shape[0], -1), axis=-1
+  )
 
 
 def flat_pixels(*arrays: jax.Array) -> tuple[jax.Array, ...]:

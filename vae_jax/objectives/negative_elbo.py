@@ -8,7 +8,8 @@ flow through the sample to mu and σ, and the KL in closed form. β
 whatever β. The likelihoods are in `likelihoods`.
 """
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -37,34 +38,44 @@ def default_config() -> ml_collections.ConfigDict:
 
 
 def check_config(loss_config: ml_collections.ConfigDict) -> None:
-  errors.require_choice(loss_config.likelihood, likelihoods.LIKELIHOODS,
-                        "loss.likelihood")
-  errors.require_choice(loss_config.learned_variance, LEARNED_VARIANCES,
-                        "loss.learned_variance")
-  errors.require(loss_config.kl_weight >= 0, "loss.kl_weight must be >= 0, "
-                 f"got {loss_config.kl_weight}.")
-  errors.require(loss_config.kl_warmup_steps >= 0, "loss.kl_warmup_steps "
-                 f"must be >= 0, got {loss_config.kl_warmup_steps}.")
-  errors.require(loss_config.gaussian_variance > 0, "loss.gaussian_variance "
-                 f"must be positive, got {loss_config.gaussian_variance}.")
+  errors.require_choice(
+    loss_config.likelihood, likelihoods.LIKELIHOODS, "loss.likelihood"
+  )
+  errors.require_choice(
+    loss_config.learned_variance, LEARNED_VARIANCES, "loss.learned_variance"
+  )
+  errors.require(
+    loss_config.kl_weight >= 0,
+    f"loss.kl_weight must be >= 0, got {loss_config.kl_weight}.",
+  )
+  errors.require(
+    loss_config.kl_warmup_steps >= 0,
+    f"loss.kl_warmup_steps must be >= 0, got {loss_config.kl_warmup_steps}.",
+  )
+  errors.require(
+    loss_config.gaussian_variance > 0,
+    "loss.gaussian_variance "
+    f"must be positive, got {loss_config.gaussian_variance}.",
+  )
 
 
 def kl_to_standard_normal(mu: jax.Array, logvar: jax.Array) -> jax.Array:
   """KL(N(mu, exp(logvar)) || N(0, I)) per image, in closed form."""
-  return 0.5 * jnp.sum(jnp.exp(logvar) + jnp.square(mu) - 1.0 - logvar,
-                       axis=-1)
+  return 0.5 * jnp.sum(jnp.exp(logvar) + jnp.square(mu) - 1.0 - logvar, axis=-1)
 
 
-def reparameterize(rng: jax.Array, mu: jax.Array,
-                   logvar: jax.Array) -> jax.Array:
+def reparameterize(
+  rng: jax.Array, mu: jax.Array, logvar: jax.Array
+) -> jax.Array:
   """z = mu + sigma * eps, so gradients flow through the sample to mu, sigma."""
   # Drawn in float32 whatever the compute dtype: the same noise either way.
   eps = jax.random.normal(rng, mu.shape, jnp.float32).astype(mu.dtype)
   return mu + jnp.exp(0.5 * logvar) * eps
 
 
-def kl_weight_at(step: jax.Array, kl_weight: float,
-                 kl_warmup_steps: int) -> jax.Array:
+def kl_weight_at(
+  step: jax.Array, kl_weight: float, kl_warmup_steps: int
+) -> jax.Array:
   """β at `step`: ramps linearly from 0 over the warm-up, then stays."""
   if kl_warmup_steps <= 0:
     return jnp.asarray(kl_weight, jnp.float32)
@@ -72,31 +83,41 @@ def kl_weight_at(step: jax.Array, kl_weight: float,
   return kl_weight * ramp
 
 
-def negative_elbo(logits: jax.Array, mu: jax.Array, logvar: jax.Array,
-                  images: jax.Array, *, likelihood: str, kl_weight: jax.Array,
-                  gaussian_variance: float = 1.0,
-                  pixel_logvar: jax.Array | None = None
-                  ) -> dict[str, jax.Array]:
+def negative_elbo(
+  logits: jax.Array,
+  mu: jax.Array,
+  logvar: jax.Array,
+  images: jax.Array,
+  *,
+  likelihood: str,
+  kl_weight: jax.Array,
+  gaussian_variance: float = 1.0,
+  pixel_logvar: jax.Array | None = None,
+) -> dict[str, jax.Array]:
   """Per-image terms of the objective; `loss` is what training minimizes."""
   logits, images = likelihoods.flat_pixels(logits, images)
   if pixel_logvar is not None and pixel_logvar.ndim:  # One per pixel.
     pixel_logvar = pixel_logvar.reshape(-1)
   recon = likelihoods.LIKELIHOODS[likelihood](
-      logits, images, gaussian_variance=gaussian_variance,
-      pixel_logvar=pixel_logvar)
+    logits,
+    images,
+    gaussian_variance=gaussian_variance,
+    pixel_logvar=pixel_logvar,
+  )
   kl = kl_to_standard_normal(mu, logvar)
   return {
-      "loss": recon + kl_weight * kl,
-      # The true negative ELBO, whatever β: comparable across runs and epochs.
-      "nelbo": recon + kl,
-      "recon": recon,
-      "kl": kl,
-      "mse": likelihoods.squared_error(jax.nn.sigmoid(logits), images),
+    "loss": recon + kl_weight * kl,
+    # The true negative ELBO, whatever β: comparable across runs and epochs.
+    "nelbo": recon + kl,
+    "recon": recon,
+    "kl": kl,
+    "mse": likelihoods.squared_error(jax.nn.sigmoid(logits), images),
   }
 
 
-def _sample_and_decode(vae: Any, images: jax.Array, rng: jax.Array,
-                       train: bool) -> tuple[jax.Array, jax.Array, jax.Array]:
+def _sample_and_decode(
+  vae: Any, images: jax.Array, rng: jax.Array, train: bool
+) -> tuple[jax.Array, jax.Array, jax.Array]:
   """A Flax method of `models.vae.VAE`: logits of p(x|z) for one
   z ~ q(z|x) per image, and q's mu and log-variance."""
   mu, logvar = vae.encode(images, train)
@@ -104,23 +125,37 @@ def _sample_and_decode(vae: Any, images: jax.Array, rng: jax.Array,
   return vae.decode(z, train), mu, logvar
 
 
-def terms(run_model: objective.RunModel, params: Any, images: jax.Array,
-          rng: jax.Array, step: jax.Array, *,
-          loss_config: ml_collections.ConfigDict
-          ) -> tuple[dict[str, jax.Array], Any]:
+def terms(
+  run_model: objective.RunModel,
+  params: Any,
+  images: jax.Array,
+  rng: jax.Array,
+  step: jax.Array,
+  *,
+  loss_config: ml_collections.ConfigDict,
+) -> tuple[dict[str, jax.Array], Any]:
   """Per-image terms at one sample of z, and the BatchNorm statistics."""
-  (logits, mu, logvar), batch_stats = run_model(images, rng,
-                                                method=_sample_and_decode)
-  kl_weight = kl_weight_at(step, loss_config.kl_weight,
-                           loss_config.kl_warmup_steps)
+  (logits, mu, logvar), batch_stats = run_model(
+    images, rng, method=_sample_and_decode
+  )
+  kl_weight = kl_weight_at(
+    step, loss_config.kl_weight, loss_config.kl_warmup_steps
+  )
   return negative_elbo(
-      logits, mu, logvar, images, likelihood=loss_config.likelihood,
-      kl_weight=kl_weight, gaussian_variance=loss_config.gaussian_variance,
-      pixel_logvar=params.get("pixel_logvar")), batch_stats
+    logits,
+    mu,
+    logvar,
+    images,
+    likelihood=loss_config.likelihood,
+    kl_weight=kl_weight,
+    gaussian_variance=loss_config.gaussian_variance,
+    pixel_logvar=params.get("pixel_logvar"),
+  ), batch_stats
 
 
-def with_pixel_variance(model: Any, loss_config: ml_collections.ConfigDict,
-                        image_shape: Sequence[int]) -> Any:
+def with_pixel_variance(
+  model: Any, loss_config: ml_collections.ConfigDict, image_shape: Sequence[int]
+) -> Any:
   """The VAE, with the learned log-variance of 'gaussian_learned'."""
   if loss_config.likelihood != "gaussian_learned":
     return model
@@ -128,8 +163,15 @@ def with_pixel_variance(model: Any, loss_config: ml_collections.ConfigDict,
   return model.clone(pixel_logvar_shape=() if shared else tuple(image_shape))
 
 
-OBJECTIVES = (objective.Objective(
-    name="negative_elbo", kinds=(family.Kind.LATENT_VARIABLE,),
-    trainer="single_network", default_config=default_config,
-    check_config=check_config, terms=terms, to_images=jax.nn.sigmoid,
-    adapt_model=with_pixel_variance),)
+OBJECTIVES = (
+  objective.Objective(
+    name="negative_elbo",
+    kinds=(family.Kind.LATENT_VARIABLE,),
+    trainer="single_network",
+    default_config=default_config,
+    check_config=check_config,
+    terms=terms,
+    to_images=jax.nn.sigmoid,
+    adapt_model=with_pixel_variance,
+  ),
+)

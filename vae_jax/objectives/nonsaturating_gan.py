@@ -30,23 +30,30 @@ def default_config() -> ml_collections.ConfigDict:
 
 
 def check_config(loss_config: ml_collections.ConfigDict) -> None:
-  errors.require(loss_config.aux_weight >= 0, "loss.aux_weight must be >= 0, "
-                 f"got {loss_config.aux_weight}.")
+  errors.require(
+    loss_config.aux_weight >= 0,
+    f"loss.aux_weight must be >= 0, got {loss_config.aux_weight}.",
+  )
 
 
-def _class_terms(class_logits: jax.Array, labels: jax.Array,
-                 name: str) -> dict[str, jax.Array]:
+def _class_terms(
+  class_logits: jax.Array, labels: jax.Array, name: str
+) -> dict[str, jax.Array]:
   return {
-      f"aux_{name}_loss": optax.softmax_cross_entropy_with_integer_labels(
-          class_logits, labels),
-      f"aux_{name}_accuracy": (jnp.argmax(class_logits, -1) == labels
-                               ).astype(jnp.float32),
+    f"aux_{name}_loss": optax.softmax_cross_entropy_with_integer_labels(
+      class_logits, labels
+    ),
+    f"aux_{name}_accuracy": (jnp.argmax(class_logits, -1) == labels).astype(
+      jnp.float32
+    ),
   }
 
 
-def generator_terms(fake: tuple[jax.Array, jax.Array | None],
-                    labels: jax.Array, loss_config: ml_collections.ConfigDict
-                    ) -> dict[str, jax.Array]:
+def generator_terms(
+  fake: tuple[jax.Array, jax.Array | None],
+  labels: jax.Array,
+  loss_config: ml_collections.ConfigDict,
+) -> dict[str, jax.Array]:
   """Per-image 'g_loss' of the fakes generated for `labels`; `fake` is the
   discriminator's (logits, class logits or None) of them."""
   fake_logits, fake_class_logits = fake
@@ -58,11 +65,12 @@ def generator_terms(fake: tuple[jax.Array, jax.Array | None],
   return {**terms, "g_loss": g_loss + aux_weight * terms["aux_fake_loss"]}
 
 
-def discriminator_terms(real: tuple[jax.Array, jax.Array | None],
-                        fake: tuple[jax.Array, jax.Array | None],
-                        labels: jax.Array,
-                        loss_config: ml_collections.ConfigDict
-                        ) -> dict[str, jax.Array]:
+def discriminator_terms(
+  real: tuple[jax.Array, jax.Array | None],
+  fake: tuple[jax.Array, jax.Array | None],
+  labels: jax.Array,
+  loss_config: ml_collections.ConfigDict,
+) -> dict[str, jax.Array]:
   """Per-image 'd_loss' and accuracies; `real` and `fake` are the
   discriminator's (logits, class logits) of real images and of fakes
   generated for the real images' `labels`.
@@ -86,8 +94,15 @@ def discriminator_terms(real: tuple[jax.Array, jax.Array | None],
   return terms
 
 
-OBJECTIVES = (objective.Objective(
-    name="nonsaturating_gan", kinds=(family.Kind.GAN,), trainer="adversarial",
-    default_config=default_config, check_config=check_config,
-    terms=objective.AdversarialTerms(discriminator=discriminator_terms,
-                                     generator=generator_terms)),)
+OBJECTIVES = (
+  objective.Objective(
+    name="nonsaturating_gan",
+    kinds=(family.Kind.GAN,),
+    trainer="adversarial",
+    default_config=default_config,
+    check_config=check_config,
+    terms=objective.AdversarialTerms(
+      discriminator=discriminator_terms, generator=generator_terms
+    ),
+  ),
+)

@@ -5,8 +5,9 @@ declarations (`registry` finds them). `config.loss.objective` names one;
 the model family's declared objective is the default.
 """
 
+from collections.abc import Callable, Sequence
 import dataclasses
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import jax
 import ml_collections
@@ -22,6 +23,7 @@ RunModel = Callable[..., tuple[Any, Any]]
 
 class AdversarialTerms(NamedTuple):
   """Per-image terms of an objective of the adversarial trainer."""
+
   # (real, fake, labels, loss_config) -> {'d_loss', ...}; `real` and `fake`
   # are the discriminator's (logits, class logits or None).
   discriminator: Callable[..., dict[str, jax.Array]]
@@ -29,8 +31,9 @@ class AdversarialTerms(NamedTuple):
   generator: Callable[..., dict[str, jax.Array]]
 
 
-def unchanged_model(model: Any, loss_config: ml_collections.ConfigDict,
-                    image_shape: Sequence[int]) -> Any:
+def unchanged_model(
+  model: Any, loss_config: ml_collections.ConfigDict, image_shape: Sequence[int]
+) -> Any:
   """`Objective.adapt_model` of objectives with no parameters of their own."""
   del loss_config, image_shape
   return model
@@ -39,6 +42,7 @@ def unchanged_model(model: Any, loss_config: ml_collections.ConfigDict,
 @dataclasses.dataclass(frozen=True)
 class Objective:
   """One training objective."""
+
   name: str  # config.loss.objective.
   kinds: tuple[family.Kind, ...]  # The kinds of model it can train.
   trainer: str  # The trainer that optimizes it.

@@ -13,7 +13,8 @@ from vae_jax.models import family
 from vae_jax.objectives import objective as objective_lib
 
 OBJECTIVES: dict[str, objective_lib.Objective] = declarations.collect(
-    __name__, __file__, "OBJECTIVES")
+  __name__, __file__, "OBJECTIVES"
+)
 
 
 def get(name: str) -> objective_lib.Objective:
@@ -21,21 +22,24 @@ def get(name: str) -> objective_lib.Objective:
   return OBJECTIVES[name]
 
 
-def for_model(loss_config: ml_collections.ConfigDict,
-              model_family: family.Family) -> objective_lib.Objective:
+def for_model(
+  loss_config: ml_collections.ConfigDict, model_family: family.Family
+) -> objective_lib.Objective:
   """The objective `loss_config` names, or the family's; it must be one
   that trains models of the family's kind."""
   objective = get(loss_config.get("objective") or model_family.objective)
   errors.require(
-      model_family.kind in objective.kinds,
-      f"loss.objective {objective.name!r} trains "
-      f"{' or '.join(kind.value for kind in objective.kinds)} models; "
-      f"model {model_family.name!r} is a {model_family.kind.value} model "
-      f"(its objective is {model_family.objective!r}).")
+    model_family.kind in objective.kinds,
+    f"loss.objective {objective.name!r} trains "
+    f"{' or '.join(kind.value for kind in objective.kinds)} models; "
+    f"model {model_family.name!r} is a {model_family.kind.value} model "
+    f"(its objective is {model_family.objective!r}).",
+  )
   errors.require(
-      model_family.stochastic_layers == 1 or objective.stacked_latents,
-      f"loss.objective {objective.name!r} trains models of one stochastic "
-      f"layer; model {model_family.name!r} has "
-      f"{model_family.stochastic_layers} (its objective is "
-      f"{model_family.objective!r}).")
+    model_family.stochastic_layers == 1 or objective.stacked_latents,
+    f"loss.objective {objective.name!r} trains models of one stochastic "
+    f"layer; model {model_family.name!r} has "
+    f"{model_family.stochastic_layers} (its objective is "
+    f"{model_family.objective!r}).",
+  )
   return objective

@@ -45,14 +45,14 @@ from vae_jax.trainers import loop
 _VALUE_SEPARATOR = re.compile(r",(?![^(]*\))")
 
 
-def _parent_and_leaf(config: ml_collections.ConfigDict,
-                     field: str) -> tuple[ml_collections.ConfigDict, str]:
+def _parent_and_leaf(
+  config: ml_collections.ConfigDict, field: str
+) -> tuple[ml_collections.ConfigDict, str]:
   *parents, leaf = field.split(".")
   node = config
   for name in [*parents, leaf]:
     if not isinstance(node, ml_collections.ConfigDict) or name not in node:
-      raise errors.ConfigError(
-          f"unknown config field {field!r} in --sweep.")
+      raise errors.ConfigError(f"unknown config field {field!r} in --sweep.")
     parent, node = node, node[name]
   return parent, leaf
 
@@ -60,8 +60,9 @@ def _parent_and_leaf(config: ml_collections.ConfigDict,
 def _parse_value(text: str, field_type: type, field: str) -> Any:
   if field_type not in (bool, int, float, str, tuple):
     raise errors.ConfigError(
-        f"{field} holds a {field_type.__name__}; only bool, int, float, str "
-        "and tuple fields can be swept.")
+      f"{field} holds a {field_type.__name__}; only bool, int, float, str "
+      "and tuple fields can be swept."
+    )
   try:
     if field_type is bool:
       if text.lower() not in ("true", "false"):
@@ -73,26 +74,30 @@ def _parse_value(text: str, field_type: type, field: str) -> Any:
     return field_type(text)
   except (ValueError, SyntaxError, TypeError):
     raise errors.ConfigError(
-        f"--sweep value {text!r} of {field} cannot be read as "
-        f"{field_type.__name__}.") from None
+      f"--sweep value {text!r} of {field} cannot be read as "
+      f"{field_type.__name__}."
+    ) from None
 
 
-def parse_sweep_flag(config: ml_collections.ConfigDict,
-                     text: str) -> tuple[str, list[Any]]:
+def parse_sweep_flag(
+  config: ml_collections.ConfigDict, text: str
+) -> tuple[str, list[Any]]:
   """'FIELD=V1,V2' -> (FIELD, values parsed to the field's type)."""
   field, _, values_text = text.partition("=")
   field = field.strip()
   if not field or not values_text.strip():
-    raise errors.ConfigError(
-        f"--sweep={text!r} is not FIELD=VALUE,VALUE,...")
+    raise errors.ConfigError(f"--sweep={text!r} is not FIELD=VALUE,VALUE,...")
   parent, leaf = _parent_and_leaf(config, field)
   field_type = parent.get_type(leaf)  # Also a placeholder's (None) type.
-  return field, [_parse_value(value.strip(), field_type, field)
-                 for value in _VALUE_SEPARATOR.split(values_text)]
+  return field, [
+    _parse_value(value.strip(), field_type, field)
+    for value in _VALUE_SEPARATOR.split(values_text)
+  ]
 
 
-def make_runs(config: ml_collections.ConfigDict,
-              sweep_flags: list[str]) -> list[sweep_report.Run]:
+def make_runs(
+  config: ml_collections.ConfigDict, sweep_flags: list[str]
+) -> list[sweep_report.Run]:
   """The grid of `sweep_flags` over `config`; ConfigError for mistakes."""
   axes = [parse_sweep_flag(config, text) for text in sweep_flags]
   fields = [field for field, _ in axes]
@@ -101,18 +106,22 @@ def make_runs(config: ml_collections.ConfigDict,
       raise errors.ConfigError(f"{field} is in more than one --sweep.")
   runs = []
   for values in itertools.product(*(values for _, values in axes)):
-    name = ",".join(f"{field}={sweep_report.value_text(value)}"
-                    for field, value in zip(fields, values))
+    name = ",".join(
+      f"{field}={sweep_report.value_text(value)}"
+      for field, value in zip(fields, values)
+    )
     if any(run.name == name for run in runs):
       raise errors.ConfigError(
-          f"two runs of the sweep would share the directory {name!r}; give "
-          "each value once.")
+        f"two runs of the sweep would share the directory {name!r}; give "
+        "each value once."
+      )
     runs.append(sweep_report.Run(name, dict(zip(fields, values))))
   return runs
 
 
-def run_config(config: ml_collections.ConfigDict,
-               overrides: dict[str, Any]) -> ml_collections.ConfigDict:
+def run_config(
+  config: ml_collections.ConfigDict, overrides: dict[str, Any]
+) -> ml_collections.ConfigDict:
   """A copy of `config` with `overrides` (dotted fields) applied."""
   config = copy.deepcopy(config)
   for field, value in overrides.items():
@@ -123,7 +132,8 @@ def run_config(config: ml_collections.ConfigDict,
 
 def _total_steps(config: ml_collections.ConfigDict) -> int:
   return config.num_epochs * pipeline.prepare(config.input).steps_per_epoch(
-      sharding.local_batch_size(sharding.global_batch_size(config)))
+    sharding.local_batch_size(sharding.global_batch_size(config))
+  )
 
 
 def _checkpoint_steps(run_dir: str) -> list[int]:
@@ -131,8 +141,11 @@ def _checkpoint_steps(run_dir: str) -> list[int]:
   if not tf.io.gfile.isdir(path):
     return []
   # Orbax names a finished save by its step; unfinished ones carry a suffix.
-  return sorted(int(name.strip("/")) for name in tf.io.gfile.listdir(path)
-                if name.strip("/").isdigit())
+  return sorted(
+    int(name.strip("/"))
+    for name in tf.io.gfile.listdir(path)
+    if name.strip("/").isdigit()
+  )
 
 
 def run_status(run_dir: str, config: ml_collections.ConfigDict) -> str:
@@ -149,12 +162,16 @@ def _analysis_is_current(run_dir: str) -> bool:
   analysis = os.path.join(run_dir, "analysis", "analysis.json")
   results = os.path.join(run_dir, "results.json")
   # >=: file times are coarse (a few ms), and training takes far longer.
-  return (tf.io.gfile.exists(analysis) and tf.io.gfile.stat(analysis).mtime_nsec
-          >= tf.io.gfile.stat(results).mtime_nsec)
+  return (
+    tf.io.gfile.exists(analysis)
+    and tf.io.gfile.stat(analysis).mtime_nsec
+    >= tf.io.gfile.stat(results).mtime_nsec
+  )
 
 
-def _train_and_analyze(config: ml_collections.ConfigDict, run_dir: str,
-                       status: str) -> str | None:
+def _train_and_analyze(
+  config: ml_collections.ConfigDict, run_dir: str, status: str
+) -> str | None:
   """Brings one run up to date; returns the error if its training diverged."""
   if status != "done":
     try:
@@ -167,9 +184,12 @@ def _train_and_analyze(config: ml_collections.ConfigDict, run_dir: str,
   return None
 
 
-def run_sweep(config: ml_collections.ConfigDict, workdir: str,
-              sweep_flags: list[str],
-              dry_run: bool = False) -> dict[str, Any] | None:
+def run_sweep(
+  config: ml_collections.ConfigDict,
+  workdir: str,
+  sweep_flags: list[str],
+  dry_run: bool = False,
+) -> dict[str, Any] | None:
   """Trains and analyzes every run of the grid, then writes the summary.
 
   Every run's config is checked before the first one trains. Returns the
@@ -189,18 +209,24 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str,
   failures = {}  # Run name: why its training stopped.
   for i, (run, run_dir, run_cfg) in enumerate(zip(runs, run_dirs, configs)):
     status = run_status(run_dir, run_cfg)
-    logging.info("Sweep run %d of %d, %s: %s.", i + 1, len(runs), run.name,
-                 status)
+    logging.info(
+      "Sweep run %d of %d, %s: %s.", i + 1, len(runs), run.name, status
+    )
     error = _train_and_analyze(run_cfg, run_dir, status)
     if error is not None:
       failures[run.name] = error
   summary = sweep_report.summarize(workdir, runs, failures)
   if jax.process_index() == 0:
     outputs.write_json(os.path.join(workdir, "sweep_summary.json"), summary)
-    outputs.save_figure(os.path.join(workdir, "sweep_summary.png"),
-                        sweep_report.summary_figure(
-                            workdir, runs, failures, sweep_report.figure_title(
-                                config, summary["fields"])))
+    outputs.save_figure(
+      os.path.join(workdir, "sweep_summary.png"),
+      sweep_report.summary_figure(
+        workdir,
+        runs,
+        failures,
+        sweep_report.figure_title(config, summary["fields"]),
+      ),
+    )
   table = sweep_report.format_table(summary["table"])
   logging.info("Sweep summary:\n%s", table)
   print(table)

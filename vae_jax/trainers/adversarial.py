@@ -12,8 +12,9 @@ XLA graph, and the whole `GanState` is one checkpoint. The per-image terms
 are the objective's (`objectives.nonsaturating_gan`).
 """
 
+from collections.abc import Callable
 import functools
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 from flax import struct
 import jax
@@ -37,17 +38,23 @@ NETWORKS = ("generator", "discriminator")
 
 class NetworkState(struct.PyTreeNode):
   """One network's parameters, optimizer state and BatchNorm statistics."""
+
   params: Any
   opt_state: Any
   batch_stats: Any  # {} for a network without BatchNorm.
   tx: optax.GradientTransformation = struct.field(pytree_node=False)
 
   @classmethod
-  def create(cls, variables: dict[str, Any],
-             tx: optax.GradientTransformation) -> "NetworkState":
+  def create(
+    cls, variables: dict[str, Any], tx: optax.GradientTransformation
+  ) -> "NetworkState":
     params = variables["params"]
-    return cls(params=params, opt_state=tx.init(params),
-               batch_stats=variables.get("batch_stats", {}), tx=tx)
+    return cls(
+      params=params,
+      opt_state=tx.init(params),
+      batch_stats=variables.get("batch_stats", {}),
+      tx=tx,
+    )
 
   @property
   def variables(self) -> dict[str, Any]:
@@ -55,8 +62,11 @@ class NetworkState(struct.PyTreeNode):
 
   def apply_gradients(self, grads, batch_stats) -> "NetworkState":
     updates, opt_state = self.tx.update(grads, self.opt_state, self.params)
-    return self.replace(params=optax.apply_updates(self.params, updates),
-                        opt_state=opt_state, batch_stats=batch_stats)
+    return self.replace(
+      params=optax.apply_updates(self.params, updates),
+      opt_state=opt_state,
+      batch_stats=batch_stats,
+    )
 
 
 class GanState(struct.PyTreeNode):
@@ -66,8 +76,10 @@ class GanState(struct.PyTreeNode):
 
   @property
   def params(self) -> dict[str, Any]:
-    return {"generator": self.generator.params,
-            "discriminator": self.discriminator.params}
+    return {
+      "generator": self.generator.params,
+      "discriminator": self.discriminator.params,
+    }
 
 
 def class_labels(batch: dict[str, jax.Array]) -> jax.Array:
@@ -93,71 +105,99 @@ def default_config() -> ml_collections.ConfigDict:
 
 
 def check_config(config: ml_collections.ConfigDict) -> None:
-  errors.require(config.n_critic >= 1,
-                 f"n_critic must be >= 1, got {config.n_critic}.")
+  errors.require(
+    config.n_critic >= 1, f"n_critic must be >= 1, got {config.n_critic}."
+  )
   for network in NETWORKS:
     optimizers.check_config(config.optimizer[network], f"optimizer.{network}")
 
 
-def create_train_state(config: ml_collections.ConfigDict, parts,
-                       image_shape: tuple[int, ...], rng: jax.Array,
-                       total_steps: int) -> GanState:
+def create_train_state(
+  config: ml_collections.ConfigDict,
+  parts,
+  image_shape: tuple[int, ...],
+  rng: jax.Array,
+  total_steps: int,
+) -> GanState:
   """Fresh networks and optimizers; jit it to initialize on devices."""
   model = parts.model
   g_rng, d_rng = jax.random.split(rng)
   g_variables = model.generator.init(
-      g_rng, jnp.zeros((1, model.latent_size)), jnp.zeros((1,), jnp.int32))
+    g_rng, jnp.zeros((1, model.latent_size)), jnp.zeros((1,), jnp.int32)
+  )
   d_variables = model.discriminator.init(d_rng, jnp.zeros((1, *image_shape)))
   # The generator takes one update per n_critic loop steps; its schedule
   # spans its own updates.
   g_steps = max(1, total_steps // config.n_critic)
   return GanState(
-      step=jnp.zeros((), jnp.int32),  # Strongly typed: one compilation.
-      generator=NetworkState.create(g_variables, optimizers.make_optimizer(
-          config.optimizer.generator, g_steps)),
-      discriminator=NetworkState.create(d_variables, optimizers.make_optimizer(
-          config.optimizer.discriminator, total_steps)))
+    step=jnp.zeros((), jnp.int32),  # Strongly typed: one compilation.
+    generator=NetworkState.create(
+      g_variables,
+      optimizers.make_optimizer(config.optimizer.generator, g_steps),
+    ),
+    discriminator=NetworkState.create(
+      d_variables,
+      optimizers.make_optimizer(config.optimizer.discriminator, total_steps),
+    ),
+  )
 
 
 class Settings(NamedTuple):
   """What the steps are given besides their arrays (bound, never traced)."""
+
   model: gan.Gan
   terms: objective_lib.AdversarialTerms  # The objective's.
   loss_config: ml_collections.FrozenConfigDict  # Hashable: a static arg.
   compute_dtype: str  # The networks' arithmetic (`core.precision`).
 
 
-def _run(settings: Settings, name: str, network: NetworkState, params, *args,
-         train: bool) -> tuple[Any, Any]:
+def _run(
+  settings: Settings,
+  name: str,
+  network: NetworkState,
+  params,
+  *args,
+  train: bool,
+) -> tuple[Any, Any]:
   """The outputs of network `name` ('generator' or 'discriminator') with
   `params`, and its updated BatchNorm statistics."""
-  apply_fn = precision.apply_in(getattr(settings.model, name).apply,
-                                settings.compute_dtype)
+  apply_fn = precision.apply_in(
+    getattr(settings.model, name).apply, settings.compute_dtype
+  )
   variables = {"params": params, "batch_stats": network.batch_stats}
   if not train:
     return apply_fn(variables, *args, train=False), network.batch_stats
-  outputs, updates = apply_fn(variables, *args, train=True,
-                              mutable=["batch_stats"])
+  outputs, updates = apply_fn(
+    variables, *args, train=True, mutable=["batch_stats"]
+  )
   return outputs, updates.get("batch_stats", network.batch_stats)
 
 
-def _update(network: NetworkState, objective: Callable[..., Any]
-            ) -> tuple[NetworkState, dict[str, jax.Array], jax.Array]:
+def _update(
+  network: NetworkState, objective: Callable[..., Any]
+) -> tuple[NetworkState, dict[str, jax.Array], jax.Array]:
   """`network` after one step down `objective(params) -> (loss, (terms,
   batch_stats))`, the terms, and whether the loss and gradients were finite."""
-  (loss, (terms, stats)), grads = jax.value_and_grad(
-      objective, has_aux=True)(network.params)
-  return (network.apply_gradients(grads, stats), terms,
-          finite_guard.all_finite(loss, grads))
+  (loss, (terms, stats)), grads = jax.value_and_grad(objective, has_aux=True)(
+    network.params
+  )
+  return (
+    network.apply_gradients(grads, stats),
+    terms,
+    finite_guard.all_finite(loss, grads),
+  )
 
 
 def _latents(model: gan.Gan, rng: jax.Array, batch_size: int) -> jax.Array:
   return jax.random.normal(rng, (batch_size, model.latent_size))
 
 
-def discriminator_step(state: GanState, batch: dict[str, jax.Array],
-                       rng: jax.Array, settings: Settings
-                       ) -> tuple[GanState, dict[str, jax.Array], jax.Array]:
+def discriminator_step(
+  state: GanState,
+  batch: dict[str, jax.Array],
+  rng: jax.Array,
+  settings: Settings,
+) -> tuple[GanState, dict[str, jax.Array], jax.Array]:
   """One discriminator update on `batch` and fakes of its labels.
 
   Returns the state, the mean terms (the objective's discriminator terms)
@@ -165,23 +205,35 @@ def discriminator_step(state: GanState, batch: dict[str, jax.Array],
   unchanged.
   """
   images, labels = batch["image"], class_labels(batch)
-  fakes, _ = _run(settings, "generator", state.generator,
-                  state.generator.params,
-                  _latents(settings.model, rng, images.shape[0]), labels,
-                  train=True)
+  fakes, _ = _run(
+    settings,
+    "generator",
+    state.generator,
+    state.generator.params,
+    _latents(settings.model, rng, images.shape[0]),
+    labels,
+    train=True,
+  )
   fakes = jax.lax.stop_gradient(fakes)
   network = state.discriminator
 
   def objective(params):
     # Real and fake batches pass apart, as in DCGAN: BatchNorm statistics
     # of a mixed batch would tell the two kinds apart by themselves.
-    real, stats = _run(settings, "discriminator", network, params, images,
-                       train=True)
-    fake, stats = _run(settings, "discriminator",
-                       network.replace(batch_stats=stats), params, fakes,
-                       train=True)
-    terms = settings.terms.discriminator(real, fake, labels,
-                                         settings.loss_config)
+    real, stats = _run(
+      settings, "discriminator", network, params, images, train=True
+    )
+    fake, stats = _run(
+      settings,
+      "discriminator",
+      network.replace(batch_stats=stats),
+      params,
+      fakes,
+      train=True,
+    )
+    terms = settings.terms.discriminator(
+      real, fake, labels, settings.loss_config
+    )
     terms = {name: value.mean() for name, value in terms.items()}
     return terms["d_loss"], (terms, stats)
 
@@ -189,21 +241,31 @@ def discriminator_step(state: GanState, batch: dict[str, jax.Array],
   return state.replace(discriminator=network), terms, finite
 
 
-def generator_step(state: GanState, batch: dict[str, jax.Array],
-                   rng: jax.Array, settings: Settings
-                   ) -> tuple[GanState, dict[str, jax.Array], jax.Array]:
+def generator_step(
+  state: GanState,
+  batch: dict[str, jax.Array],
+  rng: jax.Array,
+  settings: Settings,
+) -> tuple[GanState, dict[str, jax.Array], jax.Array]:
   """One generator update on fresh z for `batch`'s labels; D is unchanged."""
   labels = class_labels(batch)
   z = _latents(settings.model, rng, labels.shape[0])
   network = state.generator
 
   def objective(params):
-    fakes, stats = _run(settings, "generator", network, params, z, labels,
-                        train=True)
+    fakes, stats = _run(
+      settings, "generator", network, params, z, labels, train=True
+    )
     # The discriminator as it judged fakes in its own update (batch
     # statistics); its updated running averages are dropped.
-    fake, _ = _run(settings, "discriminator", state.discriminator,
-                   state.discriminator.params, fakes, train=True)
+    fake, _ = _run(
+      settings,
+      "discriminator",
+      state.discriminator,
+      state.discriminator.params,
+      fakes,
+      train=True,
+    )
     terms = settings.terms.generator(fake, labels, settings.loss_config)
     terms = {name: value.mean() for name, value in terms.items()}
     return terms["g_loss"], (terms, stats)
@@ -212,9 +274,14 @@ def generator_step(state: GanState, batch: dict[str, jax.Array],
   return state.replace(generator=network), terms, finite
 
 
-def train_step(state: GanState, batch: dict[str, jax.Array], rng: jax.Array,
-               *, settings: Settings, n_critic: int
-               ) -> tuple[GanState, dict[str, jax.Array]]:
+def train_step(
+  state: GanState,
+  batch: dict[str, jax.Array],
+  rng: jax.Array,
+  *,
+  settings: Settings,
+  n_critic: int,
+) -> tuple[GanState, dict[str, jax.Array]]:
   """A discriminator update, then a generator update every n_critic-th step.
 
   `rng` is the run's base key, folded with the step. Metrics are the
@@ -231,48 +298,73 @@ def train_step(state: GanState, batch: dict[str, jax.Array], rng: jax.Array,
     updated, g_finite = update_generator(updated)
   else:
     updated, g_finite = jax.lax.cond(
-        (state.step + 1) % n_critic == 0, update_generator,
-        lambda s: (s, jnp.array(True)), updated)
+      (state.step + 1) % n_critic == 0,
+      update_generator,
+      lambda s: (s, jnp.array(True)),
+      updated,
+    )
   finite = finite & g_finite
   next_step = state.step + 1
-  state = finite_guard.keep_if_finite(finite, updated.replace(step=next_step),
-                                      state.replace(step=next_step))
+  state = finite_guard.keep_if_finite(
+    finite, updated.replace(step=next_step), state.replace(step=next_step)
+  )
   return state, {**terms, "loss": terms["d_loss"], "finite": finite}
 
 
-def eval_step(state: GanState, batch: dict[str, jax.Array], rng: jax.Array,
-              *, settings: Settings) -> dict[str, jax.Array]:
+def eval_step(
+  state: GanState,
+  batch: dict[str, jax.Array],
+  rng: jax.Array,
+  *,
+  settings: Settings,
+) -> dict[str, jax.Array]:
   """Sums over the unpadded images of `batch`, and as many fakes of their
   labels, of the discriminator's terms (accuracies, losses)."""
   images, labels = batch["image"], class_labels(batch)
-  fakes, _ = _run(settings, "generator", state.generator,
-                  state.generator.params,
-                  _latents(settings.model, rng, images.shape[0]), labels,
-                  train=False)
-  judge = functools.partial(_run, settings, "discriminator",
-                            state.discriminator, state.discriminator.params,
-                            train=False)
-  terms = settings.terms.discriminator(judge(images)[0], judge(fakes)[0],
-                                       labels, settings.loss_config)
+  fakes, _ = _run(
+    settings,
+    "generator",
+    state.generator,
+    state.generator.params,
+    _latents(settings.model, rng, images.shape[0]),
+    labels,
+    train=False,
+  )
+  judge = functools.partial(
+    _run,
+    settings,
+    "discriminator",
+    state.discriminator,
+    state.discriminator.params,
+    train=False,
+  )
+  terms = settings.terms.discriminator(
+    judge(images)[0], judge(fakes)[0], labels, settings.loss_config
+  )
   terms["loss"] = terms["d_loss"]
   return trainer.masked_sums(terms, batch["mask"])
 
 
 def settings_of(config: ml_collections.ConfigDict, parts) -> Settings:
   # Frozen, so that Settings hash: jit takes them as a static argument.
-  return Settings(model=parts.model, terms=parts.objective.terms,
-                  loss_config=ml_collections.FrozenConfigDict(config.loss),
-                  compute_dtype=config.compute_dtype)
+  return Settings(
+    model=parts.model,
+    terms=parts.objective.terms,
+    loss_config=ml_collections.FrozenConfigDict(config.loss),
+    compute_dtype=config.compute_dtype,
+  )
 
 
-def bound_steps(config: ml_collections.ConfigDict, parts
-                ) -> tuple[Callable[..., Any], Callable[..., Any]]:
+def bound_steps(
+  config: ml_collections.ConfigDict, parts
+) -> tuple[Callable[..., Any], Callable[..., Any]]:
   """`train_step` and `eval_step` with `config`'s settings bound:
   `(state, batch, rng)` functions, not yet compiled."""
   settings = settings_of(config, parts)
-  return (functools.partial(train_step, settings=settings,
-                            n_critic=config.n_critic),
-          functools.partial(eval_step, settings=settings))
+  return (
+    functools.partial(train_step, settings=settings, n_critic=config.n_critic),
+    functools.partial(eval_step, settings=settings),
+  )
 
 
 def make_jitted_steps(config: ml_collections.ConfigDict, parts, mesh):
@@ -280,53 +372,76 @@ def make_jitted_steps(config: ml_collections.ConfigDict, parts, mesh):
   return sharding.jit_steps(*bound_steps(config, parts), mesh)
 
 
-def generate_images(state: GanState, z: jax.Array, labels: jax.Array, *,
-                    settings: Settings) -> jax.Array:
+def generate_images(
+  state: GanState, z: jax.Array, labels: jax.Array, *, settings: Settings
+) -> jax.Array:
   """Samples in [0, 1], BatchNorm on its running averages (eval mode)."""
-  images, _ = _run(settings, "generator", state.generator,
-                   state.generator.params, z, labels, train=False)
+  images, _ = _run(
+    settings,
+    "generator",
+    state.generator,
+    state.generator.params,
+    z,
+    labels,
+    train=False,
+  )
   if settings.model.generator.output_activation == "tanh":
     return (images + 1) / 2
   return images
 
 
-def label_grid_inputs(model: gan.Gan, z: jax.Array
-                      ) -> tuple[jax.Array, jax.Array]:
+def label_grid_inputs(
+  model: gan.Gan, z: jax.Array
+) -> tuple[jax.Array, jax.Array]:
   """z and labels for one row per class, each row over the same `z`."""
   num_cols = z.shape[0]
   # NumPy labels: a process-local jax.Array beside the global state would
   # not be one value on multi-process runs.
-  return (jnp.tile(z, (model.num_classes, 1)),
-          np.repeat(np.arange(model.num_classes, dtype=np.int32), num_cols))
+  return (
+    jnp.tile(z, (model.num_classes, 1)),
+    np.repeat(np.arange(model.num_classes, dtype=np.int32), num_cols),
+  )
 
 
-def make_image_grids(config: ml_collections.ConfigDict, parts,
-                     test_images: np.ndarray, rng: jax.Array
-                     ) -> Callable[[GanState], dict[str, np.ndarray]]:
+def make_image_grids(
+  config: ml_collections.ConfigDict,
+  parts,
+  test_images: np.ndarray,
+  rng: jax.Array,
+) -> Callable[[GanState], dict[str, np.ndarray]]:
   """The grids shown each epoch: samples of z drawn once from `rng` (an
   ACGAN's cycle through the classes), and for an ACGAN 'by_label', a row
   per class over the same z, so progress shows on the same images."""
   del test_images  # A GAN reconstructs nothing.
   model = parts.model
-  generate = jax.jit(functools.partial(generate_images,
-                                       settings=settings_of(config, parts)))
+  generate = jax.jit(
+    functools.partial(generate_images, settings=settings_of(config, parts))
+  )
   z = _latents(model, rng, config.num_image_samples)
   labels = np.arange(z.shape[0], dtype=np.int32) % max(model.num_classes, 1)
   num_cols = min(10, z.shape[0])
 
   def image_grids(state: GanState) -> dict[str, np.ndarray]:
-    grids = {"samples": image_grid.make_grid(
-        image_grid.to_uint8(sharding.to_host(generate(state, z, labels))))}
+    grids = {
+      "samples": image_grid.make_grid(
+        image_grid.to_uint8(sharding.to_host(generate(state, z, labels)))
+      )
+    }
     if model.num_classes:
       by_label = generate(state, *label_grid_inputs(model, z[:num_cols]))
       grids["by_label"] = image_grid.make_grid(
-          image_grid.to_uint8(sharding.to_host(by_label)), num_cols=num_cols)
+        image_grid.to_uint8(sharding.to_host(by_label)), num_cols=num_cols
+      )
     return grids
 
   return image_grids
 
 
 TRAINER = trainer.Trainer(
-    name="adversarial", default_config=default_config,
-    check_config=check_config, create_train_state=create_train_state,
-    make_jitted_steps=make_jitted_steps, make_image_grids=make_image_grids)
+  name="adversarial",
+  default_config=default_config,
+  check_config=check_config,
+  create_train_state=create_train_state,
+  make_jitted_steps=make_jitted_steps,
+  make_image_grids=make_image_grids,
+)

@@ -10,9 +10,11 @@ from absl import logging
 
 
 def _metrics_text(metrics: dict[str, float], prefix: str = "") -> str:
-  return ", ".join(f"{name[len(prefix):]} {value:.4g}"
-                   for name, value in sorted(metrics.items())
-                   if name.startswith(prefix))
+  return ", ".join(
+    f"{name[len(prefix) :]} {value:.4g}"
+    for name, value in sorted(metrics.items())
+    if name.startswith(prefix)
+  )
 
 
 def _duration(seconds: float) -> str:
@@ -25,8 +27,13 @@ class Console:
   """The run's log: a line per log window and one per epoch, nothing more
   (TensorBoard gets every scalar and image)."""
 
-  def __init__(self, total_steps: int, steps_per_epoch: int, start_step: int,
-               batch_size: int):
+  def __init__(
+    self,
+    total_steps: int,
+    steps_per_epoch: int,
+    start_step: int,
+    batch_size: int,
+  ):
     self._total_steps, self._steps_per_epoch = total_steps, steps_per_epoch
     self._batch_size = batch_size
     self._start = (time.perf_counter(), start_step)
@@ -37,23 +44,37 @@ class Console:
     seconds, steps = now - self._window_start[0], step - self._window_start[1]
     self._window_start = (now, step)
     skipped = int(summary.get("nonfinite_steps", 0))
-    logging.info("step %d/%d: %s; %.0f images/s%s", step, self._total_steps,
-                 _metrics_text({k: v for k, v in summary.items()
-                                if k != "nonfinite_steps"}),
-                 steps * self._batch_size / max(seconds, 1e-9),
-                 f"; {skipped} non-finite steps skipped" if skipped else "")
+    logging.info(
+      "step %d/%d: %s; %.0f images/s%s",
+      step,
+      self._total_steps,
+      _metrics_text(
+        {k: v for k, v in summary.items() if k != "nonfinite_steps"}
+      ),
+      steps * self._batch_size / max(seconds, 1e-9),
+      f"; {skipped} non-finite steps skipped" if skipped else "",
+    )
 
   def epoch(self, step: int, metrics: dict[str, float]) -> None:
-    seconds, steps = (time.perf_counter() - self._start[0],
-                      step - self._start[1])
+    seconds, steps = (
+      time.perf_counter() - self._start[0],
+      step - self._start[1],
+    )
     left = (self._total_steps - step) * seconds / max(steps, 1)
-    logging.info("epoch %d/%d: test %s; %s left",
-                 step // self._steps_per_epoch,
-                 self._total_steps // self._steps_per_epoch,
-                 _metrics_text(metrics, "test_"), _duration(left))
+    logging.info(
+      "epoch %d/%d: test %s; %s left",
+      step // self._steps_per_epoch,
+      self._total_steps // self._steps_per_epoch,
+      _metrics_text(metrics, "test_"),
+      _duration(left),
+    )
 
-  def final(self, metrics: dict[str, float], steps_run: int,
-            train_seconds: float) -> None:
-    logging.info("Final test metrics: %s; %d steps in %s.",
-                 _metrics_text(metrics, "test_"), steps_run,
-                 _duration(train_seconds))
+  def final(
+    self, metrics: dict[str, float], steps_run: int, train_seconds: float
+  ) -> None:
+    logging.info(
+      "Final test metrics: %s; %d steps in %s.",
+      _metrics_text(metrics, "test_"),
+      steps_run,
+      _duration(train_seconds),
+    )

@@ -5,8 +5,9 @@ default objective, which `config.loss.objective` may replace. `assemble`
 checks that they fit together and builds the model.
 """
 
+from collections.abc import Sequence
 import dataclasses
-from typing import Any, Sequence
+from typing import Any
 
 import ml_collections
 
@@ -20,8 +21,10 @@ from vae_jax.trainers import adversarial
 from vae_jax.trainers import single_network
 from vae_jax.trainers import trainer as trainer_lib
 
-TRAINERS = {trainer.name: trainer
-            for trainer in (single_network.TRAINER, adversarial.TRAINER)}
+TRAINERS = {
+  trainer.name: trainer
+  for trainer in (single_network.TRAINER, adversarial.TRAINER)
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,33 +35,38 @@ class Parts:
   model: Any  # The family's model, adapted by the objective.
 
 
-def declared(config: ml_collections.ConfigDict
-             ) -> tuple[family_lib.Family, objective_lib.Objective,
-                        trainer_lib.Trainer]:
+def declared(
+  config: ml_collections.ConfigDict,
+) -> tuple[family_lib.Family, objective_lib.Objective, trainer_lib.Trainer]:
   """The family, objective and trainer `config` names; raises ConfigError
   when they do not fit together."""
   model_family = models.get(config.model.name)
   objective = objectives.for_model(config.loss, model_family)
   errors.require(
-      objective.trainer == model_family.trainer,
-      f"loss.objective {objective.name!r} is trained by the "
-      f"{objective.trainer!r} trainer, model {model_family.name!r} by the "
-      f"{model_family.trainer!r} one.")
+    objective.trainer == model_family.trainer,
+    f"loss.objective {objective.name!r} is trained by the "
+    f"{objective.trainer!r} trainer, model {model_family.name!r} by the "
+    f"{model_family.trainer!r} one.",
+  )
   return model_family, objective, TRAINERS[model_family.trainer]
 
 
-def assemble(config: ml_collections.ConfigDict,
-             image_shape: Sequence[int]) -> Parts:
+def assemble(
+  config: ml_collections.ConfigDict, image_shape: Sequence[int]
+) -> Parts:
   """The model for images of `image_shape`, and what declares it."""
   model_family, objective, trainer = declared(config)
   expected = model_family.pixel_range(config.model)
   errors.require(
-      config.input.pixel_range == expected,
-      f"model {config.model.name!r} reads input.pixel_range={expected!r}, "
-      f"got {config.input.pixel_range!r}.")
-  num_classes = (sources.num_classes(config.input) if model_family.conditional
-                 else 0)
+    config.input.pixel_range == expected,
+    f"model {config.model.name!r} reads input.pixel_range={expected!r}, "
+    f"got {config.input.pixel_range!r}.",
+  )
+  num_classes = (
+    sources.num_classes(config.input) if model_family.conditional else 0
+  )
   model = models.build(config.model, image_shape, num_classes)
   model = objective.adapt_model(model, config.loss, image_shape)
-  return Parts(family=model_family, objective=objective, trainer=trainer,
-               model=model)
+  return Parts(
+    family=model_family, objective=objective, trainer=trainer, model=model
+  )

@@ -8,8 +8,9 @@ the step is jitted once with explicit shardings, so it runs data parallel on
 any mesh.
 """
 
+from collections.abc import Callable
 import functools
-from typing import Any, Callable
+from typing import Any
 
 from flax.training import train_state
 import jax
@@ -45,39 +46,58 @@ def variables(state: TrainState) -> dict[str, Any]:
   return {"params": state.params, "batch_stats": state.batch_stats}
 
 
-def create_train_state(config: ml_collections.ConfigDict, parts,
-                       image_shape: tuple[int, ...], rng: jax.Array,
-                       total_steps: int) -> TrainState:
+def create_train_state(
+  config: ml_collections.ConfigDict,
+  parts,
+  image_shape: tuple[int, ...],
+  rng: jax.Array,
+  total_steps: int,
+) -> TrainState:
   """Fresh parameters and optimizer state; jit it to initialize on devices."""
   param_rng, _ = jax.random.split(rng)
   initial = parts.model.init(param_rng, jnp.zeros((1, *image_shape)))
   state = TrainState.create(
-      apply_fn=parts.model.apply,
-      params=initial["params"],
-      batch_stats=initial.get("batch_stats", {}),
-      tx=optimizers.make_optimizer(config.optimizer, total_steps))
+    apply_fn=parts.model.apply,
+    params=initial["params"],
+    batch_stats=initial.get("batch_stats", {}),
+    tx=optimizers.make_optimizer(config.optimizer, total_steps),
+  )
   # A weakly typed Python 0 would become strong int32 after one update and
   # make the jitted step compile a second time.
   return state.replace(step=jnp.zeros((), jnp.int32))
 
 
-def run_model(state: TrainState, params: Any, *args: Any, method: Any,
-              train: bool, compute_dtype: str) -> tuple[Any, Any]:
+def run_model(
+  state: TrainState,
+  params: Any,
+  *args: Any,
+  method: Any,
+  train: bool,
+  compute_dtype: str,
+) -> tuple[Any, Any]:
   """The model's `method` on `args` with `params`, and its BatchNorm
   statistics (updated when training): the objectives' `RunModel`."""
   apply_fn = precision.apply_in(state.apply_fn, compute_dtype)
   model_variables = {"params": params, "batch_stats": state.batch_stats}
   if not train:
-    return (apply_fn(model_variables, *args, train=False, method=method),
-            state.batch_stats)
-  outputs, updates = apply_fn(model_variables, *args, train=True,
-                              method=method, mutable=["batch_stats"])
+    return (
+      apply_fn(model_variables, *args, train=False, method=method),
+      state.batch_stats,
+    )
+  outputs, updates = apply_fn(
+    model_variables, *args, train=True, method=method, mutable=["batch_stats"]
+  )
   return outputs, updates.get("batch_stats", state.batch_stats)
 
 
-def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array,
-               *, terms_fn: Callable[..., Any], compute_dtype: str
-               ) -> tuple[TrainState, dict[str, jax.Array]]:
+def train_step(
+  state: TrainState,
+  batch: dict[str, jax.Array],
+  rng: jax.Array,
+  *,
+  terms_fn: Callable[..., Any],
+  compute_dtype: str,
+) -> tuple[TrainState, dict[str, jax.Array]]:
   """One update on `batch`; `rng` is the run's base key, folded with the step.
 
   `terms_fn` is the objective's `terms` with its loss config bound.
@@ -85,45 +105,62 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array,
   step_rng = jax.random.fold_in(rng, state.step)
 
   def objective(params):
-    run = functools.partial(run_model, state, params, train=True,
-                            compute_dtype=compute_dtype)
-    terms, batch_stats = terms_fn(run, params, batch["image"], step_rng,
-                                  state.step)
+    run = functools.partial(
+      run_model, state, params, train=True, compute_dtype=compute_dtype
+    )
+    terms, batch_stats = terms_fn(
+      run, params, batch["image"], step_rng, state.step
+    )
     return terms["loss"].mean(), (terms, batch_stats)
 
   (loss, (terms, batch_stats)), grads = jax.value_and_grad(
-      objective, has_aux=True)(state.params)
+    objective, has_aux=True
+  )(state.params)
   finite = finite_guard.all_finite(loss, grads)
   # A branch, not a select of both outcomes: only one of them is computed,
   # and an applied update makes no extra pass over the parameters and the
   # optimizer state.
   state = jax.lax.cond(
-      finite,
-      lambda s: s.apply_gradients(grads=grads, batch_stats=batch_stats),
-      lambda s: s.replace(step=s.step + 1), state)
+    finite,
+    lambda s: s.apply_gradients(grads=grads, batch_stats=batch_stats),
+    lambda s: s.replace(step=s.step + 1),
+    state,
+  )
   metrics = {name: value.mean() for name, value in terms.items()}
   return state, {**metrics, "finite": finite}
 
 
-def eval_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array,
-              *, terms_fn: Callable[..., Any],
-              compute_dtype: str) -> dict[str, jax.Array]:
+def eval_step(
+  state: TrainState,
+  batch: dict[str, jax.Array],
+  rng: jax.Array,
+  *,
+  terms_fn: Callable[..., Any],
+  compute_dtype: str,
+) -> dict[str, jax.Array]:
   """Sums of the per-image terms over the unpadded images of `batch`."""
-  run = functools.partial(run_model, state, state.params, train=False,
-                          compute_dtype=compute_dtype)
+  run = functools.partial(
+    run_model, state, state.params, train=False, compute_dtype=compute_dtype
+  )
   terms, _ = terms_fn(run, state.params, batch["image"], rng, state.step)
   return trainer.masked_sums(terms, batch["mask"])
 
 
-def bound_steps(config: ml_collections.ConfigDict, parts
-                ) -> tuple[Callable[..., Any], Callable[..., Any]]:
+def bound_steps(
+  config: ml_collections.ConfigDict, parts
+) -> tuple[Callable[..., Any], Callable[..., Any]]:
   """`train_step` and `eval_step` with `parts`' objective and `config`'s
   settings bound: `(state, batch, rng)` functions, not yet compiled."""
-  settings = {"compute_dtype": config.compute_dtype,
-              "terms_fn": functools.partial(parts.objective.terms,
-                                            loss_config=config.loss)}
-  return (functools.partial(train_step, **settings),
-          functools.partial(eval_step, **settings))
+  settings = {
+    "compute_dtype": config.compute_dtype,
+    "terms_fn": functools.partial(
+      parts.objective.terms, loss_config=config.loss
+    ),
+  }
+  return (
+    functools.partial(train_step, **settings),
+    functools.partial(eval_step, **settings),
+  )
 
 
 def make_jitted_steps(config: ml_collections.ConfigDict, parts, mesh):
@@ -131,17 +168,24 @@ def make_jitted_steps(config: ml_collections.ConfigDict, parts, mesh):
   return sharding.jit_steps(*bound_steps(config, parts), mesh)
 
 
-def decode_images(state: TrainState, codes: jax.Array, *,
-                  to_images: Callable[[jax.Array], jax.Array]) -> jax.Array:
+def decode_images(
+  state: TrainState,
+  codes: jax.Array,
+  *,
+  to_images: Callable[[jax.Array], jax.Array],
+) -> jax.Array:
   """Mean images in [0, 1] of latents or codes [N, D]; `to_images` is the
   objective's."""
   return to_images(state.apply_fn(variables(state), codes, method="decode"))
 
 
-def reconstruct_images(state: TrainState, images: jax.Array, *,
-                       kind: family.Kind,
-                       to_images: Callable[[jax.Array], jax.Array]
-                       ) -> jax.Array:
+def reconstruct_images(
+  state: TrainState,
+  images: jax.Array,
+  *,
+  kind: family.Kind,
+  to_images: Callable[[jax.Array], jax.Array],
+) -> jax.Array:
   """Reconstructions in [0, 1]; a latent-variable model decodes its
   posterior mean (no noise)."""
   code = state.apply_fn(variables(state), images, method="encode")
@@ -150,9 +194,12 @@ def reconstruct_images(state: TrainState, images: jax.Array, *,
   return decode_images(state, code, to_images=to_images)
 
 
-def make_image_grids(config: ml_collections.ConfigDict, parts,
-                     test_images: np.ndarray, rng: jax.Array
-                     ) -> Callable[[TrainState], dict[str, np.ndarray]]:
+def make_image_grids(
+  config: ml_collections.ConfigDict,
+  parts,
+  test_images: np.ndarray,
+  rng: jax.Array,
+) -> Callable[[TrainState], dict[str, np.ndarray]]:
   """The grids shown each epoch, as a function of the state.
 
   Reconstructions of `test_images`, and for models with a prior decodings
@@ -160,15 +207,19 @@ def make_image_grids(config: ml_collections.ConfigDict, parts,
   show progress.
   """
   kind, to_images = parts.family.kind, parts.objective.to_images
-  reconstruct = jax.jit(functools.partial(reconstruct_images, kind=kind,
-                                          to_images=to_images))
+  reconstruct = jax.jit(
+    functools.partial(reconstruct_images, kind=kind, to_images=to_images)
+  )
   decode = jax.jit(functools.partial(decode_images, to_images=to_images))
   has_prior = kind == family.Kind.LATENT_VARIABLE
-  fixed_z = (jax.random.normal(rng, (config.num_image_samples,
-                                     parts.model.latent_size))
-             if has_prior else None)
-  originals = (test_images if config.input.pixel_range == "unit"
-               else (test_images + 1) / 2)
+  fixed_z = (
+    jax.random.normal(rng, (config.num_image_samples, parts.model.latent_size))
+    if has_prior
+    else None
+  )
+  originals = (
+    test_images if config.input.pixel_range == "unit" else (test_images + 1) / 2
+  )
   num_cols = min(16, len(originals))
 
   def image_grids(state: TrainState) -> dict[str, np.ndarray]:
@@ -176,20 +227,33 @@ def make_image_grids(config: ml_collections.ConfigDict, parts,
     # every process, as these test images are.
     recons = sharding.to_host(reconstruct(state, test_images))
     # Rows alternate: num_cols test images, then their reconstructions.
-    rows = [part for start in range(0, len(originals), num_cols)
-            for part in (originals[start:start + num_cols],
-                         recons[start:start + num_cols])]
-    grids = {"reconstructions": image_grid.make_grid(
-        image_grid.to_uint8(np.concatenate(rows)), num_cols=num_cols)}
+    rows = [
+      part
+      for start in range(0, len(originals), num_cols)
+      for part in (
+        originals[start : start + num_cols],
+        recons[start : start + num_cols],
+      )
+    ]
+    grids = {
+      "reconstructions": image_grid.make_grid(
+        image_grid.to_uint8(np.concatenate(rows)), num_cols=num_cols
+      )
+    }
     if has_prior:
       grids["samples"] = image_grid.make_grid(
-          image_grid.to_uint8(sharding.to_host(decode(state, fixed_z))))
+        image_grid.to_uint8(sharding.to_host(decode(state, fixed_z)))
+      )
     return grids
 
   return image_grids
 
 
 TRAINER = trainer.Trainer(
-    name="single_network", default_config=default_config,
-    check_config=check_config, create_train_state=create_train_state,
-    make_jitted_steps=make_jitted_steps, make_image_grids=make_image_grids)
+  name="single_network",
+  default_config=default_config,
+  check_config=check_config,
+  create_train_state=create_train_state,
+  make_jitted_steps=make_jitted_steps,
+  make_image_grids=make_image_grids,
+)

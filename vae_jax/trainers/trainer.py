@@ -5,7 +5,8 @@ single-network trainer (VAEs, plain autoencoders) and the adversarial one
 (GANs). Each module declares one `Trainer`; a model family names its own.
 """
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -16,6 +17,7 @@ import numpy as np
 class Trainer(NamedTuple):
   """The functions `loop.train_and_evaluate` calls; `parts` is a
   `parts.Parts` (the model, its family, objective and this trainer)."""
+
   name: str  # `Family.trainer`.
   # () -> the config fields this trainer reads beside the loop's (its
   # optimizer section, an update schedule), merged into the top level.
@@ -34,8 +36,9 @@ class Trainer(NamedTuple):
   make_image_grids: Callable[..., Callable[[Any], dict[str, np.ndarray]]]
 
 
-def masked_sums(terms: dict[str, jax.Array],
-                mask: jax.Array) -> dict[str, jax.Array]:
+def masked_sums(
+  terms: dict[str, jax.Array], mask: jax.Array
+) -> dict[str, jax.Array]:
   """Sums of per-image `terms` over the images `mask` keeps, and 'count'."""
   mask = mask.astype(jnp.float32)
   sums = {name: jnp.sum(value * mask) for name, value in terms.items()}
