@@ -1,6 +1,7 @@
 """Installs vae_jax: `pip install -e .` (library), `pip install -e '.[test]'`
-(tests), `pip install -e '.[notebooks]'` (colabs/ in a local Jupyter) or
-`pip install -e '.[bench]'` (benchmarks/ against PyTorch)."""
+(tests), `pip install -e '.[notebooks]'` (colabs/ in a local Jupyter),
+`pip install -e '.[bench]'` (benchmarks/ against PyTorch) or
+`pip install -e '.[lint]'` (ruff, the formatter and linter)."""
 
 import setuptools
 
@@ -34,11 +35,18 @@ NOTEBOOK_REQUIRES = [
   "ipywidgets>=8.0",
 ]
 
+# The formatter and linter (ruff.toml); .ci/run checks with this version
+# before the tests, and a different version may format differently.
+LINT_REQUIRES = [
+  "ruff==0.17.5",
+]
+
 TEST_REQUIRES = [
   "papermill>=2.6",  # Runs each notebook with its parameters overridden.
   "pytest>=8.0",
   "pytest-xdist>=3.5",
   *NOTEBOOK_REQUIRES,
+  *LINT_REQUIRES,
 ]
 
 # benchmarks/vs_pytorch.py and conv_forms.py time PyTorch twins of the
@@ -61,6 +69,7 @@ setuptools.setup(
   install_requires=INSTALL_REQUIRES,
   extras_require={
     "bench": BENCH_REQUIRES,
+    "lint": LINT_REQUIRES,
     "notebooks": NOTEBOOK_REQUIRES,
     "test": TEST_REQUIRES,
   },
