@@ -29,7 +29,8 @@ INSTALL_REQUIRES = [
 
 # What the notebooks in colabs/ need beside the library (Colab has both).
 # Not in INSTALL_REQUIRES: they bring IPython and Jupyter's widget packages,
-# which training jobs never use; vae_jax.explore imports ipywidgets lazily.
+# which training jobs never use; vae_jax.analysis.explore imports ipywidgets
+# lazily.
 NOTEBOOK_REQUIRES = [
   "ipykernel>=6.0",
   "ipywidgets>=8.0",

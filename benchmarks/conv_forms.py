@@ -1,14 +1,15 @@
 r"""Each conv form of vae_jax.models.layers against PyTorch, layer by layer.
 
-    python benchmarks/conv_forms.py --output=/tmp/conv_forms.json
+    python benchmarks/conv_forms.py \
+        --output=benchmarks/results/conv_forms_cpu_2cores.json
 
 For every conv layer shape of the conv configs (batch 128), times one
 forward and backward pass (gradients of the kernel, and of the input unless
 it is the image) of the 'xla' and 'matmul' forms and of PyTorch's
-Conv2d / ConvTranspose2d, interleaved, and prints the medians (one lone step each: inside
-training's compiled loop XLA's strided convs are much slower, see
-`layers.resolve_conv_impl`). Needs `pip install -e
-'.[bench]'` (PyTorch's CPU build). Not a test: timings depend on the machine.
+Conv2d / ConvTranspose2d, interleaved, and prints the medians (one lone
+step each: inside training's compiled loop XLA's strided convs are much
+slower, see `layers.resolve_conv_impl`). Needs `pip install -e '.[bench]'`
+(PyTorch's CPU build). Not a test: timings depend on the machine.
 """
 
 import json
@@ -111,12 +112,16 @@ def main(argv):
     tx = torch.randn(batch, cin, height, height, requires_grad=input_grad)
     tg = torch.randn(batch, cout, out_height, out_height)
 
-    def run_torch():
+    def run_torch(module=module, tx=tx, tg=tg):
       module.zero_grad(set_to_none=True)
       (module(tx) * tg).sum().backward()
 
     runs = {
-      impl: (lambda step=step: jax.block_until_ready(step(kernel, x, g)))
+      impl: (
+        lambda step=step, kernel=kernel, x=x, g=g: jax.block_until_ready(
+          step(kernel, x, g)
+        )
+      )
       for impl, step in steps.items()
     }
     runs["pytorch"] = run_torch

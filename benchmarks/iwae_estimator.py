@@ -1,6 +1,8 @@
 r"""The k = 5000 test-NLL estimator against this machine's fp32 matmul peak.
 
-    python benchmarks/iwae_estimator.py --workdir=/tmp/iwae_k5 --num_images=1000
+    python benchmarks/iwae_estimator.py --workdir=/tmp/iwae_k5 \
+        --num_images=1000 \
+        --output=benchmarks/results/iwae_estimator_cpu_2cores.json
 
 Times `analysis.runs.iwae_nll` (the compiled loop `vae_jax.analyze` runs) on
 a trained run's first `--num_images` test images, and, in the same process,

@@ -1,6 +1,7 @@
 r"""Training throughput of configs, as a fraction of this machine's matmul peak.
 
-    python benchmarks/train_throughput.py --output=benchmarks/results/cpu.json \
+    python benchmarks/train_throughput.py \
+        --output=benchmarks/results/train_throughput_cpu_2cores.json \
         --configs=configs/mnist_linear.py,configs/mnist_convvae.py:16,configs/mnist_conv.py
 
 Measures, in one process:
@@ -11,7 +12,8 @@ Measures, in one process:
     and the steady-state time per step (compilation and warm-up excluded)
     of three ways to run it:
       - `device_loop`: the split held on the device, steps run as one
-        compiled loop (`vae_jax.data.device_held`, what training uses for MNIST),
+        compiled loop (`vae_jax.data.device_held`, what training uses for
+        MNIST),
         compiled and called for the steps between the host's stops as
         training does (XLA compiles a step inside the loop differently from
         a lone step: XLA:CPU's strided-conv gradients were 20x slower there);
@@ -54,15 +56,13 @@ import numpy as np
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
-# pylint: disable=g-import-not-at-top,wrong-import-position
-from vae_jax.core import checkpoints
-from vae_jax.core import sharding
-from vae_jax.data import device_held
-from vae_jax.data import pipeline
-from vae_jax.trainers import loop
-from vae_jax.trainers import parts
-
-# pylint: enable=g-import-not-at-top,wrong-import-position
+# The repository's own modules, importable when run as a script.
+from vae_jax.core import checkpoints  # noqa: E402
+from vae_jax.core import sharding  # noqa: E402
+from vae_jax.data import device_held  # noqa: E402
+from vae_jax.data import pipeline  # noqa: E402
+from vae_jax.trainers import loop  # noqa: E402
+from vae_jax.trainers import parts  # noqa: E402
 
 flags.DEFINE_list(
   "configs",
@@ -151,7 +151,7 @@ def op_kinds(hlo_text: str) -> dict[str, str]:
       op_name = (re.search(r'op_name="([^"]*)"', line) or [None, ""])[1]
       if re.search(r" (dot|convolution)\(", text):
         kinds[match.group(1)] = "matmuls"
-      elif op_name and "train_step)" not in op_name:
+      elif op_name and "/train_step/" not in op_name:
         kinds[match.group(1)] = LOOP_KIND
       else:
         kinds[match.group(1)] = next(
@@ -238,9 +238,10 @@ class Setup:
     self.trainer = self.parts.trainer
     self.local_batch_size = sharding.local_batch_size(config.batch_size)
     self.steps_per_epoch = self.data.steps_per_epoch(self.local_batch_size)
-    self.train_step, self.eval_step = self.trainer.make_jitted_steps(
-      config, self.parts, self.mesh
-    )
+    # Uncompiled, for the device loops; compiled, for one step at a time.
+    self.steps = self.trainer.make_steps(config, self.parts)
+    self.train_step = sharding.jit_train_step(self.steps[0], self.mesh)
+    self.eval_step = sharding.jit_eval_step(self.steps[1], self.mesh)
     self.rng = jax.device_put(jax.random.PRNGKey(1), self.replicated)
 
   def fresh_state(self):
@@ -316,7 +317,7 @@ def benchmark_config(spec: str) -> dict:
   )
   device_runner = device_held.DeviceSteps(
     setup.data.device_split(),
-    setup.train_step,
+    setup.steps[0],
     setup.mesh,
     setup.local_batch_size,
     seed=0,
@@ -372,9 +373,12 @@ def benchmark_config(spec: str) -> dict:
   )
   grids(state)
   eval_sums = device_held.device_evaluator(
-    eval_ds, setup.eval_step, setup.mesh, setup.rng
+    eval_ds, setup.steps[1], setup.mesh, setup.rng
   )
-  evaluate_on_device = lambda: loop.per_image_means(eval_sums(state))
+
+  def evaluate_on_device():
+    return loop.per_image_means(eval_sums(state))
+
   evaluate_on_device()
   # One timed evaluation each: a conv model's takes tens of seconds.
   per_epoch = {

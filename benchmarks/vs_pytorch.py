@@ -1,11 +1,12 @@
 r"""vae_jax's training step against a PyTorch twin of each seed model.
 
     pip install -e '.[bench]'  # PyTorch's CPU build.
-    python benchmarks/vs_pytorch.py --output=benchmarks/results/vs_pytorch.json
+    python benchmarks/vs_pytorch.py \
+        --output=benchmarks/results/vs_pytorch_cpu_2cores.json
     python benchmarks/vs_pytorch.py --whole_job  # + the 30-epoch MNIST job.
 
-For each config, builds vae_jax's model and its jitted train step as
-training uses them (`Trainer.make_jitted_steps`), and a PyTorch twin of the
+For each config, builds vae_jax's model and its train step as training
+compiles them (`Trainer.make_steps`), and a PyTorch twin of the
 seed listing (checked to have the same number of parameters), then times
 one training step of each (forward, backward, Adam update; for the GAN a
 discriminator and a generator update) on the same random batch, in
@@ -43,17 +44,15 @@ from torch import nn
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
-# pylint: disable=g-import-not-at-top,wrong-import-position
-from vae_jax.core import outputs
-from vae_jax.core import sharding
-from vae_jax.data import batching
-from vae_jax.data import device_held
-from vae_jax.data import pipeline
-from vae_jax.data import sources
-from vae_jax.models import registry
-from vae_jax.trainers import parts as parts_lib
-
-# pylint: enable=g-import-not-at-top,wrong-import-position
+# The repository's own modules, importable when run as a script.
+from vae_jax.core import outputs  # noqa: E402
+from vae_jax.core import sharding  # noqa: E402
+from vae_jax.data import batching  # noqa: E402
+from vae_jax.data import device_held  # noqa: E402
+from vae_jax.data import pipeline  # noqa: E402
+from vae_jax.data import sources  # noqa: E402
+from vae_jax.models import registry  # noqa: E402
+from vae_jax.trainers import parts as parts_lib  # noqa: E402
 
 CONFIGS = (
   "mnist_conv",
@@ -440,7 +439,7 @@ def jax_runner(config, image_shape, images):
   trainer = parts.trainer
   mesh = sharding.make_mesh()
   replicated = sharding.replicated(mesh)
-  train_step, _ = trainer.make_jitted_steps(config, parts, mesh)
+  train_step, _ = trainer.make_steps(config, parts)
   state = jax.jit(
     functools.partial(
       trainer.create_train_state, config, parts, image_shape, total_steps=10**6
@@ -472,9 +471,10 @@ def jax_runner(config, image_shape, images):
     {"image": images, "label": np.zeros(len(images), np.int32)},
     sharding.batch_sharded(mesh),
   )
+  jitted_step = sharding.jit_train_step(train_step, mesh)
 
   def run_step():
-    holder[0], metrics = train_step(holder[0], batch, rng)
+    holder[0], metrics = jitted_step(holder[0], batch, rng)
     return metrics
 
   return run_step, 1, count
@@ -487,7 +487,7 @@ def time_alternating(
   call)}, where time_calls(n) returns the seconds of n calls), timed in
   alternating rounds of enough calls to last about `round_seconds`."""
   calls = {}
-  for name, (time_calls, steps) in runs.items():
+  for name, (time_calls, _) in runs.items():
     time_calls(1)  # Compiles, warms caches.
     calls[name] = max(1, int(round_seconds / time_calls(1)))
   times = {name: [] for name in runs}
@@ -590,7 +590,7 @@ def seed_mnist_vae(epochs: int = 30) -> None:
   config = load_config("mnist_linear")
   pipeline.prepare(config.input)  # MNIST into the data dir, if needed.
   splits = {}
-  for split, shuffle in (("train", True), ("test", False)):
+  for split in ("train", "test"):
     images = batching.load_in_memory(sources.load(config.input, split))["image"]
     splits[split] = torch.from_numpy(
       images.reshape(len(images), -1).astype(np.float32) / 255.0
@@ -654,17 +654,20 @@ def whole_jobs() -> dict:
   for _ in range(FLAGS.job_rounds):
     for name, command in commands.items():
       with tempfile.TemporaryDirectory() as workdir:
+        argv = command
         if name == "vae_jax.main":
-          command = command + [f"--workdir={workdir}"]
+          argv = command + [f"--workdir={workdir}"]
         start = time.perf_counter()
         done = subprocess.run(
-          command, cwd=REPO_ROOT, capture_output=True, text=True, check=False
+          argv, cwd=REPO_ROOT, capture_output=True, text=True, check=False
         )
         seconds[name].append(time.perf_counter() - start)
       if done.returncode:
         raise RuntimeError(f"{name} failed:\n{done.stderr[-2000:]}")
       last = [
-        l for l in (done.stdout + done.stderr).splitlines() if "test_loss" in l
+        line
+        for line in (done.stdout + done.stderr).splitlines()
+        if "test_loss" in line
       ]
       print(
         f"{name}: {seconds[name][-1]:.0f} s; {last[-1][-120:] if last else ''}",

@@ -1,6 +1,7 @@
 r"""An ACGAN on 64x64 CelebA, conditioned on attributes ('Smiling' by default).
 
-    python -m vae_jax.main --config=configs/celeba_acgan.py --workdir=/tmp/acgan_celeba
+    python -m vae_jax.main --config=configs/celeba_acgan.py \
+        --workdir=/tmp/acgan_celeba
     python -m vae_jax.main --config=configs/celeba_acgan.py:Smiling,Male \
         --workdir=/tmp/acgan_celeba_smiling_male
 

@@ -1,6 +1,7 @@
 r"""DCGAN on 64x64 CelebA faces: the DCGAN paper's networks and Adam settings.
 
-    python -m vae_jax.main --config=configs/celeba_gan.py --workdir=/tmp/gan_celeba
+    python -m vae_jax.main --config=configs/celeba_gan.py \
+        --workdir=/tmp/gan_celeba
 
 Generator: z (100) projected to 4x4x512, then UpConv 4x4 stride 2 to
 8x8x256, 16x16x128, 32x32x64 (BatchNorm, ReLU) and 64x64x3 (tanh); the

@@ -1,6 +1,7 @@
 r"""The conv VAE on CelebA faces, 64x64, RMSprop, batch 128.
 
-    python -m vae_jax.main --config=configs/celeba_vae.py --workdir=/tmp/vae_celeba
+    python -m vae_jax.main --config=configs/celeba_vae.py \
+        --workdir=/tmp/vae_celeba
 
 Needs TFDS's celeb_a in the data dir (its host rate-limits downloads): without
 it the run stops and says where to put the files. The seed's faces VAE used a

@@ -1,7 +1,9 @@
 r"""The seed's plain autoencoders on 64x64 RGB Stanford Dogs (MSE, tanh).
 
-    python -m vae_jax.main --config=configs/dogs_ae.py:fcn1 --workdir=/tmp/ae_fcn1
-    python -m vae_jax.main --config=configs/dogs_ae.py:conv --workdir=/tmp/ae_conv
+    python -m vae_jax.main --config=configs/dogs_ae.py:fcn1 \
+        --workdir=/tmp/ae_fcn1
+    python -m vae_jax.main --config=configs/dogs_ae.py:conv \
+        --workdir=/tmp/ae_conv
 
 Variants: fcn1 (12288-2048-1024-512-256-128-3, back through 3-12-256-...),
 fcn2 (12288-1024-128-64-32-12-3, mirrored), fcn3 (12288-512-128-64-32-12-3,
@@ -16,7 +18,7 @@ import ml_collections
 
 from configs import dogs_conv
 from vae_jax.models import autoencoders
-from vae_jax.trainers import loop
+from vae_jax.trainers import run_config
 
 
 def get_config(variant: str = "fcn1") -> ml_collections.ConfigDict:
@@ -27,7 +29,7 @@ def get_config(variant: str = "fcn1") -> ml_collections.ConfigDict:
     )
   config = dogs_conv.get_config()  # Its data, schedule and optimizer.
   # The family's model section, its MSE loss and its [-1, 1] pixels.
-  family = loop.default_config(
+  family = run_config.default_config(
     "conv_autoencoder" if variant == "conv" else "fc_autoencoder"
   )
   config.model, config.loss = family.model, family.loss

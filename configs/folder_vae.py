@@ -1,6 +1,7 @@
 r"""The MLP VAE on any image folder laid out <root>/<split>/<class>/*.png.
 
-    python -m vae_jax.main --config=configs/folder_vae.py:/data/mnist_png --workdir=/tmp/vae_folder
+    python -m vae_jax.main --config=configs/folder_vae.py:/data/mnist_png \
+        --workdir=/tmp/vae_folder
 
 The seed trained on `mnist_png/training/<digit>/*.png` (test split
 `testing`); labels come from the class folder names. Images of mixed sizes

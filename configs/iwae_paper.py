@@ -2,8 +2,10 @@ r"""One cell of Table 1 of Burda, Grosse & Salakhutdinov, "Importance Weighted
 Autoencoders" (ICLR 2016): a VAE or an IWAE, trained with k samples, on
 dynamically binarized MNIST.
 
-    python -m vae_jax.main --config=configs/iwae_paper.py:iwae,k=5,layers=1 --workdir=/tmp/iwae_k5
-    python -m vae_jax.main --config=configs/iwae_paper.py:vae,k=1,layers=1,schedule=cpu --workdir=/tmp/vae_k1
+    python -m vae_jax.main --config=configs/iwae_paper.py:iwae,k=5,layers=1 \
+        --workdir=/tmp/iwae_k5
+    python -m vae_jax.main --workdir=/tmp/vae_k1 \
+        --config=configs/iwae_paper.py:vae,k=1,layers=1,schedule=cpu
     python -m vae_jax.analyze --workdir=/tmp/iwae_k5   # The k = 5000 test NLL.
 
 The argument is comma-separated: the objective ('vae': the k-sample VAE,
@@ -13,8 +15,8 @@ the mean of k ELBO estimates; 'iwae': the importance-weighted bound), `k`
 
 - 'paper': the paper's 3,280 epochs, 3**i epochs at 1e-3 * 10**(-i/7) for
   i = 0..7;
-- 'cpu': the same eight stages in proportion, over 800 epochs (about 1-1.5
-  hours of the 2-core reference CPU per one-layer cell).
+- 'cpu': the same eight stages in proportion, over 800 epochs, short
+  enough for a CPU.
 
 The paper's table (test NLL, k = 5000 estimate):
 
@@ -28,7 +30,7 @@ The paper's table (test NLL, k = 5000 estimate):
 import ml_collections
 
 from vae_jax import errors
-from vae_jax.trainers import loop
+from vae_jax.trainers import run_config
 
 OBJECTIVES = {"vae": "vae_k", "iwae": "iwae"}
 FAMILIES = {1: "mlp_vae", 2: "two_layer_vae"}
@@ -71,7 +73,7 @@ def get_config(
     settings["layers"], ("1", "2"), "iwae_paper.py's layers"
   )
   layers = int(settings["layers"])
-  config = loop.default_config(
+  config = run_config.default_config(
     FAMILIES[layers], OBJECTIVES[settings["objective"]]
   )
   config.input.binarize = "dynamic"  # Bernoulli(grey level), every use.

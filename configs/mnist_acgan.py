@@ -1,6 +1,7 @@
 r"""An ACGAN on 28x28 MNIST, conditioned on the digit.
 
-    python -m vae_jax.main --config=configs/mnist_acgan.py --workdir=/tmp/acgan_mnist
+    python -m vae_jax.main --config=configs/mnist_acgan.py \
+        --workdir=/tmp/acgan_mnist
     python -m vae_jax.analyze --workdir=/tmp/acgan_mnist
 
 configs/mnist_gan.py's networks, plus an embedding of the digit that scales

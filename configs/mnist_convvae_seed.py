@@ -1,8 +1,10 @@
-r"""Seed 002's KL-weight study, at the seed's own settings; latent size as argument.
+r"""Seed 002's KL-weight study at its own settings; the latent size as argument.
 
-    python -m vae_jax.sweep --config=configs/mnist_convvae_seed.py:16 --workdir=/tmp/kl_study \
+    python -m vae_jax.sweep --config=configs/mnist_convvae_seed.py:16 \
+        --workdir=/tmp/kl_study \
         --sweep='loss.kl_weight=5e-1,5e-2,5e-3,5e-4,5e-5,5e-6'
-    python -m vae_jax.sweep --config=configs/mnist_convvae_seed.py:16 --workdir=/tmp/latent_study \
+    python -m vae_jax.sweep --config=configs/mnist_convvae_seed.py:16 \
+        --workdir=/tmp/latent_study \
         --sweep='model.latent_size=16,256' --config.loss.kl_weight=5e-3
 
 The seed's three-layer conv VAE on 32x32 MNIST, batch 16, Adam at 1e-4, and

@@ -1,6 +1,7 @@
 r"""The seed's 32x32 MNIST MLP VAE: 1024-512-(mu, logvar: 4) and back.
 
-    python -m vae_jax.main --config=configs/mnist_linear_4d.py --workdir=/tmp/vae_mnist_4d
+    python -m vae_jax.main --config=configs/mnist_linear_4d.py \
+        --workdir=/tmp/vae_mnist_4d
 
 Reproduces the seed's small-latent linear model (sigmoid output, BCE).
 """

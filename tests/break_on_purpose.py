@@ -36,7 +36,7 @@ MUTATIONS = (
     # The step before the checkpoint is trained again on resume.
     "  step = max(start_step - 1, 0)\n",
     (
-      "tests/test_device_data.py::"
+      "tests/test_device_held.py::"
       "test_run_stopped_mid_epoch_between_checkpoints_resumes_exactly",
       "tests/test_preemption.py::"
       "test_sigterm_saves_exits_75_and_resumes_identically",
@@ -50,26 +50,26 @@ MUTATIONS = (
     "  return jnp.isfinite(loss + total) | True",
     (
       "tests/test_finite_guard.py",
-      "tests/test_train.py::test_non_finite_step_is_skipped_but_counted",
-      "tests/test_gan_train.py::test_non_finite_step_is_skipped_but_counted",
+      "tests/test_loop.py::test_non_finite_step_is_skipped_but_counted",
+      "tests/test_adversarial.py::test_non_finite_step_is_skipped_but_counted",
     ),
   ),
   Mutation(
     "wrong_parameter_count",
     "vae_jax/models/dcgan_vae.py",
-    "      h = layers.StridedConv(features, use_bias=False,",
-    "      h = layers.StridedConv(features, use_bias=True,",
+    "        features, use_bias=False, conv_impl=self.conv_impl\n",
+    "        features, use_bias=True, conv_impl=self.conv_impl\n",
     ("tests/test_configs.py::test_config_model_has_the_listing_params",),
   ),
   Mutation(
     "checkpoint_committed_before_its_data",
     "vae_jax/core/checkpoints.py",
-    "      max_to_keep=config.max_checkpoints_to_keep, create=True)\n",
+    "    create=True,\n  )\n",
     # Each step written in its final folder from the start, which exists
     # before its data does (Orbax's commit file, meant for buckets).
-    "      max_to_keep=config.max_checkpoints_to_keep, create=True,\n"
-    "      temporary_path_class="
-    "ocp.path.atomicity.CommitFileTemporaryPath)\n",
+    "    create=True,\n"
+    "    temporary_path_class=ocp.path.atomicity.CommitFileTemporaryPath,\n"
+    "  )\n",
     (
       "tests/test_preemption.py::"
       "test_sigkill_inside_a_save_is_ignored_and_resumes_identically",

@@ -31,7 +31,7 @@ os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
 # Cheap compilation (testbed) for every process the tests start, too.
 os.environ["JAX_DISABLE_MOST_OPTIMIZATIONS"] = "true"
 
-import pytest  # pylint: disable=g-import-not-at-top
+import pytest  # noqa: E402  (after the environment it reads)
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)

@@ -3,23 +3,25 @@
 import tensorflow_datasets as tfds
 
 from configs import mnist_acgan
-from testbed import shrink_run
+from testbed import make_tiny_config
 from vae_jax.trainers import loop
 
 MOCK_EXAMPLES = 40  # Per split: 5 steps of 8 per epoch.
+# mnist_acgan's two networks, narrowed.
+TINY_ACGAN = {
+  "model.channels": (4, 8),
+  "model.generator_channels": (4, 8),
+  "model.latent_size": 4,
+  # XLA's convolutions compile in half the time of the matmul forms that
+  # 'auto' picks on CPU, which test_layers checks against them; the tiny
+  # DCGAN VAE of testbed.batchnorm_config trains on those.
+  "model.conv_impl": "xla",
+}
 
 
 def tiny_gan_config():
   """mnist_acgan shrunk so a whole run takes seconds on mock data."""
-  config = shrink_run(mnist_acgan.get_config())
-  config.model.channels = (4, 8)
-  config.model.generator_channels = (4, 8)
-  config.model.latent_size = 4
-  # XLA's convolutions compile in half the time of the matmul forms that
-  # 'auto' picks on CPU, which test_layers checks against them; the tiny
-  # DCGAN VAE of testbed.batchnorm_config trains on those.
-  config.model.conv_impl = "xla"
-  return config
+  return make_tiny_config(base=mnist_acgan.get_config(), model=TINY_ACGAN)
 
 
 def run(config, workdir, num_examples=MOCK_EXAMPLES):

@@ -20,27 +20,25 @@ import time
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)  # For configs/, run as a script or imported.
+# ruff: noqa: E402
 # pylint: disable=g-import-not-at-top,wrong-import-position
-from orbax.checkpoint._src.path import atomicity
+from orbax.checkpoint.path import atomicity
 import tensorflow_datasets as tfds
 
-from configs import mnist_linear
 import testbed
 from vae_jax.trainers import loop
 
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
-# A tiny mnist_linear: 8 steps per epoch on 64 mock examples.
+# Testbed's tiny mnist_linear (`testbed.make_tiny_config`), changed: 8 steps
+# per epoch on 64 mock examples, a save at every one, and a smaller MLP.
 TINY_RUN = {
   "num_epochs": 4,
-  "batch_size": 8,
-  "log_every_steps": 2,
   "checkpoint_every_steps": 1,  # Most of a run is spent saving.
   "max_checkpoints_to_keep": 2,
   "num_image_samples": 4,
   "model.hidden_sizes": (16,),
   "model.latent_size": 2,
-  "input.mnist_source": "tfds",
 }
 
 
@@ -49,9 +47,11 @@ def config_flags(overrides) -> tuple[str, ...]:
   return tuple(f"--config.{name}={value}" for name, value in overrides.items())
 
 
+# Every field that `tiny_run_config` sets, so that the run's config is the
+# same.
 TINY_RUN_FLAGS = (
   f"--config={os.path.join(REPO_ROOT, 'configs', 'mnist_linear.py')}",
-  *config_flags(TINY_RUN),
+  *config_flags({**testbed.SHORT_RUN, **testbed.TINY_MLP, **TINY_RUN}),
 )
 TOTAL_STEPS = 32
 NUM_EXAMPLES = 64  # Mock examples per split, unless $MOCK_NUM_EXAMPLES says.
@@ -60,9 +60,7 @@ NUM_EXAMPLES = 64  # Mock examples per split, unless $MOCK_NUM_EXAMPLES says.
 def tiny_run_config(overrides=None):
   """The config of `start_run`'s run, with `overrides` ({dotted name:
   value}) as `config_flags(overrides)` would set them."""
-  config = mnist_linear.get_config()
-  config.update_from_flattened_dict({**TINY_RUN, **(overrides or {})})
-  return config
+  return testbed.make_tiny_config({**TINY_RUN, **(overrides or {})})
 
 
 def train_here(workdir, overrides=None) -> dict:
@@ -207,6 +205,8 @@ def _inject_checkpoint_faults():
   # Both of Orbax's ways to commit a step: the rename of a temporary folder
   # (local disks), and a commit file written into the step's own folder
   # (buckets; tests/break_on_purpose.py also tries it on a local disk).
+  # Both are public (`orbax.checkpoint.path.atomicity`), and `finalize`, the
+  # commit, is a method of their public protocol (`TemporaryPath`).
   for temporary_path in (
     atomicity.AtomicRenameTemporaryPath,
     atomicity.CommitFileTemporaryPath,

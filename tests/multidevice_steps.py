@@ -5,7 +5,7 @@
 JAX fixes its device count when it starts, so tests/test_multidevice.py runs
 this file with 8 host-platform devices (`eight_device_env`), once for all
 its tests: a process with 8 devices takes seconds to start. It runs each
-trainer's jitted train step (`Trainer.make_jitted_steps`) on a 1-device mesh
+trainer's train step (`Trainer.make_steps`), compiled, on a 1-device mesh
 and on the 8-device mesh, from the same state, global batch and RNG, and
 saves both results to WORKDIR/<model>.npz (`run_steps`). Then it continues
 the checkpoint in WORKDIR/one_device on 8 devices (`restore_on_eight_devices`),
@@ -70,8 +70,8 @@ def trainer_parts(name: str, mesh):
   make_config, image_shape = MODELS[name]
   config = make_config()
   parts = assemble(config, image_shape)
-  train_step, _ = parts.trainer.make_jitted_steps(config, parts, mesh)
-  return config, parts, train_step
+  train_step, _ = parts.trainer.make_steps(config, parts)
+  return config, parts, sharding.jit_train_step(train_step, mesh)
 
 
 def initial_state(name: str, mesh):

@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
+from testbed import TINY_AUTOENCODER
 from testbed import make_tiny_config
 from testbed import save_untrained_run
-from testbed import shrink_run
 from vae_jax import errors
 from vae_jax.analysis import latent_metrics
 from vae_jax.analysis import report as report_lib
 from vae_jax.trainers import loop
+from vae_jax.trainers import run_config
 
 NUM_EXAMPLES = 40  # Mock MNIST: 40 test images too.
 ALL_FIGURES = (
@@ -29,9 +30,10 @@ ALL_FIGURES = (
 
 
 def autoencoder_config():
-  config = shrink_run(loop.default_config("fc_autoencoder"))
+  config = make_tiny_config(
+    base=run_config.default_config("fc_autoencoder"), model=TINY_AUTOENCODER
+  )
   assert config.input.pixel_range == "symmetric"
-  config.model.update(encoder_sizes=(16, 3), decoder_sizes=(16,))
   return config
 
 
@@ -194,7 +196,7 @@ def test_likelihood_of_names_what_the_loss_measures(tiny_config):
   )
   tiny_config.input.binarize = "dynamic"
   assert "binarized-MNIST literature" in report_lib.likelihood_of(tiny_config)
-  autoencoder = loop.default_config("fc_autoencoder")
+  autoencoder = run_config.default_config("fc_autoencoder")
   assert report_lib.likelihood_of(autoencoder).startswith("no likelihood")
 
 

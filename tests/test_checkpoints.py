@@ -38,7 +38,7 @@ def test_batchnorm_model_evaluates_the_same_after_restore(
 ):
   config = batchnorm_config(tiny_config)
   parts, fresh = fresh_state(config, IMAGE_SHAPE)
-  train_step, eval_step = single_network.bound_steps(config, parts)
+  train_step, eval_step = single_network.make_steps(config, parts)
   state = fresh
   step = jax.jit(train_step)
   for i in range(3):

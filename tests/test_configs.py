@@ -20,6 +20,7 @@ import tensorflow_datasets as tfds
 from test_models import convs_params
 from test_models import dcgan_listing_params
 from test_models import linear_params
+from testbed import make_tiny_config
 from vae_jax.data import pipeline
 from vae_jax.models import registry
 from vae_jax.trainers import loop
@@ -147,6 +148,16 @@ def narrow(model_config):
   return model_config
 
 
+# One epoch of 2 steps on the 8 images of `config_and_data`.
+ONE_EPOCH = {
+  "num_epochs": 1,
+  "batch_size": 4,
+  "num_image_samples": 4,
+  "input.mnist_source": "tfds",  # TFDS's (mocked) download.
+  "input.download": "always",  # Likewise for stanford_dogs, celeb_a.
+}
+
+
 def config_and_data(name, argument, tmp_path):
   """`name`'s config, shortened, and a context in which its data is read."""
   module = importlib.import_module(f"configs.{name}")
@@ -156,12 +167,7 @@ def config_and_data(name, argument, tmp_path):
     argument = write_png_folder(tmp_path / "mnist_png")
     data = contextlib.nullcontext()
   config = module.get_config(argument) if argument else module.get_config()
-  config.num_epochs = 1
-  config.batch_size = 4
-  config.num_image_samples = 4
-  config.input.mnist_source = "tfds"  # TFDS's (mocked) download.
-  config.input.download = "always"  # Likewise for stanford_dogs, celeb_a.
-  return config, data
+  return make_tiny_config(base=config, model={}, run=ONE_EPOCH), data
 
 
 def abstract_params(config):

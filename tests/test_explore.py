@@ -1,4 +1,4 @@
-"""vae_jax.explore: what the notebooks' sliders call, called directly."""
+"""analysis.explore: what the notebooks' sliders call, called directly."""
 
 import json
 
@@ -11,8 +11,8 @@ import tensorflow_datasets as tfds
 from testbed import make_tiny_config
 from testbed import save_untrained_run
 from vae_jax import errors
-from vae_jax import explore
 from vae_jax.analysis import comparison
+from vae_jax.analysis import explore
 from vae_jax.analysis import runs
 
 NUM_EXAMPLES = 40  # Mock MNIST images per split.

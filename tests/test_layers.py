@@ -22,11 +22,11 @@ def torch_conv_transpose(x, kernel, padding, output_size):
   out = np.zeros((batch, output_size, output_size, kernel.shape[-1]))
   for i in range(height):
     for j in range(width):
-      for k in range(size):
-        for l in range(size):
-          oi, oj = 2 * i + k - padding, 2 * j + l - padding
+      for ki in range(size):
+        for kj in range(size):
+          oi, oj = 2 * i + ki - padding, 2 * j + kj - padding
           if 0 <= oi < output_size and 0 <= oj < output_size:
-            out[:, oi, oj] += x[:, i, j] @ kernel[k, l]
+            out[:, oi, oj] += x[:, i, j] @ kernel[ki, kj]
   return out
 
 

@@ -42,7 +42,7 @@ def sample_and_decode(model, images, rng, train=False):
   """A Flax method of a VAE: logits for one z ~ q(z|x) per image, and q's
   mu and log-variance (as the negative ELBO draws them)."""
   mu, logvar = model.encode(images, train)
-  z = negative_elbo.reparameterize(rng, mu, logvar)
+  z, _ = negative_elbo.reparameterize(rng, mu, logvar)
   return model.decode(z, train), mu, logvar
 
 

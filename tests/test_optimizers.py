@@ -75,7 +75,10 @@ def test_every_optimizer_descends_a_quadratic(name):
   )
   params = jnp.array([3.0, -2.0])
   state = tx.init(params)
-  loss = lambda p: jnp.sum(p**2)
+
+  def loss(p):
+    return jnp.sum(p**2)
+
   for _ in range(50):
     updates, state = tx.update(jax.grad(loss)(params), state, params)
     params = optax.apply_updates(params, updates)

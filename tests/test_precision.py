@@ -41,7 +41,7 @@ def autoencoder_steps(config, compute_dtype, num_steps=3):
   config.compute_dtype = compute_dtype
   parts = assemble(config, IMAGE_SHAPE)
   state = initial_state(config, parts, IMAGE_SHAPE, total_steps=10)
-  step = jax.jit(single_network.bound_steps(config, parts)[0])
+  step = jax.jit(single_network.make_steps(config, parts)[0])
   losses = []
   for _ in range(num_steps):
     state, metrics = step(state, batch(), jax.random.PRNGKey(1))
@@ -93,7 +93,7 @@ def test_gan_step_in_bfloat16_keeps_float32_state():
   parts = assemble(config, IMAGE_SHAPE)
   assert adversarial.settings_of(config, parts).compute_dtype == "bfloat16"
   state = initial_state(config, parts, IMAGE_SHAPE, total_steps=10)
-  step = jax.jit(adversarial.bound_steps(config, parts)[0])
+  step = jax.jit(adversarial.make_steps(config, parts)[0])
   new_state, metrics = step(state, batch(), jax.random.PRNGKey(1))
   assert bool(metrics["finite"]) and metrics["loss"].dtype == jnp.float32
   assert float_dtypes(new_state) == {jnp.dtype(jnp.float32)}

@@ -9,13 +9,13 @@ import pytest
 import tensorflow_datasets as tfds
 
 from conftest import REPO_ROOT
+from testbed import TINY_AUTOENCODER
 from testbed import make_tiny_config
 from testbed import save_untrained_run
-from testbed import shrink_run
 from vae_jax import errors
 from vae_jax.analysis import sampling
 from vae_jax.core import outputs
-from vae_jax.trainers import loop
+from vae_jax.trainers import run_config
 
 NUM_EXAMPLES = 8  # Mock MNIST; only the image shape is read.
 
@@ -28,9 +28,10 @@ def runs(tmp_path_factory):
     "autoencoder": tmp_path_factory.mktemp("autoencoder"),
   }
   save_untrained_run(make_tiny_config(), workdirs["vae"])
-  config = shrink_run(loop.default_config("fc_autoencoder"))
+  config = make_tiny_config(
+    base=run_config.default_config("fc_autoencoder"), model=TINY_AUTOENCODER
+  )
   assert config.input.pixel_range == "symmetric"
-  config.model.update(encoder_sizes=(16, 3), decoder_sizes=(16,))
   save_untrained_run(config, workdirs["autoencoder"])
   return workdirs
 

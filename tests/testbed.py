@@ -5,11 +5,15 @@ A pytest plugin (conftest loads it in the processes that run tests), and a
 module the tests and the scripts they start import from.
 """
 
+from collections.abc import Mapping
 import functools
 import os
+import types
+from typing import Any
 
 import jax
 from jax._src import compiler as jax_compiler
+import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
@@ -29,23 +33,34 @@ jax.config.update(
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
 
 # XLA:CPU's previous fusion emitters compile the tests' tiny programs 2-3x
-# faster (test_configs and test_gan_train: 50 -> 35 s). They are not what
-# runs compile with, and two different programs that agree bit for bit under
-# the default emitters need not agree under them (a GAN's step inside the
-# device loop and alone did not): the tests of such agreement take
-# `production_codegen`. JAX has no public switch for every compilation, so
-# this wraps its private compile options; the processes the tests start get
-# the same through XLA_FLAGS (`mock_runs.subprocess_env`).
+# faster. They are not what runs compile with, and two different programs
+# that agree bit for bit under the default emitters need not agree under
+# them (a GAN's step inside the device loop and alone did not): the tests of
+# such agreement take `production_codegen`. The processes the tests start
+# get them through XLA_FLAGS (`mock_runs.subprocess_env`).
+#
+# The suite's one use of a private JAX API. Nothing public switches an
+# option for every compilation and back within a process: XLA_FLAGS is read
+# once, when the backend starts, and `jax.jit(..., compiler_options=...)`
+# reaches only the jits a test makes itself, not those inside the trainers.
+# So this wraps `jax._src.compiler.get_compile_options`, which every jit's
+# compilation calls. If JAX changes it, the suite fails loudly: a rename
+# fails this import (AttributeError), a dropped `env_options_overrides`
+# every compilation (TypeError), an option XLA no longer knows every
+# compilation ("No such compile option"), and compilations that no longer
+# call it the session's start (`pytest_sessionstart`).
 _FAST_CODEGEN = {"xla_cpu_use_fusion_emitters": False}
 FAST_CODEGEN_XLA_FLAG = " ".join(
   f"--{name}={str(value).lower()}" for name, value in _FAST_CODEGEN.items()
 )
 _default_compile_options = jax_compiler.get_compile_options
-_fast_codegen = True  # Set by use_fast_codegen.
+# `fast` is set by use_fast_codegen; `calls` is read by pytest_sessionstart.
+_codegen = types.SimpleNamespace(fast=True, calls=0)
 
 
 def _compile_options(*args, env_options_overrides=None, **kwargs):
-  if _fast_codegen:
+  _codegen.calls += 1
+  if _codegen.fast:
     env_options_overrides = {**_FAST_CODEGEN, **(env_options_overrides or {})}
   return _default_compile_options(
     *args, env_options_overrides=env_options_overrides, **kwargs
@@ -55,35 +70,73 @@ def _compile_options(*args, env_options_overrides=None, **kwargs):
 jax_compiler.get_compile_options = _compile_options
 
 
+def pytest_sessionstart(session):
+  """Stops the tests if a compilation no longer goes through the switch: they
+  would pass, each compiled slower, and `production_codegen` would compare
+  nothing different."""
+  del session
+  calls = _codegen.calls
+  jax.jit(lambda x: x + 1).lower(np.float32(0)).compile()
+  if _codegen.calls == calls:
+    raise RuntimeError(
+      "jax.jit no longer calls jax._src.compiler.get_compile_options: "
+      "update testbed's compile switch to this JAX."
+    )
+
+
 def use_fast_codegen(fast: bool) -> None:
   """XLA:CPU's previous fusion emitters from now on, or its default ones.
 
   Clears JAX's in-memory caches, whose executables do not record which
   emitters compiled them (the persistent cache's keys do).
   """
-  global _fast_codegen
-  _fast_codegen = fast
+  _codegen.fast = fast
   jax.clear_caches()
 
 
-def shrink_run(config):
-  """`config`'s run shortened to seconds on mock MNIST; the model is kept."""
-  config.num_epochs = 2
-  config.batch_size = 8
-  config.log_every_steps = 2
-  config.checkpoint_every_steps = 3
-  config.num_image_samples = 8
+# A run of seconds on mock MNIST: 5 steps of 8 per epoch on 40 mock examples.
+SHORT_RUN = {
+  "num_epochs": 2,
+  "batch_size": 8,
+  "log_every_steps": 2,
+  "checkpoint_every_steps": 3,
+  "num_image_samples": 8,
   # Under tfds.testing.mock_data, TFDS's (mocked) download is the source;
   # 'auto' would look for the network and the registry mirror instead.
-  config.input.mnist_source = "tfds"
-  return config
+  "input.mnist_source": "tfds",
+}
+# mnist_linear's MLP VAE, narrowed.
+TINY_MLP = {"model.hidden_sizes": (32, 16), "model.latent_size": 4}
+# The plain fc_autoencoder, narrowed to a 3-wide code.
+TINY_AUTOENCODER = {
+  "model.encoder_sizes": (16, 3),
+  "model.decoder_sizes": (16,),
+}
 
 
-def make_tiny_config():
-  """mnist_linear shrunk so a whole run takes seconds on mock data."""
-  config = shrink_run(mnist_linear.get_config())
-  config.model.hidden_sizes = (32, 16)
-  config.model.latent_size = 4
+def make_tiny_config(
+  overrides: Mapping[str, Any] | None = None,
+  *,
+  base: ml_collections.ConfigDict | None = None,
+  model: Mapping[str, Any] = TINY_MLP,
+  run: Mapping[str, Any] = SHORT_RUN,
+) -> ml_collections.ConfigDict:
+  """`base` shrunk so a whole run takes seconds on mock data: every tiny
+  config of the tests comes from here.
+
+  Each mapping is {dotted name: value}, set as the flag
+  `--config.<name>=<value>` sets it, but for a tuple, which replaces the
+  field's value: a repeated flag of a tuple field appends to the first
+  (`mock_runs.start_run` replaces its flags for that reason).
+
+  Args:
+    overrides: set last, over `run` and `model`.
+    base: the config to shrink, changed in place; mnist_linear's by default.
+    model: the model's narrower fields; `{}` keeps `base`'s model.
+    run: the loop's and the input's fields that shorten the run.
+  """
+  config = mnist_linear.get_config() if base is None else base
+  config.update_from_flattened_dict({**run, **model, **(overrides or {})})
   return config
 
 

@@ -2,9 +2,14 @@
 
 import os
 
-# TensorFlow only feeds data here; its C++ INFO lines (oneDNN, CPU features,
-# buffer sizes) say nothing a user can act on. Set before TensorFlow loads;
-# a value the user set wins.
+# TensorFlow only feeds data here; its C++ INFO lines (CPU features, buffer
+# sizes) say nothing a user can act on. Set before TensorFlow loads; a value
+# the user set wins.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+# TensorFlow prints its oneDNN notice (twice per process) whatever the log
+# level, and nothing without oneDNN's kernels. Those speed up model math
+# (matmuls, convolutions); here TensorFlow only reads, decodes and resizes
+# images, and the models run in JAX.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 __version__ = "0.1.0"

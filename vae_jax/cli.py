@@ -5,11 +5,14 @@ Commands training a config (`main`, `sweep`) define their flags with
 `define_run_flags`, parse them with `parse_flags`, call `prepare_process`
 and run their work through `run_reporting_errors`. The analysis commands
 (`analyze`, `sample`, `compare`) wrap theirs in `reporting_user_errors`.
+Every command's log is plain: INFO lines carry no prefix, warnings and
+errors a short one (`ConsoleFormatter`).
 """
 
 from collections.abc import Callable, Iterator
 import contextlib
 import logging as python_logging
+import os
 import sys
 from typing import Any
 
@@ -92,10 +95,40 @@ class _QuietLibraries(python_logging.Filter):
     )
 
 
+def _config_paths(argv: list[str]) -> list[str]:
+  """The files `--config` names in `argv`, without their `:argument`."""
+  values = [
+    arg.split("=", 1)[1]
+    for arg in argv
+    if arg.startswith(("--config=", "-config="))
+  ]
+  values += [
+    value
+    for flag, value in zip(argv, argv[1:])
+    if flag in ("--config", "-config")
+  ]
+  return [value.split(":", 1)[0] for value in values]
+
+
 def parse_flags(argv: list[str]) -> list[str]:
-  """absl's parsing, with config mistakes reported as one line."""
+  """absl's parsing, with config mistakes reported as one line.
+
+  ml_collections keeps a config file it cannot read (a mistyped path) as a
+  stand-in that raises OSError at its first use: while parsing when a flag
+  overrides one of its fields, else deep inside the run. So a missing file
+  is named before parsing, and the config is used once after it.
+  """
   try:
-    return FLAGS(argv)
+    for path in _config_paths(argv):
+      errors.require(os.path.isfile(path), f"config file {path} does not exist")
+    argv = FLAGS(argv)
+    if "config" in FLAGS and FLAGS["config"].value is not None:
+      FLAGS.config.keys()  # The stand-in raises on any use.
+    return argv
+  except errors.ConfigError as e:
+    message = str(e)
+  except OSError as e:  # The config file failed to load.
+    message = f"config file failed to load: {e.__cause__ or e}"
   except flags.Error as e:
     message = str(e)
     if "Traceback (most recent call last)" in message:
@@ -136,10 +169,28 @@ def _quiet_abandoned_writes() -> None:
   sys.unraisablehook = unraisablehook
 
 
+class ConsoleFormatter(python_logging.Formatter):
+  """INFO records as their bare message; warnings and errors marked with
+  their level and where they were logged (`warning (file.py:12): ...`).
+
+  absl's prefix (date, time, thread id, file and line) on every line buries
+  the step, the loss and the time left that a person watches for.
+  """
+
+  def format(self, record: python_logging.LogRecord) -> str:
+    text = super().format(record)  # The message, and any traceback.
+    if record.levelno < python_logging.WARNING:
+      return text
+    origin = f"{os.path.basename(record.pathname)}:{record.lineno}"
+    return f"{record.levelname.lower()} ({origin}): {text}"
+
+
 def quiet_libraries() -> None:
   """Keeps what the libraries log at INFO, and their warnings and stray
-  tracebacks nobody can act on, out of the log."""
+  tracebacks nobody can act on, out of the log; prints what remains plainly
+  (`ConsoleFormatter`)."""
   logging.get_absl_handler().addFilter(_QuietLibraries())
+  logging.get_absl_handler().setFormatter(ConsoleFormatter())
   _quiet_abandoned_writes()
   # TensorFlow only feeds data; keep it off the accelerators JAX uses.
   tf.config.set_visible_devices([], "GPU")
@@ -155,6 +206,18 @@ def prepare_process() -> None:
       sharding.initialize_distributed(*cluster)
     except errors.UserInputError as e:
       raise SystemExit(f"{ERROR_PREFIX}{e}") from None
+
+
+def log_config(workdir: str) -> None:
+  """One line for the config: its file, the fields the command line
+  overrode, and where the whole config is written."""
+  overrides = config_flags.get_override_values(FLAGS["config"])
+  logging.info(
+    "Config %s%s; the whole config is written to %s.",
+    config_flags.get_config_filename(FLAGS["config"]),
+    "".join(f", {field}={value!r}" for field, value in overrides.items()),
+    os.path.join(workdir, "config.json"),
+  )
 
 
 def run_reporting_errors(work: Callable[..., Any], *args: Any) -> Any:

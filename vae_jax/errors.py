@@ -5,7 +5,7 @@ A leaf: it imports nothing of vae_jax, so every module can raise them.
 
 
 class UserInputError(ValueError):
-  """A problem with the config, the workdir or the data that the user can fix."""
+  """A problem with the config, the workdir or the data that users can fix."""
 
 
 class ConfigError(UserInputError):

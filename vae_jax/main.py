@@ -9,10 +9,11 @@ launch scripts call directly; this file only reads flags.
 
 from absl import app
 from absl import flags
-from absl import logging
 
 from vae_jax import cli
+from vae_jax.core import outputs
 from vae_jax.trainers import loop
+from vae_jax.trainers import run_config
 
 FLAGS = flags.FLAGS
 cli.define_run_flags()
@@ -22,7 +23,11 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   cli.prepare_process()
-  logging.info("Config:\n%s", FLAGS.config)
+  # Checked before the config's line (train_and_evaluate checks again), so
+  # that a mistake prints its error alone.
+  cli.run_reporting_errors(run_config.check_config, FLAGS.config)
+  cli.run_reporting_errors(outputs.check_workdir, FLAGS.workdir)
+  cli.log_config(FLAGS.workdir)
   cli.run_reporting_errors(loop.train_and_evaluate, FLAGS.config, FLAGS.workdir)
 
 

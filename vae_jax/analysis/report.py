@@ -4,9 +4,9 @@ The library of the command
 
     python -m vae_jax.analyze --workdir=/tmp/vae_mnist --iwae_k=5000
 
-`analyze` writes learning_curves.png, reconstructions.png, samples.png, traversal.png,
-interpolation.png, latent_2d.png and analysis.json: test-set metrics,
-per-dimension KL, active units, class separation of the codes, sample
+`analyze` writes learning_curves.png, reconstructions.png, samples.png,
+traversal.png, interpolation.png, latent_2d.png and analysis.json: test-set
+metrics, per-dimension KL, active units, class separation of the codes, sample
 diversity and an importance-weighted estimate of -log p(x): by default
 for binarized runs at k = 5000 over the whole test split (the literature's
 test NLL), as one compiled loop, and with --iwae_k for any VAE.

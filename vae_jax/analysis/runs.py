@@ -4,9 +4,9 @@
 what declares it: family, objective, trainer), its data and the train state
 of its newest checkpoint (or of a chosen step), so analysis, sampling and
 sweeps share one way of reading runs. It needs nothing but the workdir: the
-fields a config.json lacks take the defaults of the pieces that read them. `encode`, `decode` and
-`reconstruct` apply the loaded model to host arrays; `encode_split` and
-`iwae_nll` run it over a dataset.
+fields a config.json lacks take the defaults of the pieces that read them.
+`encode`, `decode` and `reconstruct` apply the loaded model to host arrays;
+`encode_split` and `iwae_nll` run it over a dataset.
 """
 
 import dataclasses
@@ -32,6 +32,7 @@ from vae_jax.models import family
 from vae_jax.objectives import iwae
 from vae_jax.trainers import loop
 from vae_jax.trainers import parts as parts_lib
+from vae_jax.trainers import run_config
 from vae_jax.trainers import single_network
 
 DECODE_BATCH = 256  # Codes decoded per call by `decode`.
@@ -116,7 +117,7 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
       ) from None
   try:
     # Defaults for fields added after the run wrote its config.json.
-    config = loop.default_config(
+    config = run_config.default_config(
       written["model"]["name"], written.get("loss", {}).get("objective")
     )
   except (KeyError, TypeError, errors.ConfigError) as e:
@@ -353,12 +354,14 @@ def evaluate(
   """The 'test_<term>' means of the run's objective over `eval_ds` (padded
   batches of the run's local batch size), as training evaluates."""
   mesh = sharding.make_mesh()
-  _, jitted_eval_step = run.parts.trainer.make_jitted_steps(
-    run.config, run.parts, mesh
-  )
+  _, eval_step = run.parts.trainer.make_steps(run.config, run.parts)
   return loop.per_image_means(
     loop.evaluate(
-      jitted_eval_step, run.state, eval_ds, rng, sharding.batch_sharded(mesh)
+      sharding.jit_eval_step(eval_step, mesh),
+      run.state,
+      eval_ds,
+      rng,
+      sharding.batch_sharded(mesh),
     )
   )
 

@@ -13,7 +13,8 @@ def to_uint8(images: np.ndarray) -> np.ndarray:
 def make_grid(
   images: np.ndarray, num_cols: int | None = None, padding: int = 2
 ) -> np.ndarray:
-  """Tiles [N, H, W, C] images into one [rows*(H+p)+p, cols*(W+p)+p, C] image."""
+  """Tiles [N, H, W, C] images into one [rows*(H+p)+p, cols*(W+p)+p, C]
+  image."""
   num, height, width, channels = images.shape
   num_cols = num_cols or math.ceil(math.sqrt(num))
   num_rows = math.ceil(num / num_cols)

@@ -53,6 +53,7 @@ def check_config(opt_config: ml_collections.ConfigDict, field: str) -> None:
 def make_schedule(
   opt_config: ml_collections.ConfigDict, total_steps: int
 ) -> optax.Schedule:
+  """The learning rate of a section that passed `check_config`."""
   lr, warmup = opt_config.learning_rate, opt_config.warmup_steps
   if opt_config.schedule == "constant":
     if warmup == 0:
@@ -62,13 +63,8 @@ def make_schedule(
     return optax.warmup_cosine_decay_schedule(
       0.0 if warmup else lr, lr, warmup, max(total_steps, warmup + 1)
     )
-  if opt_config.schedule == "stages":
-    return stage_schedule(
-      lr, opt_config.stage_lengths, opt_config.stage_decay, total_steps
-    )
-  raise errors.ConfigError(
-    f"optimizer.schedule {opt_config.schedule!r} is "
-    f"unknown; choose one of {list(SCHEDULES)}."
+  return stage_schedule(  # 'stages'.
+    lr, opt_config.stage_lengths, opt_config.stage_decay, total_steps
   )
 
 
@@ -96,6 +92,7 @@ def stage_schedule(
 def make_optimizer(
   opt_config: ml_collections.ConfigDict, total_steps: int
 ) -> optax.GradientTransformation:
+  """The optimizer of a section that passed `check_config`."""
   schedule = make_schedule(opt_config, total_steps)
   name = opt_config.name
   if name == "adam":
@@ -112,13 +109,8 @@ def make_optimizer(
     )
   elif name == "rmsprop":
     tx = optax.rmsprop(schedule)
-  elif name == "sgd":
+  else:  # 'sgd'.
     tx = optax.sgd(schedule, momentum=opt_config.momentum or None)
-  else:
-    raise errors.ConfigError(
-      f"optimizer.name {name!r} is unknown; choose one of "
-      "'adam', 'adamw', 'rmsprop', 'sgd'."
-    )
   if opt_config.grad_clip_norm:
     tx = optax.chain(optax.clip_by_global_norm(opt_config.grad_clip_norm), tx)
   return tx

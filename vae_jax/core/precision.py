@@ -19,11 +19,7 @@ COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
 def check_config(compute_dtype: str) -> None:
-  if compute_dtype not in COMPUTE_DTYPES:
-    raise errors.ConfigError(
-      f"compute_dtype {compute_dtype!r} is unknown; choose one "
-      f"of {sorted(COMPUTE_DTYPES)}."
-    )
+  errors.require_choice(compute_dtype, COMPUTE_DTYPES, "compute_dtype")
 
 
 def cast_floats(tree: Any, dtype) -> Any:

@@ -143,28 +143,15 @@ def prefetch_to_mesh(
   yield from queue
 
 
-def jit_steps(
-  train_step: Callable[..., Any], eval_step: Callable[..., Any], mesh: Mesh
-) -> tuple[Any, Any]:
-  """A trainer's `(state, batch, rng) -> (state, metrics)` train step and
-  `(state, batch, rng) -> sums` eval step, compiled for `mesh`: the state and
-  key replicated, the state donated (updated in place), batches split over
-  the data axis."""
-  state_sharding = replicated(mesh)
-  jitted_eval_step = jax.jit(
-    eval_step, in_shardings=_step_shardings(mesh), out_shardings=state_sharding
-  )
-  return jit_train_step(train_step, mesh), jitted_eval_step
-
-
 def _step_shardings(mesh: Mesh) -> tuple[NamedSharding, ...]:
-  """A step's (state, batch, rng) shardings."""
+  """A step's (state, batch, rng) shardings: the state and key replicated,
+  batches split over the data axis."""
   return replicated(mesh), batch_sharded(mesh), replicated(mesh)
 
 
 def jit_train_step(train_step: Callable[..., Any], mesh: Mesh) -> Any:
-  """`(state, batch, rng) -> (state, metrics)` compiled for `mesh`, as
-  `jit_steps` compiles a train step."""
+  """A trainer's `(state, batch, rng) -> (state, metrics)` compiled for
+  `mesh`, the state donated (updated in place)."""
   state_sharding = replicated(mesh)
   return jax.jit(
     train_step,
@@ -172,3 +159,27 @@ def jit_train_step(train_step: Callable[..., Any], mesh: Mesh) -> Any:
     out_shardings=(state_sharding, state_sharding),
     donate_argnums=0,
   )
+
+
+def jit_eval_step(eval_step: Callable[..., Any], mesh: Mesh) -> Any:
+  """A trainer's `(state, batch, rng) -> sums` compiled for `mesh`."""
+  return jax.jit(
+    eval_step,
+    in_shardings=_step_shardings(mesh),
+    out_shardings=replicated(mesh),
+  )
+
+
+def on_mesh(step: Callable[..., Any], mesh: Mesh) -> Callable[..., Any]:
+  """A `(state, batch, rng)` step placed as `jit_train_step` places it, for
+  tracing into a larger compiled function (a loop over steps)."""
+
+  def placed(state, batch, rng):
+    state, batch, rng = jax.lax.with_sharding_constraint(
+      (state, batch, rng), _step_shardings(mesh)
+    )
+    return jax.lax.with_sharding_constraint(
+      step(state, batch, rng), replicated(mesh)
+    )
+
+  return placed

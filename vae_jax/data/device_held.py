@@ -47,15 +47,12 @@ StepRunner = Callable[[Any, int, int], tuple[Any, MetricsBlock]]
 def check_config(input_config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError for settings the device path cannot honour."""
   mode = input_config.device_resident
-  if mode not in MODES:
-    raise errors.ConfigError(
-      f"input.device_resident {mode!r} is unknown; choose one of {list(MODES)}."
-    )
-  if mode == "always" and augment.is_enabled(input_config):
-    raise errors.ConfigError(
-      "input.device_resident='always' cannot augment: augmentations run in "
-      "tf.data on the host; use 'auto' or 'never', or turn them off."
-    )
+  errors.require_choice(mode, MODES, "input.device_resident")
+  errors.require(
+    mode != "always" or not augment.is_enabled(input_config),
+    "input.device_resident='always' cannot augment: augmentations run in "
+    "tf.data on the host; use 'auto' or 'never', or turn them off.",
+  )
 
 
 def is_device_resident(
@@ -138,7 +135,10 @@ def _run_steps(
     row = jax.lax.dynamic_index_in_dim(
       epoch_indices, first_row + i, keepdims=False
     )
-    state, metrics = train_step(state, _gather_batch(arrays, row), rng)
+    batch = _gather_batch(arrays, row)
+    # Names the step's ops apart from the loop's in profiles.
+    with jax.named_scope("train_step"):
+      state, metrics = train_step(state, batch, rng)
     buffer = jax.tree.map(lambda b, m: b.at[i].set(m), buffer, metrics)
     return state, buffer
 
@@ -153,14 +153,15 @@ class DeviceSteps:
 
   `local_arrays` is this process's share of the split, its images already
   as the model reads them (`pipeline.PreparedData.device_split`).
-  `jitted_train_step` is a trainer's (`trainers.trainer.Trainer`): traced
-  into the loop, its shardings keep the batch split over the data axis.
+  `train_step` is a trainer's, uncompiled (`trainers.trainer.Trainer`):
+  traced into the loop, placed as `sharding.on_mesh` places it, so the batch
+  stays split over the data axis, and compiled with it.
   """
 
   def __init__(
     self,
     local_arrays: dict[str, np.ndarray],
-    jitted_train_step,
+    train_step,
     mesh: jax.sharding.Mesh,
     local_batch_size: int,
     seed: int,
@@ -184,7 +185,9 @@ class DeviceSteps:
     )
     self._run_steps = jax.jit(
       functools.partial(
-        _run_steps, train_step=jitted_train_step, max_steps=max_steps
+        _run_steps,
+        train_step=sharding.on_mesh(train_step, mesh),
+        max_steps=max_steps,
       ),
       in_shardings=(
         replicated,
@@ -253,13 +256,13 @@ def _eval_sums(
 
 
 def device_evaluator(
-  eval_ds, jitted_eval_step, mesh: jax.sharding.Mesh, rng: jax.Array
+  eval_ds, eval_step, mesh: jax.sharding.Mesh, rng: jax.Array
 ) -> Callable[[Any], dict[str, jax.Array]]:
   """state -> sums of the eval split's terms, from a copy on the devices.
 
   `eval_ds` gives this process's padded batches (`batching.
-  eval_dataset`); held on the devices, evaluation is one compiled loop with
-  the same keys and sums as `loop.evaluate`.
+  eval_dataset`); held on the devices, evaluation is one compiled loop of
+  the uncompiled `eval_step` with the same keys and sums as `loop.evaluate`.
   """
   local = list(eval_ds.as_numpy_iterator())
   batch_sharding = jax.sharding.NamedSharding(
@@ -273,7 +276,7 @@ def device_evaluator(
   }
   replicated = sharding.replicated(mesh)
   eval_sums = jax.jit(
-    functools.partial(_eval_sums, eval_step=jitted_eval_step),
+    functools.partial(_eval_sums, eval_step=sharding.on_mesh(eval_step, mesh)),
     in_shardings=(replicated, replicated, batch_sharding),
     out_shardings=replicated,
   )

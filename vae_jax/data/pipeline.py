@@ -18,7 +18,6 @@ import numpy as np
 import tensorflow as tf
 
 from vae_jax import errors
-from vae_jax.core import sharding
 from vae_jax.data import augment
 from vae_jax.data import batching
 from vae_jax.data import binarize
@@ -129,24 +128,22 @@ class PreparedData:
   def _test(self) -> tf.data.Dataset:
     return self._load("test")
 
-  def on_device_input(
-    self, jitted_train_step, seed: int, mesh: jax.sharding.Mesh
-  ):
-    """A trainer's jitted train step, made to read its batches as this input
-    section finishes them on the devices: dynamically binarized for the
-    state's step when `binarize` is 'dynamic', else unchanged.
+  def on_device_input(self, train_step, seed: int):
+    """A trainer's train step, uncompiled, made to read its batches as this
+    input section finishes them on the devices: dynamically binarized for
+    the state's step when `binarize` is 'dynamic', else unchanged.
 
     On the devices, so that the device-held and host-fed paths draw the same
     pixels for a step.
     """
     if self.config.binarize != "dynamic":
-      return jitted_train_step
+      return train_step
 
     def binarized_step(state, batch, rng):
       images = binarize.dynamic_draw(batch["image"], seed, state.step)
-      return jitted_train_step(state, {**batch, "image": images}, rng)
+      return train_step(state, {**batch, "image": images}, rng)
 
-    return sharding.jit_train_step(binarized_step, mesh)
+    return binarized_step
 
   def steps_per_epoch(self, local_batch_size: int) -> int:
     """Steps every process takes per epoch (of its shortest share)."""
@@ -167,9 +164,8 @@ class PreparedData:
     holds it (else does nothing).
 
     Training calls it before any other work: a split that cannot be decoded
-    fails the run first, and the decode runs alone. Run first, MNIST's took
-    2.1-2.6 s in 6 of 6 runs of the main job; after the model's setup (its
-    compiles, the test images, Orbax's threads), 5.1 s in 2 of 6.
+    fails the run first, and the decode runs alone, faster than beside the
+    model's compiles and Orbax's threads.
     """
     if self.config.in_memory:
       _ = self._in_memory

@@ -58,19 +58,15 @@ def check_config(input_config: ml_collections.ConfigDict) -> None:
     not input_config.crop_to_bbox or name == "stanford_dogs",
     "input.crop_to_bbox needs bounding boxes; only stanford_dogs has them.",
   )
-  errors.require(
-    input_config.download in DOWNLOAD_MODES,
-    f"input.download {input_config.download!r} is unknown; choose one "
-    f"of {list(DOWNLOAD_MODES)}.",
-  )
+  errors.require_choice(input_config.download, DOWNLOAD_MODES, "input.download")
   errors.require(
     name != "image_folder" or input_config.folder_path,
     "input.folder_path must be set for the image_folder dataset.",
   )
-  errors.require(
-    input_config.unreadable_images in image_folder.UNREADABLE_MODES,
-    f"input.unreadable_images {input_config.unreadable_images!r} is "
-    f"unknown; choose one of {list(image_folder.UNREADABLE_MODES)}.",
+  errors.require_choice(
+    input_config.unreadable_images,
+    image_folder.UNREADABLE_MODES,
+    "input.unreadable_images",
   )
   if name == "celeb_a":
     builder = tfds.builder("celeb_a", data_dir=input_config.data_dir)

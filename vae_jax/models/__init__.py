@@ -1,1 +1,1 @@
-"""Model families: one module each, declaring a `family.Family` (see `registry`)."""
+"""Model families: one module each, declaring `family.Family`s (`registry`)."""

@@ -1,8 +1,9 @@
 """The seed's plain (non-variational) autoencoders on 64x64x3 images.
 
 No sampling and no KL: images come in scaled to [-1, 1] and the listings end in
-tanh. The decoder here returns the pre-tanh output; the trainer applies tanh
-and the MSE loss, as the VAE likelihoods apply the sigmoid.
+tanh. The decoder here returns the pre-tanh output; the objective
+(`objectives.autoencoder_mse`) applies tanh, in its MSE loss and its images,
+as the VAE likelihoods apply the sigmoid.
 
 Two families:
 - `fc_autoencoder`: Linear layers with ReLU between them, none after the code
@@ -137,10 +138,7 @@ def default_conv_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.name = "conv_autoencoder"  # vae_jax/models/autoencoders.py.
   config.channels = (64, 128, 256, 512)  # Encoder; mirrored back.
-  # The conv layers' form ('auto', 'xla', 'matmul'; vae_jax/models/
-  # layers.py). 'auto': XLA's convolutions on GPU/TPU, the matmul forms on
-  # CPU. All forms share parameters: checkpoints load under any.
-  config.conv_impl = "auto"
+  config.conv_impl = "auto"  # layers.CONV_IMPLS: the conv layers' form.
   return config
 
 

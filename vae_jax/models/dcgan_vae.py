@@ -10,7 +10,8 @@ the input (64x64x3 flattens to 4x4x128 = 2048).
 
 Differences from the listing, on purpose:
 - The σ head predicts log σ² (same parameter count), like every family here,
-  so the KL and the sample are computed in one place (`losses`).
+  so the KL and the sample are computed in one place
+  (`objectives.negative_elbo`).
 - The decoder's final sigmoid is left to the likelihood: it returns logits.
 """
 
@@ -85,10 +86,7 @@ def default_config() -> ml_collections.ConfigDict:
   config.latent_size = 128  # The listing's mu/sigma heads: 512 -> 128.
   config.channels = (64, 128, 256, 128)  # Encoder convs; mirrored back.
   config.dense_size = 512  # Decoder's first Linear: latent -> 512.
-  # The conv layers' form ('auto', 'xla', 'matmul'; vae_jax/models/
-  # layers.py). 'auto': XLA's convolutions on GPU/TPU, the matmul forms on
-  # CPU. All forms share parameters: checkpoints load under any.
-  config.conv_impl = "auto"
+  config.conv_impl = "auto"  # layers.CONV_IMPLS: the conv layers' form.
   return config
 
 

@@ -18,7 +18,8 @@ class Kind(enum.Enum):
   """What a model is, as far as training and analysis are concerned."""
 
   # An encoder q(z|x) with a prior p(z) to sample from, and a decoder
-  # p(x|z): `encode(images) -> (mu, logvar)`, `decode(z) -> logits`.
+  # p(x|z): `encode(images) -> (mu, logvar)`, `decode(z) -> logits`, and
+  # its number of `stochastic_layers` (`models.vae`).
   LATENT_VARIABLE = "latent_variable"
   # A deterministic code: `encode(images) -> code`, `decode(code) -> outputs`.
   AUTOENCODER = "autoencoder"
@@ -45,9 +46,6 @@ class Family:
   # Conditioned on the data's classes: the registry sets model.num_classes
   # from the dataset before `build`.
   conditional: bool = False
-  # Latent-variable models: layers of latents h_1..h_L (`models.vae`). Only
-  # objectives that declare `stacked_latents` train more than one.
-  stochastic_layers: int = 1
 
 
 def reads(pixel_range: str) -> Callable[[ml_collections.ConfigDict], str]:

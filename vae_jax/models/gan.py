@@ -10,9 +10,8 @@ the generator mirrors them, as the VAE decoders mirror their encoders, unless
 `generator_channels` gives its own (same number of levels).
 
 An ACGAN's generator multiplies z elementwise by the class's embedding (of
-z's size), as the common PyTorch ACGAN does. Concatenating them instead let
-a narrow MNIST generator ignore z: within two epochs each digit was one
-image whatever z, and the discriminator lost track.
+z's size), as the common PyTorch ACGAN does: concatenated to z instead, the
+class lets a narrow generator ignore z and draw one image per class.
 """
 
 from collections.abc import Sequence
@@ -131,11 +130,19 @@ def default_config(name: str = "gan") -> ml_collections.ConfigDict:
   config.discriminator_batch_norm = True
   # 'tanh' ([-1, 1], pixel_range 'symmetric') or 'sigmoid' ([0, 1], 'unit').
   config.output_activation = "tanh"
-  # The conv layers' form ('auto', 'xla', 'matmul'; vae_jax/models/
-  # layers.py). 'auto': XLA's convolutions on GPU/TPU, the matmul forms on
-  # CPU. All forms share parameters: checkpoints load under any.
-  config.conv_impl = "auto"
+  config.conv_impl = "auto"  # layers.CONV_IMPLS: the conv layers' form.
   return config
+
+
+def _output_activation(model_config: ml_collections.ConfigDict) -> str:
+  """model.output_activation, checked: both the model and its pixel range
+  (read before the model is built) follow it."""
+  errors.require_choice(
+    model_config.output_activation,
+    OUTPUT_ACTIVATIONS,
+    "model.output_activation",
+  )
+  return model_config.output_activation
 
 
 def _build(
@@ -151,12 +158,7 @@ def _build(
       f"model.generator_channels {generator_channels} must have as many "
       f"levels as model.channels {channels}."
     )
-  activation = model_config.output_activation
-  if activation not in OUTPUT_ACTIVATIONS:
-    raise errors.ConfigError(
-      f"model.output_activation {activation!r} is unknown; choose one of "
-      f"{sorted(OUTPUT_ACTIVATIONS)}."
-    )
+  activation = _output_activation(model_config)
   conv_impl = layers.check_conv_impl(model_config.conv_impl)
   return Gan(
     generator=Generator(
@@ -190,7 +192,7 @@ def build_acgan(
 
 
 def _pixel_range(model_config: ml_collections.ConfigDict) -> str:
-  return OUTPUT_PIXEL_RANGES[model_config.output_activation]
+  return OUTPUT_PIXEL_RANGES[_output_activation(model_config)]
 
 
 FAMILIES = (

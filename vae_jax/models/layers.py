@@ -8,10 +8,9 @@ parameters (kernel [k, k, in, out], bias [out]), in one of two forms:
 - 'matmul': for the strided conv, one matmul over the k*k shifted views of
   the input (im2col; for stride 2 and an even k, over the (k/2)^2 views of
   the space-to-depth input, whose gradient is cheaper); for the transposed
-  conv, one matmul of each input
-  pixel with the k*k taps, whose products each output phase sums (col2im,
-  PyTorch's own CPU algorithm): only the taps that reach a phase, no work
-  wasted.
+  conv, one matmul of each input pixel with the k*k taps, whose products
+  each output phase sums (col2im, PyTorch's own CPU algorithm): only the
+  taps that reach a phase, no work wasted.
 `conv_impl='auto'` keeps the native convolutions on GPU and TPU (the
 matmul forms are a CPU workaround, unmeasured there) and on CPU takes the
 matmul forms (`resolve_conv_impl` says why): XLA:CPU runs matmuls near its
@@ -27,6 +26,8 @@ import jax.numpy as jnp
 
 from vae_jax import errors
 
+# The choices of model.conv_impl, the conv families' layer form (the module
+# docstring describes them); every family's default is 'auto'.
 CONV_IMPLS = ("auto", "xla", "matmul")
 _DIMENSIONS = ("NHWC", "HWIO", "NHWC")
 
@@ -52,26 +53,19 @@ def batch_norm(train: bool) -> nn.BatchNorm:
 
 def check_conv_impl(conv_impl: str) -> str:
   """`conv_impl` itself, or a ConfigError naming the choices."""
-  if conv_impl not in CONV_IMPLS:
-    raise errors.ConfigError(
-      f"model.conv_impl {conv_impl!r} is unknown; choose one of "
-      f"{list(CONV_IMPLS)}."
-    )
+  errors.require_choice(conv_impl, CONV_IMPLS, "model.conv_impl")
   return conv_impl
 
 
 def resolve_conv_impl(conv_impl: str) -> str:
   """'xla' or 'matmul': `conv_impl`, with 'auto' decided by the backend.
 
-  On CPU, 'auto' is the matmul forms for every layer. Measured on a 2-core
-  x86 CPU at batch 128 (benchmarks/conv_forms.py, benchmarks/vs_pytorch.py;
-  figures in the README): XLA:CPU's input-dilated convolution of a
-  transposed conv and its gradients ran 3-20x slower than the tap matmul;
-  XLA's strided convs from 8x8 up were faster than im2col in a lone step,
-  but inside the while loop that training runs its steps in (data.device_held)
-  their kernel gradients stay generic convolutions, not rewritten to
-  YNNPACK as they are outside it, and took 20x as long (a conv VAE's step
-  went from 57 ms to 1.2 s).
+  On CPU, 'auto' is the matmul forms for every layer: XLA:CPU's
+  input-dilated convolution (a transposed conv) and its gradients are far
+  slower than the tap matmul, and inside the while loop that training runs
+  its steps in (data.device_held) the strided convs' kernel gradients stay
+  generic convolutions, which XLA:CPU does not hand to its fast kernels.
+  benchmarks/conv_forms.py measures the forms.
   """
   if check_conv_impl(conv_impl) != "auto":
     return conv_impl
@@ -105,10 +99,9 @@ def _rows_matmul(rows: jax.Array, weights: jax.Array) -> jax.Array:
   differs. JAX's transpose of the matmul asks for (grad^T @ rows)^T, and
   XLA:CPU then writes the output gradient transposed, [N, rows], inside the
   fusion that computes it (a BatchNorm and ReLU backward, the next layer's
-  input gradient): a strided write that took 7-18% of a DCGAN VAE's step.
-  Here it transposes the rows instead, an input it has already materialized
-  (benchmarks/vs_pytorch.py: dogs_conv's step 965 -> 810 ms). A custom VJP
-  has no forward-mode derivative: for jax.jvp through a model, use
+  input gradient), a strided write that is slow on CPU. Here it transposes
+  the rows instead, an input it has already materialized. A custom VJP has
+  no forward-mode derivative: for jax.jvp through a model, use
   conv_impl='xla'.
   """
   return rows @ weights
@@ -161,9 +154,9 @@ def _stride_2_conv_as_matmul(
   The same products as im2col, but the backward pass is cheaper: im2col's
   input gradient adds k^2 zero-padded, full-size copies of the output
   gradient (for k = 4, 16 of them), and this form's only (k/2)^2 = 4, of a
-  tensor of the input's size. In a whole DCGAN VAE step on XLA:CPU those
-  sums, fused into the transposes the kernel gradients need, were half the
-  step's time (benchmarks/vs_pytorch.py: mnist_conv 287 -> 167 ms).
+  tensor of the input's size. On XLA:CPU those sums, fused into the
+  transposes the kernel gradients need, are a large share of a conv VAE's
+  step (benchmarks/vs_pytorch.py times it).
   """
   size, _, in_features, out_features = kernel.shape
   batch, height, width, channels = padded.shape
@@ -228,12 +221,13 @@ def _upconv_as_tap_matmul(
     for b in (0, 1):
       total = None
       # Output 2i + a reads input i + d through tap k = a + padding - 2d:
-      # the product of input i with tap k lands on phase row i - d.
+      # the product of input i with tap k lands on phase row i - d. Columns
+      # likewise, with tap m and shift e.
       for k in range((a + padding) % 2, size, 2):
         d = (a + padding - k) // 2
-        for l in range((b + padding) % 2, size, 2):
-          e = (b + padding - l) // 2
-          tap = products[k * size + l][:, :, :, 0]
+        for m in range((b + padding) % 2, size, 2):
+          e = (b + padding - m) // 2
+          tap = products[k * size + m][:, :, :, 0]
           shifted = jax.lax.pad(
             tap,
             jnp.zeros((), tap.dtype),

@@ -92,10 +92,7 @@ def default_config() -> ml_collections.ConfigDict:
   config.latent_size = 16  # 16 or 256 in the seed.
   config.base_channels = 32  # d: convs have d, 2d, 4d channels.
   config.dense_size = 256  # Linear between the convs and the heads.
-  # The conv layers' form ('auto', 'xla', 'matmul'; vae_jax/models/
-  # layers.py). 'auto': XLA's convolutions on GPU/TPU, the matmul forms on
-  # CPU. All forms share parameters: checkpoints load under any.
-  config.conv_impl = "auto"
+  config.conv_impl = "auto"  # layers.CONV_IMPLS: the conv layers' form.
   return config
 
 

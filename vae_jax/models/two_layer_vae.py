@@ -1,8 +1,8 @@
 """A VAE with two stochastic layers: Burda et al.'s (2016) deeper model.
 
-    q(h1 | x)  = N(MLP_200-200(x))          p(h2)      = N(0, I),     h2: 50
-    q(h2 | h1) = N(MLP_100-100(h1))          p(h1 | h2) = N(MLP_100-100(h2))
-                                             p(x | h1)  = Bernoulli(MLP_200-200(h1))
+    q(h1 | x)  = N(MLP_200-200(x))     p(h2)      = N(0, I),     h2: 50
+    q(h2 | h1) = N(MLP_100-100(h1))    p(h1 | h2) = N(MLP_100-100(h2))
+                                       p(x | h1)  = Bernoulli(MLP_200-200(h1))
 
 with h1 of 100 units. Its bounds (`objectives.iwae`) read both layers'
 priors and posteriors through the methods `vae.VAE` describes. The methods
@@ -127,6 +127,5 @@ FAMILIES = (
     pixel_range=family.reads("unit"),
     objective="vae_k",
     trainer="single_network",
-    stochastic_layers=2,
   ),
 )

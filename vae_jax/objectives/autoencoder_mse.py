@@ -39,16 +39,17 @@ def _reconstruct(autoencoder: Any, images: jax.Array, train: bool) -> jax.Array:
 
 
 def terms(
-  run_model: objective.RunModel,
-  params: Any,
+  autoencoder: objective.Network,
   images: jax.Array,
   rng: jax.Array,
   step: jax.Array,
   *,
   loss_config: ml_collections.ConfigDict,
 ) -> tuple[dict[str, jax.Array], Any]:
-  del params, rng, step, loss_config  # Deterministic, with no settings.
-  outputs, batch_stats = run_model(images, method=_reconstruct)
+  del rng, step, loss_config  # Deterministic, with no settings.
+  outputs, batch_stats = objective.apply(
+    autoencoder, images, method=_reconstruct
+  )
   return autoencoder_loss(outputs, images), batch_stats
 
 

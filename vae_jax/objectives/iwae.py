@@ -16,6 +16,7 @@ each recomputed for the gradient. `loss.num_samples` is k; the likelihood is
 form), are reported beside the bound.
 """
 
+import functools
 import math
 from typing import Any
 
@@ -49,19 +50,7 @@ def check_config(loss_config: ml_collections.ConfigDict) -> None:
     loss_config.num_samples >= 1,
     f"loss.num_samples must be >= 1, got {loss_config.num_samples}.",
   )
-  errors.require_choice(
-    loss_config.likelihood, likelihoods.LIKELIHOODS, "loss.likelihood"
-  )
-  errors.require_choice(
-    loss_config.learned_variance,
-    negative_elbo.LEARNED_VARIANCES,
-    "loss.learned_variance",
-  )
-  errors.require(
-    loss_config.gaussian_variance > 0,
-    "loss.gaussian_variance "
-    f"must be positive, got {loss_config.gaussian_variance}.",
-  )
+  negative_elbo.check_likelihood(loss_config)
 
 
 def _log_standard_normal(h: jax.Array) -> jax.Array:
@@ -72,6 +61,17 @@ def _log_normal(h: jax.Array, mu: jax.Array, logvar: jax.Array) -> jax.Array:
   return -0.5 * jnp.sum(
     jnp.square(h - mu) * jnp.exp(-logvar) + logvar + _LOG_2PI, axis=-1
   )
+
+
+def _log_posterior(eps: jax.Array, logvar: jax.Array) -> jax.Array:
+  """`_log_normal` of a reparameterized draw, from its noise `eps`."""
+  return -0.5 * jnp.sum(jnp.square(eps) + logvar + _LOG_2PI, axis=-1)
+
+
+def _tiled(images: jax.Array, num_samples: int) -> jax.Array:
+  """`images` [B, ...] repeated `num_samples` times, [k * B, ...]."""
+  tiled = jnp.broadcast_to(images[None], (num_samples, *images.shape))
+  return tiled.reshape(num_samples * images.shape[0], *images.shape[1:])
 
 
 def draw_latents(
@@ -85,22 +85,16 @@ def draw_latents(
   and every term is reparameterized, so gradients flow through the draws.
   """
   mu, logvar = vae.posterior(0, images, train)
-  eps = jax.random.normal(rng, (num_samples, *mu.shape), jnp.float32)
-  draws = [
-    (mu[None] + jnp.exp(0.5 * logvar)[None] * eps.astype(mu.dtype)).reshape(
-      -1, mu.shape[-1]
-    )
-  ]
-  log_q = (
-    -0.5 * jnp.sum(jnp.square(eps) + logvar[None] + _LOG_2PI, axis=-1)
-  ).reshape(-1)
+  h, eps = negative_elbo.reparameterize(rng, mu, logvar, num_samples)
+  draws = [h.reshape(-1, mu.shape[-1])]
+  log_q = _log_posterior(eps, logvar[None]).reshape(-1)
   for layer in range(1, vae.stochastic_layers):
     mu, logvar = vae.posterior(layer, draws[-1], train)
-    eps = jax.random.normal(
-      jax.random.fold_in(rng, layer), mu.shape, jnp.float32
-    ).astype(mu.dtype)
-    draws.append(mu + jnp.exp(0.5 * logvar) * eps)
-    log_q += -0.5 * jnp.sum(jnp.square(eps) + logvar + _LOG_2PI, axis=-1)
+    h, eps = negative_elbo.reparameterize(
+      jax.random.fold_in(rng, layer), mu, logvar
+    )
+    draws.append(h)
+    log_q += _log_posterior(eps, logvar)
   log_p = _log_standard_normal(draws[-1])
   for layer in range(1, vae.stochastic_layers):
     log_p += _log_normal(
@@ -122,15 +116,11 @@ def log_weights(
   """log w [k, B] and -log p(x | h_1) [k, B] of k draws, from their logits
   [k * B, ...] and log p(h) - log q(h | x) [k, B] (`draw_latents`)."""
   num_samples = log_latent_ratio.shape[0]
-  tiled = jnp.broadcast_to(images[None], (num_samples, *images.shape))
-  logits, tiled = likelihoods.flat_pixels(
-    logits, tiled.reshape(num_samples * images.shape[0], *images.shape[1:])
-  )
-  if pixel_logvar is not None and pixel_logvar.ndim:  # One per pixel.
-    pixel_logvar = pixel_logvar.reshape(-1)
-  recon = likelihoods.LIKELIHOODS[likelihood](
+  logits, tiled = likelihoods.flat_pixels(logits, _tiled(images, num_samples))
+  recon = likelihoods.reconstruction(
     logits,
     tiled,
+    likelihood=likelihood,
     gaussian_variance=gaussian_variance,
     pixel_logvar=pixel_logvar,
   ).reshape(num_samples, -1)
@@ -145,8 +135,7 @@ def bound(weights: jax.Array, importance_weighted: bool) -> jax.Array:
 
 
 def _draw_terms(
-  run_model: objective.RunModel,
-  params: Any,
+  vae: objective.Network,
   images: jax.Array,
   rng: jax.Array,
   num_draws: int,
@@ -155,12 +144,11 @@ def _draw_terms(
   """For `num_draws` draws per image, all decoded in one pass: log w, -log
   p(x|h_1), log p(h) - log q(h|x) and the mean image's squared error per
   pixel, each [num_draws, B]; and the BatchNorm statistics."""
-  (logits, log_latent_ratio), batch_stats = run_model(
+  (logits, log_latent_ratio), batch_stats = objective.apply(
+    vae,
     images,
     rng,
-    method=lambda vae, *args, train: draw_latents(
-      vae, *args, train, num_samples=num_draws
-    ),
+    method=functools.partial(draw_latents, num_samples=num_draws),
   )
   weights, recon = log_weights(
     logits,
@@ -168,21 +156,16 @@ def _draw_terms(
     images,
     likelihood=loss_config.likelihood,
     gaussian_variance=loss_config.gaussian_variance,
-    pixel_logvar=params.get("pixel_logvar"),
+    pixel_logvar=vae.variables["params"].get("pixel_logvar"),
   )
-  mean_images = jax.nn.sigmoid(logits.reshape(num_draws, *images.shape))
-  squared_error = jnp.mean(
-    jnp.square(mean_images - images[None]).reshape(
-      num_draws, images.shape[0], -1
-    ),
-    axis=2,
-  )
+  squared_error = likelihoods.squared_error(
+    jax.nn.sigmoid(logits), _tiled(images, num_draws)
+  ).reshape(num_draws, -1)
   return (weights, recon, log_latent_ratio, squared_error), batch_stats
 
 
-def _terms(
-  run_model: objective.RunModel,
-  params: Any,
+def terms(
+  vae: objective.Network,
   images: jax.Array,
   rng: jax.Array,
   step: jax.Array,
@@ -190,27 +173,27 @@ def _terms(
   loss_config: ml_collections.ConfigDict,
   importance_weighted: bool,
 ) -> tuple[dict[str, jax.Array], Any]:
+  """Per-image terms of the IWAE bound (`importance_weighted`) or of the
+  k-sample VAE objective, and the BatchNorm statistics."""
   del step  # No schedule.
   num_samples = loss_config.num_samples
   draws_per_pass = max(1, MAX_DRAWS_PER_PASS // images.shape[0])
   if num_samples <= draws_per_pass:
     per_draw, batch_stats = _draw_terms(
-      run_model, params, images, rng, num_samples, loss_config
+      vae, images, rng, num_samples, loss_config
     )
   else:
     # Chunks of draws, each recomputed in the backward pass (jax.checkpoint):
     # the activations kept for the gradient are one chunk's, whatever k.
     num_passes = math.ceil(num_samples / draws_per_pass)
     chunk = jax.checkpoint(
-      lambda key: _draw_terms(
-        run_model, params, images, key, draws_per_pass, loss_config
-      )
+      lambda key: _draw_terms(vae, images, key, draws_per_pass, loss_config)
     )
     per_draw, batch_stats = jax.lax.map(
       chunk, jax.random.split(rng, num_passes)
     )
     per_draw = tuple(
-      terms.reshape(-1, images.shape[0])[:num_samples] for terms in per_draw
+      values.reshape(-1, images.shape[0])[:num_samples] for values in per_draw
     )
     batch_stats = jax.tree.map(lambda stats: stats[-1], batch_stats)
   weights, recon, log_latent_ratio, squared_error = per_draw
@@ -225,32 +208,6 @@ def _terms(
   }, batch_stats
 
 
-def iwae_terms(run_model, params, images, rng, step, *, loss_config):
-  """Per-image terms of the IWAE bound, and the BatchNorm statistics."""
-  return _terms(
-    run_model,
-    params,
-    images,
-    rng,
-    step,
-    loss_config=loss_config,
-    importance_weighted=True,
-  )
-
-
-def vae_k_terms(run_model, params, images, rng, step, *, loss_config):
-  """Per-image terms of the k-sample VAE objective, and the statistics."""
-  return _terms(
-    run_model,
-    params,
-    images,
-    rng,
-    step,
-    loss_config=loss_config,
-    importance_weighted=False,
-  )
-
-
 OBJECTIVES = tuple(
   objective.Objective(
     name=name,
@@ -258,10 +215,10 @@ OBJECTIVES = tuple(
     trainer="single_network",
     default_config=lambda name=name: _default_config(name),
     check_config=check_config,
-    terms=terms,
+    terms=functools.partial(terms, importance_weighted=name == "iwae"),
     to_images=jax.nn.sigmoid,
     adapt_model=negative_elbo.with_pixel_variance,
     stacked_latents=True,
   )
-  for name, terms in (("iwae", iwae_terms), ("vae_k", vae_k_terms))
+  for name in ("iwae", "vae_k")
 )

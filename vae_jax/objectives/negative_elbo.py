@@ -37,7 +37,9 @@ def default_config() -> ml_collections.ConfigDict:
   return config
 
 
-def check_config(loss_config: ml_collections.ConfigDict) -> None:
+def check_likelihood(loss_config: ml_collections.ConfigDict) -> None:
+  """Raises ConfigError for likelihood settings (`likelihood`,
+  `gaussian_variance`, `learned_variance`) no run could use."""
   errors.require_choice(
     loss_config.likelihood, likelihoods.LIKELIHOODS, "loss.likelihood"
   )
@@ -45,17 +47,21 @@ def check_config(loss_config: ml_collections.ConfigDict) -> None:
     loss_config.learned_variance, LEARNED_VARIANCES, "loss.learned_variance"
   )
   errors.require(
+    loss_config.gaussian_variance > 0,
+    "loss.gaussian_variance "
+    f"must be positive, got {loss_config.gaussian_variance}.",
+  )
+
+
+def check_config(loss_config: ml_collections.ConfigDict) -> None:
+  check_likelihood(loss_config)
+  errors.require(
     loss_config.kl_weight >= 0,
     f"loss.kl_weight must be >= 0, got {loss_config.kl_weight}.",
   )
   errors.require(
     loss_config.kl_warmup_steps >= 0,
     f"loss.kl_warmup_steps must be >= 0, got {loss_config.kl_warmup_steps}.",
-  )
-  errors.require(
-    loss_config.gaussian_variance > 0,
-    "loss.gaussian_variance "
-    f"must be positive, got {loss_config.gaussian_variance}.",
   )
 
 
@@ -65,12 +71,21 @@ def kl_to_standard_normal(mu: jax.Array, logvar: jax.Array) -> jax.Array:
 
 
 def reparameterize(
-  rng: jax.Array, mu: jax.Array, logvar: jax.Array
-) -> jax.Array:
-  """z = mu + sigma * eps, so gradients flow through the sample to mu, sigma."""
+  rng: jax.Array,
+  mu: jax.Array,
+  logvar: jax.Array,
+  num_samples: int | None = None,
+) -> tuple[jax.Array, jax.Array]:
+  """z = mu + sigma * eps, so gradients flow through the sample to mu and
+  sigma, and eps ~ N(0, I); `num_samples` draws along a new first axis, or
+  one."""
+  shape = mu.shape if num_samples is None else (num_samples, *mu.shape)
   # Drawn in float32 whatever the compute dtype: the same noise either way.
-  eps = jax.random.normal(rng, mu.shape, jnp.float32).astype(mu.dtype)
-  return mu + jnp.exp(0.5 * logvar) * eps
+  eps = jax.random.normal(rng, shape, jnp.float32).astype(mu.dtype)
+  sigma = jnp.exp(0.5 * logvar)
+  if num_samples is not None:
+    mu, sigma = mu[None], sigma[None]
+  return mu + sigma * eps, eps
 
 
 def kl_weight_at(
@@ -96,11 +111,10 @@ def negative_elbo(
 ) -> dict[str, jax.Array]:
   """Per-image terms of the objective; `loss` is what training minimizes."""
   logits, images = likelihoods.flat_pixels(logits, images)
-  if pixel_logvar is not None and pixel_logvar.ndim:  # One per pixel.
-    pixel_logvar = pixel_logvar.reshape(-1)
-  recon = likelihoods.LIKELIHOODS[likelihood](
+  recon = likelihoods.reconstruction(
     logits,
     images,
+    likelihood=likelihood,
     gaussian_variance=gaussian_variance,
     pixel_logvar=pixel_logvar,
   )
@@ -115,19 +129,18 @@ def negative_elbo(
   }
 
 
-def _sample_and_decode(
+def sample_and_decode(
   vae: Any, images: jax.Array, rng: jax.Array, train: bool
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
   """A Flax method of `models.vae.VAE`: logits of p(x|z) for one
   z ~ q(z|x) per image, and q's mu and log-variance."""
   mu, logvar = vae.encode(images, train)
-  z = reparameterize(rng, mu, logvar)
+  z, _ = reparameterize(rng, mu, logvar)
   return vae.decode(z, train), mu, logvar
 
 
 def terms(
-  run_model: objective.RunModel,
-  params: Any,
+  vae: objective.Network,
   images: jax.Array,
   rng: jax.Array,
   step: jax.Array,
@@ -135,8 +148,8 @@ def terms(
   loss_config: ml_collections.ConfigDict,
 ) -> tuple[dict[str, jax.Array], Any]:
   """Per-image terms at one sample of z, and the BatchNorm statistics."""
-  (logits, mu, logvar), batch_stats = run_model(
-    images, rng, method=_sample_and_decode
+  (logits, mu, logvar), batch_stats = objective.apply(
+    vae, images, rng, method=sample_and_decode
   )
   kl_weight = kl_weight_at(
     step, loss_config.kl_weight, loss_config.kl_warmup_steps
@@ -149,7 +162,7 @@ def terms(
     likelihood=loss_config.likelihood,
     kl_weight=kl_weight,
     gaussian_variance=loss_config.gaussian_variance,
-    pixel_logvar=params.get("pixel_logvar"),
+    pixel_logvar=vae.variables["params"].get("pixel_logvar"),
   ), batch_stats
 
 

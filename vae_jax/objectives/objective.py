@@ -1,4 +1,5 @@
-"""What an objective declares: the models it trains, its config and its terms.
+"""What an objective declares: the models it trains, its config and its terms;
+and `apply`, how terms and trainers call a network.
 
 Every objective module exports `OBJECTIVES`, a tuple of `Objective`
 declarations (`registry` finds them). `config.loss.objective` names one;
@@ -12,13 +13,34 @@ from typing import Any, NamedTuple
 import jax
 import ml_collections
 
+from vae_jax.core import precision
 from vae_jax.models import family
 
-# The single-network trainer's model call: run_model(*args, method=m) ->
-# (outputs, batch_stats) applies the model being trained (with the
-# parameters being differentiated, in training or evaluation mode, in the
-# run's compute dtype) and returns its updated BatchNorm statistics.
-RunModel = Callable[..., tuple[Any, Any]]
+
+class Network(NamedTuple):
+  """A Flax module as a step runs it."""
+
+  module: Any  # A flax.linen.Module.
+  # 'params' (those being differentiated) and 'batch_stats' ({} for a
+  # module without BatchNorm).
+  variables: dict[str, Any]
+  train: bool  # BatchNorm on batch statistics, updating them.
+  compute_dtype: str  # Its arithmetic (`core.precision`).
+
+
+def apply(network: Network, *args: Any, method: Any = None) -> tuple[Any, Any]:
+  """`network.module`'s `method` (a Flax method: its name, or a function
+  of the module; by default `__call__`) on `args`, and its BatchNorm
+  statistics, updated when training."""
+  apply_fn = precision.apply_in(network.module.apply, network.compute_dtype)
+  batch_stats = network.variables["batch_stats"]
+  if not network.train:
+    outputs = apply_fn(network.variables, *args, train=False, method=method)
+    return outputs, batch_stats
+  outputs, updates = apply_fn(
+    network.variables, *args, train=True, method=method, mutable=["batch_stats"]
+  )
+  return outputs, updates.get("batch_stats", batch_stats)
 
 
 class AdversarialTerms(NamedTuple):
@@ -51,9 +73,9 @@ class Objective:
   # loss_config -> None, or raises errors.ConfigError.
   check_config: Callable[[ml_collections.ConfigDict], None]
   # The per-image terms, in the form its trainer calls. Single network:
-  # (run_model, params, images, rng, step, *, loss_config) ->
-  # ({'loss': [B], other terms: [B]}, batch_stats); 'loss' is minimized.
-  # Adversarial: an `AdversarialTerms`.
+  # (network, images, rng, step, *, loss_config) -> ({'loss': [B], other
+  # terms: [B]}, batch_stats), calling the `Network` through `apply`;
+  # 'loss' is minimized. Adversarial: an `AdversarialTerms`.
   terms: Any
   # The decoder's outputs as mean images in [0, 1], for reconstructions and
   # samples; None for objectives of generators, which output images.
@@ -62,5 +84,6 @@ class Objective:
   # objective learns beside it (a learned pixel variance).
   adapt_model: Callable[..., Any] = unchanged_model
   # Whether it trains latent-variable models of several stochastic layers
-  # (`Family.stochastic_layers` > 1), not only one with a closed-form KL.
+  # (the model's `stochastic_layers` > 1), not only one with a closed-form
+  # KL.
   stacked_latents: bool = False

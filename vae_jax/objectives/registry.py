@@ -35,11 +35,4 @@ def for_model(
     f"model {model_family.name!r} is a {model_family.kind.value} model "
     f"(its objective is {model_family.objective!r}).",
   )
-  errors.require(
-    model_family.stochastic_layers == 1 or objective.stacked_latents,
-    f"loss.objective {objective.name!r} trains models of one stochastic "
-    f"layer; model {model_family.name!r} has "
-    f"{model_family.stochastic_layers} (its objective is "
-    f"{model_family.objective!r}).",
-  )
   return objective

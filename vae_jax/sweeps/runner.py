@@ -40,6 +40,7 @@ from vae_jax.core import outputs
 from vae_jax.core import sharding
 from vae_jax.data import pipeline
 from vae_jax.trainers import loop
+from vae_jax.trainers import run_config as run_config_lib
 
 # Splits values at commas outside parentheses, which hold tuples.
 _VALUE_SEPARATOR = re.compile(r",(?![^(]*\))")
@@ -199,7 +200,7 @@ def run_sweep(
   runs = make_runs(config, sweep_flags)
   configs = [run_config(config, run.overrides) for run in runs]
   for run_cfg in configs:
-    loop.check_config(run_cfg)
+    run_config_lib.check_config(run_cfg)
   run_dirs = [os.path.join(workdir, run.name) for run in runs]
   if dry_run:
     for run, run_dir, run_cfg in zip(runs, run_dirs, configs):

@@ -27,7 +27,6 @@ from vae_jax import errors
 from vae_jax.core import finite_guard
 from vae_jax.core import image_grid
 from vae_jax.core import optimizers
-from vae_jax.core import precision
 from vae_jax.core import sharding
 from vae_jax.models import gan
 from vae_jax.objectives import objective as objective_lib
@@ -151,26 +150,25 @@ class Settings(NamedTuple):
   compute_dtype: str  # The networks' arithmetic (`core.precision`).
 
 
-def _run(
+def _network(
   settings: Settings,
   name: str,
   network: NetworkState,
-  params,
-  *args,
+  *,
   train: bool,
-) -> tuple[Any, Any]:
-  """The outputs of network `name` ('generator' or 'discriminator') with
-  `params`, and its updated BatchNorm statistics."""
-  apply_fn = precision.apply_in(
-    getattr(settings.model, name).apply, settings.compute_dtype
+  params: Any = None,
+) -> objective_lib.Network:
+  """Network `name` ('generator' or 'discriminator') as a step runs it,
+  with `params` (by default its own), for `objective_lib.apply`."""
+  return objective_lib.Network(
+    module=getattr(settings.model, name),
+    variables={
+      "params": network.params if params is None else params,
+      "batch_stats": network.batch_stats,
+    },
+    train=train,
+    compute_dtype=settings.compute_dtype,
   )
-  variables = {"params": params, "batch_stats": network.batch_stats}
-  if not train:
-    return apply_fn(variables, *args, train=False), network.batch_stats
-  outputs, updates = apply_fn(
-    variables, *args, train=True, mutable=["batch_stats"]
-  )
-  return outputs, updates.get("batch_stats", network.batch_stats)
 
 
 def _update(
@@ -205,14 +203,9 @@ def discriminator_step(
   unchanged.
   """
   images, labels = batch["image"], class_labels(batch)
-  fakes, _ = _run(
-    settings,
-    "generator",
-    state.generator,
-    state.generator.params,
-    _latents(settings.model, rng, images.shape[0]),
-    labels,
-    train=True,
+  generator = _network(settings, "generator", state.generator, train=True)
+  fakes, _ = objective_lib.apply(
+    generator, _latents(settings.model, rng, images.shape[0]), labels
   )
   fakes = jax.lax.stop_gradient(fakes)
   network = state.discriminator
@@ -220,16 +213,19 @@ def discriminator_step(
   def objective(params):
     # Real and fake batches pass apart, as in DCGAN: BatchNorm statistics
     # of a mixed batch would tell the two kinds apart by themselves.
-    real, stats = _run(
-      settings, "discriminator", network, params, images, train=True
+    real, stats = objective_lib.apply(
+      _network(settings, "discriminator", network, train=True, params=params),
+      images,
     )
-    fake, stats = _run(
-      settings,
-      "discriminator",
-      network.replace(batch_stats=stats),
-      params,
+    fake, stats = objective_lib.apply(
+      _network(
+        settings,
+        "discriminator",
+        network.replace(batch_stats=stats),
+        train=True,
+        params=params,
+      ),
       fakes,
-      train=True,
     )
     terms = settings.terms.discriminator(
       real, fake, labels, settings.loss_config
@@ -253,18 +249,16 @@ def generator_step(
   network = state.generator
 
   def objective(params):
-    fakes, stats = _run(
-      settings, "generator", network, params, z, labels, train=True
+    fakes, stats = objective_lib.apply(
+      _network(settings, "generator", network, train=True, params=params),
+      z,
+      labels,
     )
     # The discriminator as it judged fakes in its own update (batch
     # statistics); its updated running averages are dropped.
-    fake, _ = _run(
-      settings,
-      "discriminator",
-      state.discriminator,
-      state.discriminator.params,
+    fake, _ = objective_lib.apply(
+      _network(settings, "discriminator", state.discriminator, train=True),
       fakes,
-      train=True,
     )
     terms = settings.terms.generator(fake, labels, settings.loss_config)
     terms = {name: value.mean() for name, value in terms.items()}
@@ -321,26 +315,16 @@ def eval_step(
   """Sums over the unpadded images of `batch`, and as many fakes of their
   labels, of the discriminator's terms (accuracies, losses)."""
   images, labels = batch["image"], class_labels(batch)
-  fakes, _ = _run(
-    settings,
-    "generator",
-    state.generator,
-    state.generator.params,
-    _latents(settings.model, rng, images.shape[0]),
-    labels,
-    train=False,
+  generator = _network(settings, "generator", state.generator, train=False)
+  fakes, _ = objective_lib.apply(
+    generator, _latents(settings.model, rng, images.shape[0]), labels
   )
-  judge = functools.partial(
-    _run,
-    settings,
-    "discriminator",
-    state.discriminator,
-    state.discriminator.params,
-    train=False,
+  discriminator = _network(
+    settings, "discriminator", state.discriminator, train=False
   )
-  terms = settings.terms.discriminator(
-    judge(images)[0], judge(fakes)[0], labels, settings.loss_config
-  )
+  real, _ = objective_lib.apply(discriminator, images)
+  fake, _ = objective_lib.apply(discriminator, fakes)
+  terms = settings.terms.discriminator(real, fake, labels, settings.loss_config)
   terms["loss"] = terms["d_loss"]
   return trainer.masked_sums(terms, batch["mask"])
 
@@ -355,7 +339,7 @@ def settings_of(config: ml_collections.ConfigDict, parts) -> Settings:
   )
 
 
-def bound_steps(
+def make_steps(
   config: ml_collections.ConfigDict, parts
 ) -> tuple[Callable[..., Any], Callable[..., Any]]:
   """`train_step` and `eval_step` with `config`'s settings bound:
@@ -367,23 +351,12 @@ def bound_steps(
   )
 
 
-def make_jitted_steps(config: ml_collections.ConfigDict, parts, mesh):
-  """`bound_steps` compiled for `mesh`."""
-  return sharding.jit_steps(*bound_steps(config, parts), mesh)
-
-
 def generate_images(
   state: GanState, z: jax.Array, labels: jax.Array, *, settings: Settings
 ) -> jax.Array:
   """Samples in [0, 1], BatchNorm on its running averages (eval mode)."""
-  images, _ = _run(
-    settings,
-    "generator",
-    state.generator,
-    state.generator.params,
-    z,
-    labels,
-    train=False,
+  images, _ = objective_lib.apply(
+    _network(settings, "generator", state.generator, train=False), z, labels
   )
   if settings.model.generator.output_activation == "tanh":
     return (images + 1) / 2
@@ -442,6 +415,6 @@ TRAINER = trainer.Trainer(
   default_config=default_config,
   check_config=check_config,
   create_train_state=create_train_state,
-  make_jitted_steps=make_jitted_steps,
+  make_steps=make_steps,
   make_image_grids=make_image_grids,
 )

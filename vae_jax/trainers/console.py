@@ -1,7 +1,9 @@
 """The console of a training run: one line per log window, one per epoch.
 
 Every scalar and image also goes to TensorBoard; the console says what a
-person watching needs: where the run is, how it is doing, how long is left.
+person watching needs: where the run is, how it is doing, how fast, and how
+long is left. The commands print these lines without absl's prefix
+(`cli.ConsoleFormatter`).
 """
 
 import time
@@ -38,6 +40,16 @@ class Console:
     self._batch_size = batch_size
     self._start = (time.perf_counter(), start_step)
     self._window_start = self._start
+    # (time, step) at the end of the first window: the time left is
+    # projected from the pace since then, which leaves compilation out.
+    self._steady = None
+
+  def _left(self, now: float, step: int) -> str:
+    """The time the steps after `step` will take at the pace so far."""
+    steady = self._steady is not None and step > self._steady[1]
+    since_time, since_step = self._steady if steady else self._start
+    seconds_per_step = (now - since_time) / max(step - since_step, 1)
+    return _duration((self._total_steps - step) * seconds_per_step)
 
   def window(self, step: int, summary: dict[str, float]) -> None:
     now = time.perf_counter()
@@ -45,28 +57,26 @@ class Console:
     self._window_start = (now, step)
     skipped = int(summary.get("nonfinite_steps", 0))
     logging.info(
-      "step %d/%d: %s; %.0f images/s%s",
+      "step %d/%d: %s; %.0f images/s; %s left%s",
       step,
       self._total_steps,
       _metrics_text(
         {k: v for k, v in summary.items() if k != "nonfinite_steps"}
       ),
       steps * self._batch_size / max(seconds, 1e-9),
+      self._left(now, step),
       f"; {skipped} non-finite steps skipped" if skipped else "",
     )
+    if self._steady is None:
+      self._steady = (now, step)
 
   def epoch(self, step: int, metrics: dict[str, float]) -> None:
-    seconds, steps = (
-      time.perf_counter() - self._start[0],
-      step - self._start[1],
-    )
-    left = (self._total_steps - step) * seconds / max(steps, 1)
     logging.info(
       "epoch %d/%d: test %s; %s left",
       step // self._steps_per_epoch,
       self._total_steps // self._steps_per_epoch,
       _metrics_text(metrics, "test_"),
-      _duration(left),
+      self._left(time.perf_counter(), step),
     )
 
   def final(

@@ -2,12 +2,12 @@
 
 `train_and_evaluate(config, workdir)` prepares the data once, assembles the
 model, its objective and its trainer (`parts`), resumes from the newest
-checkpoint, and then runs the trainer's compiled steps: as one compiled loop
-over a split held on the devices, or one step per host batch. The host
-acts only at log, checkpoint and epoch boundaries: it logs one line per log
-window, evaluates the test split and draws image grids each epoch, saves
-checkpoints, stops on repeated non-finite steps and on SIGTERM, and writes
-results.json at the end.
+checkpoint, and then compiles the trainer's steps once and runs them: as
+one compiled loop over a split held on the devices, or one step per host
+batch. The host acts only at log, checkpoint and epoch boundaries: it logs
+one line per log window, evaluates the test split and draws image grids each
+epoch, saves checkpoints, stops on repeated non-finite steps and on SIGTERM,
+and writes results.json at the end.
 """
 
 import functools
@@ -24,103 +24,17 @@ import ml_collections
 import numpy as np
 import tensorflow as tf
 
-from vae_jax import errors
 from vae_jax.core import checkpoints
 from vae_jax.core import outputs
-from vae_jax.core import precision
 from vae_jax.core import preemption
 from vae_jax.core import resume
 from vae_jax.core import sharding
 from vae_jax.data import device_held
 from vae_jax.data import pipeline
-from vae_jax.data import sources
 from vae_jax.models import registry as models
-from vae_jax.objectives import registry as objectives
 from vae_jax.trainers import console as console_lib
 from vae_jax.trainers import parts as parts_lib
-
-# The loop's own fields, positive integers all.
-_POSITIVE_FIELDS = (
-  "batch_size",
-  "num_epochs",
-  "log_every_steps",
-  "checkpoint_every_steps",
-  "max_checkpoints_to_keep",
-  "max_consecutive_nonfinite",
-)
-
-
-def _loop_config() -> ml_collections.ConfigDict:
-  config = ml_collections.ConfigDict()
-  config.seed = 0  # Seeds parameters, sampling noise and data order.
-  config.num_epochs = 30  # Passes over the training split.
-  config.batch_size = 128  # Global batch, split over all devices.
-  # True: batch_size is each device's share instead, so the global batch is
-  # batch_size × device count and grows with the slice (per-step work per
-  # device stays fixed). False keeps the global batch, and with it the
-  # learning-rate tuning, the same on any device count.
-  config.batch_size_per_device = False
-  config.log_every_steps = 100  # Train metrics are averaged over this window.
-  config.checkpoint_every_steps = 2000  # Also saved at the end of training.
-  config.max_checkpoints_to_keep = 3  # Older checkpoints are deleted.
-  config.num_image_samples = 64  # Samples per grid; half as many recons.
-  # Updates with a non-finite loss or gradient are skipped; this many in a
-  # row stop the run (the checkpoints before them stay intact).
-  config.max_consecutive_nonfinite = 20
-  # A workdir whose saved config differs in a field that changes the train
-  # state's shapes is refused; True starts over there instead, keeping the
-  # old checkpoints in checkpoints.before_<time>/.
-  config.allow_config_change = False
-  # 'bfloat16': models compute in bfloat16 (mixed precision, for GPUs and
-  # TPUs); parameters, optimizer state and the loss stay float32. Slower than
-  # 'float32' on CPUs.
-  config.compute_dtype = "float32"
-  return config
-
-
-def default_config(
-  model_name: str, objective: str | None = None
-) -> ml_collections.ConfigDict:
-  """A whole config for family `model_name`, each section from its piece:
-  the loop's fields, `input` (`data.pipeline`), `model` (the family), `loss`
-  (`objective`, by default the family's) and the trainer's fields."""
-  family = models.get(model_name)
-  config = _loop_config()
-  config.input = pipeline.default_config()
-  config.input.pixel_range = family.pixel_range(family.default_config())
-  config.model = family.default_config()
-  config.loss = objectives.get(objective or family.objective).default_config()
-  config.update(parts_lib.TRAINERS[family.trainer].default_config())
-  return config
-
-
-def check_config(config: ml_collections.ConfigDict) -> None:
-  """Raises ConfigError for values no run could use, before any work."""
-  for field in _POSITIVE_FIELDS:
-    errors.require(
-      config[field] > 0, f"{field} must be positive, got {config[field]}."
-    )
-  errors.require(
-    config.num_image_samples >= 2,  # Half are reconstructed.
-    f"num_image_samples must be >= 2, got {config.num_image_samples}.",
-  )
-  sharding.global_batch_size(config)  # Raises if devices cannot share it.
-  precision.check_config(config.compute_dtype)
-  pipeline.check_config(config.input)
-  models.check_config(config.model)
-  model_family, objective, trainer = parts_lib.declared(config)
-  if model_family.conditional:  # Raises for data without class labels.
-    sources.num_classes(config.input)
-  errors.require_fields(
-    config.loss,
-    objective.default_config().to_dict(),
-    "loss",
-    f"loss.objective {objective.name!r}",
-    f"; start it from loop.default_config({config.model.name!r}, "
-    f"{objective.name!r})",
-  )
-  objective.check_config(config.loss)
-  trainer.check_config(config)
+from vae_jax.trainers import run_config
 
 
 def abstract_train_state(
@@ -178,8 +92,8 @@ def summarize_window(
   (non-finite) steps at its end, carried over from earlier windows.
   """
   applied = []
-  for metrics in window:
-    metrics = dict(metrics)
+  for step_metrics in window:
+    metrics = dict(step_metrics)
     if metrics.pop("finite"):
       applied.append(metrics)
       nonfinite_streak = 0
@@ -195,8 +109,8 @@ def summarize_window(
 def _device_held_steps(
   data,
   eval_ds,
-  jitted_train_step,
-  jitted_eval_step,
+  train_step,
+  eval_step,
   mesh,
   local_batch_size: int,
   seed: int,
@@ -204,11 +118,12 @@ def _device_held_steps(
   max_steps: int,
 ):
   """A `device_held.StepRunner` and an evaluator (state -> sums) on the
-  splits held on the devices, each step chunk one compiled loop."""
+  splits held on the devices, each step chunk one compiled loop of the
+  uncompiled steps."""
   train_rng, eval_rng = rngs
   run_steps = device_held.DeviceSteps(
     data.device_split(),
-    jitted_train_step,
+    train_step,
     mesh,
     local_batch_size,
     seed,
@@ -216,15 +131,15 @@ def _device_held_steps(
     max_steps=max_steps,
   )
   return run_steps, device_held.device_evaluator(
-    eval_ds, jitted_eval_step, mesh, eval_rng
+    eval_ds, eval_step, mesh, eval_rng
   )
 
 
 def _host_fed_steps(
   data,
   eval_ds,
-  jitted_train_step,
-  jitted_eval_step,
+  train_step,
+  eval_step,
   mesh,
   local_batch_size: int,
   seed: int,
@@ -232,19 +147,20 @@ def _host_fed_steps(
   start_step: int,
 ):
   """A one-step `device_held.StepRunner` on batches from the host, from
-  `start_step` on, and an evaluator (state -> sums) batch by batch."""
+  `start_step` on, and an evaluator (state -> sums) batch by batch: the
+  steps compiled for `mesh`."""
   train_rng, eval_rng = rngs
   data_sharding = sharding.batch_sharded(mesh)
   run_steps = device_held.host_step_runner(
     sharding.prefetch_to_mesh(
       data.train_batches(local_batch_size, seed, start_step), data_sharding
     ),
-    jitted_train_step,
+    sharding.jit_train_step(train_step, mesh),
     train_rng,
   )
   return run_steps, functools.partial(
     evaluate,
-    jitted_eval_step,
+    sharding.jit_eval_step(eval_step, mesh),
     eval_ds=eval_ds,
     rng=eval_rng,
     data_sharding=data_sharding,
@@ -261,7 +177,7 @@ def _write_image_grids(
 
 
 def _make_writer(workdir: str) -> metric_writers.MetricWriter:
-  """TensorBoard summaries from process 0; the console is `console.Console`'s."""
+  """TensorBoard summaries from process 0; `console.Console` prints."""
   if jax.process_index() > 0:
     return metric_writers.MultiWriter([])
   return metric_writers.AsyncWriter(metric_writers.SummaryWriter(workdir))
@@ -271,7 +187,7 @@ def train_and_evaluate(
   config: ml_collections.ConfigDict, workdir: str
 ) -> dict[str, Any]:
   """Trains (or resumes) the run in `workdir`; returns the final metrics."""
-  check_config(config)
+  run_config.check_config(config)
   outputs.check_workdir(workdir)
   run_start = time.perf_counter()
   # Data first: a run that cannot read its data leaves no workdir behind.
@@ -352,10 +268,9 @@ def train_and_evaluate(
     total_steps,
     steps_per_epoch,
   )
-  jitted_train_step, jitted_eval_step = trainer.make_jitted_steps(
-    config, parts, mesh
-  )
-  jitted_train_step = data.on_device_input(jitted_train_step, config.seed, mesh)
+  # Uncompiled: compiled once below, as one step or inside the device loop.
+  train_step, eval_step = trainer.make_steps(config, parts)
+  train_step = data.on_device_input(train_step, config.seed)
   # The host must act at these multiples of steps; between them, a
   # device-resident split runs the steps as one compiled loop.
   periods = (
@@ -375,8 +290,8 @@ def train_and_evaluate(
     run_steps, eval_sums = _device_held_steps(
       data,
       eval_ds,
-      jitted_train_step,
-      jitted_eval_step,
+      train_step,
+      eval_step,
       mesh,
       local_batch_size,
       config.seed,
@@ -387,8 +302,8 @@ def train_and_evaluate(
     run_steps, eval_sums = _host_fed_steps(
       data,
       eval_ds,
-      jitted_train_step,
-      jitted_eval_step,
+      train_step,
+      eval_step,
       mesh,
       local_batch_size,
       config.seed,

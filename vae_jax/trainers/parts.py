@@ -66,6 +66,13 @@ def assemble(
     sources.num_classes(config.input) if model_family.conditional else 0
   )
   model = models.build(config.model, image_shape, num_classes)
+  if model_family.kind == family_lib.Kind.LATENT_VARIABLE:
+    errors.require(
+      model.stochastic_layers == 1 or objective.stacked_latents,
+      f"loss.objective {objective.name!r} trains models of one stochastic "
+      f"layer; model {model_family.name!r} has {model.stochastic_layers} "
+      f"(its objective is {model_family.objective!r}).",
+    )
   model = objective.adapt_model(model, config.loss, image_shape)
   return Parts(
     family=model_family, objective=objective, trainer=trainer, model=model

@@ -1,16 +1,15 @@
 """The trainer of one network under one objective: VAEs, plain autoencoders.
 
-`train_step` is the whole update in one XLA graph: the objective's terms
-(for a VAE, the reparameterized sample and the negative ELBO:
-`objectives.negative_elbo`), the gradient, the finite check and the optimizer
-update. Config values are bound with `functools.partial`, never traced, and
-the step is jitted once with explicit shardings, so it runs data parallel on
-any mesh.
+`train_step` is the whole update: the objective's terms (for a VAE, the
+reparameterized sample and the negative ELBO: `objectives.negative_elbo`),
+the gradient, the finite check and the optimizer update. Config values are
+bound with `functools.partial` (`make_steps`), never traced; the loop
+compiles the step once, for its mesh.
 """
 
 from collections.abc import Callable
 import functools
-from typing import Any
+from typing import Any, NamedTuple
 
 from flax.training import train_state
 import jax
@@ -21,9 +20,9 @@ import numpy as np
 from vae_jax.core import finite_guard
 from vae_jax.core import image_grid
 from vae_jax.core import optimizers
-from vae_jax.core import precision
 from vae_jax.core import sharding
 from vae_jax.models import family
+from vae_jax.objectives import objective
 from vae_jax.trainers import trainer
 
 
@@ -67,27 +66,14 @@ def create_train_state(
   return state.replace(step=jnp.zeros((), jnp.int32))
 
 
-def run_model(
-  state: TrainState,
-  params: Any,
-  *args: Any,
-  method: Any,
-  train: bool,
-  compute_dtype: str,
-) -> tuple[Any, Any]:
-  """The model's `method` on `args` with `params`, and its BatchNorm
-  statistics (updated when training): the objectives' `RunModel`."""
-  apply_fn = precision.apply_in(state.apply_fn, compute_dtype)
-  model_variables = {"params": params, "batch_stats": state.batch_stats}
-  if not train:
-    return (
-      apply_fn(model_variables, *args, train=False, method=method),
-      state.batch_stats,
-    )
-  outputs, updates = apply_fn(
-    model_variables, *args, train=True, method=method, mutable=["batch_stats"]
-  )
-  return outputs, updates.get("batch_stats", state.batch_stats)
+class Settings(NamedTuple):
+  """What the steps are given besides their arrays (bound, never traced)."""
+
+  model: Any  # The Flax module trained.
+  # The objective's `terms` with its loss config bound: (network, images,
+  # rng, step) -> (per-image terms, batch_stats).
+  terms: Callable[..., tuple[dict[str, jax.Array], Any]]
+  compute_dtype: str  # The model's arithmetic (`core.precision`).
 
 
 def train_step(
@@ -95,26 +81,26 @@ def train_step(
   batch: dict[str, jax.Array],
   rng: jax.Array,
   *,
-  terms_fn: Callable[..., Any],
-  compute_dtype: str,
+  settings: Settings,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
-  """One update on `batch`; `rng` is the run's base key, folded with the step.
-
-  `terms_fn` is the objective's `terms` with its loss config bound.
-  """
+  """One update on `batch`; `rng` is the run's base key, folded with the
+  step."""
   step_rng = jax.random.fold_in(rng, state.step)
 
-  def objective(params):
-    run = functools.partial(
-      run_model, state, params, train=True, compute_dtype=compute_dtype
+  def loss_fn(params):
+    network = objective.Network(
+      module=settings.model,
+      variables={"params": params, "batch_stats": state.batch_stats},
+      train=True,
+      compute_dtype=settings.compute_dtype,
     )
-    terms, batch_stats = terms_fn(
-      run, params, batch["image"], step_rng, state.step
+    terms, batch_stats = settings.terms(
+      network, batch["image"], step_rng, state.step
     )
     return terms["loss"].mean(), (terms, batch_stats)
 
   (loss, (terms, batch_stats)), grads = jax.value_and_grad(
-    objective, has_aux=True
+    loss_fn, has_aux=True
   )(state.params)
   finite = finite_guard.all_finite(loss, grads)
   # A branch, not a select of both outcomes: only one of them is computed,
@@ -135,37 +121,34 @@ def eval_step(
   batch: dict[str, jax.Array],
   rng: jax.Array,
   *,
-  terms_fn: Callable[..., Any],
-  compute_dtype: str,
+  settings: Settings,
 ) -> dict[str, jax.Array]:
   """Sums of the per-image terms over the unpadded images of `batch`."""
-  run = functools.partial(
-    run_model, state, state.params, train=False, compute_dtype=compute_dtype
+  network = objective.Network(
+    module=settings.model,
+    variables=variables(state),
+    train=False,
+    compute_dtype=settings.compute_dtype,
   )
-  terms, _ = terms_fn(run, state.params, batch["image"], rng, state.step)
+  terms, _ = settings.terms(network, batch["image"], rng, state.step)
   return trainer.masked_sums(terms, batch["mask"])
 
 
-def bound_steps(
+def make_steps(
   config: ml_collections.ConfigDict, parts
 ) -> tuple[Callable[..., Any], Callable[..., Any]]:
-  """`train_step` and `eval_step` with `parts`' objective and `config`'s
-  settings bound: `(state, batch, rng)` functions, not yet compiled."""
-  settings = {
-    "compute_dtype": config.compute_dtype,
-    "terms_fn": functools.partial(
-      parts.objective.terms, loss_config=config.loss
-    ),
-  }
-  return (
-    functools.partial(train_step, **settings),
-    functools.partial(eval_step, **settings),
+  """`train_step` and `eval_step` with `parts`' model and objective and
+  `config`'s settings bound: `(state, batch, rng)` functions, not yet
+  compiled."""
+  settings = Settings(
+    model=parts.model,
+    terms=functools.partial(parts.objective.terms, loss_config=config.loss),
+    compute_dtype=config.compute_dtype,
   )
-
-
-def make_jitted_steps(config: ml_collections.ConfigDict, parts, mesh):
-  """`bound_steps` compiled for `mesh`."""
-  return sharding.jit_steps(*bound_steps(config, parts), mesh)
+  return (
+    functools.partial(train_step, settings=settings),
+    functools.partial(eval_step, settings=settings),
+  )
 
 
 def decode_images(
@@ -254,6 +237,6 @@ TRAINER = trainer.Trainer(
   default_config=default_config,
   check_config=check_config,
   create_train_state=create_train_state,
-  make_jitted_steps=make_jitted_steps,
+  make_steps=make_steps,
   make_image_grids=make_image_grids,
 )

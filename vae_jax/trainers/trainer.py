@@ -1,8 +1,9 @@
 """What a trainer supplies to the shared loop (`loop.train_and_evaluate`).
 
-A trainer turns a model and its objective into compiled steps: the
-single-network trainer (VAEs, plain autoencoders) and the adversarial one
-(GANs). Each module declares one `Trainer`; a model family names its own.
+A trainer turns a model and its objective into steps, which the loop
+compiles: the single-network trainer (VAEs, plain autoencoders) and the
+adversarial one (GANs). Each module declares one `Trainer`; a model family
+names its own.
 """
 
 from collections.abc import Callable
@@ -27,11 +28,12 @@ class Trainer(NamedTuple):
   # (config, parts, image_shape, rng, total_steps) -> the state, with
   # `.step` and `.params`; jit it to initialize on devices.
   create_train_state: Callable[..., Any]
-  # (config, parts, mesh) -> jitted (train_step, eval_step), as
-  # `core.sharding.jit_steps` makes them. The train step returns per-step
-  # means with a 'loss' and a bool 'finite'; the eval step sums of terms
-  # over the unpadded images and their 'count' (`masked_sums`).
-  make_jitted_steps: Callable[..., tuple[Any, Any]]
+  # (config, parts) -> (train_step, eval_step), uncompiled: the train step
+  # `(state, batch, rng) -> (state, metrics)`, its metrics per-step means
+  # with a 'loss' and a bool 'finite'; the eval step `(state, batch, rng) ->
+  # sums` of terms over the unpadded images and their 'count'
+  # (`masked_sums`).
+  make_steps: Callable[..., tuple[Any, Any]]
   # (config, parts, test_images, rng) -> (state -> {name: uint8 grid}).
   make_image_grids: Callable[..., Callable[[Any], dict[str, np.ndarray]]]
 

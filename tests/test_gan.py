@@ -155,6 +155,16 @@ def test_bad_model_configs_fail_in_one_line(
     build(config, image_shape, num_classes)
 
 
+def test_pixel_range_refuses_an_unknown_output_activation():
+  # Read before the model is built (`parts.assemble`): one line, not a
+  # KeyError.
+  with pytest.raises(
+    errors.ConfigError, match="output_activation 'relu' is unknown"
+  ):
+    registry.get("gan").pixel_range(gan_config(output_activation="relu"))
+  assert registry.get("gan").pixel_range(gan_config()) == "symmetric"
+
+
 def dcgan_generator_params(latent, channels, image_shape, num_classes=0):
   """The DCGAN generator from layer shapes: z (times a class embedding)
   projected to the smallest map without bias, then 4x4 transposed convs

@@ -3,7 +3,7 @@
 A notebook loads a run (`runs.load`), encodes its test split once
 (`encode_test_set`), and wires ipywidgets sliders to figure functions through
 `live_figure`, which redraws on every change. The figures are the library's
-(`analysis.report`, `analysis.sweep_report`, `plots`), so a notebook holds no plotting or
+(`report`, `sweep_report`, `plots`), so a notebook holds no plotting or
 training logic of its own, and the tests call the same functions.
 """
 

@@ -36,7 +36,7 @@ def run_steps(config, chunk_ends, on_device):
     ),
     out_shardings=replicated,
   )(jax.random.PRNGKey(0))
-  step, _ = trainer.make_jitted_steps(config, parts, mesh)
+  step, _ = trainer.make_steps(config, parts)
   rng = jax.device_put(jax.random.PRNGKey(1), replicated)
   with tfds.testing.mock_data(num_examples=MOCK_EXAMPLES):
     data = pipeline.prepare(config.input)
@@ -56,7 +56,7 @@ def run_steps(config, chunk_ends, on_device):
           data.train_batches(config.batch_size, config.seed),
           sharding.batch_sharded(mesh),
         ),
-        step,
+        sharding.jit_train_step(step, mesh),
         rng,
       )
     blocks, first = [], 0

@@ -14,14 +14,25 @@ from testbed import assemble
 from testbed import initial_state
 from vae_jax import errors
 from vae_jax.objectives import iwae
-from vae_jax.trainers import loop
+from vae_jax.objectives import objective as objective_lib
+from vae_jax.trainers import run_config
 from vae_jax.trainers import single_network
 
 IMAGE_SHAPE = (4, 4, 1)
 
 
+def training_network(parts, state, params) -> objective_lib.Network:
+  """The model as a train step runs it, with `params` differentiated."""
+  return objective_lib.Network(
+    parts.model,
+    {"params": params, "batch_stats": state.batch_stats},
+    train=True,
+    compute_dtype="float32",
+  )
+
+
 def tiny_config(objective, num_samples):
-  config = loop.default_config("mlp_vae", objective)
+  config = run_config.default_config("mlp_vae", objective)
   config.model.hidden_sizes = (8,)
   config.model.latent_size = 3
   if objective != "negative_elbo":
@@ -41,7 +52,7 @@ def eval_terms(config, rng=3):
   """Per-image means of the eval step's terms, and the state."""
   parts = assemble(config, IMAGE_SHAPE)
   state = initial_state(config, parts, IMAGE_SHAPE, total_steps=10)
-  _, eval_step = single_network.bound_steps(config, parts)
+  _, eval_step = single_network.make_steps(config, parts)
   x = images()
   sums = jax.jit(eval_step)(
     state, {"image": x, "mask": np.ones(len(x), bool)}, jax.random.PRNGKey(rng)
@@ -81,8 +92,8 @@ def test_k_sample_vae_averages_and_iwae_bounds_above_it():
 
 def test_bound_rises_toward_the_exact_log_likelihood():
   """p(z) = N(0, 1), p(x|z) = N(sigmoid(z), 0.1) on one pixel; q(z|x) =
-  N(-0.5, 3), wider than the posterior and off its center. log p(x) by quadrature on a fine grid
-  of z."""
+  N(-0.5, 3), wider than the posterior and off its center. log p(x) by
+  quadrature on a fine grid of z."""
   variance, x = 0.1, np.float32(0.7)
   grid = np.linspace(-12, 12, 200_001)
   log_joint = -0.5 * (grid**2 + math.log(2 * math.pi)) - 0.5 * (
@@ -96,7 +107,7 @@ def test_bound_rises_toward_the_exact_log_likelihood():
   for k in (1, 2, 5, 50):
     eps = jax.random.normal(jax.random.PRNGKey(k), (400, k, 1, 1))
 
-    def bound(eps):
+    def bound(eps, k=k):
       z = mu[None] + jnp.exp(0.5 * logvar)[None] * eps
       log_ratio = jnp.sum(-0.5 * z**2, axis=-1) + jnp.sum(
         0.5 * (eps**2 + logvar[None]), axis=-1
@@ -126,18 +137,9 @@ def test_gradient_matches_finite_differences(objective):
   x = images(3)
 
   def loss(params):
-    def run_model(*args, method):
-      return single_network.run_model(
-        state, params, *args, method=method, train=True, compute_dtype="float32"
-      )
-
+    network = training_network(parts, state, params)
     terms, _ = parts.objective.terms(
-      run_model,
-      params,
-      x,
-      jax.random.PRNGKey(5),
-      state.step,
-      loss_config=config.loss,
+      network, x, jax.random.PRNGKey(5), state.step, loss_config=config.loss
     )
     return terms["loss"].mean()
 
@@ -156,7 +158,7 @@ def test_gradient_matches_finite_differences(objective):
 def test_num_samples_must_be_positive():
   config = tiny_config("iwae", 0)
   with pytest.raises(errors.ConfigError, match="num_samples"):
-    loop.check_config(config)
+    run_config.check_config(config)
 
 
 def test_an_objective_whose_fields_the_config_lacks_is_refused():
@@ -167,7 +169,7 @@ def test_an_objective_whose_fields_the_config_lacks_is_refused():
     match=r"loss.num_samples.*"
     r"default_config\('mlp_vae', 'iwae'\)",
   ):
-    loop.check_config(config)
+    run_config.check_config(config)
 
 
 def test_many_draws_are_decoded_in_chunks_to_the_same_bound(monkeypatch):
@@ -180,13 +182,9 @@ def test_many_draws_are_decoded_in_chunks_to_the_same_bound(monkeypatch):
   x, rng = images(3), jax.random.PRNGKey(5)
 
   def loss(params):
-    def run_model(*args, method):
-      return single_network.run_model(
-        state, params, *args, method=method, train=True, compute_dtype="float32"
-      )
-
+    network = training_network(parts, state, params)
     terms, _ = parts.objective.terms(
-      run_model, params, x, rng, state.step, loss_config=config.loss
+      network, x, rng, state.step, loss_config=config.loss
     )
     return terms["loss"]
 
@@ -194,7 +192,7 @@ def test_many_draws_are_decoded_in_chunks_to_the_same_bound(monkeypatch):
   monkeypatch.setattr(iwae, "MAX_DRAWS_PER_PASS", 3 * len(x))  # 3 per pass.
   # A new function, so traced anew under the patched limit (jax.jit(loss)
   # would reuse the trace above).
-  chunked_loss = jax.jit(lambda params: loss(params))  # pylint: disable=unnecessary-lambda
+  chunked_loss = jax.jit(lambda params: loss(params))  # noqa: PLW0108
   chunked = chunked_loss(state.params)
   # The same bound, over draws three at a time from split keys (7 of 9).
   weights = jnp.concatenate(

@@ -13,7 +13,9 @@ from test_models import linear_params
 from testbed import assemble
 from testbed import initial_state
 from vae_jax import errors
+from vae_jax.objectives import objective
 from vae_jax.trainers import loop
+from vae_jax.trainers import run_config
 from vae_jax.trainers import single_network
 
 IMAGE_SHAPE = (2, 3, 1)
@@ -21,7 +23,7 @@ NUM_IMAGES = 4
 
 
 def tiny_config(objective="vae_k", num_samples=1):
-  config = loop.default_config("two_layer_vae", objective)
+  config = run_config.default_config("two_layer_vae", objective)
   config.model.hidden_sizes = (5,)
   config.model.bottom_latent_size = 3
   config.model.upper_hidden_sizes = (4,)
@@ -34,21 +36,15 @@ def bound_and_state(config, x, rng):
   """Per-image -bound from the eval step, and the state it evaluated."""
   parts = assemble(config, IMAGE_SHAPE)
   state = initial_state(config, parts, IMAGE_SHAPE, total_steps=10)
-  _, eval_step = single_network.bound_steps(config, parts)
+  _, eval_step = single_network.make_steps(config, parts)
+  network = objective.Network(
+    parts.model,
+    single_network.variables(state),
+    train=False,
+    compute_dtype="float32",
+  )
   terms, _ = parts.objective.terms(
-    lambda *args, method: single_network.run_model(
-      state,
-      state.params,
-      *args,
-      method=method,
-      train=False,
-      compute_dtype="float32",
-    ),
-    state.params,
-    x,
-    rng,
-    state.step,
-    loss_config=config.loss,
+    network, x, rng, state.step, loss_config=config.loss
   )
   sums = eval_step(state, {"image": x, "mask": np.ones(len(x), bool)}, rng)
   np.testing.assert_allclose(
@@ -125,17 +121,18 @@ def test_the_k_sample_vae_averages_the_same_log_weights():
 
 
 def test_closed_form_elbo_refuses_two_stochastic_layers():
-  config = loop.default_config("two_layer_vae", "negative_elbo")
+  config = run_config.default_config("two_layer_vae", "negative_elbo")
   with pytest.raises(
     errors.ConfigError,
     match="'negative_elbo' trains models of one stochastic "
     "layer; model 'two_layer_vae' has 2",
   ):
-    loop.check_config(config)
+    assemble(config, IMAGE_SHAPE)
+  assemble(run_config.default_config("two_layer_vae", "iwae"), IMAGE_SHAPE)
 
 
 def test_paper_model_has_the_papers_layer_shapes():
-  config = loop.default_config("two_layer_vae")
+  config = run_config.default_config("two_layer_vae")
   state = loop.abstract_train_state(config, (28, 28, 1))
   expected = (
     linear_params([784, 200, 200])

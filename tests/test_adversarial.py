@@ -14,13 +14,26 @@ from gan_runs import run
 from gan_runs import tiny_gan_config
 from testbed import assemble
 from testbed import initial_state
+from testbed import make_tiny_config
 from vae_jax import errors
 from vae_jax.data import sources
 from vae_jax.models import registry
 from vae_jax.trainers import adversarial
 from vae_jax.trainers import loop
+from vae_jax.trainers import run_config
 
 IMAGE_SHAPE = (28, 28, 1)
+
+# The per-step means an ACGAN's train step reports, and its test metrics.
+ACGAN_METRICS = (
+  "loss",
+  "d_loss",
+  "g_loss",
+  "d_real_accuracy",
+  "d_fake_accuracy",
+  "aux_real_accuracy",
+  "aux_fake_accuracy",
+)
 
 
 @pytest.fixture
@@ -96,9 +109,9 @@ def test_acgan_classes_come_from_the_data(gan_config):
   # Refused with the config, before the data is prepared.
   gan_config.input.image_size = 32
   with pytest.raises(errors.ConfigError, match="has neither"):
-    loop.check_config(gan_config)
+    run_config.check_config(gan_config)
   gan_config.model.name = "gan"  # Unconditional: no classes needed.
-  loop.check_config(gan_config)
+  run_config.check_config(gan_config)
   assert assemble(gan_config, IMAGE_SHAPE).model.num_classes == 0
 
 
@@ -173,15 +186,7 @@ def test_generator_updates_every_n_critic_steps(
       assert_identical(state.generator, new_state.generator)
     state = new_state
   assert step._cache_size() == 1  # pylint: disable=protected-access
-  for name in (
-    "loss",
-    "d_loss",
-    "g_loss",
-    "d_real_accuracy",
-    "d_fake_accuracy",
-    "aux_real_accuracy",
-    "aux_fake_accuracy",
-  ):
+  for name in ACGAN_METRICS:
     assert metrics[name].shape == ()
 
 
@@ -217,15 +222,15 @@ def test_eval_step_ignores_padding(tiny_state):
 def test_gan_and_autoencoder_settings_are_checked_apart(gan_config):
   gan_config.n_critic = 0
   with pytest.raises(errors.ConfigError, match="n_critic must be >= 1"):
-    loop.check_config(gan_config)
+    run_config.check_config(gan_config)
   gan_config.n_critic = 1
   gan_config.optimizer.generator.learning_rate = 0.0
   with pytest.raises(
     errors.ConfigError, match="optimizer.generator.learning_rate"
   ):
-    loop.check_config(gan_config)
+    run_config.check_config(gan_config)
   gan_config.optimizer.generator.learning_rate = 1e-4
-  loop.check_config(gan_config)
+  run_config.check_config(gan_config)
   # The family names its trainer; an objective of the other trainer is
   # refused.
   gan_config.loss.objective = "negative_elbo"
@@ -235,26 +240,18 @@ def test_gan_and_autoencoder_settings_are_checked_apart(gan_config):
     "'negative_elbo' trains latent_variable models; model "
     "'acgan' is a gan model",
   ):
-    loop.check_config(gan_config)
+    run_config.check_config(gan_config)
 
 
 def test_acgan_trains_and_writes_every_output(gan_config, tmp_path):
-  # Resuming is the generic loop's (tests/test_train.py); restoring a
-  # GanState is tested through trained.load (test_gan_analysis).
+  # Resuming is the generic loop's (tests/test_loop.py); restoring a
+  # GanState is tested through trained.load (test_gan_report).
   results = run(gan_config, tmp_path)
   steps_per_epoch = 40 // gan_config.batch_size
   assert results["steps"] == 2 * steps_per_epoch
   state = loop.abstract_train_state(gan_config, image_shape=IMAGE_SHAPE)
   assert results["num_params"] == registry.count_params(state.params)
-  for name in (
-    "loss",
-    "d_loss",
-    "g_loss",
-    "d_real_accuracy",
-    "d_fake_accuracy",
-    "aux_real_accuracy",
-    "aux_fake_accuracy",
-  ):
+  for name in ACGAN_METRICS:
     assert np.isfinite(results[f"test_{name}"])
   for name in ("samples", "by_label"):
     assert (tmp_path / f"{name}_{2 * steps_per_epoch:06d}.png").exists()
@@ -271,20 +268,27 @@ def test_acgan_trains_and_writes_every_output(gan_config, tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["celeba_gan", "celeba_acgan"])
 def test_celeba_configs_train_end_to_end(name, tmp_path):
-  config = importlib.import_module(f"configs.{name}").get_config()
-  config.num_epochs = 1
-  config.batch_size = 4
-  config.num_image_samples = 4
-  config.input.download = "always"  # Under mock data the download is a no-op.
-  # Narrow layers, in both networks, compile and run in seconds; the 64x64x3
-  # shape, BatchNorm in the discriminator and the attributes are the
-  # configs' own.
-  config.model.channels = (4, 4, 4, 8)
-  config.model.generator_channels = (4, 4, 4, 8)
-  config.model.latent_size = 8
-  # XLA's convolutions compile in half the time of the CPU's matmul forms,
-  # which test_layers checks against them.
-  config.model.conv_impl = "xla"
+  config = make_tiny_config(
+    base=importlib.import_module(f"configs.{name}").get_config(),
+    run={
+      "num_epochs": 1,
+      "batch_size": 4,
+      "num_image_samples": 4,
+      # Under mock data the download is a no-op.
+      "input.download": "always",
+    },
+    # Narrow layers, in both networks, compile and run in seconds; the
+    # 64x64x3 shape, BatchNorm in the discriminator and the attributes are
+    # the configs' own.
+    model={
+      "model.channels": (4, 4, 4, 8),
+      "model.generator_channels": (4, 4, 4, 8),
+      "model.latent_size": 8,
+      # XLA's convolutions compile in half the time of the CPU's matmul
+      # forms, which test_layers checks against them.
+      "model.conv_impl": "xla",
+    },
+  )
   results = run(config, tmp_path, num_examples=8)
   assert results["steps"] == 2
   assert np.isfinite(results["test_d_loss"])

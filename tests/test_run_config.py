@@ -1,9 +1,9 @@
 """Config and workdir checks name the field at fault.
 
-Each piece checks its own section: the loop its fields (`loop.check_config`,
-which calls the others), the data pipeline `input`, the model registry
-`model`, the objective `loss`, the trainer its optimizers; the workdir is
-`outputs.check_workdir`'s.
+Each piece checks its own section: the loop's fields are checked by
+`run_config.check_config`, which calls the others: the data pipeline
+`input`, the model registry `model`, the objective `loss`, the trainer its
+optimizers. The workdir is `outputs.check_workdir`'s.
 """
 
 import jax
@@ -18,7 +18,7 @@ from vae_jax.models import registry
 from vae_jax.objectives import negative_elbo
 from vae_jax.objectives import nonsaturating_gan
 from vae_jax.trainers import adversarial
-from vae_jax.trainers import loop
+from vae_jax.trainers import run_config
 from vae_jax.trainers import single_network
 
 
@@ -56,7 +56,7 @@ def test_bad_values_name_the_field(tiny_config, field, value, message):
   parent, _, name = field.rpartition(".")
   (tiny_config[parent] if parent else tiny_config)[name] = value
   with pytest.raises(errors.ConfigError, match=message):
-    loop.check_config(tiny_config)
+    run_config.check_config(tiny_config)
 
 
 @pytest.mark.parametrize(
@@ -83,11 +83,11 @@ def test_bad_values_name_the_field(tiny_config, field, value, message):
 )
 def test_bad_gan_values_name_the_field(field, value, message):
   config = gan_runs.tiny_gan_config()
-  loop.check_config(config)
+  run_config.check_config(config)
   parent, _, name = field.rpartition(".")
   (config[parent] if parent else config)[name] = value
   with pytest.raises(errors.ConfigError, match=message):
-    loop.check_config(config)
+    run_config.check_config(config)
 
 
 def test_each_section_is_checked_by_its_piece(tiny_config):
@@ -137,7 +137,7 @@ def test_each_section_is_checked_by_its_piece(tiny_config):
 def test_objective_must_train_the_model_family(tiny_config, objective, message):
   tiny_config.loss.objective = objective
   with pytest.raises(errors.ConfigError, match=message):
-    loop.check_config(tiny_config)
+    run_config.check_config(tiny_config)
 
 
 def test_batch_must_divide_over_devices(tiny_config, monkeypatch):
@@ -145,12 +145,12 @@ def test_batch_must_divide_over_devices(tiny_config, monkeypatch):
   with pytest.raises(
     errors.ConfigError, match="batch_size 8 is not divisible by the 3 devices"
   ):
-    loop.check_config(tiny_config)
+    run_config.check_config(tiny_config)
 
 
 def test_tiny_configs_are_valid(tiny_config):
-  loop.check_config(tiny_config)
-  loop.check_config(gan_runs.tiny_gan_config())
+  run_config.check_config(tiny_config)
+  run_config.check_config(gan_runs.tiny_gan_config())
 
 
 def test_workdir_that_is_a_file_is_rejected(tmp_path):
@@ -167,4 +167,4 @@ def test_a_model_section_missing_its_family_fields_is_refused(tiny_config):
   with pytest.raises(
     errors.ConfigError, match=r"model 'mlp_vae' reads model.hidden_sizes"
   ):
-    loop.check_config(tiny_config)
+    run_config.check_config(tiny_config)

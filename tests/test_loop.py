@@ -25,7 +25,7 @@ def make_state(config, image_shape=(28, 28, 1)):
 
 
 def train_step(config):
-  return single_network.bound_steps(config, assemble(config))[0]
+  return single_network.make_steps(config, assemble(config))[0]
 
 
 def random_batch(size=8, seed=0):
@@ -94,7 +94,7 @@ def test_eval_step_ignores_padding(tiny_config):
   batch = random_batch(size=8)
   batch["mask"] = np.array([True] * 5 + [False] * 3)
   eval_step = jax.jit(
-    single_network.bound_steps(tiny_config, assemble(tiny_config))[1]
+    single_network.make_steps(tiny_config, assemble(tiny_config))[1]
   )
   sums = eval_step(state, batch, jax.random.PRNGKey(0))
   unpadded = {k: v[:5] for k, v in batch.items()}

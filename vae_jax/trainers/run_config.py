@@ -1,0 +1,101 @@
+"""A run's whole config: its defaults and its checks, before any work.
+
+Each section's defaults come from the piece that reads it: the loop's own
+fields are here, `input` from `data.pipeline`, `model` from the family, `loss`
+from the objective and the rest from the trainer. Configs (configs/*.py) start
+from `default_config`, so they need not import the training loop.
+"""
+
+import ml_collections
+
+from vae_jax import errors
+from vae_jax.core import precision
+from vae_jax.core import sharding
+from vae_jax.data import pipeline
+from vae_jax.data import sources
+from vae_jax.models import registry as models
+from vae_jax.objectives import registry as objectives
+from vae_jax.trainers import parts as parts_lib
+
+# The loop's own fields, positive integers all.
+_POSITIVE_FIELDS = (
+  "batch_size",
+  "num_epochs",
+  "log_every_steps",
+  "checkpoint_every_steps",
+  "max_checkpoints_to_keep",
+  "max_consecutive_nonfinite",
+)
+
+
+def _loop_config() -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  config.seed = 0  # Seeds parameters, sampling noise and data order.
+  config.num_epochs = 30  # Passes over the training split.
+  config.batch_size = 128  # Global batch, split over all devices.
+  # True: batch_size is each device's share instead, so the global batch is
+  # batch_size × device count and grows with the slice (per-step work per
+  # device stays fixed). False keeps the global batch, and with it the
+  # learning-rate tuning, the same on any device count.
+  config.batch_size_per_device = False
+  config.log_every_steps = 100  # Train metrics are averaged over this window.
+  config.checkpoint_every_steps = 2000  # Also saved at the end of training.
+  config.max_checkpoints_to_keep = 3  # Older checkpoints are deleted.
+  config.num_image_samples = 64  # Samples per grid; half as many recons.
+  # Updates with a non-finite loss or gradient are skipped; this many in a
+  # row stop the run (the checkpoints before them stay intact).
+  config.max_consecutive_nonfinite = 20
+  # A workdir whose saved config differs in a field that changes the train
+  # state's shapes is refused; True starts over there instead, keeping the
+  # old checkpoints in checkpoints.before_<time>/.
+  config.allow_config_change = False
+  # 'bfloat16': models compute in bfloat16 (mixed precision, for GPUs and
+  # TPUs); parameters, optimizer state and the loss stay float32. Slower than
+  # 'float32' on CPUs.
+  config.compute_dtype = "float32"
+  return config
+
+
+def default_config(
+  model_name: str, objective: str | None = None
+) -> ml_collections.ConfigDict:
+  """A whole config for family `model_name`, each section from its piece:
+  the loop's fields, `input` (`data.pipeline`), `model` (the family), `loss`
+  (`objective`, by default the family's) and the trainer's fields."""
+  family = models.get(model_name)
+  config = _loop_config()
+  config.input = pipeline.default_config()
+  config.input.pixel_range = family.pixel_range(family.default_config())
+  config.model = family.default_config()
+  config.loss = objectives.get(objective or family.objective).default_config()
+  config.update(parts_lib.TRAINERS[family.trainer].default_config())
+  return config
+
+
+def check_config(config: ml_collections.ConfigDict) -> None:
+  """Raises ConfigError for values no run could use, before any work."""
+  for field in _POSITIVE_FIELDS:
+    errors.require(
+      config[field] > 0, f"{field} must be positive, got {config[field]}."
+    )
+  errors.require(
+    config.num_image_samples >= 2,  # Half are reconstructed.
+    f"num_image_samples must be >= 2, got {config.num_image_samples}.",
+  )
+  sharding.global_batch_size(config)  # Raises if devices cannot share it.
+  precision.check_config(config.compute_dtype)
+  pipeline.check_config(config.input)
+  models.check_config(config.model)
+  model_family, objective, trainer = parts_lib.declared(config)
+  if model_family.conditional:  # Raises for data without class labels.
+    sources.num_classes(config.input)
+  errors.require_fields(
+    config.loss,
+    objective.default_config().to_dict(),
+    "loss",
+    f"loss.objective {objective.name!r}",
+    f"; start it from run_config.default_config({config.model.name!r}, "
+    f"{objective.name!r})",
+  )
+  objective.check_config(config.loss)
+  trainer.check_config(config)
