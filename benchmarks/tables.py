@@ -1,0 +1,127 @@
+r"""Prints a stored benchmark result as the Markdown table
+benchmarks/README.md shows, so that no figure there is typed by hand.
+
+    python benchmarks/tables.py benchmarks/results/vs_pytorch_cpu_2cores.json
+
+A results file is named `<benchmark>_<machine>.json`; the benchmark, the
+longest name in `TABLES` that the file name starts with, picks the table.
+Reads JSON only: no JAX, no PyTorch.
+"""
+
+from collections.abc import Callable
+import json
+import os
+import sys
+
+
+def number(value: float) -> str:
+  """Three significant figures at most, thousands separated."""
+  if abs(value) >= 100:
+    return f"{value:,.0f}"
+  if abs(value) >= 10:
+    return f"{value:.1f}"
+  return f"{value:.2f}"
+
+
+def machine_line(machine: dict) -> str:
+  return "Machine: " + ", ".join(
+    f"{key} {value}" for key, value in sorted(machine.items())
+  )
+
+
+def vs_pytorch(figures: dict) -> str:
+  """One training step of each config (`vs_pytorch.py`), and with
+  --whole_job the whole 30-epoch mnist_linear processes."""
+  lines = [
+    machine_line(figures["machine"]) + f"; medians of {figures['rounds']} "
+    "alternating rounds.",
+    "",
+    "| config | vae_jax ms/step | PyTorch ms/step, all cores / 1 thread "
+    "| ratio | load |",
+    "| --- | ---: | ---: | ---: | ---: |",
+  ]
+  for result in figures["configs"]:
+    ms = result["ms_per_step"]
+    lines.append(
+      f"| `{result['config']}` | {number(ms['vae_jax'])} | "
+      f"{number(ms['pytorch'])} / {number(ms['pytorch_1_thread'])} | "
+      f"{result['ratio']:.2f} | {result['load_average'][0]:.1f} |"
+    )
+  if "whole_job_seconds" in figures:
+    lines += [
+      "",
+      "| the 30-epoch mnist_linear job, as a process | seconds (median) |",
+      "| --- | ---: |",
+    ]
+    lines += [
+      f"| `{name}` | {seconds:.0f} |"
+      for name, seconds in figures["whole_job_seconds"].items()
+    ]
+  return "\n".join(lines)
+
+
+def iwae_estimator(figures: dict) -> str:
+  """The k-sample estimator against the matmul peak (`iwae_estimator.py`)."""
+  return "\n".join(
+    [
+      f"Machine: {figures['backend']}, {figures['devices']} device(s).",
+      "",
+      "| model | k | test images | seconds | decoder GFLOP/s "
+      "| fp32 matmul peak GFLOP/s | share of peak |",
+      "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+      f"| `{figures['model']}` | {figures['num_samples']} | "
+      f"{figures['num_images']:,} | {number(figures['seconds'])} | "
+      f"{number(figures['decoder_gflops_per_second'])} | "
+      f"{number(figures['matmul_peak_gflops_per_second'])} | "
+      f"{figures['share_of_peak']:.0%} |",
+    ]
+  )
+
+
+def train_throughput(figures: dict) -> str:
+  """Steps per second against the matmul peak (`train_throughput.py`)."""
+  lines = [
+    machine_line(figures["machine"]) + "; fp32 matmul peak "
+    f"{number(max(figures['matmul_gflop_per_second']))} GFLOP/s.",
+    "",
+    "| config | ms/step | images/s | GFLOP/step | of the peak "
+    "| host loop | step only |",
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+  ]
+  for result in figures["configs"]:
+    fraction = result["fraction_of_matmul_peak"]
+    lines.append(
+      f"| `{result['config']}` | "
+      f"{number(result['ms_per_step']['device_loop'])} | "
+      f"{result['images_per_second']:,.0f} | "
+      f"{number(result['step_gflop'])} | {fraction['device_loop']:.0%} | "
+      f"{fraction['host_loop']:.0%} | {fraction['step_only']:.0%} |"
+    )
+  return "\n".join(lines)
+
+
+TABLES: dict[str, Callable[[dict], str]] = {
+  "vs_pytorch": vs_pytorch,
+  "vs_pytorch_whole_job": vs_pytorch,
+  "iwae_estimator": iwae_estimator,
+  "train_throughput": train_throughput,
+}
+
+
+def table(path: str) -> str:
+  """The Markdown table of the results file at `path`."""
+  name = os.path.basename(path)
+  benchmarks = [b for b in TABLES if name.startswith(b + "_")]
+  if not benchmarks:
+    raise SystemExit(
+      f"tables: {name} is not named <benchmark>_<machine>.json for a "
+      f"benchmark of {sorted(TABLES)}."
+    )
+  with open(path) as f:
+    return TABLES[max(benchmarks, key=len)](json.load(f))
+
+
+if __name__ == "__main__":
+  if len(sys.argv) < 2:
+    raise SystemExit("usage: python benchmarks/tables.py RESULTS.json ...")
+  print("\n\n".join(table(path) for path in sys.argv[1:]))
