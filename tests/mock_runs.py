@@ -22,7 +22,9 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)  # For configs/, run as a script or imported.
 # ruff: noqa: E402
 # pylint: disable=g-import-not-at-top,wrong-import-position
+import numpy as np
 from orbax.checkpoint.path import atomicity
+import tensorflow as tf
 import tensorflow_datasets as tfds
 
 import testbed
@@ -70,6 +72,53 @@ def train_here(workdir, overrides=None) -> dict:
   importing."""
   with tfds.testing.mock_data(num_examples=NUM_EXAMPLES):
     return loop.train_and_evaluate(tiny_run_config(overrides), str(workdir))
+
+
+# Set (to anything), the runs read `sharded_mock_data` instead of TFDS's mock.
+SHARDED_SPLITS = "MOCK_SHARDED_SPLITS"
+
+
+def sharded_mock_data(num_examples: int):
+  """`tfds.testing.mock_data` whose splits each hold `num_examples` different
+  examples, and whose slices (`train[64:]`, a process's share from
+  `tfds.split_for_jax_process`) read their own, as a prepared dataset does.
+
+  TFDS's mock gives every split and every slice the same examples: each
+  process of a run would read the same share. Example i of a split is a pure
+  function of the split's name and i. Flat features only (MNIST's).
+  """
+  splits = tfds.core.SplitDict(
+    [
+      tfds.core.SplitInfo(name=name, shard_lengths=[num_examples], num_bytes=0)
+      for name in ("train", "test")
+    ]
+  )
+
+  def whole_split(builder, name: str) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(list(name.encode()))
+    return {
+      feature: rng.integers(
+        0, 256 if info.dtype == tf.uint8 else 10, (num_examples, *info.shape)
+      ).astype(info.dtype.as_numpy_dtype)
+      for feature, info in builder.info.features.get_tensor_info().items()
+    }
+
+  def as_dataset(builder, split, **kwargs):
+    del kwargs
+    slices = [
+      {
+        feature: values[piece.from_ : piece.to]
+        for feature, values in whole_split(builder, piece.splitname).items()
+      }
+      for piece in tfds.core.splits.AbstractSplit.from_spec(split).to_absolute(
+        splits
+      )
+    ]
+    return tf.data.Dataset.from_tensor_slices(
+      {name: np.concatenate([s[name] for s in slices]) for name in slices[0]}
+    )
+
+  return tfds.testing.mock_data(as_dataset_fn=as_dataset)
 
 
 def subprocess_env(**overrides: str) -> dict[str, str]:
@@ -232,7 +281,10 @@ if __name__ == "__main__":
   _inject_checkpoint_faults()
   module = sys.argv.pop(1)
   sys.argv[0] = module
-  with tfds.testing.mock_data(
-    num_examples=int(os.environ.get("MOCK_NUM_EXAMPLES", NUM_EXAMPLES))
+  num_examples = int(os.environ.get("MOCK_NUM_EXAMPLES", NUM_EXAMPLES))
+  with (
+    sharded_mock_data(num_examples)
+    if SHARDED_SPLITS in os.environ
+    else tfds.testing.mock_data(num_examples=num_examples)
   ):
     runpy.run_module(module, run_name="__main__", alter_sys=True)

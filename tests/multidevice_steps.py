@@ -42,6 +42,9 @@ MODELS = {
 }
 RESTORE_MODEL = "batchnorm_vae"
 DATA_PATHS = ("always", "never")  # input.device_resident: held, host-fed.
+MOCK_EXAMPLES = 64  # Per split: 8 global batches of 8 per epoch.
+# The tiny run (`testbed.make_tiny_config`), saved once per epoch.
+RUN_OVERRIDES = {"checkpoint_every_steps": 8}
 
 
 def eight_device_env() -> dict[str, str]:
@@ -162,8 +165,8 @@ def restore_on_eight_devices(workdir: str) -> None:
 def train_on_either_path(workdir: str) -> None:
   """The tiny run on mock MNIST, trained on the 8 devices once per data path,
   in WORKDIR/<input.device_resident>."""
-  config = make_tiny_config()
-  with tfds.testing.mock_data(num_examples=64):
+  config = make_tiny_config(RUN_OVERRIDES)
+  with tfds.testing.mock_data(num_examples=MOCK_EXAMPLES):
     for mode in DATA_PATHS:
       config.input.device_resident = mode
       loop.train_and_evaluate(config, os.path.join(workdir, mode))

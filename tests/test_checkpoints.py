@@ -89,10 +89,27 @@ def test_checkpoint_of_another_model_is_a_one_line_error(tiny_config, tmp_path):
   manager = checkpoints.make_manager(str(tmp_path), tiny_config)
   checkpoints.save(manager, state_for(4), rng)
   manager.wait_until_finished()
-  with pytest.raises(errors.UserInputError, match="fits this config"):
+  with pytest.raises(errors.UserInputError, match="fits this config") as e:
     checkpoints.restore(
       checkpoints.make_manager(str(tmp_path), tiny_config), state_for(6), rng
     )
+  # Named from the checkpoint's saved metadata: readable, another model's.
+  message = str(e.value)
+  assert re.search(
+    r"step 0: its state\.\S+ has shape \(4, 16\), this config's \(6, 16\)",
+    message,
+  ), message
+  assert "unreadable" not in message
+
+
+def damage(step_dir, metadata_too=False):
+  """Overwrites the start of every data file of checkpoint folder `step_dir`
+  (and of every other file, `metadata_too`), as a failing disk would."""
+  for root, _, files in os.walk(step_dir):
+    for name in files:
+      if metadata_too or "manifest" in name or os.path.basename(root) == "d":
+        with open(os.path.join(root, name), "r+b") as f:
+          f.write(b"\0" * 64)
 
 
 def test_corrupt_newest_checkpoint_is_reported_and_set_aside(
@@ -104,12 +121,7 @@ def test_corrupt_newest_checkpoint_is_reported_and_set_aside(
   for step in (1, 2):
     checkpoints.save(manager, state.replace(step=step), rng)
   manager.wait_until_finished()
-  # Damage every data file of step 2, as a failing disk would.
-  for root, _, files in os.walk(tmp_path / "checkpoints" / "2"):
-    for name in files:
-      if "manifest" in name or os.path.basename(root) == "d":
-        with open(os.path.join(root, name), "r+b") as f:
-          f.write(b"\0" * 64)
+  damage(tmp_path / "checkpoints" / "2")
 
   manager = checkpoints.make_manager(str(tmp_path), tiny_config)
   restored, _ = checkpoints.restore(
@@ -121,6 +133,34 @@ def test_corrupt_newest_checkpoint_is_reported_and_set_aside(
   assert len(os.listdir(tmp_path / "checkpoints.unreadable")) == 1
   with pytest.raises(errors.UserInputError, match="no checkpoint at step 2"):
     checkpoints.restore(manager, state, rng, step=2)
+
+
+def test_every_checkpoint_corrupt_is_one_line_saying_so(tiny_config, tmp_path):
+  _, state = fresh_state(tiny_config, (28, 28, 1))
+  rng = jax.random.PRNGKey(1)
+  manager = checkpoints.make_manager(str(tmp_path), tiny_config)
+  for step in (1, 2):
+    checkpoints.save(manager, state.replace(step=step), rng)
+  manager.wait_until_finished()
+  # Step 2's metadata still reads, and fits; step 1's does not.
+  damage(tmp_path / "checkpoints" / "2")
+  damage(tmp_path / "checkpoints" / "1", metadata_too=True)
+
+  with pytest.raises(errors.UserInputError) as e:
+    checkpoints.restore(
+      checkpoints.make_manager(str(tmp_path), tiny_config),
+      state,
+      rng,
+      set_aside_unreadable=True,
+    )
+  message = str(e.value)
+  assert re.match(
+    r"every checkpoint in \S+ is unreadable \(steps \[1, 2\]; step 2, the "
+    r"newest: .+\); use a new --workdir",
+    message,
+  ), message
+  assert "fits" not in message and "\n" not in message
+  assert sorted(os.listdir(tmp_path / "checkpoints")) == ["1", "2"]  # Kept.
 
 
 def test_a_tensorstore_error_keeps_its_cause_and_drops_its_spec():

@@ -1,5 +1,6 @@
 """The console of the commands: plain progress lines, marked warnings."""
 
+import errno
 import logging
 import os
 import re
@@ -71,6 +72,41 @@ def test_progress_lines_give_the_pace_and_the_time_left(monkeypatch, caplog):
   ]
 
 
+def test_a_failed_write_in_a_library_is_one_line():
+  def save_fails():  # As an unwrapped write on a full disk raises.
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/w/x.json")
+
+  with pytest.raises(SystemExit) as exited:
+    cli.run_reporting_errors(save_fails)
+  assert str(exited.value) == (
+    "vae_jax: error: cannot write /w/x.json (No space left on device)."
+  )
+  # Other OSErrors are bugs, or failures to read: kept whole.
+  with pytest.raises(FileNotFoundError):
+    cli.run_reporting_errors(open, "/no/such/file")
+
+
+@pytest.mark.parametrize(
+  "path,message,exc_info,kept",
+  [
+    # Failures of background writes, raised again later as one line.
+    ("/x/clu/asynclib.py", "Error in producer thread for AsyncWriter", 1, 0),
+    ("/x/orbax/checkpoint/future.py", "_SignalingThread.run() raised", 1, 0),
+    ("/x/orbax/checkpoint/checkpoint.py", "Metadata file does not exist", 0, 1),
+  ],
+)
+def test_background_write_failures_are_left_to_their_one_line(
+  path, message, exc_info, kept
+):
+  try:
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+  except OSError as e:
+    error = (type(e), e, e.__traceback__) if exc_info else None
+  record = logging.LogRecord("absl", logging.ERROR, path, 1, message, (), error)
+  quiet = cli._QuietLibraries()  # pylint: disable=protected-access
+  assert quiet.filter(record) == bool(kept)
+
+
 @pytest.mark.slow
 def test_a_run_prints_its_config_line_then_plain_progress(tmp_path):
   # One epoch of mock_runs' tiny run: 8 steps, a log line every 2.
@@ -98,3 +134,15 @@ def test_a_run_prints_its_config_line_then_plain_progress(tmp_path):
   # The config is one line, not a dump of its every field.
   before = lines[: lines.index(progress[0])]
   assert len([line for line in before if not line.startswith("warning")]) <= 6
+
+
+def test_a_run_stopped_by_non_finite_steps_ends_in_one_line():
+  # The loop's FloatingPointError names the steps and what to try instead.
+  def diverge():
+    raise FloatingPointError("the last 2 steps, to step 7, had a NaN loss.")
+
+  with pytest.raises(SystemExit) as stopped:
+    cli.run_reporting_errors(diverge)
+  assert str(stopped.value) == (
+    cli.ERROR_PREFIX + "the last 2 steps, to step 7, had a NaN loss."
+  )

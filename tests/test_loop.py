@@ -5,14 +5,17 @@ import json
 import os
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
 from testbed import assemble
+from testbed import batchnorm_config
 from testbed import initial_state
 from vae_jax import errors
 from vae_jax.core import checkpoints
+from vae_jax.core import finite_guard
 from vae_jax.models import registry
 from vae_jax.trainers import loop
 from vae_jax.trainers import single_network
@@ -179,6 +182,39 @@ def test_non_finite_step_is_skipped_but_counted(tiny_config):
   )
 
 
+def test_non_finite_step_keeps_the_batchnorm_statistics(tiny_config):
+  # A NaN batch gives NaN statistics; kept, they would poison every later
+  # evaluation (which normalizes with them) though no parameter changed.
+  config = batchnorm_config(tiny_config)
+  image_shape = (16, 16, 1)
+  parts = assemble(config, image_shape)
+  state = initial_state(config, parts, image_shape, total_steps=10)
+  step = jax.jit(single_network.make_steps(config, parts)[0])
+  # The step and batch shapes of test_checkpoints: one compilation a session.
+  images = np.random.default_rng(0).uniform(size=(8, *image_shape))
+  images = images.astype(np.float32)
+  poisoned = images.copy()
+  poisoned[0, 0, 0, 0] = np.nan
+  skipped, metrics = step(state, {"image": poisoned}, jax.random.PRNGKey(1))
+  assert not bool(metrics["finite"])
+  flat = jax.tree_util.tree_flatten_with_path
+  assert flat(state.batch_stats)[0]  # The model has BatchNorm statistics.
+  for (path, before), (_, after) in zip(
+    flat(state.batch_stats)[0], flat(skipped.batch_stats)[0]
+  ):
+    assert np.array_equal(before, after), (
+      f"batch_stats{jax.tree_util.keystr(path)} changed by a skipped step"
+    )
+  applied, metrics = step(skipped, {"image": images}, jax.random.PRNGKey(1))
+  assert bool(metrics["finite"])
+  assert not all(
+    np.array_equal(before, after)
+    for before, after in zip(
+      jax.tree.leaves(skipped.batch_stats), jax.tree.leaves(applied.batch_stats)
+    )
+  )
+
+
 def test_window_summary_averages_applied_steps_and_carries_the_streak():
   def step(loss):
     return {"loss": np.float32(loss), "finite": np.bool_(np.isfinite(loss))}
@@ -210,6 +246,32 @@ def test_diverging_run_stops_and_keeps_its_good_checkpoint(
   )
   assert int(state.step) == saved[-1]
   assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(state.params))
+
+
+def test_exactly_max_consecutive_nonfinite_skipped_steps_stop_the_run(
+  tiny_config, tmp_path, monkeypatch
+):
+  # Steps 2 and 4-5 of the first epoch's 5 are skipped, as non-finite ones
+  # are: the single skip (one fewer than the limit of 2) lets the run go on,
+  # the two in a row stop it at step 5.
+  skipped_steps = jnp.array([2, 4, 5])
+  train_step = single_network.train_step
+
+  def train_step_skipping(state, batch, rng, *, settings):
+    updated, metrics = train_step(state, batch, rng, settings=settings)
+    finite = metrics["finite"] & ~jnp.isin(state.step + 1, skipped_steps)
+    updated = finite_guard.keep_if_finite(
+      finite, updated, state.replace(step=state.step + 1)
+    )
+    return updated, {**metrics, "finite": finite}
+
+  monkeypatch.setattr(single_network, "train_step", train_step_skipping)
+  tiny_config.max_consecutive_nonfinite = 2
+  tiny_config.log_every_steps = 1  # The streak read after every step.
+  with pytest.raises(
+    FloatingPointError, match=r"^the last 2 steps, to step 5,"
+  ):
+    run(tiny_config, tmp_path)
 
 
 def test_shape_changing_config_is_refused_unless_allowed(tiny_config, tmp_path):

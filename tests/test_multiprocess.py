@@ -3,9 +3,12 @@
 launch/local_multiprocess.sh starts both under mock MNIST
 (tests/mock_runs.py); they join through `jax.distributed.initialize` with a
 loopback coordinator and exchange data over gloo. Each reads its own share
-of the data; TFDS's mock data ignores split slicing, so here each share is
-the whole mock split, which the pipeline must survive too. Their numbers
-must be one process's over the same global batches (`SharesSideBySide`).
+of each split (`mock_runs.sharded_mock_data`: different examples in each
+share, as in a prepared dataset), the training share held on the devices at
+its offset in the whole split, then, resumed, fed from the host. Their
+numbers must be one process's over the same global batches
+(`SharesSideBySide`): a process that read another's share, or gathered its
+batches at another's offset, would train on other data.
 """
 
 import json
@@ -20,10 +23,15 @@ import tensorflow as tf
 import mock_runs
 from testbed import checkpoint_arrays
 from vae_jax.core import preemption
+from vae_jax.data import batching
 from vae_jax.data import pipeline
+from vae_jax.data import sources
+from vae_jax.trainers import loop
 
-# 64 mock examples per process, 4 per process per step (a global batch of 8).
+# 128 mock examples per split, 64 per process; 4 per process per step (a
+# global batch of 8).
 NUM_PROCESSES = 2
+NUM_EXAMPLES = 128
 STEPS_PER_EPOCH = 16
 TIMEOUT = 300  # Seconds; a hang fails the test instead of stalling CI.
 
@@ -34,6 +42,10 @@ def start_two_processes(workdir, *flags: str):
     "--config.checkpoint_every_steps=4",
     *flags,
     launcher=mock_runs.local_multiprocess(NUM_PROCESSES),
+    faults={
+      mock_runs.SHARDED_SPLITS: "1",
+      "MOCK_NUM_EXAMPLES": str(NUM_EXAMPLES),
+    },
     start_new_session=True,
   )
 
@@ -53,50 +65,81 @@ def process_pid(launcher, index: int) -> int:
   raise LookupError(f"no process {index} under pid {launcher.pid}")
 
 
+def concatenated(batches) -> dict:
+  """The processes' local batches, in process order: a global batch."""
+  return {
+    name: np.concatenate([b[name] for b in batches]) for name in batches[0]
+  }
+
+
 class SharesSideBySide(pipeline.PreparedData):
   """The data of a one-process run whose every global batch is what the
-  processes' local batches make together: this process's batch once per
-  process, as every process's share is the whole mock split.
+  processes' local batches make together: process p's share of a split is
+  its p-th of NUM_PROCESSES equal slices (`tfds.split_for_jax_process`),
+  batched alone, and its part of each global batch the p-th.
 
-  Batches come from the host: the split held on the devices would gather
-  one process's batches only.
+  Batches come from the host: `batching.in_memory_batches` picks each
+  share's examples as the processes did on either path
+  (`batching.epoch_batch_indices`).
   """
 
+  def _shares(self, arrays: dict) -> list[dict]:
+    return [
+      {
+        name: np.split(value, NUM_PROCESSES)[p]
+        for name, value in arrays.items()
+      }
+      for p in range(NUM_PROCESSES)
+    ]
+
   def steps_per_epoch(self, local_batch_size):
-    return super().steps_per_epoch(local_batch_size // NUM_PROCESSES)
+    return batching.steps_per_epoch(
+      self.num_train_examples // NUM_PROCESSES,
+      local_batch_size // NUM_PROCESSES,
+    )
 
   def is_device_resident(self):
     return False
 
   def train_batches(self, local_batch_size, seed, start_step=0):
-    for batch in super().train_batches(
-      local_batch_size // NUM_PROCESSES, seed, start_step
-    ):
-      yield {
-        name: np.concatenate([value] * NUM_PROCESSES)
-        for name, value in batch.items()
-      }
+    each = [
+      batching.in_memory_batches(
+        share, self.config, local_batch_size // NUM_PROCESSES, seed, start_step
+      )
+      for share in self._shares(
+        batching.load_in_memory(sources.load(self.config, "train"))
+      )
+    ]
+    return map(concatenated, zip(*each))
 
   def eval_dataset(self, local_batch_size):
-    return (
-      super()
-      .eval_dataset(local_batch_size // NUM_PROCESSES)
-      .map(
-        lambda batch: {
-          name: tf.concat([value] * NUM_PROCESSES, axis=0)
-          for name, value in batch.items()
-        }
+    whole = sources.load(self.config, "test")
+    size = int(whole.cardinality()) // NUM_PROCESSES
+    shares = tuple(
+      batching.eval_dataset(
+        whole.skip(p * size).take(size),
+        self.config,
+        local_batch_size // NUM_PROCESSES,
       )
+      for p in range(NUM_PROCESSES)
+    )
+    return tf.data.Dataset.zip(shares).map(
+      lambda *batches: {
+        name: tf.concat([b[name] for b in batches], axis=0)
+        for name in batches[0]
+      }
     )
 
 
 def train_in_one_process(workdir, num_epochs):
   """The two processes' run over the same global batches, on one device."""
+  config = mock_runs.tiny_run_config(
+    {"num_epochs": num_epochs, "checkpoint_every_steps": 10_000}
+  )
   with pytest.MonkeyPatch.context() as patch:
     patch.setattr(pipeline, "prepare", SharesSideBySide)
-    return mock_runs.train_here(
-      workdir, {"num_epochs": num_epochs, "checkpoint_every_steps": 10_000}
-    )
+    with mock_runs.sharded_mock_data(NUM_EXAMPLES):
+      return loop.train_and_evaluate(config, str(workdir))
 
 
 def checkpoint_steps(workdir) -> list[int]:
@@ -108,6 +151,9 @@ def checkpoint_steps(workdir) -> list[int]:
 def test_two_processes_stop_together_save_once_and_resume(tmp_path):
   run = start_two_processes(tmp_path, "--config.num_epochs=20")
   mock_runs.wait_for_checkpoint(tmp_path, 4, run, timeout=TIMEOUT)
+  # One lock for the run, held by process 0 (`core.workdir_lock`).
+  lock = json.loads((tmp_path / "run.lock").read_text())
+  assert lock["pid"] == process_pid(run, 0)
   # A preemption notice that reaches one host only must stop both.
   os.kill(process_pid(run, 1), signal.SIGTERM)
   code, output = mock_runs.finish(run, timeout=TIMEOUT)
@@ -125,11 +171,19 @@ def test_two_processes_stop_together_save_once_and_resume(tmp_path):
   assert not (tmp_path / "results.json").exists()
   for index in (0, 1):
     assert f"[{index}] " in output and f"Process {index} of 2" in output
+    assert (
+      f"[{index}] Training on 2 devices; batches gathered on the devices"
+      in output
+    )
 
   # Both rerun to the end of the epoch they stopped in (at least one step
-  # left): they resume from that checkpoint.
+  # left): they resume from that checkpoint, fed from the host this time.
   num_epochs = stopped_at // STEPS_PER_EPOCH + 1
-  run = start_two_processes(tmp_path, f"--config.num_epochs={num_epochs}")
+  run = start_two_processes(
+    tmp_path,
+    f"--config.num_epochs={num_epochs}",
+    "--config.input.device_resident=never",
+  )
   code, output = mock_runs.finish(run, timeout=TIMEOUT)
   assert code == 0, output[-5000:]
   for index in (0, 1):
@@ -140,10 +194,12 @@ def test_two_processes_stop_together_save_once_and_resume(tmp_path):
   assert results["start_step"] == stopped_at
   assert results["steps"] == num_epochs * STEPS_PER_EPOCH
   assert results["processes"] == 2 and results["devices"] == 2
+  assert not results["batches_on_device"]
   assert checkpoint_steps(tmp_path)[-1] == results["steps"]
 
   # The same numbers as one process on one device over the same global
-  # batches, up to the order in which each sum over the batch is added.
+  # batches, up to float32 rounding: the order in which each sum over the
+  # batch is added differs (two partial sums, then gloo's, against one).
   one_process = train_in_one_process(
     tmp_path.parent / "one_process", num_epochs
   )
@@ -153,13 +209,18 @@ def test_two_processes_stop_together_save_once_and_resume(tmp_path):
     [results[k] for k in test_metrics],
     [one_process[k] for k in test_metrics],
     rtol=1e-5,
+    err_msg=f"2 processes against 1: {test_metrics}",
   )
   expected = checkpoint_arrays(
     tmp_path.parent / "one_process", results["steps"]
   )
   for name, value in checkpoint_arrays(tmp_path, results["steps"]).items():
     np.testing.assert_allclose(
-      value, expected[name], rtol=1e-5, atol=1e-6, err_msg=name
+      value,
+      expected[name],
+      rtol=1e-5,
+      atol=1e-6,
+      err_msg=f"2 processes against 1: {name}",
     )
 
   # Process 0 alone wrote the outputs: one TensorBoard file per run, one

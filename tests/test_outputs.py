@@ -1,12 +1,15 @@
 """Atomic run outputs: a reader sees the old file or the new one, never a
 half-written one, and a failed write leaves nothing behind."""
 
+import errno
 import json
 import os
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
+from vae_jax import errors
 from vae_jax.core import outputs
 
 
@@ -34,3 +37,25 @@ def test_the_new_file_appears_whole_under_its_name(tmp_path):
   outputs.write_png(path, np.zeros((2, 3, 1), np.uint8))
   assert open(path, "rb").read()[:4] == b"\x89PNG"
   assert os.listdir(tmp_path) == ["grid.png"]
+
+
+def test_a_failed_write_is_reported_even_if_its_temporary_stays(
+  tmp_path, monkeypatch
+):
+  # As when the folder turns read-only during the write: the removal of the
+  # temporary fails too, and must not hide the write's own failure.
+  def cannot_remove(path):
+    raise tf.errors.PermissionDeniedError(
+      None, None, f"{path}; Read-only file system"
+    )
+
+  monkeypatch.setattr(tf.io.gfile, "remove", cannot_remove)
+  path = str(tmp_path / "results.json")
+  with pytest.raises(
+    errors.WriteError,
+    match=rf"^cannot write {path} \(No space left on device\)\.$",
+  ):
+    with outputs.atomic_open(path) as f:
+      f.write('{"test_loss": 2.')
+      raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+  assert not os.path.exists(path)

@@ -6,6 +6,8 @@ Each piece checks its own section: the loop's fields are checked by
 optimizers. The workdir is `outputs.check_workdir`'s.
 """
 
+import json
+
 import jax
 import pytest
 
@@ -168,3 +170,24 @@ def test_a_model_section_missing_its_family_fields_is_refused(tiny_config):
     errors.ConfigError, match=r"model 'mlp_vae' reads model.hidden_sizes"
   ):
     run_config.check_config(tiny_config)
+
+
+def test_a_saved_config_reads_back_with_todays_fields_only(
+  tiny_config, tmp_path, caplog
+):
+  assert run_config.load_saved(str(tmp_path)) is None  # No config.json.
+  written = tiny_config.to_dict()
+  del written["input"]["pixel_range"], written["model"]["activation"]
+  # Fields no code of today reads: a value, a section, and a value that
+  # was a section.
+  written["model"]["dropout_rate"] = 0.5
+  written["old_section"] = {"size": 3}
+  written["loss"]["kl_weight"] = {"start": 0.0}
+  (tmp_path / "config.json").write_text(json.dumps(written))
+  loaded = run_config.load_saved(str(tmp_path))
+  # Today's fields, with the run's values and today's defaults for the rest.
+  assert loaded.to_dict() == tiny_config.to_dict()
+  assert caplog.messages == [
+    f"{tmp_path / 'config.json'} holds fields this vae_jax no longer reads; "
+    "ignoring loss.kl_weight, model.dropout_rate, old_section."
+  ]

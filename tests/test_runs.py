@@ -86,6 +86,10 @@ def test_missing_workdir_config_or_checkpoints_is_a_user_error(tmp_path):
   (tmp_path / "config.json").write_text("{not json")
   with pytest.raises(errors.UserInputError, match="not valid JSON"):
     runs.load(str(tmp_path))
+  for written in ('{"model": {"name": "resnet"}}', "[]"):
+    (tmp_path / "config.json").write_text(written)
+    with pytest.raises(errors.UserInputError, match="names no model family"):
+      runs.load(str(tmp_path))
   (tmp_path / "config.json").write_text(make_tiny_config().to_json())
   with pytest.raises(errors.UserInputError, match="holds no checkpoints"):
     runs.load(str(tmp_path))

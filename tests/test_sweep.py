@@ -154,6 +154,7 @@ def test_sweep_writes_runs_and_summary_and_skips_them_when_rerun(
   assert not workdir.exists()
   summary = runner.run_sweep(config, str(workdir), flags)
   assert analyzed == names
+  assert not list(workdir.rglob("run.lock*"))  # Each run released its own.
   assert "active_units" in capsys.readouterr().out  # The printed table.
   results = [workdir / name / "results.json" for name in names]
   before = mtimes(results)
@@ -285,6 +286,7 @@ def test_a_killed_sweep_resumes_where_it_stopped(png_folder, tmp_path):
 
   resumed = run_sweep_command(tmp_path, png_folder, "-m", "vae_jax.sweep")
   assert resumed.returncode == 0, resumed.stderr[-2000:]
+  assert "Taking over" in resumed.stderr  # The killed run's lock.
   assert mtimes(finished) == finished  # Neither retrained nor reanalyzed.
   results = json.loads((second / "results.json").read_text())
   assert results["start_step"] == 2 and results["steps"] == 4

@@ -11,6 +11,7 @@ errors a short one (`ConsoleFormatter`).
 
 from collections.abc import Callable, Iterator
 import contextlib
+import errno
 import logging as python_logging
 import os
 import sys
@@ -73,21 +74,25 @@ _QUIET_WARNINGS = (
   ("/tensorflow_datasets/", "has no dataset_info.json"),
   # JAX looks for a TPU library on every machine.
   ("/jax/_src/xla_bridge.py", "Unable to initialize backend"),
+  # A failed write of TensorBoard events, with its traceback: the writer
+  # raises it again at its next call, as one line (`outputs.EventWriter`).
+  ("/clu/asynclib.py", "Error in producer thread"),
 )
 
 
 class _QuietLibraries(python_logging.Filter):
-  """Drops the records of `_QUIET_INFO` and `_QUIET_WARNINGS`, and the
-  tracebacks of Orbax's errors: each failure of a save's background writes
-  is logged with its own, and the run then reports their cause in one line
-  (`checkpoints.SaveError`)."""
+  """Drops the records of `_QUIET_INFO` and `_QUIET_WARNINGS`, and Orbax's
+  records of exceptions: each failure of a save's background writes is
+  logged by several of its threads, some after the run has ended, and
+  raised at the next save or wait, where the run reports its cause in one
+  line (`checkpoints.SaveError`)."""
 
   def filter(self, record: python_logging.LogRecord) -> bool:
     in_library = [path in record.pathname for path in _QUIET_INFO]
     if record.levelno < python_logging.WARNING and any(in_library):
       return False
-    if in_library[0]:  # Orbax's.
-      record.exc_info = record.exc_text = None
+    if in_library[0] and record.exc_info:  # Orbax's, of an exception.
+      return False
     message = record.getMessage()
     return not any(
       path in record.pathname and fragment in message
@@ -220,11 +225,24 @@ def log_config(workdir: str) -> None:
   )
 
 
+# What a write that vae_jax does not wrap in WriteError (a library's) fails
+# with when the disk or the user's rights are the problem.
+_WRITE_ERRNOS = frozenset(
+  (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES)
+)
+
+
+def _write_failure(error: OSError) -> str:
+  where = f" {error.filename}" if error.filename else ""
+  return f"{ERROR_PREFIX}cannot write{where} ({error.strerror})."
+
+
 def run_reporting_errors(work: Callable[..., Any], *args: Any) -> Any:
   """Runs `work(*args)`; what the user can act on ends the process in one line.
 
-  A mistake or a failure to save exits 1 with `vae_jax: error: <cause>`; a
-  preemption exits with `preemption.EXIT_CODE` after its checkpoint.
+  A mistake or a failure to save or write exits 1 with `vae_jax: error:
+  <cause>`; a preemption exits with `preemption.EXIT_CODE` after its
+  checkpoint.
   """
   try:
     return work(*args)
@@ -234,6 +252,10 @@ def run_reporting_errors(work: Callable[..., Any], *args: Any) -> Any:
     checkpoints.SaveError,
   ) as e:
     raise SystemExit(f"{ERROR_PREFIX}{e}") from None
+  except OSError as e:
+    if e.errno not in _WRITE_ERRNOS:
+      raise
+    raise SystemExit(_write_failure(e)) from None
   except preemption.Preempted as e:
     logging.warning("vae_jax: %s", e)
     sys.exit(preemption.EXIT_CODE)
@@ -243,10 +265,14 @@ def run_reporting_errors(work: Callable[..., Any], *args: Any) -> Any:
 def reporting_user_errors() -> Iterator[None]:
   """For the analysis commands: quiet logs (Orbax logs every read at INFO),
   TensorFlow off the accelerators, and `vae_jax: error: <cause>` on a
-  UserInputError."""
+  UserInputError or a failed write."""
   logging.set_verbosity(logging.WARNING)
   quiet_libraries()
   try:
     yield
   except errors.UserInputError as e:
     raise SystemExit(f"{ERROR_PREFIX}{e}") from None
+  except OSError as e:
+    if e.errno not in _WRITE_ERRNOS:
+      raise
+    raise SystemExit(_write_failure(e)) from None

@@ -16,6 +16,12 @@ class DataError(UserInputError):
   """The dataset is missing, corrupt or unusable."""
 
 
+class WriteError(UserInputError):
+  """A file could not be written: a full disk, a file-size limit, a
+  read-only or forbidden folder. Users act on it by freeing space or fixing
+  permissions, so it is reported in one line like their mistakes."""
+
+
 def require(condition: bool, message: str) -> None:
   """Raises ConfigError(`message`) unless `condition`."""
   if not condition:

@@ -339,6 +339,11 @@ def analyze(
   _check_counts(
     num=num, num_points=num_points, iwae_k=iwae_k, iwae_examples=iwae_examples
   )
+  # Before the slow parts: a --workdir that holds no run, then one whose
+  # analysis/ cannot be written (read-only, forbidden, a full disk).
+  runs.load_config(workdir)
+  out_dir = os.path.join(workdir, "analysis")
+  outputs.check_writable(out_dir)
   run = runs.load(workdir, step)
   if run.adversarial:
     return gan_report.analyze(run, seed=seed)
@@ -443,5 +448,5 @@ def analyze(
   else:
     figures["learning_curves.png"] = curves
   report["seconds"]["total"] = time.perf_counter() - start
-  outputs.write_analysis(os.path.join(workdir, "analysis"), figures, report)
+  outputs.write_analysis(out_dir, figures, report)
   return report

@@ -11,7 +11,6 @@ fields a config.json lacks take the defaults of the pieces that read them.
 
 import dataclasses
 import functools
-import json
 import math
 import os
 from typing import Any
@@ -72,59 +71,14 @@ class TrainedRun:
     return self.parts.family.kind == family.Kind.GAN
 
 
-def _as_tuples(value: Any) -> Any:
-  """JSON lists back to the tuples configs use (hashable module fields)."""
-  if isinstance(value, dict):
-    return {key: _as_tuples(item) for key, item in value.items()}
-  if isinstance(value, list):
-    return tuple(_as_tuples(item) for item in value)
-  return value
-
-
-def _merge(base: ml_collections.ConfigDict, written: dict[str, Any]) -> None:
-  """Overrides `base` in place with `written`, keeping fields it lacks."""
-  for key, value in written.items():
-    if (
-      isinstance(value, dict)
-      and key in base
-      and isinstance(base[key], ml_collections.ConfigDict)
-    ):
-      _merge(base[key], value)
-    elif key in base and not isinstance(value, dict):
-      # Assigning None to a typed field, or an int to a float field, is
-      # how JSON round-trips them; ConfigDict would reject the first.
-      with base.ignore_type():
-        base[key] = value
-    else:
-      base[key] = (
-        ml_collections.ConfigDict(value) if isinstance(value, dict) else value
-      )
-
-
 def load_config(workdir: str) -> ml_collections.ConfigDict:
-  """The config the run in `workdir` was trained with (its config.json)."""
-  path = os.path.join(workdir, "config.json")
-  if not tf.io.gfile.exists(path):
+  """The config the run in `workdir` was trained with (its config.json), as
+  `run_config.load_saved` reads it back."""
+  config = run_config.load_saved(workdir)
+  if config is None:
     raise errors.UserInputError(
       f"{workdir!r} holds no config.json; is it the --workdir of a run?"
     )
-  with tf.io.gfile.GFile(path) as f:
-    try:
-      written = _as_tuples(json.load(f))
-    except json.JSONDecodeError as e:
-      raise errors.UserInputError(
-        f"{path} is not valid JSON ({e.msg}, line {e.lineno})."
-      ) from None
-  try:
-    # Defaults for fields added after the run wrote its config.json.
-    config = run_config.default_config(
-      written["model"]["name"], written.get("loss", {}).get("objective")
-    )
-  except (KeyError, TypeError, errors.ConfigError) as e:
-    raise errors.UserInputError(
-      f"{path} names no model family vae_jax knows ({e})."
-    ) from None
-  _merge(config, written)
   return config
 
 

@@ -30,6 +30,10 @@ def make_manager(
     # step again.
     max_to_keep=config.max_checkpoints_to_keep,
     create=True,
+    # A step's folder made in the background and failing (a read-only or
+    # full disk) leaves Orbax's other threads waiting for it for minutes,
+    # and the process cannot exit; made by `save`, it fails there.
+    async_options=ocp.AsyncOptions(create_directories_asynchronously=False),
   )
   # Orbax wants an absolute path; a bucket (gs://...) already is one.
   if "://" not in workdir:
@@ -118,6 +122,33 @@ def _set_aside(manager: ocp.CheckpointManager, step: int) -> None:
   logging.warning("Moved it to %s.", aside)
 
 
+def _difference(
+  manager: ocp.CheckpointManager, step: int, target: Any
+) -> str | None:
+  """How checkpoint `step`'s arrays, as its saved metadata lists them, differ
+  from `target`'s; None where they match or the metadata is unreadable: then
+  the checkpoint is damaged, not another model's."""
+  try:
+    metadata = manager.item_metadata(step)
+  except Exception:  # pylint: disable=broad-exception-caught
+    return None  # Damaged; its restore error says how.
+  if metadata is None:  # Orbax knows no handler for it: nothing to compare.
+    return None
+  saved = ocp.tree.to_flat_dict(metadata, sep=".")
+  wanted = ocp.tree.to_flat_dict(target, sep=".")
+  for name in sorted(saved.keys() | wanted.keys()):
+    if name not in wanted:
+      return f"it holds {name}, which this config's state lacks"
+    if name not in saved:
+      return f"it lacks this config's {name}"
+    if tuple(saved[name].shape) != tuple(wanted[name].shape):
+      return (
+        f"its {name} has shape {tuple(saved[name].shape)}, this config's "
+        f"{tuple(wanted[name].shape)}"
+      )
+  return None
+
+
 def restore(
   manager: ocp.CheckpointManager,
   state: Any,
@@ -133,6 +164,8 @@ def restore(
   ones that are corrupt (a damaged file, a disk that filled up) are reported
   and passed over, never deleted; with `set_aside_unreadable` (a run that
   will save those steps again) they are moved to `checkpoints.unreadable/`.
+  When none reads back, the error says whether they hold another model's
+  arrays (their saved metadata differs from `state`'s) or are all damaged.
   """
   steps = sorted(manager.all_steps(), reverse=True)
   if step is not None:
@@ -154,15 +187,16 @@ def restore(
     # Orbax reports a different tree, a wrong shape or a damaged file in
     # several exception types.
     except Exception as e:  # pylint: disable=broad-exception-caught
-      failures.append((candidate, e))
+      failures.append((candidate, e, _difference(manager, candidate, target)))
       continue
-    for failed_step, error in failures:
+    for failed_step, error, difference in failures:
       logging.warning(
-        "Checkpoint at step %d in %s is unreadable (%s); "
-        "restored step %d instead.",
+        "Checkpoint at step %d in %s %s; restored step %d instead.",
         failed_step,
         manager.directory,
-        _first_line(error),
+        f"does not fit this config ({difference})"
+        if difference
+        else f"is unreadable ({_first_line(error)})",
         candidate,
       )
       if set_aside_unreadable and jax.process_index() == 0:
@@ -172,9 +206,18 @@ def restore(
         multihost_utils.sync_global_devices("vae_jax: unreadable set aside")
       manager.reload()
     return restored["state"], restored["rng"]
-  failed_step, error = failures[0]
+  misfits = [failure for failure in failures if failure[2]]
+  if misfits:
+    failed_step, error, difference = misfits[0]
+    raise errors.UserInputError(
+      f"no checkpoint in {manager.directory} fits this config's model and "
+      f"optimizer (step {failed_step}: {difference}); use a new --workdir, "
+      "or the config that wrote it."
+    ) from error
+  failed_step, error, _ = failures[0]
   raise errors.UserInputError(
-    f"no checkpoint in {manager.directory} fits this config's model and "
-    f"optimizer (step {failed_step}: {_first_line(error)}); use a new "
-    "--workdir, or the config that wrote it."
+    f"{'the checkpoint' if step is not None else 'every checkpoint'} in "
+    f"{manager.directory} is unreadable (steps {sorted(steps)}; step "
+    f"{failed_step}, the newest: {_first_line(error)}); use a new --workdir, "
+    "or move its checkpoints aside to start over there."
   ) from error

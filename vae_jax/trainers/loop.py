@@ -29,6 +29,7 @@ from vae_jax.core import outputs
 from vae_jax.core import preemption
 from vae_jax.core import resume
 from vae_jax.core import sharding
+from vae_jax.core import workdir_lock
 from vae_jax.data import device_held
 from vae_jax.data import pipeline
 from vae_jax.models import registry as models
@@ -177,20 +178,34 @@ def _write_image_grids(
 
 
 def _make_writer(workdir: str) -> metric_writers.MetricWriter:
-  """TensorBoard summaries from process 0; `console.Console` prints."""
+  """TensorBoard summaries from process 0; `console.Console` prints. A
+  failed write raises WriteError at the next write or flush."""
   if jax.process_index() > 0:
     return metric_writers.MultiWriter([])
-  return metric_writers.AsyncWriter(metric_writers.SummaryWriter(workdir))
+  return outputs.EventWriter(workdir)
 
 
 def train_and_evaluate(
   config: ml_collections.ConfigDict, workdir: str
 ) -> dict[str, Any]:
-  """Trains (or resumes) the run in `workdir`; returns the final metrics."""
+  """Trains (or resumes) the run in `workdir`; returns the final metrics.
+
+  The run holds the workdir (`workdir_lock`) from before its data loads to
+  its end: a second run there fails at once, naming this one.
+  """
   run_config.check_config(config)
   outputs.check_workdir(workdir)
+  with workdir_lock.hold(workdir):
+    return _train_and_evaluate(config, workdir)
+
+
+def _train_and_evaluate(
+  config: ml_collections.ConfigDict, workdir: str
+) -> dict[str, Any]:
+  """`train_and_evaluate`'s work, in the workdir it holds."""
   run_start = time.perf_counter()
-  # Data first: a run that cannot read its data leaves no workdir behind.
+  # Data first: a run that cannot read its data leaves no workdir behind
+  # (`workdir_lock.hold` removes the one it made).
   data = pipeline.prepare(config.input)
   data.read_into_memory()
   logging.info(
@@ -209,6 +224,7 @@ def train_and_evaluate(
   total_steps = steps_per_epoch * config.num_epochs
   resume.check_config_change(
     config,
+    run_config.load_saved(workdir),
     workdir,
     functools.partial(abstract_train_state, image_shape=image_shape),
   )

@@ -1,12 +1,20 @@
-"""A run's whole config: its defaults and its checks, before any work.
+"""A run's whole config: its defaults, its checks, and reading it back.
 
 Each section's defaults come from the piece that reads it: the loop's own
 fields are here, `input` from `data.pipeline`, `model` from the family, `loss`
 from the objective and the rest from the trainer. Configs (configs/*.py) start
 from `default_config`, so they need not import the training loop.
+`load_saved` reads the config.json a run wrote, from any release, for the
+loop (to resume it) and for analysis alike.
 """
 
+import json
+import os
+from typing import Any
+
+from absl import logging
 import ml_collections
+import tensorflow as tf
 
 from vae_jax import errors
 from vae_jax.core import precision
@@ -99,3 +107,74 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   )
   objective.check_config(config.loss)
   trainer.check_config(config)
+
+
+def _as_tuples(value: Any) -> Any:
+  """JSON lists back to the tuples configs use (hashable module fields)."""
+  if isinstance(value, dict):
+    return {key: _as_tuples(item) for key, item in value.items()}
+  if isinstance(value, list):
+    return tuple(_as_tuples(item) for item in value)
+  return value
+
+
+def _merge(
+  base: ml_collections.ConfigDict, written: dict[str, Any], prefix: str = ""
+) -> list[str]:
+  """Sets `written`'s values over `base`, in place; the fields `written`
+  lacks keep `base`'s. Returns the dotted names of the fields it leaves out:
+  those `base` lacks, or holds as a section where `written` has a value (or
+  the reverse)."""
+  ignored = []
+  for key, value in written.items():
+    name = f"{prefix}{key}"
+    is_section = isinstance(value, dict)
+    if key not in base or is_section != isinstance(
+      base[key], ml_collections.ConfigDict
+    ):
+      ignored.append(name)
+    elif is_section:
+      ignored += _merge(base[key], value, f"{name}.")
+    else:
+      # Assigning None to a typed field, or an int to a float field, is
+      # how JSON round-trips them; ConfigDict would reject the first.
+      with base.ignore_type():
+        base[key] = value
+  return ignored
+
+
+def load_saved(workdir: str) -> ml_collections.ConfigDict | None:
+  """The config the run in `workdir` saved (its config.json), or None if it
+  saved none.
+
+  So that a run written by an earlier release reads back whole, the fields
+  added since take today's defaults (`default_config` of its family and
+  objective), and the fields this code no longer reads are left out, with a
+  warning: nothing reads them, so they cannot change the train state.
+  """
+  path = os.path.join(workdir, "config.json")
+  if not tf.io.gfile.exists(path):
+    return None
+  with tf.io.gfile.GFile(path) as f:
+    try:
+      written = _as_tuples(json.load(f))
+    except json.JSONDecodeError as e:
+      raise errors.UserInputError(
+        f"{path} is not valid JSON ({e.msg}, line {e.lineno})."
+      ) from None
+  try:
+    config = default_config(
+      written["model"]["name"], written.get("loss", {}).get("objective")
+    )
+  except (KeyError, TypeError, AttributeError, errors.ConfigError) as e:
+    raise errors.UserInputError(
+      f"{path} names no model family vae_jax knows ({e})."
+    ) from None
+  ignored = _merge(config, written)
+  if ignored:
+    logging.warning(
+      "%s holds fields this vae_jax no longer reads; ignoring %s.",
+      path,
+      ", ".join(sorted(ignored)),
+    )
+  return config
