@@ -5,11 +5,9 @@ import os
 import re
 
 import jax
-import ml_collections
 import numpy as np
 import pytest
 
-import mock_runs
 from testbed import assemble
 from testbed import batchnorm_config
 from testbed import initial_state
@@ -177,44 +175,3 @@ def test_a_tensorstore_error_keeps_its_cause_and_drops_its_spec():
   line = checkpoints._first_line(error)  # pylint: disable=protected-access
   assert line.endswith("File too large [os_error_code='27']"), line
   assert len(line) <= 300 and "shape" not in line
-
-
-def assert_one_line_disk_error(output):
-  """The run's report is its one "vae_jax: error:" line, and the last thing
-  printed: the failed save's other writes are waited for and Orbax's threads
-  stopped before it, so none print tracebacks as the process exits."""
-  errors = [
-    line for line in output.splitlines() if line.startswith("vae_jax: error:")
-  ]
-  assert len(errors) == 1, output[-3000:]
-  error = errors[0]
-  assert output.strip().splitlines()[-1] == error, output[-3000:]
-  assert error.startswith("vae_jax: error: writing a checkpoint"), output[
-    -3000:
-  ]
-  assert re.search(r"File too large|error_code='27'|Errno 27", error), error
-
-
-@pytest.mark.slow
-def test_full_disk_fails_the_run_keeps_the_last_save_and_a_rerun_resumes(
-  tmp_path,
-):
-  # The disk fills once step 3 is committed: step 4's save fails. One epoch
-  # (8 steps) is enough to rerun past it.
-  overrides = {"model.hidden_sizes": (32,), "num_epochs": 1}
-  code, output = mock_runs.finish(
-    mock_runs.start_run(
-      tmp_path,
-      *mock_runs.config_flags(overrides),
-      faults={mock_runs.DISK_FULL_AFTER: "3"},
-    )
-  )
-  assert code != 0
-  assert_one_line_disk_error(output)
-  assert not (tmp_path / "results.json").exists()
-  # Step 4's half-written save is not listed; step 3's is intact.
-  config = ml_collections.ConfigDict({"max_checkpoints_to_keep": 2})
-  assert checkpoints.make_manager(str(tmp_path), config).all_steps()[-1] == 3
-  results = mock_runs.train_here(tmp_path, overrides)
-  assert results["start_step"] == 3
-  assert results["steps"] == mock_runs.TOTAL_STEPS // 4

@@ -1,7 +1,6 @@
 """The device-resident split and its compiled loop against the host path."""
 
 import functools
-import os
 
 import jax
 import numpy as np
@@ -10,13 +9,10 @@ import tensorflow_datasets as tfds
 
 import gan_runs
 from testbed import assemble
-from testbed import checkpoint_arrays
-from vae_jax.core import preemption
 from vae_jax.core import sharding
 from vae_jax.data import device_held
 from vae_jax.data import pipeline
 from vae_jax.errors import ConfigError
-from vae_jax.trainers import loop
 from vae_jax.trainers import parts as parts_lib
 
 MOCK_EXAMPLES = 40  # 5 steps of 8 per epoch.
@@ -155,52 +151,3 @@ def test_impossible_settings_are_config_errors(tiny_config):
   tiny_config.input.brightness_jitter = 0.5
   with pytest.raises(ConfigError, match="cannot augment"):
     device_held.check_config(tiny_config.input)
-
-
-def run(config, workdir, num_examples):
-  with tfds.testing.mock_data(num_examples=num_examples):
-    return loop.train_and_evaluate(config, str(workdir))
-
-
-@pytest.mark.usefixtures("production_codegen")  # And the host path's.
-def test_run_stopped_mid_epoch_between_checkpoints_resumes_exactly(
-  tiny_config, tmp_path, monkeypatch
-):
-  # 8 steps per epoch; the host acts at steps 4, 6, 8, 12, 16.
-  tiny_config.log_every_steps = 4
-  tiny_config.checkpoint_every_steps = 6
-  total_steps = 16
-  num_examples = 64
-  uninterrupted = run(tiny_config, tmp_path / "uninterrupted", num_examples)
-  assert uninterrupted["batches_on_device"]
-
-  def stop_at_step_4(requests, manager, first_step, last_step):
-    del manager, first_step
-    if last_step == 4 and not requests.signal_name:
-      requests.signal_name = "SIGTERM"
-    return requests.signal_name is not None
-
-  with monkeypatch.context() as patch:
-    patch.setattr(preemption.StopRequests, "should_stop", stop_at_step_4)
-    with pytest.raises(preemption.Preempted, match="after step 4"):
-      run(tiny_config, tmp_path / "resumed", num_examples)
-  assert [
-    name
-    for name in os.listdir(tmp_path / "resumed" / "checkpoints")
-    if name.isdigit()
-  ] == ["4"]
-  resumed = run(tiny_config, tmp_path / "resumed", num_examples)
-  assert resumed["start_step"] == 4
-  for name in ("test_loss", "test_recon", "test_kl", "test_mse"):
-    assert resumed[name] == uninterrupted[name]  # Bit for bit.
-  expected = checkpoint_arrays(tmp_path / "uninterrupted", total_steps)
-  for name, value in checkpoint_arrays(
-    tmp_path / "resumed", total_steps
-  ).items():
-    np.testing.assert_array_equal(value, expected[name], err_msg=name)
-
-  tiny_config.input.device_resident = "never"
-  on_host = run(tiny_config, tmp_path / "on_host", num_examples)
-  assert not on_host["batches_on_device"]
-  for name in ("test_loss", "test_recon", "test_kl", "test_mse"):
-    assert on_host[name] == uninterrupted[name]

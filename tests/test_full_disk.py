@@ -287,46 +287,93 @@ def test_commands_check_their_output_before_the_slow_part(fault):
   assert sorted(os.listdir(folder)) == ["run"]
 
 
+def _newest_checkpoint(workdir: str) -> int | None:
+  config = ml_collections.ConfigDict({"max_checkpoints_to_keep": 2})
+  manager = checkpoints.make_manager(workdir, config)
+  newest = manager.latest_step()
+  manager.close()
+  return newest
+
+
+def _assert_nothing_half_written(workdir: str) -> None:
+  names = os.listdir(workdir)
+  assert not [name for name in names if ".tmp-" in name], names
+  assert "results.json" not in names
+  for name in names:  # Each file under its final name is whole.
+    if name.endswith(".png"):
+      png = pathlib.Path(workdir, name).read_bytes()
+      assert png[-8:-4] == b"IEND", name
+
+
+def _one_line_save_failure(output: str, cause: str) -> None:
+  """The run's report is its one error line, and the last thing printed:
+  the failed save's other writes are waited for and Orbax's threads stopped
+  before it, so none print tracebacks as the process exits."""
+  lines = output.strip().splitlines()
+  assert [line for line in lines if "error" in line] == lines[-1:], output
+  assert "Traceback" not in output, output[-3000:]
+  assert lines[-1].startswith("vae_jax: error: writing a checkpoint in "), (
+    output[-3000:]
+  )
+  assert cause in lines[-1], lines[-1]
+
+
 @pytest.mark.slow
-def test_a_run_on_a_full_disk_stops_in_one_line_keeping_its_checkpoints():
-  """The workdir is a tmpfs of 4 pages, its checkpoints/ another, roomy:
-  config.json and the first events fit, the first epoch's images or events
-  do not. Which write fails first is the run's business; it must be named,
-  in the one line the run ends with."""
-  with tmpfs("16k") as (workdir, failure):
-    if failure is not None:
-      pytest.skip(f"cannot mount a tmpfs: {failure}")
-    os.makedirs(f"{workdir}/checkpoints")
-    assert _mount("-t", "tmpfs", "tmpfs", f"{workdir}/checkpoints") is None
+def test_a_full_disk_stops_a_run_in_one_line_and_a_rerun_resumes(monkeypatch):
+  """One run's life on full disks: its checkpoints' filesystem fills (the
+  command ends in one line), then its workdir's while the rerun trains (a
+  WriteError naming an image or an events file), and a rerun with room
+  finishes from the newest committed checkpoint. The checkpoints are a
+  tmpfs of their own, for two of the tiny run's ~390 kB checkpoints but not
+  a third; without mounts, a file-size limit fills the disk once step 3 is
+  committed, and the workdir's part is left out."""
+  overrides = {"num_epochs": 1}  # 8 steps, a save at each.
+  with tmpfs("16m") as (workdir, failure):
+    checkpoint_dir = os.path.join(workdir, "checkpoints")
+    os.makedirs(checkpoint_dir)
+    mounted = failure is None and (
+      _mount("-t", "tmpfs", "-o", "size=1000k", "tmpfs", checkpoint_dir) is None
+    )
     try:
-      overrides = {"num_epochs": 1}
+      faults = {} if mounted else {mock_runs.DISK_FULL_AFTER: "3"}
       code, output = mock_runs.finish(
-        mock_runs.start_run(workdir, *mock_runs.config_flags(overrides))
+        mock_runs.start_run(
+          workdir, *mock_runs.config_flags(overrides), faults=faults
+        )
       )
       assert code == 1, output[-3000:]
-      lines = output.strip().splitlines()
-      assert re.fullmatch(
-        rf"vae_jax: error: cannot write {workdir}/[\w.-]+ "
-        r"\(No space left on device\)\.",
-        lines[-1],
-      ), output[-3000:]
-      assert [line for line in lines if "error" in line] == lines[-1:]
-      assert "Traceback" not in output
-      assert not os.path.exists(f"{workdir}/results.json")
-      names = os.listdir(workdir)
-      assert not [name for name in names if ".tmp-" in name], names
-      for name in names:  # Each file under its final name is whole.
-        if name.endswith(".png"):
-          png = pathlib.Path(workdir, name).read_bytes()
-          assert png[-8:-4] == b"IEND", name
-      # The newest committed checkpoint reads back whole, for a rerun to
-      # resume from (tests/test_checkpoints.py resumes after a full disk).
-      config = ml_collections.ConfigDict({"max_checkpoints_to_keep": 2})
-      manager = checkpoints.make_manager(workdir, config)
-      newest = manager.latest_step()
-      manager.close()
-      assert newest is not None and newest > 0, output[-3000:]
+      _one_line_save_failure(
+        output, os.strerror(errno.ENOSPC if mounted else errno.EFBIG)
+      )
+      _assert_nothing_half_written(workdir)
+      newest = _newest_checkpoint(workdir)
+      assert newest is not None and 0 < newest < 8, output[-3000:]
       arrays = checkpoint_arrays(workdir, newest)
-      assert arrays["['state']['step']"] == newest, sorted(arrays)
+      assert arrays["['state']['step']"] == newest
+
+      if mounted:  # Room for checkpoints; the workdir fills at a save.
+        assert _mount("-o", "remount,size=16m", checkpoint_dir) is None
+        save, filled = checkpoints.save, []
+
+        def save_then_fill(*args, **kwargs):
+          save(*args, **kwargs)
+          if not filled:
+            filled.append(_fill(workdir))
+
+        monkeypatch.setattr(checkpoints, "save", save_then_fill)
+        with pytest.raises(
+          errors.WriteError,
+          match=rf"^cannot write {workdir}/[\w.-]+ \(No space left on device\)",
+        ):
+          mock_runs.train_here(workdir, overrides)
+        monkeypatch.undo()
+        os.remove(filled[0])
+        _assert_nothing_half_written(workdir)
+        assert _newest_checkpoint(workdir) > newest
+        newest = _newest_checkpoint(workdir)
+
+      results = mock_runs.train_here(workdir, overrides)
+      assert results["start_step"] == newest and results["steps"] == 8
     finally:
-      _unmount(f"{workdir}/checkpoints")
+      if mounted:
+        _unmount(checkpoint_dir)

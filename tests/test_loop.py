@@ -138,10 +138,10 @@ def test_train_and_evaluate_writes_every_output(tiny_config, tmp_path):
   assert len(checkpoints) <= tiny_config.max_checkpoints_to_keep
 
 
-def test_rerun_resumes_from_the_newest_checkpoint(
-  tiny_config, tmp_path, optimized_xla
-):
+def test_rerun_resumes_from_the_newest_checkpoint(tiny_config, tmp_path):
   # Dynamically binarized: its draws, too, must continue where they stopped.
+  # (tests/test_exact_resume.py checks the same on the executables
+  # production compiles.)
   tiny_config.input.binarize = "dynamic"
   steps_per_epoch = 40 // tiny_config.batch_size
   uninterrupted = run(tiny_config, tmp_path / "uninterrupted")
