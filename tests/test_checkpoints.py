@@ -110,15 +110,21 @@ def damage(step_dir, metadata_too=False):
           f.write(b"\0" * 64)
 
 
-def test_corrupt_newest_checkpoint_is_reported_and_set_aside(
-  tiny_config, tmp_path, caplog
-):
-  _, state = fresh_state(tiny_config, (28, 28, 1))
+def save_steps_1_and_2(config, workdir):
+  """A fresh state and RNG, saved in `workdir` as steps 1 and 2."""
+  _, state = fresh_state(config, (28, 28, 1))
   rng = jax.random.PRNGKey(1)
-  manager = checkpoints.make_manager(str(tmp_path), tiny_config)
+  manager = checkpoints.make_manager(str(workdir), config)
   for step in (1, 2):
     checkpoints.save(manager, state.replace(step=step), rng)
   manager.wait_until_finished()
+  return state, rng
+
+
+def test_corrupt_newest_checkpoint_is_reported_and_set_aside(
+  tiny_config, tmp_path, caplog
+):
+  state, rng = save_steps_1_and_2(tiny_config, tmp_path)
   damage(tmp_path / "checkpoints" / "2")
 
   manager = checkpoints.make_manager(str(tmp_path), tiny_config)
@@ -134,12 +140,7 @@ def test_corrupt_newest_checkpoint_is_reported_and_set_aside(
 
 
 def test_every_checkpoint_corrupt_is_one_line_saying_so(tiny_config, tmp_path):
-  _, state = fresh_state(tiny_config, (28, 28, 1))
-  rng = jax.random.PRNGKey(1)
-  manager = checkpoints.make_manager(str(tmp_path), tiny_config)
-  for step in (1, 2):
-    checkpoints.save(manager, state.replace(step=step), rng)
-  manager.wait_until_finished()
+  state, rng = save_steps_1_and_2(tiny_config, tmp_path)
   # Step 2's metadata still reads, and fits; step 1's does not.
   damage(tmp_path / "checkpoints" / "2")
   damage(tmp_path / "checkpoints" / "1", metadata_too=True)
