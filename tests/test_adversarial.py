@@ -18,6 +18,7 @@ from testbed import make_tiny_config
 from vae_jax import errors
 from vae_jax.data import sources
 from vae_jax.models import registry
+from vae_jax.objectives import registry as objectives
 from vae_jax.trainers import adversarial
 from vae_jax.trainers import loop
 from vae_jax.trainers import run_config
@@ -219,11 +220,148 @@ def test_eval_step_ignores_padding(tiny_state):
     np.testing.assert_allclose(sums[name], unpadded[name], rtol=1e-5)
 
 
+def test_hinge_loss_is_its_formula_and_keeps_the_class_terms():
+  real = (jnp.array([2.0, 0.5, -1.0]), jnp.array([[3.0, 0.0]] * 3))
+  fake = (jnp.array([-2.0, 0.0, 0.5]), jnp.array([[0.0, 3.0]] * 3))
+  labels = jnp.array([0, 1, 0])
+  hinge = objectives.get("hinge_gan")
+  nonsaturating = objectives.get("nonsaturating_gan")
+  loss_config = hinge.default_config()
+  assert loss_config.objective == "hinge_gan"
+  terms = hinge.terms.discriminator(real, fake, labels, loss_config)
+  old = nonsaturating.terms.discriminator(real, fake, labels, loss_config)
+  aux = old["aux_real_loss"] + old["aux_fake_loss"]
+  # relu(1 - real) + relu(1 + fake), and the ACGAN class losses as before.
+  np.testing.assert_allclose(
+    terms["d_loss"], jnp.array([0.0, 1.5, 3.5]) + aux, rtol=1e-6
+  )
+  np.testing.assert_allclose(
+    terms["g_loss"], jnp.array([2.0, 0.0, -0.5]) + old["aux_fake_loss"]
+  )
+  np.testing.assert_array_equal(terms["aux_real_loss"], old["aux_real_loss"])
+
+
+# Separate learning rates (TTUR), an R1 penalty and a generator average.
+RECIPE = {"r1_weight": 3.0, "generator_ema_decay": 0.75}
+LEARNING_RATES = {"generator": 1e-3, "discriminator": 4e-3}
+
+
+@pytest.fixture(scope="module")
+def recipe_steps():
+  """The tiny ACGAN with RECIPE and LEARNING_RATES: its settings, its fresh
+  state, and the states and metrics after a step and after a skipped one."""
+  config = tiny_gan_config()
+  config.update(RECIPE)
+  for network, rate in LEARNING_RATES.items():
+    config.optimizer[network].learning_rate = rate
+  settings, state = make_state(config)
+  step = jax.jit(
+    functools.partial(adversarial.train_step, settings=settings, n_critic=1)
+  )
+  poisoned = random_batch()
+  poisoned["image"][0, 0, 0, 0] = np.nan
+  rng = jax.random.PRNGKey(1)
+  return (
+    settings,
+    state,
+    step(state, random_batch(), rng),
+    step(state, poisoned, rng),
+  )
+
+
+def test_each_network_steps_at_its_own_learning_rate(recipe_steps):
+  _, state, (stepped, _), _ = recipe_steps
+  for network, rate in LEARNING_RATES.items():
+    # Adam's first step moves each weight by the learning rate (±).
+    moved = [
+      np.max(np.abs(np.asarray(a) - np.asarray(b)))
+      for a, b in zip(
+        jax.tree.leaves(getattr(state, network).params),
+        jax.tree.leaves(getattr(stepped, network).params),
+      )
+    ]
+    np.testing.assert_allclose(max(moved), rate, rtol=1e-3)
+
+
+def test_r1_penalty_matches_finite_differences(recipe_steps):
+  settings, state, (_, metrics), _ = recipe_steps
+  images = random_batch()["image"]
+  eps = 1e-2
+  # Every pixel of every image moved by ±eps, in one batch.
+  offsets = eps * np.eye(images[0].size, dtype=np.float32).reshape(
+    -1, *IMAGE_SHAPE
+  )
+  moved = np.concatenate(
+    [image + sign * offsets for image in images for sign in (1, -1)]
+  )
+  discriminator = settings.model.discriminator
+  logits, _ = jax.jit(discriminator.apply)(state.discriminator.variables, moved)
+  plus, minus = (
+    np.asarray(logits).reshape(len(images), 2, -1).transpose(1, 0, 2)
+  )
+  gradients = (plus - minus) / (2 * eps)
+  expected = RECIPE["r1_weight"] / 2 * np.mean(np.sum(gradients**2, -1))
+  assert expected > 0
+  np.testing.assert_allclose(metrics["r1_penalty"], expected, rtol=1e-2)
+
+
+def test_generator_average_follows_its_formula_and_makes_the_samples(
+  recipe_steps,
+):
+  settings, state, (stepped, _), (skipped, skipped_metrics) = recipe_steps
+  decay = RECIPE["generator_ema_decay"]
+  assert isinstance(state, adversarial.EmaGanState)
+  for ema, before, after in zip(
+    jax.tree.leaves(stepped.generator_ema),
+    jax.tree.leaves(state.generator.params),  # The average starts here.
+    jax.tree.leaves(stepped.generator.params),
+    strict=True,
+  ):
+    np.testing.assert_allclose(
+      ema, decay * before + (1 - decay) * after, rtol=1e-6, atol=1e-8
+    )
+  # A skipped step leaves the average too.
+  assert not bool(skipped_metrics["finite"])
+  for before, after in zip(
+    jax.tree.leaves(state.generator_ema),
+    jax.tree.leaves(skipped.generator_ema),
+    strict=True,
+  ):
+    np.testing.assert_array_equal(before, after)
+  # Samples (and evaluation, and analysis) come from the average.
+  z = jnp.ones((2, settings.model.latent_size))
+  labels = jnp.array([0, 1])
+  samples = adversarial.generate_images(stepped, z, labels, settings=settings)
+  of_average = adversarial.generate_images(
+    stepped.replace(
+      generator=stepped.generator.replace(params=stepped.generator_ema)
+    ),
+    z,
+    labels,
+    settings=settings,
+  )
+  np.testing.assert_array_equal(samples, of_average)
+  assert not np.array_equal(
+    samples,
+    adversarial.generate_images(
+      stepped.replace(generator_ema=stepped.generator.params),
+      z,
+      labels,
+      settings=settings,
+    ),
+  )
+
+
 def test_gan_and_autoencoder_settings_are_checked_apart(gan_config):
   gan_config.n_critic = 0
   with pytest.raises(errors.ConfigError, match="n_critic must be >= 1"):
     run_config.check_config(gan_config)
   gan_config.n_critic = 1
+  for field, value in (("r1_weight", -1.0), ("generator_ema_decay", 1.0)):
+    default, gan_config[field] = gan_config[field], value
+    with pytest.raises(errors.ConfigError, match=f"{field} must be"):
+      run_config.check_config(gan_config)
+    gan_config[field] = default
   gan_config.optimizer.generator.learning_rate = 0.0
   with pytest.raises(
     errors.ConfigError, match="optimizer.generator.learning_rate"

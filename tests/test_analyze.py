@@ -59,7 +59,9 @@ def run_analyze(workdir, **kwargs):
     return report_lib.analyze(str(workdir), **kwargs)
 
 
-def test_vae_analysis_writes_every_figure_and_sane_numbers(runs):
+def test_vae_analysis_writes_every_figure_and_sane_numbers(runs, monkeypatch):
+  # Enough samples for k-NN balls; 10,000 would add seconds of distances.
+  monkeypatch.setattr(report_lib, "NUM_METRIC_SAMPLES", 200)
   report = run_analyze(runs["vae"], num=4, iwae_k=3, iwae_examples=10)
   out_dir = runs["vae"] / "analysis"
   for name in ALL_FIGURES:
@@ -107,6 +109,26 @@ def test_vae_analysis_writes_every_figure_and_sane_numbers(runs):
   assert report["iwae_examples"] == 10
   # From the same samples, the IWAE bound is the tighter one.
   assert report["iwae_nll_k3"] <= report["iwae_examples_nelbo"]
+  assert report["frechet_num_samples"] == 200
+  assert_sample_quality_keys(report)
+
+
+def assert_sample_quality_keys(report):
+  """`sample_quality.quality_metrics`'s keys in analysis.json, in range."""
+  assert report["precision_recall_k"] == 3
+  for key in (
+    "precision_classifier_features",
+    "recall_classifier_features",
+    "precision_real_train_images",
+    "recall_real_train_images",
+  ):
+    assert 0.0 <= report[key] <= 1.0, key
+  for key in ("sample_sharpness", "test_image_sharpness"):
+    assert np.isfinite(report[key]) and report[key] > 0, key
+  np.testing.assert_allclose(
+    report["relative_sharpness"],
+    report["sample_sharpness"] / report["test_image_sharpness"],
+  )
 
 
 def test_autoencoder_analysis_skips_what_needs_a_prior(runs):

@@ -9,6 +9,7 @@ import tensorflow_datasets as tfds
 from gan_runs import MOCK_EXAMPLES
 from gan_runs import run
 from gan_runs import tiny_gan_config
+from test_analyze import assert_sample_quality_keys
 from vae_jax import errors
 from vae_jax.analysis import event_logs
 from vae_jax.analysis import gan_curves
@@ -70,6 +71,7 @@ def test_analyze_writes_figures_and_the_classifier_verdict(acgan_run):
     assert 0.0 <= report[key] <= 1.0
   assert report["frechet_distance_classifier_features"] > 0
   assert report["frechet_num_samples"] == 20
+  assert_sample_quality_keys(report)
   with mock_data():  # The command's analysis dispatches GAN runs to it.
     assert report_lib.analyze(str(acgan_run), step=6)["step"] == 6
 

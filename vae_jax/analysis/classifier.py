@@ -29,6 +29,7 @@ import optax
 import tensorflow as tf
 
 from vae_jax.analysis import frechet
+from vae_jax.analysis import sample_quality
 from vae_jax.core import outputs
 from vae_jax.data import sources
 from vae_jax.models import layers
@@ -243,14 +244,16 @@ def sample_metrics(
   Its accuracy on the real test set; with `labels` (a conditional model's),
   how often it recognizes them in the samples; and the Fréchet distance of
   its penultimate features between samples and real test images, beside the
-  distance of as many real training images, the floor set by sampling.
+  distance of as many real training images, the floor set by sampling;
+  from the same features and pixels, `sample_quality.quality_metrics`.
   """
   judge = load_or_train(data_dir, mnist_source=mnist_source)
   input_config = mnist_input_config(data_dir, mnist_source)
   test_images, test_labels = load_split(input_config, "test")
   test_logits, test_features = logits_and_features(judge.params, test_images)
+  sample_pixels = as_input(samples)
   sample_logits, sample_features = logits_and_features(
-    judge.params, as_input(samples)
+    judge.params, sample_pixels
   )
   train_images, _ = load_split(input_config, "train")
   chosen = np.random.default_rng(0).permutation(len(train_images))[
@@ -270,6 +273,9 @@ def sample_metrics(
     "frechet_num_samples": len(samples),
     "frechet_num_test_images": len(test_images),
     "classifier": judge.info,
+    **sample_quality.quality_metrics(
+      sample_features, test_features, train_features, sample_pixels, test_images
+    ),
   }
   if labels is not None:
     report["conditioning_accuracy"] = float(

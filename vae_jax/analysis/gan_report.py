@@ -5,7 +5,8 @@ checkpoint, or at a chosen step: every periodic checkpoint is kept, so the
 steps before a collapse stay available). The figures are samples, an
 ACGAN's pairs (a row per class over the same z) and learning curves with
 the discriminator's accuracies; on MNIST the project's classifier judges
-samples (`classifier.sample_metrics`). `vae_jax.analyze` calls `analyze`
+samples (`classifier.sample_metrics`: Fréchet distance, precision, recall
+and sharpness, as for VAEs). `vae_jax.analyze` calls `analyze`
 for runs of trainer 'gan'.
 """
 

@@ -13,7 +13,9 @@ test NLL), as one compiled loop, and with --iwae_k for any VAE.
 Plain autoencoders have no prior, so the sampling-based items are skipped,
 each with its reason under "skipped" in analysis.json. On MNIST, the
 project's classifier judges 10,000 samples (`classifier.sample_metrics`):
-the Fréchet distance of its features to the test set's. GAN and ACGAN runs
+the Fréchet distance of its features to the test set's, precision and recall
+in the same features and the samples' sharpness beside the test images'
+(`sample_quality`). GAN and ACGAN runs
 get their own items from `gan_report.analyze`: samples.png, an ACGAN's
 pairs.png, learning curves with the discriminator's accuracies and, on
 MNIST, the accuracy with which the classifier recognizes the conditioning
@@ -42,7 +44,7 @@ from vae_jax.data import pipeline
 from vae_jax.data import sources
 
 NUM_SAMPLES = 32  # Images in samples.png and in the diversity measure.
-# Samples the MNIST classifier judges (Fréchet distance of its features).
+# Samples the MNIST classifier judges (Fréchet distance, precision, recall).
 NUM_METRIC_SAMPLES = gan_report.NUM_METRIC_SAMPLES
 TRAVERSAL_VALUES = np.linspace(-3.0, 3.0, 9)
 INTERPOLATION_STEPS = 10

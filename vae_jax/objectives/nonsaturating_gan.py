@@ -7,7 +7,13 @@ keeps its gradient large while D still rejects its samples (the minimax
 log(1 - D(G(z))) saturates there). An ACGAN adds `aux_weight` times the
 class cross-entropy: on real and fake images for the discriminator, on fakes
 for the generator, which is rewarded for images recognizably of their class.
+Other adversarial losses (`hinge_gan`) reuse these terms with their own
+`Losses`.
 """
+
+from collections.abc import Callable
+import functools
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -19,10 +25,28 @@ from vae_jax.models import family
 from vae_jax.objectives import objective
 
 
-def default_config() -> ml_collections.ConfigDict:
+class Losses(NamedTuple):
+  """An adversarial loss, per image, of the discriminator's logits."""
+
+  generator: Callable[[jax.Array], jax.Array]  # Of the fakes' logits.
+  # Of the real images' logits and the fakes'.
+  discriminator: Callable[[jax.Array, jax.Array], jax.Array]
+
+
+NONSATURATING = Losses(
+  generator=lambda fake: jax.nn.softplus(-fake),
+  discriminator=lambda real, fake: (
+    jax.nn.softplus(-real) + jax.nn.softplus(fake)
+  ),
+)
+
+
+def default_config(
+  name: str = "nonsaturating_gan",
+) -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
-  # vae_jax/objectives/nonsaturating_gan.py.
-  config.objective = "nonsaturating_gan"
+  # vae_jax/objectives/<objective>.py.
+  config.objective = name
   # ACGAN: weight of the class cross-entropy (real and fake for the
   # discriminator, fake for the generator); unused without classes.
   config.aux_weight = 1.0
@@ -53,12 +77,13 @@ def generator_terms(
   fake: tuple[jax.Array, jax.Array | None],
   labels: jax.Array,
   loss_config: ml_collections.ConfigDict,
+  losses: Losses = NONSATURATING,
 ) -> dict[str, jax.Array]:
   """Per-image 'g_loss' of the fakes generated for `labels`; `fake` is the
   discriminator's (logits, class logits or None) of them."""
   fake_logits, fake_class_logits = fake
   aux_weight = loss_config.aux_weight
-  g_loss = jax.nn.softplus(-fake_logits)
+  g_loss = losses.generator(fake_logits)
   if fake_class_logits is None:
     return {"g_loss": g_loss}
   terms = _class_terms(fake_class_logits, labels, "fake")
@@ -70,6 +95,7 @@ def discriminator_terms(
   fake: tuple[jax.Array, jax.Array | None],
   labels: jax.Array,
   loss_config: ml_collections.ConfigDict,
+  losses: Losses = NONSATURATING,
 ) -> dict[str, jax.Array]:
   """Per-image 'd_loss' and accuracies; `real` and `fake` are the
   discriminator's (logits, class logits) of real images and of fakes
@@ -81,8 +107,8 @@ def discriminator_terms(
   real_logits, real_class_logits = real
   fake_logits, _ = fake
   aux_weight = loss_config.aux_weight
-  terms = generator_terms(fake, labels, loss_config)
-  d_loss = jax.nn.softplus(-real_logits) + jax.nn.softplus(fake_logits)
+  terms = generator_terms(fake, labels, loss_config, losses)
+  d_loss = losses.discriminator(real_logits, fake_logits)
   if real_class_logits is not None:
     terms.update(_class_terms(real_class_logits, labels, "real"))
     d_loss += aux_weight * (terms["aux_real_loss"] + terms["aux_fake_loss"])
@@ -94,6 +120,15 @@ def discriminator_terms(
   return terms
 
 
+def terms_of(losses: Losses) -> objective.AdversarialTerms:
+  """The terms above with `losses`; made once per objective, so that the
+  trainer's settings, which hold them, hash alike on every call."""
+  return objective.AdversarialTerms(
+    discriminator=functools.partial(discriminator_terms, losses=losses),
+    generator=functools.partial(generator_terms, losses=losses),
+  )
+
+
 OBJECTIVES = (
   objective.Objective(
     name="nonsaturating_gan",
@@ -101,8 +136,6 @@ OBJECTIVES = (
     trainer="adversarial",
     default_config=default_config,
     check_config=check_config,
-    terms=objective.AdversarialTerms(
-      discriminator=discriminator_terms, generator=generator_terms
-    ),
+    terms=terms_of(NONSATURATING),
   ),
 )

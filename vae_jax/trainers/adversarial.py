@@ -9,7 +9,12 @@ network: the other's parameters, optimizer state and BatchNorm statistics
 pass through bit-identical, and its BatchNorm runs on batch statistics whose
 running averages are discarded. Both updates are one jitted, data-parallel
 XLA graph, and the whole `GanState` is one checkpoint. The per-image terms
-are the objective's (`objectives.nonsaturating_gan`).
+are the objective's (`objectives.nonsaturating_gan`, `objectives.hinge_gan`).
+
+Two recipe options, both off by default: an R1 penalty on the
+discriminator's gradient at real images (`r1_weight`), and an exponential
+moving average of the generator's weights (`generator_ema_decay`), kept in
+an `EmaGanState` and used for every sample and evaluation.
 """
 
 from collections.abc import Callable
@@ -80,6 +85,23 @@ class GanState(struct.PyTreeNode):
       "discriminator": self.discriminator.params,
     }
 
+  @property
+  def sampling_params(self) -> Any:
+    """The generator's weights that samples and evaluation use."""
+    return self.generator.params
+
+
+class EmaGanState(GanState):
+  """A `GanState` with a moving average of the generator's weights, which
+  samples come from. A subclass, not an optional field: without the average
+  the state's tree, and so its checkpoints, stay as they were."""
+
+  generator_ema: Any  # The generator's params, averaged over its updates.
+
+  @property
+  def sampling_params(self) -> Any:
+    return self.generator_ema
+
 
 def class_labels(batch: dict[str, jax.Array]) -> jax.Array:
   """int32 [B]: the digit, or CelebA's attributes as bits (first lowest)."""
@@ -94,6 +116,14 @@ def default_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   # Discriminator updates per generator update; WGAN-style critics take 5.
   config.n_critic = 1
+  # R1 (Mescheder et al. 2018): adds (r1_weight / 2) * E||grad_x D(x)||^2
+  # over real images to the discriminator's loss; 0 is off. StyleGAN takes
+  # 10 at 1024x1024, much less on small images.
+  config.r1_weight = 0.0
+  # Decay of an exponential moving average of the generator's weights,
+  # updated after each generator update; samples and evaluation use it.
+  # 0 is off (the state then holds no average); 0.999 is usual.
+  config.generator_ema_decay = 0.0
   config.optimizer = ml_collections.ConfigDict()
   for network in NETWORKS:
     optimizer = optimizers.default_config()
@@ -106,6 +136,13 @@ def default_config() -> ml_collections.ConfigDict:
 def check_config(config: ml_collections.ConfigDict) -> None:
   errors.require(
     config.n_critic >= 1, f"n_critic must be >= 1, got {config.n_critic}."
+  )
+  errors.require(
+    config.r1_weight >= 0, f"r1_weight must be >= 0, got {config.r1_weight}."
+  )
+  errors.require(
+    0 <= config.generator_ema_decay < 1,
+    f"generator_ema_decay must be in [0, 1), got {config.generator_ema_decay}.",
   )
   for network in NETWORKS:
     optimizers.check_config(config.optimizer[network], f"optimizer.{network}")
@@ -128,7 +165,7 @@ def create_train_state(
   # The generator takes one update per n_critic loop steps; its schedule
   # spans its own updates.
   g_steps = max(1, total_steps // config.n_critic)
-  return GanState(
+  fields = dict(
     step=jnp.zeros((), jnp.int32),  # Strongly typed: one compilation.
     generator=NetworkState.create(
       g_variables,
@@ -139,6 +176,9 @@ def create_train_state(
       optimizers.make_optimizer(config.optimizer.discriminator, total_steps),
     ),
   )
+  if config.generator_ema_decay:
+    return EmaGanState(**fields, generator_ema=g_variables["params"])
+  return GanState(**fields)
 
 
 class Settings(NamedTuple):
@@ -148,6 +188,8 @@ class Settings(NamedTuple):
   terms: objective_lib.AdversarialTerms  # The objective's.
   loss_config: ml_collections.FrozenConfigDict  # Hashable: a static arg.
   compute_dtype: str  # The networks' arithmetic (`core.precision`).
+  r1_weight: float  # 0: no R1 penalty.
+  ema_decay: float  # 0: no average of the generator (a plain GanState).
 
 
 def _network(
@@ -210,13 +252,25 @@ def discriminator_step(
   fakes = jax.lax.stop_gradient(fakes)
   network = state.discriminator
 
+  def judge_real(params, x):
+    """The sum of D's logits of real images `x`, and (its output, stats)."""
+    real, stats = objective_lib.apply(
+      _network(settings, "discriminator", network, train=True, params=params),
+      x,
+    )
+    return jnp.sum(real[0].astype(jnp.float32)), (real, stats)
+
   def objective(params):
     # Real and fake batches pass apart, as in DCGAN: BatchNorm statistics
     # of a mixed batch would tell the two kinds apart by themselves.
-    real, stats = objective_lib.apply(
-      _network(settings, "discriminator", network, train=True, params=params),
-      images,
-    )
+    if settings.r1_weight:
+      # Each image's logit depends on its own pixels only (BatchNorm
+      # aside), so the gradient of their sum holds each one's gradient.
+      grad_x, (real, stats) = jax.grad(judge_real, 1, has_aux=True)(
+        params, images
+      )
+    else:
+      _, (real, stats) = judge_real(params, images)
     fake, stats = objective_lib.apply(
       _network(
         settings,
@@ -231,10 +285,26 @@ def discriminator_step(
       real, fake, labels, settings.loss_config
     )
     terms = {name: value.mean() for name, value in terms.items()}
+    if settings.r1_weight:
+      terms["r1_penalty"] = r1_penalty(grad_x, settings.r1_weight)
+      terms["d_loss"] += terms["r1_penalty"]
     return terms["d_loss"], (terms, stats)
 
   network, terms, finite = _update(network, objective)
   return state.replace(discriminator=network), terms, finite
+
+
+def r1_penalty(grad_x: jax.Array, r1_weight: float) -> jax.Array:
+  """(r1_weight / 2) * the mean over images of ||grad_x D(x)||^2."""
+  squared_norms = jnp.sum(
+    jnp.square(grad_x.astype(jnp.float32)).reshape(grad_x.shape[0], -1), -1
+  )
+  return r1_weight / 2 * jnp.mean(squared_norms)
+
+
+def update_ema(ema: Any, params: Any, decay: float) -> Any:
+  """decay * ema + (1 - decay) * params, leaf by leaf."""
+  return jax.tree.map(lambda e, p: decay * e + (1 - decay) * p, ema, params)
 
 
 def generator_step(
@@ -265,7 +335,14 @@ def generator_step(
     return terms["g_loss"], (terms, stats)
 
   network, terms, finite = _update(network, objective)
-  return state.replace(generator=network), terms, finite
+  state = state.replace(generator=network)
+  if settings.ema_decay:
+    state = state.replace(
+      generator_ema=update_ema(
+        state.generator_ema, network.params, settings.ema_decay
+      )
+    )
+  return state, terms, finite
 
 
 def train_step(
@@ -315,7 +392,13 @@ def eval_step(
   """Sums over the unpadded images of `batch`, and as many fakes of their
   labels, of the discriminator's terms (accuracies, losses)."""
   images, labels = batch["image"], class_labels(batch)
-  generator = _network(settings, "generator", state.generator, train=False)
+  generator = _network(
+    settings,
+    "generator",
+    state.generator,
+    train=False,
+    params=state.sampling_params,
+  )
   fakes, _ = objective_lib.apply(
     generator, _latents(settings.model, rng, images.shape[0]), labels
   )
@@ -336,6 +419,8 @@ def settings_of(config: ml_collections.ConfigDict, parts) -> Settings:
     terms=parts.objective.terms,
     loss_config=ml_collections.FrozenConfigDict(config.loss),
     compute_dtype=config.compute_dtype,
+    r1_weight=config.r1_weight,
+    ema_decay=config.generator_ema_decay,
   )
 
 
@@ -354,10 +439,16 @@ def make_steps(
 def generate_images(
   state: GanState, z: jax.Array, labels: jax.Array, *, settings: Settings
 ) -> jax.Array:
-  """Samples in [0, 1], BatchNorm on its running averages (eval mode)."""
-  images, _ = objective_lib.apply(
-    _network(settings, "generator", state.generator, train=False), z, labels
+  """Samples in [0, 1], BatchNorm on its running averages (eval mode), of
+  the averaged weights where the state keeps them."""
+  generator = _network(
+    settings,
+    "generator",
+    state.generator,
+    train=False,
+    params=state.sampling_params,
   )
+  images, _ = objective_lib.apply(generator, z, labels)
   if settings.model.generator.output_activation == "tanh":
     return (images + 1) / 2
   return images
