@@ -304,6 +304,22 @@ def test_r1_penalty_matches_finite_differences(recipe_steps):
   assert expected > 0
   np.testing.assert_allclose(metrics["r1_penalty"], expected, rtol=1e-2)
 
+  # And the discriminator's loss holds it: the same step without R1 (whose
+  # forward pass is the same) reports a loss smaller by exactly the penalty.
+  config = tiny_gan_config()
+  config.update({**RECIPE, "r1_weight": 0.0})
+  plain_settings, _ = make_state(config)
+  plain_step = jax.jit(
+    functools.partial(
+      adversarial.train_step, settings=plain_settings, n_critic=1
+    )
+  )
+  _, plain = plain_step(state, random_batch(), jax.random.PRNGKey(1))
+  assert "r1_penalty" not in plain
+  np.testing.assert_allclose(
+    metrics["d_loss"] - plain["d_loss"], metrics["r1_penalty"], rtol=1e-4
+  )
+
 
 def test_generator_average_follows_its_formula_and_makes_the_samples(
   recipe_steps,
