@@ -149,12 +149,16 @@ def test_metrics_table_lines_up_models():
   metrics = {
     "frechet_distance_classifier_features": 12.3456,
     "frechet_distance_real_train_images": 0.5,
+    "precision_classifier_features": 0.75,
+    "recall_classifier_features": 0.25,
+    "relative_sharpness": 1.5,
   }
   table = comparison.metrics_table(
     [("vae", metrics), ("acgan", {**metrics, "conditioning_accuracy": 0.9})]
   )
   header, vae_row, acgan_row = table.splitlines()
   assert header.split("  ")[0].strip() == "model"
-  assert vae_row.split() == ["vae", "12.346", "0.500", "-"]
-  assert acgan_row.split() == ["acgan", "12.346", "0.500", "0.900"]
+  numbers = ["12.346", "0.500", "0.750", "0.250", "1.500"]
+  assert vae_row.split() == ["vae", *numbers, "-"]
+  assert acgan_row.split() == ["acgan", *numbers, "0.900"]
   assert len(header) == len(vae_row) == len(acgan_row)

@@ -91,7 +91,15 @@ def sample_metrics(
 def metrics_table(entries: list[tuple[str, dict[str, Any]]]) -> str:
   """(name, `sample_metrics`) pairs as an aligned plain-text table."""
   rows = [
-    ("model", "Fréchet distance", "real-image floor", "conditioning accuracy")
+    (
+      "model",
+      "Fréchet distance",
+      "real-image floor",
+      "precision",
+      "recall",
+      "sharpness/test",
+      "conditioning accuracy",
+    )
   ]
   for name, metrics in entries:
     accuracy = metrics.get("conditioning_accuracy")
@@ -100,6 +108,9 @@ def metrics_table(entries: list[tuple[str, dict[str, Any]]]) -> str:
         name,
         f"{metrics['frechet_distance_classifier_features']:.3f}",
         f"{metrics['frechet_distance_real_train_images']:.3f}",
+        f"{metrics['precision_classifier_features']:.3f}",
+        f"{metrics['recall_classifier_features']:.3f}",
+        f"{metrics['relative_sharpness']:.3f}",
         "-" if accuracy is None else f"{accuracy:.3f}",
       )
     )
