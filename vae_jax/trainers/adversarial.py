@@ -228,6 +228,18 @@ def _update(
   )
 
 
+def _sampling_generator(settings: Settings, state: GanState):
+  """The generator that samples and evaluation use: eval mode, on the
+  averaged weights where the state keeps them (`sampling_params`)."""
+  return _network(
+    settings,
+    "generator",
+    state.generator,
+    train=False,
+    params=state.sampling_params,
+  )
+
+
 def _latents(model: gan.Gan, rng: jax.Array, batch_size: int) -> jax.Array:
   return jax.random.normal(rng, (batch_size, model.latent_size))
 
@@ -392,13 +404,7 @@ def eval_step(
   """Sums over the unpadded images of `batch`, and as many fakes of their
   labels, of the discriminator's terms (accuracies, losses)."""
   images, labels = batch["image"], class_labels(batch)
-  generator = _network(
-    settings,
-    "generator",
-    state.generator,
-    train=False,
-    params=state.sampling_params,
-  )
+  generator = _sampling_generator(settings, state)
   fakes, _ = objective_lib.apply(
     generator, _latents(settings.model, rng, images.shape[0]), labels
   )
@@ -441,13 +447,7 @@ def generate_images(
 ) -> jax.Array:
   """Samples in [0, 1], BatchNorm on its running averages (eval mode), of
   the averaged weights where the state keeps them."""
-  generator = _network(
-    settings,
-    "generator",
-    state.generator,
-    train=False,
-    params=state.sampling_params,
-  )
+  generator = _sampling_generator(settings, state)
   images, _ = objective_lib.apply(generator, z, labels)
   if settings.model.generator.output_activation == "tanh":
     return (images + 1) / 2
