@@ -8,8 +8,9 @@ r"""vae_jax's training step against a PyTorch twin of each seed model.
 For each config, builds vae_jax's model and its train step as training
 compiles them (`Trainer.make_steps`), and a PyTorch twin of the
 seed listing (checked to have the same number of parameters), then times
-one training step of each (forward, backward, Adam update; for the GAN a
-discriminator and a generator update) on the same random batch, in
+one training step of each (forward, backward, Adam update; for a GAN or
+ACGAN a discriminator and a generator update with the config's loss, R1
+penalty and generator average, n_critic = 1) on the same random batch, in
 alternating rounds, and reports the medians and their ratio: PyTorch's
 time / vae_jax's, so above 1 vae_jax is faster. PyTorch runs eager, NCHW,
 in a process of its own, on all cores and on one thread; the ratio takes
@@ -24,6 +25,7 @@ MNIST as vae_jax does (TFDS, or its mirror). Not a test: timings depend on
 the machine and on what else runs on it.
 """
 
+import dataclasses
 import functools
 import importlib
 import multiprocessing
@@ -51,7 +53,9 @@ from vae_jax.data import batching  # noqa: E402
 from vae_jax.data import device_held  # noqa: E402
 from vae_jax.data import pipeline  # noqa: E402
 from vae_jax.data import sources  # noqa: E402
+from vae_jax.models import family  # noqa: E402
 from vae_jax.models import registry  # noqa: E402
+from vae_jax.trainers import adversarial  # noqa: E402
 from vae_jax.trainers import parts as parts_lib  # noqa: E402
 
 CONFIGS = (
@@ -61,6 +65,8 @@ CONFIGS = (
   "dogs_conv",
   "dogs_ae:conv",
   "celeba_gan",
+  "mnist_gan",
+  "mnist_acgan",
   "mnist_linear",
 )
 flags.DEFINE_list(
@@ -240,12 +246,22 @@ class ConvAutoencoder(nn.Module):
     return self.net(x)
 
 
-class Generator(nn.Module):
-  """models/gan.py's generator: project, BatchNorm, ReLU, UpConvs, tanh."""
+OUTPUT_ACTIVATIONS = {"tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
 
-  def __init__(self, latent, channels, image_shape):
+
+class Generator(nn.Module):
+  """models/gan.py's generator: (an ACGAN's z scaled by its label's
+  embedding,) project, BatchNorm, ReLU, UpConvs, tanh or sigmoid."""
+
+  def __init__(self, model_config, image_shape, num_classes):
     super().__init__()
     height, _, image_channels = image_shape
+    latent = model_config.latent_size
+    channels = tuple(model_config.generator_channels or model_config.channels)
+    # nn.Embedding's init is N(0, 1), as the label_embedding's.
+    self.label_embedding = (
+      nn.Embedding(num_classes, latent) if num_classes else None
+    )
     self.start = (
       channels[-1],
       height // 2 ** len(channels),
@@ -263,36 +279,90 @@ class Generator(nn.Module):
       previous = features
     layers_ += [
       nn.ConvTranspose2d(previous, image_channels, 4, 2, 1),
-      nn.Tanh(),
+      OUTPUT_ACTIVATIONS[model_config.output_activation](),
     ]
     self.net = nn.Sequential(*layers_)
 
-  def forward(self, z):
+  def forward(self, z, labels):
+    if self.label_embedding is not None:
+      z = z * self.label_embedding(labels)
     return self.net(self.project(z).view(z.shape[0], *self.start))
 
 
 class Discriminator(nn.Module):
-  """models/gan.py's discriminator with DCGAN's BatchNorm from level 2."""
+  """models/gan.py's discriminator: (logits [B], class logits or None)."""
 
-  def __init__(self, channels, image_shape):
+  def __init__(self, model_config, image_shape, num_classes):
     super().__init__()
     height, _, previous = image_shape
+    channels = tuple(model_config.channels)
+    # As flax's nn.SpectralNorm in training: one power iteration per call,
+    # its u vectors buffers (flax: batch_stats), not parameters.
+    wrap = (
+      functools.partial(
+        nn.utils.parametrizations.spectral_norm, n_power_iterations=1
+      )
+      if model_config.discriminator_spectral_norm
+      else lambda layer: layer
+    )
     layers_ = []
     for level, features in enumerate(channels):
-      layers_.append(nn.Conv2d(previous, features, 4, 2, 1, bias=level == 0))
-      if level:
+      normalized = model_config.discriminator_batch_norm and level > 0
+      layers_.append(
+        wrap(nn.Conv2d(previous, features, 4, 2, 1, bias=not normalized))
+      )
+      if normalized:
         layers_.append(nn.BatchNorm2d(features))
       layers_.append(nn.LeakyReLU(0.2))
       previous = features
     flat = previous * (height // 2 ** len(channels)) ** 2
-    self.net = nn.Sequential(*layers_, nn.Flatten(), nn.Linear(flat, 1))
+    self.features = nn.Sequential(*layers_, nn.Flatten())
+    self.real_fake = wrap(nn.Linear(flat, 1))
+    self.classes = wrap(nn.Linear(flat, num_classes)) if num_classes else None
 
   def forward(self, x):
-    return self.net(x)[:, 0]
+    h = self.features(x)
+    class_logits = None if self.classes is None else self.classes(h)
+    return self.real_fake(h)[:, 0], class_logits
 
 
-def vae_step(model, optimizer, images):
+# objectives/nonsaturating_gan.py's and hinge_gan.py's per-image losses:
+# (generator's of the fakes' logits, discriminator's of real and fake).
+GAN_LOSSES = {
+  "nonsaturating_gan": (
+    lambda fake: nn.functional.softplus(-fake),
+    lambda real, fake: (
+      nn.functional.softplus(-real) + nn.functional.softplus(fake)
+    ),
+  ),
+  "hinge_gan": (
+    lambda fake: -fake,
+    lambda real, fake: (
+      nn.functional.relu(1 - real) + nn.functional.relu(1 + fake)
+    ),
+  ),
+}
+
+
+@dataclasses.dataclass
+class GanTwin:
+  """The networks, optimizers and recipe of trainers/adversarial.py."""
+
+  generator: Generator
+  discriminator: Discriminator
+  g_optimizer: torch.optim.Optimizer
+  d_optimizer: torch.optim.Optimizer
+  latent_size: int
+  losses: tuple  # A GAN_LOSSES value.
+  aux_weight: float  # ACGAN's class cross-entropy weight.
+  r1_weight: float  # 0: no R1 penalty.
+  ema_decay: float  # 0: no average of the generator.
+  ema: list  # The generator's averaged parameters; [] without.
+
+
+def vae_step(model, optimizer, images, labels):
   """Sampled z, BCE summed per image + KL, batch mean; one Adam update."""
+  del labels  # Unconditional.
   optimizer.zero_grad(set_to_none=True)
   mu, logvar = model(images)
   z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
@@ -305,65 +375,124 @@ def vae_step(model, optimizer, images):
   optimizer.step()
 
 
-def autoencoder_step(model, optimizer, images):
+def autoencoder_step(model, optimizer, images, labels):
   """tanh outputs, MSE per image, batch mean; one Adam update."""
+  del labels  # Unconditional.
   optimizer.zero_grad(set_to_none=True)
   outputs = torch.tanh(model(images))
   ((outputs - images) ** 2).mean().backward()
   optimizer.step()
 
 
-def gan_step(networks, optimizers, images, latent_size):
-  """A discriminator update on real and (detached) fake batches, passed
-  apart, then a generator update on fresh z; non-saturating losses."""
-  generator, discriminator = networks
-  g_optimizer, d_optimizer = optimizers
-  softplus = nn.functional.softplus
+def _class_loss(class_logits, labels, aux_weight):
+  """ACGAN's weighted class cross-entropy, batch mean; 0 without classes."""
+  if class_logits is None:
+    return 0.0
+  return aux_weight * nn.functional.cross_entropy(class_logits, labels)
+
+
+def gan_step(twin: GanTwin, images, labels):
+  """adversarial.train_step with n_critic = 1: a discriminator update on
+  real and fake batches, passed apart, with the R1 penalty on real images
+  if any, then a generator update on fresh z for the same labels, then the
+  generator's moving average if any."""
+  generator, discriminator = twin.generator, twin.discriminator
+  g_loss_of, d_loss_of = twin.losses
   batch = images.shape[0]
-  d_optimizer.zero_grad(set_to_none=True)
-  fakes = generator(torch.randn(batch, latent_size)).detach()
+  twin.d_optimizer.zero_grad(set_to_none=True)
+  with torch.no_grad():  # As stop_gradient: no graph through G.
+    fakes = generator(torch.randn(batch, twin.latent_size), labels)
+  if twin.r1_weight:
+    images = images.detach().requires_grad_(True)
+  real_logits, real_classes = discriminator(images)
+  fake_logits, fake_classes = discriminator(fakes)
   d_loss = (
-    softplus(-discriminator(images)) + softplus(discriminator(fakes))
-  ).mean()
+    d_loss_of(real_logits, fake_logits).mean()
+    + _class_loss(real_classes, labels, twin.aux_weight)
+    + _class_loss(fake_classes, labels, twin.aux_weight)
+  )
+  if twin.r1_weight:
+    # Each logit depends on its own image only (BatchNorm aside): the
+    # gradient of their sum holds each image's gradient.
+    (grad_x,) = torch.autograd.grad(
+      real_logits.sum(), images, create_graph=True
+    )
+    d_loss = (
+      d_loss + twin.r1_weight / 2 * grad_x.square().flatten(1).sum(1).mean()
+    )
   d_loss.backward()
-  d_optimizer.step()
-  g_optimizer.zero_grad(set_to_none=True)
-  fake_logits = discriminator(generator(torch.randn(batch, latent_size)))
-  softplus(-fake_logits).mean().backward()
-  g_optimizer.step()
+  twin.d_optimizer.step()
+  twin.g_optimizer.zero_grad(set_to_none=True)
+  fake_logits, fake_classes = discriminator(
+    generator(torch.randn(batch, twin.latent_size), labels)
+  )
+  g_loss = g_loss_of(fake_logits).mean() + _class_loss(
+    fake_classes, labels, twin.aux_weight
+  )
+  g_loss.backward()
+  twin.g_optimizer.step()
+  if twin.ema:
+    with torch.no_grad():  # ema = decay * ema + (1 - decay) * params.
+      torch._foreach_lerp_(
+        twin.ema, list(generator.parameters()), 1 - twin.ema_decay
+      )
+
+
+def gan_twin(config, image_shape) -> GanTwin:
+  """The GAN or ACGAN `config` trains, with its recipe's options."""
+  if config.n_critic != 1:
+    raise ValueError(
+      f"the PyTorch twin runs n_critic = 1 only, got {config.n_critic}"
+    )
+  if config.loss.objective not in GAN_LOSSES:
+    raise ValueError(f"no PyTorch twin of loss {config.loss.objective!r}")
+  model_config = config.model
+  # As parts.assemble: only an ACGAN is told the data's classes.
+  num_classes = (
+    sources.num_classes(config.input)
+    if registry.get(model_config.name).conditional
+    else 0
+  )
+  generator = Generator(model_config, image_shape, num_classes)
+  discriminator = Discriminator(model_config, image_shape, num_classes)
+  g_optimizer, d_optimizer = (
+    torch.optim.Adam(net.parameters(), lr=o.learning_rate, betas=(o.b1, o.b2))
+    for net, o in (
+      (generator, config.optimizer.generator),
+      (discriminator, config.optimizer.discriminator),
+    )
+  )
+  return GanTwin(
+    generator=generator,
+    discriminator=discriminator,
+    g_optimizer=g_optimizer,
+    d_optimizer=d_optimizer,
+    latent_size=model_config.latent_size,
+    losses=GAN_LOSSES[config.loss.objective],
+    aux_weight=config.loss.aux_weight,
+    r1_weight=config.r1_weight,
+    ema_decay=config.generator_ema_decay,
+    ema=(
+      [p.detach().clone() for p in generator.parameters()]
+      if config.generator_ema_decay
+      else []
+    ),
+  )
 
 
 def torch_twin(config, image_shape):
-  """(step function of a batch, its parameter count) for the twin."""
+  """(step function of images and labels, its parameter count) for the
+  twin."""
   model_config = config.model
   name = model_config.name
-  if name == "gan":
-    generator = Generator(
-      model_config.latent_size,
-      tuple(model_config.generator_channels),
-      image_shape,
-    )
-    discriminator = Discriminator(tuple(model_config.channels), image_shape)
-    opt = config.optimizer
-    optimizers = tuple(
-      torch.optim.Adam(net.parameters(), lr=o.learning_rate, betas=(o.b1, o.b2))
-      for net, o in (
-        (generator, opt.generator),
-        (discriminator, opt.discriminator),
-      )
-    )
+  if registry.get(name).kind == family.Kind.GAN:
+    twin = gan_twin(config, image_shape)
     count = sum(
-      p.numel() for net in (generator, discriminator) for p in net.parameters()
+      p.numel()
+      for net in (twin.generator, twin.discriminator)
+      for p in net.parameters()
     )
-    return (
-      functools.partial(
-        gan_step,
-        (generator, discriminator),
-        optimizers,
-        latent_size=model_config.latent_size,
-      ),
-      count,
-    )
+    return functools.partial(gan_step, twin), count
   if name == "dcgan_vae":
     model, step = (
       DcganVae(
@@ -416,17 +545,29 @@ def torch_twin(config, image_shape):
 SPLIT_BATCHES = 16
 
 
+def random_labels(config, count: int, rng) -> dict[str, np.ndarray]:
+  """Random class fields of `count` examples as `sources.load` gives them:
+  int32 'label' (a digit), and CelebA's 'attributes' (the first is also
+  'label'), so that an ACGAN's classes all occur."""
+  if config.input.dataset == "celeb_a":
+    attributes = rng.integers(
+      0, 2, (count, len(config.input.attributes)), np.int32
+    )
+    return {"label": attributes[:, 0], "attributes": attributes}
+  return {"label": rng.integers(0, 10, count, np.int32)}
+
+
 def random_split(config, image_shape) -> dict[str, np.ndarray]:
   """A training split of random uint8 pixels, as `load_in_memory` gives."""
   rng = np.random.default_rng(0)
   count = SPLIT_BATCHES * config.batch_size
   return {
     "image": rng.integers(0, 256, (count, *image_shape), np.uint8),
-    "label": rng.integers(0, 10, count).astype(np.int64),
+    **random_labels(config, count, rng),
   }
 
 
-def jax_runner(config, image_shape, images):
+def jax_runner(config, image_shape, batch):
   """(run training's steps, steps per run, parameter count) for vae_jax.
 
   As training runs them: a split held in memory is held on the device and
@@ -467,10 +608,7 @@ def jax_runner(config, image_shape, images):
       return metrics
 
     return run_loop, SPLIT_BATCHES, count
-  batch = sharding.to_global(
-    {"image": images, "label": np.zeros(len(images), np.int32)},
-    sharding.batch_sharded(mesh),
-  )
+  batch = sharding.to_global(batch, sharding.batch_sharded(mesh))
   jitted_step = sharding.jit_train_step(train_step, mesh)
 
   def run_step():
@@ -511,17 +649,22 @@ def torch_worker(connection) -> None:
   while True:
     request = connection.recv()
     if request[0] == "build":
-      _, spec, images = request
-      config = load_config(spec)
-      step, count = torch_twin(config, config_image_shape(config))
-      images = torch.from_numpy(images.transpose(0, 3, 1, 2).copy())
-      step(images)  # Warms up its allocations.
-      connection.send(count)
+      _, spec, images, labels = request
+      try:
+        config = load_config(spec)
+        step, count = torch_twin(config, config_image_shape(config))
+        images = torch.from_numpy(images.transpose(0, 3, 1, 2).copy())
+        labels = torch.from_numpy(labels.astype(np.int64))
+        step(images, labels)  # Warms up its allocations.
+      except Exception as e:  # The parent raises it: no hang on recv.
+        connection.send((None, f"{spec}: {type(e).__name__}: {e}"))
+        continue
+      connection.send((count, None))
     elif request[0] == "time":
       torch.set_num_threads(request[2])
       start = time.perf_counter()
       for _ in range(request[1]):
-        step(images)
+        step(images, labels)
       connection.send(time.perf_counter() - start)
     else:
       return
@@ -534,9 +677,16 @@ def benchmark_config(spec: str, connection) -> dict:
   rng = np.random.default_rng(0)
   low = -1.0 if config.input.pixel_range == "symmetric" else 0.0
   images = rng.uniform(low, 1.0, (batch_size, *image_shape)).astype(np.float32)
-  connection.send(("build", spec, images))
-  torch_count = connection.recv()
-  jax_run, jax_steps, jax_count = jax_runner(config, image_shape, images)
+  labels = random_labels(config, batch_size, rng)
+  # The class index an ACGAN is conditioned on, as the trainer reads it.
+  classes = np.asarray(adversarial.class_labels(labels))
+  connection.send(("build", spec, images, classes))
+  torch_count, error = connection.recv()
+  if error:
+    raise ValueError(f"no PyTorch twin: {error}")
+  jax_run, jax_steps, jax_count = jax_runner(
+    config, image_shape, {"image": images, **labels}
+  )
   if torch_count != jax_count:
     raise AssertionError(
       f"{spec}: the PyTorch twin has {torch_count:,} "

@@ -137,9 +137,11 @@ def test_pixel_range_must_match_the_output_activation(gan_config):
 
 @pytest.fixture(scope="module")
 def batch_norm_state():
-  """BatchNorm in both networks: their statistics must not leak either."""
+  """BatchNorm in both networks, and the discriminator's spectral norm:
+  their statistics and power iterates must not leak either."""
   config = tiny_gan_config()
   config.model.discriminator_batch_norm = True
+  config.model.discriminator_spectral_norm = True
   return make_state(config)
 
 

@@ -15,6 +15,7 @@ from testbed import save_untrained_run
 from vae_jax import errors
 from vae_jax.analysis import latent_metrics
 from vae_jax.analysis import report as report_lib
+from vae_jax.analysis import runs as runs_lib
 from vae_jax.trainers import loop
 from vae_jax.trainers import run_config
 
@@ -26,6 +27,7 @@ ALL_FIGURES = (
   "traversal.png",
   "interpolation.png",
   "latent_2d.png",
+  "frechet_over_training.png",
 )
 
 
@@ -110,6 +112,9 @@ def test_vae_analysis_writes_every_figure_and_sane_numbers(runs, monkeypatch):
   # From the same samples, the IWAE bound is the tighter one.
   assert report["iwae_nll_k3"] <= report["iwae_examples_nelbo"]
   assert report["frechet_num_samples"] == 200
+  curve = report["frechet_over_training"]
+  assert curve["steps"] == runs_lib.kept_steps(str(runs["vae"]))
+  assert len(curve["frechet_distance"]) == len(curve["steps"])
   assert_sample_quality_keys(report)
 
 
@@ -157,6 +162,7 @@ def test_autoencoder_analysis_skips_what_needs_a_prior(runs):
     ({"attribute": "Smiling"}, "needs a celeb_a run"),
     ({"iwae_k": -1}, "--iwae_k must be >= 0"),
     ({"num": 0}, "--num must be >= 1"),
+    ({"curve_samples": -1}, "--curve_samples must be >= 0"),
   ],
 )
 def test_bad_options_are_user_errors(runs, kwargs, message):

@@ -47,6 +47,17 @@ def test_frechet_distance_of_features_is_zero_for_the_same_set():
   )
 
 
+def test_per_class_accuracy_counts_each_class_apart():
+  labels = np.array([0, 0, 0, 0, 1, 1, 2])
+  predictions = np.array([0, 0, 0, 2, 1, 0, 1])
+  assert classifier.per_class_accuracy(predictions, labels, 4) == [
+    0.75,
+    0.5,
+    0.0,
+    None,  # Never asked for.
+  ]
+
+
 def test_samples_are_read_like_mnist():
   rgb = np.full((2, 32, 32, 3), 255, np.uint8)
   images = classifier.as_input(rgb)
@@ -88,5 +99,6 @@ def test_classifier_trains_once_then_reads_its_cache(tmp_path, monkeypatch):
     )
   assert report["classifier_test_accuracy"] == trained.info["test_accuracy"]
   assert 0.0 <= report["conditioning_accuracy"] <= 1.0
+  assert len(report["conditioning_accuracy_per_class"]) == 10
   assert report["frechet_distance_classifier_features"] > 0
   assert report["frechet_num_samples"] == 12

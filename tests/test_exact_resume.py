@@ -43,11 +43,13 @@ def _gan_with_cosine_warmup():
   config.n_critic = 2
   for network in ("generator", "discriminator"):
     config.optimizer[network].update(schedule="cosine", warmup_steps=3)
-  # The recipe options: the generator's average is part of the state, and
-  # R1 differentiates through the discriminator's input.
+  # The recipe options: the generator's average and the spectral norm's
+  # power iterates are part of the state, and R1 differentiates through the
+  # discriminator's input.
   config.generator_ema_decay = 0.9
   config.r1_weight = 1.0
   config.loss.objective = "hinge_gan"
+  config.model.discriminator_spectral_norm = True
   return config
 
 
@@ -143,9 +145,9 @@ def test_sigterm_then_rerun_equals_the_uninterrupted_run(case, tmp_path):
   arrays = testbed.checkpoint_arrays(resumed, TOTAL_STEPS)
   expected = testbed.checkpoint_arrays(reference, TOTAL_STEPS)
   assert arrays.keys() == expected.keys()
-  # The GAN case's generator average is checkpointed, so compared too.
-  assert any("generator_ema" in name for name in arrays) == (
-    case == "gan_cosine_warmup"
-  )
+  # The GAN case's generator average and power iterates are checkpointed,
+  # so compared too.
+  for kept in ("generator_ema", "SpectralNorm"):
+    assert any(kept in name for name in arrays) == (case == "gan_cosine_warmup")
   for name, value in expected.items():
     np.testing.assert_array_equal(arrays[name], value, err_msg=name)

@@ -153,12 +153,26 @@ def test_metrics_table_lines_up_models():
     "recall_classifier_features": 0.25,
     "relative_sharpness": 1.5,
   }
-  table = comparison.metrics_table(
-    [("vae", metrics), ("acgan", {**metrics, "conditioning_accuracy": 0.9})]
-  )
-  header, vae_row, acgan_row = table.splitlines()
-  assert header.split("  ")[0].strip() == "model"
-  numbers = ["12.346", "0.500", "0.750", "0.250", "1.500"]
-  assert vae_row.split() == ["vae", *numbers, "-"]
-  assert acgan_row.split() == ["acgan", *numbers, "0.900"]
-  assert len(header) == len(vae_row) == len(acgan_row)
+  acgan = {
+    **metrics,
+    "conditioning_accuracy": 0.9,
+    "conditioning_accuracy_per_class": [1.0, 0.8125, None],
+  }
+  table = comparison.metrics_table([("vae", metrics), ("acgan", acgan)])
+  header, rule, vae_row, acgan_row = table.splitlines()
+  assert header.split("|")[1].strip() == "model"
+  assert set(rule) == {"|", "-", ":"}
+  numbers = ["12.35", "0.50", "0.750", "0.250", "1.500"]
+  assert [c.strip() for c in vae_row.split("|")[1:-1]] == [
+    "vae",
+    *numbers,
+    "-",
+    "-",
+  ]
+  assert [c.strip() for c in acgan_row.split("|")[1:-1]] == [
+    "acgan",
+    *numbers,
+    "90.0%",
+    "81.2%",
+  ]
+  assert len(header) == len(rule) == len(vae_row) == len(acgan_row)

@@ -120,6 +120,42 @@ def test_discriminator_batch_norm_on_all_levels_but_the_first():
   )
 
 
+def test_spectral_norm_divides_each_layer_by_its_largest_singular_value():
+  """Once the power iteration has converged, the discriminator judges as
+  the same network without it on weights divided by NumPy's largest
+  singular value of each kernel, read as [k*k*in, out]."""
+  model = build(gan_config(discriminator_spectral_norm=True), (28, 28, 1))
+  _, _, images, _, d_vars = init(model, (28, 28, 1))
+  assert d_vars["batch_stats"], "no power-iteration state"
+
+  @jax.jit
+  def power_step(variables):
+    _, updates = model.discriminator.apply(
+      variables, images, train=True, mutable=["batch_stats"]
+    )
+    return {**variables, **updates}
+
+  for _ in range(300):
+    d_vars = power_step(d_vars)
+
+  def normalized(path, leaf):
+    if path[-1].key != "kernel":
+      return leaf
+    matrix = np.asarray(leaf).reshape(-1, leaf.shape[-1])
+    return leaf / np.linalg.svd(matrix, compute_uv=False)[0]
+
+  plain = build(gan_config(), (28, 28, 1)).discriminator
+  expected = plain.apply(
+    {"params": jax.tree_util.tree_map_with_path(normalized, d_vars["params"])},
+    images,
+  )
+  got = model.discriminator.apply(d_vars, images)
+  np.testing.assert_allclose(got[0], expected[0], rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(got[1], expected[1], rtol=1e-4, atol=1e-5)
+  unnormalized = plain.apply({"params": d_vars["params"]}, images)
+  assert not np.allclose(unnormalized[0], expected[0], rtol=1e-2)
+
+
 def test_generator_may_be_narrower_than_the_discriminator():
   model = build(gan_config(generator_channels=(2, 3)), (28, 28, 1))
   z, labels, _, g_vars, d_vars = init(model, (28, 28, 1))

@@ -11,7 +11,9 @@ from gan_runs import run
 from gan_runs import tiny_gan_config
 from test_analyze import assert_sample_quality_keys
 from vae_jax import errors
+from vae_jax.analysis import classifier
 from vae_jax.analysis import event_logs
+from vae_jax.analysis import frechet_curve
 from vae_jax.analysis import gan_curves
 from vae_jax.analysis import gan_report
 from vae_jax.analysis import report as report_lib
@@ -56,7 +58,12 @@ def test_analyze_writes_figures_and_the_classifier_verdict(acgan_run):
       runs.load(str(acgan_run)), num_metric_samples=20
     )
   out = acgan_run / "analysis"
-  for name in ("samples.png", "pairs.png", "learning_curves.png"):
+  for name in (
+    "samples.png",
+    "pairs.png",
+    "learning_curves.png",
+    "frechet_over_training.png",
+  ):
     assert (out / name).stat().st_size > 0
   assert json.loads((out / "analysis.json").read_text()) == json.loads(
     json.dumps(report)
@@ -71,9 +78,40 @@ def test_analyze_writes_figures_and_the_classifier_verdict(acgan_run):
     assert 0.0 <= report[key] <= 1.0
   assert report["frechet_distance_classifier_features"] > 0
   assert report["frechet_num_samples"] == 20
+  assert len(report["conditioning_accuracy_per_class"]) == 10
+  assert report["frechet_over_training"]["steps"] == [3, 6, 9, 10]
   assert_sample_quality_keys(report)
   with mock_data():  # The command's analysis dispatches GAN runs to it.
     assert report_lib.analyze(str(acgan_run), step=6)["step"] == 6
+
+
+def test_frechet_curve_judges_each_kept_checkpoint(acgan_run):
+  """Each point is the distance `sample_metrics` gives that step's samples."""
+  with mock_data():
+    run = runs.load(str(acgan_run))
+    z, labels = gan_report.random_inputs(run, 30, seed=0)
+
+    def draw(at_step):
+      return gan_report.sample(at_step, z, labels)
+
+    curve = frechet_curve.frechet_over_training(run, draw)
+    expected = [
+      classifier.sample_metrics(
+        draw(runs.load(str(acgan_run), step)),
+        None,
+        data_dir=run.config.input.data_dir,
+        mnist_source=run.config.input.mnist_source,
+      )["frechet_distance_classifier_features"]
+      for step in curve["steps"]
+    ]
+  assert curve["steps"] == runs.kept_steps(str(acgan_run)) == [3, 6, 9, 10]
+  np.testing.assert_allclose(curve["frechet_distance"], expected, rtol=1e-9)
+  best = int(np.argmin(expected))
+  assert curve["best_step"] == curve["steps"][best]
+  assert curve["final_over_best"] == pytest.approx(
+    expected[-1] / expected[best]
+  )
+  assert curve["num_samples"] == 30
 
 
 def test_sample_command_generates_a_chosen_class(acgan_run):

@@ -51,6 +51,12 @@ flags.DEFINE_integer(
   "Test codes, chosen at random, in "
   "latent_2d.png (t-SNE) and the class-separation scores.",
 )
+flags.DEFINE_integer(
+  "curve_samples",
+  2000,
+  "MNIST: samples per kept checkpoint in "
+  "frechet_over_training.png (the Fréchet distance over training); 0 skips it.",
+)
 flags.DEFINE_integer("seed", 0, "Seeds sampling, subsampling and t-SNE.")
 flags.mark_flag_as_required("workdir")
 
@@ -81,6 +87,7 @@ def main(argv):
       iwae_examples=FLAGS.iwae_examples,
       num_points=FLAGS.num_points,
       seed=FLAGS.seed,
+      curve_samples=FLAGS.curve_samples,
     )
   print(
     f"Wrote {os.path.join(FLAGS.workdir, 'analysis')} in "

@@ -4,8 +4,8 @@ model, run and step.
     python -m vae_jax.compare --workdirs=/tmp/vae_mnist,/tmp/acgan_mnist \
         --output=/tmp/vae_vs_gan.png
 
-The figure is `vae_jax.analysis.comparison.compare`'s; this file only reads
-flags.
+The figure, the table it prints and the figure's .json twin are
+`vae_jax.analysis.comparison.compare`'s; this file only reads flags.
 """
 
 from absl import app
@@ -20,6 +20,13 @@ flags.DEFINE_list("workdirs", None, "Directories of trained runs, in order.")
 flags.DEFINE_string("output", None, "The .png file to write.")
 flags.DEFINE_integer("num_samples", 20, "Samples per model.")
 flags.DEFINE_integer("seed", 0, "Seeds z (the same for every model).")
+flags.DEFINE_integer(
+  "num_metric_samples",
+  10_000,
+  "Samples of each MNIST run the "
+  "project's classifier judges (Fréchet distance, precision, recall, "
+  "sharpness, conditioning accuracy); 0 skips them.",
+)
 flags.DEFINE_list(
   "steps",
   None,
@@ -44,13 +51,16 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   with cli.reporting_user_errors():
-    comparison.compare(
+    table = comparison.compare(
       FLAGS.workdirs,
       FLAGS.output,
       num_samples=FLAGS.num_samples,
       seed=FLAGS.seed,
       steps=_parse_steps(FLAGS.steps),
+      num_metric_samples=FLAGS.num_metric_samples,
     )
+  if table:
+    print(table)
   print(FLAGS.output)
 
 

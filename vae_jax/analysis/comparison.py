@@ -10,9 +10,11 @@ VAEs show decoded means of z ~ N(0, I); GANs their generator's images, an
 ACGAN's cycling through the classes. Every model gets the same --seed.
 Models may differ in image size: each has its own panel.
 
-For colabs/vae_vs_gan.ipynb, `sample_metrics` has the project's MNIST
-classifier judge a run's samples (the Fréchet distance of its features; an
-ACGAN's conditioning accuracy) and `metrics_table` lines the runs up.
+On MNIST, the project's classifier also judges each run's samples
+(`sample_metrics`: the Fréchet distance of its features, precision,
+recall, sharpness, an ACGAN's conditioning accuracy, overall and for its
+worst digit); the numbers go above each panel and into `metrics_table`,
+a Markdown table the command prints.
 """
 
 import os
@@ -88,40 +90,67 @@ def sample_metrics(
   )
 
 
-def metrics_table(entries: list[tuple[str, dict[str, Any]]]) -> str:
-  """(name, `sample_metrics`) pairs as an aligned plain-text table."""
-  rows = [
-    (
-      "model",
-      "Fréchet distance",
-      "real-image floor",
-      "precision",
-      "recall",
-      "sharpness/test",
-      "conditioning accuracy",
-    )
+# (column title, analysis key, format); `metrics_table`'s columns.
+_COLUMNS = (
+  ("Fréchet distance", "frechet_distance_classifier_features", "{:.2f}"),
+  ("real-image floor", "frechet_distance_real_train_images", "{:.2f}"),
+  ("precision", "precision_classifier_features", "{:.3f}"),
+  ("recall", "recall_classifier_features", "{:.3f}"),
+  ("sharpness/test", "relative_sharpness", "{:.3f}"),
+  ("conditioning accuracy", "conditioning_accuracy", "{:.1%}"),
+  ("worst digit", "worst_class_accuracy", "{:.1%}"),
+)
+
+
+def _cells(metrics: dict[str, Any]) -> list[str]:
+  per_class = [
+    a
+    for a in metrics.get("conditioning_accuracy_per_class") or []
+    if a is not None
   ]
-  for name, metrics in entries:
-    accuracy = metrics.get("conditioning_accuracy")
-    rows.append(
-      (
-        name,
-        f"{metrics['frechet_distance_classifier_features']:.3f}",
-        f"{metrics['frechet_distance_real_train_images']:.3f}",
-        f"{metrics['precision_classifier_features']:.3f}",
-        f"{metrics['recall_classifier_features']:.3f}",
-        f"{metrics['relative_sharpness']:.3f}",
-        "-" if accuracy is None else f"{accuracy:.3f}",
-      )
-    )
+  values = {**metrics, "worst_class_accuracy": min(per_class, default=None)}
+  return [
+    "-" if values.get(key) is None else form.format(values[key])
+    for _, key, form in _COLUMNS
+  ]
+
+
+def metrics_table(entries: list[tuple[str, dict[str, Any]]]) -> str:
+  """(name, `sample_metrics`) pairs as a Markdown table, its columns
+  aligned so that it also reads as plain text."""
+  rows = [["model", *(title for title, _, _ in _COLUMNS)]]
+  rows += [[name, *_cells(metrics)] for name, metrics in entries]
   widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-  return "\n".join(
-    "  ".join(
+  lines = [
+    "| "
+    + " | ".join(
       [row[0].ljust(widths[0])]
       + [text.rjust(width) for text, width in zip(row[1:], widths[1:])]
     )
+    + " |"
     for row in rows
+  ]
+  rule = (
+    "|"
+    + "|".join(
+      ["-" * (widths[0] + 2)] + ["-" * (w + 1) + ":" for w in widths[1:]]
+    )
+    + "|"
   )
+  return "\n".join([lines[0], rule, *lines[1:]])
+
+
+def _summary(metrics: dict[str, Any]) -> str:
+  """One line of a panel's numbers."""
+  text = (
+    f"Fréchet {metrics['frechet_distance_classifier_features']:.1f}, "
+    f"precision {metrics['precision_classifier_features']:.2f}, "
+    f"recall {metrics['recall_classifier_features']:.2f}, "
+    f"sharpness {metrics['relative_sharpness']:.2f}"
+  )
+  if metrics.get("conditioning_accuracy") is not None:
+    text += f", digit asked for {metrics['conditioning_accuracy']:.1%}"
+  return text
 
 
 def comparison_figure(
@@ -129,26 +158,23 @@ def comparison_figure(
   title: str = "",
   num_cols: int = _NUM_COLS,
 ) -> mpl_figure.Figure:
-  """One panel per (samples, label), stacked, in true pixels."""
+  """One panel per (samples, label), side by side, in true pixels."""
   mosaics = [
     image_grid.make_grid(images, num_cols=min(num_cols, len(images)))
     for images, _ in entries
   ]
-  rows = [-(-len(images) // num_cols) for images, _ in entries]
+  columns = min(num_cols, max(len(images) for images, _ in entries))
+  rows = max(-(-len(images) // num_cols) for images, _ in entries)
+  title_lines = max(label.count("\n") + 1 for _, label in entries)
   fig = mpl_figure.Figure(
     figsize=(
-      min(num_cols, max(len(e[0]) for e in entries)) * _INCHES_PER_IMAGE,
-      sum(r * _INCHES_PER_IMAGE + 0.45 for r in rows),
+      len(entries) * max(columns * _INCHES_PER_IMAGE, 3.5),
+      rows * _INCHES_PER_IMAGE + 0.2 * title_lines + 0.5,
     ),
     dpi=100,
     layout="constrained",
   )
-  axes = fig.subplots(
-    len(entries),
-    1,
-    squeeze=False,
-    height_ratios=[r * _INCHES_PER_IMAGE + 0.45 for r in rows],
-  )[:, 0]
+  axes = fig.subplots(1, len(entries), squeeze=False)[0]
   for ax, mosaic, (_, label) in zip(axes, mosaics, entries):
     if mosaic.shape[-1] == 1:
       ax.imshow(
@@ -157,7 +183,7 @@ def comparison_figure(
     else:
       ax.imshow(mosaic, interpolation="nearest")
     ax.set_axis_off()
-    ax.set_title(label, fontsize=9, loc="left")
+    ax.set_title(label, fontsize=8, loc="left")
   if title:
     fig.suptitle(title, fontsize=10)
   return fig
@@ -170,24 +196,45 @@ def compare(
   num_samples: int = 20,
   seed: int = 0,
   steps: list[int | None] | None = None,
-) -> None:
-  """Writes `output`: `num_samples` samples of each run in `workdirs`."""
+  num_metric_samples: int = gan_report.NUM_METRIC_SAMPLES,
+) -> str:
+  """Writes `output`: `num_samples` samples of each run in `workdirs`.
+
+  MNIST runs are also judged by the project's classifier on
+  `num_metric_samples` samples (0: not judged): their numbers go above
+  their panel, in a table that is returned, and with each run's workdir and
+  step in `output`'s .json twin, from which the table can be printed again.
+  """
   if not workdirs:
     raise errors.UserInputError("--workdirs names no runs.")
-  if num_samples < 1:
-    raise errors.UserInputError(
-      f"--num_samples must be positive, got {num_samples}."
-    )
+  for name, count, least in (
+    ("num_samples", num_samples, 1),
+    ("num_metric_samples", num_metric_samples, 0),
+  ):
+    if count < least:
+      raise errors.UserInputError(f"--{name} must be >= {least}, got {count}.")
   steps = steps or [None] * len(workdirs)
   if len(steps) != len(workdirs):
     raise errors.UserInputError(
       f"--steps has {len(steps)} entries for {len(workdirs)} workdirs."
     )
   outputs.check_output_path(output, ".png")  # Before the slow part.
-  entries = [
-    model_samples(workdir, num_samples, seed, step)
-    for workdir, step in zip(workdirs, steps)
-  ]
+  entries, judged = [], []
+  for workdir, step in zip(workdirs, steps):
+    run = runs.load(workdir, step)
+    images, label = labelled_samples(run, num_samples, seed)
+    if num_metric_samples and run.config.input.dataset == "mnist":
+      metrics = sample_metrics(run, num_metric_samples, seed)
+      label += "\n" + _summary(metrics)
+      judged.append(
+        {
+          "name": describe(run),
+          "workdir": os.path.abspath(workdir),
+          "step": run.step,
+          "metrics": metrics,
+        }
+      )
+    entries.append((images, label))
   outputs.save_figure(
     output,
     comparison_figure(
@@ -198,3 +245,7 @@ def compare(
       ),
     ),
   )
+  if not judged:
+    return ""
+  outputs.write_json(os.path.splitext(output)[0] + ".json", judged)
+  return metrics_table([(run["name"], run["metrics"]) for run in judged])

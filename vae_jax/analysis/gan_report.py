@@ -22,6 +22,7 @@ import numpy as np
 from vae_jax import errors
 from vae_jax.analysis import classifier
 from vae_jax.analysis import event_logs
+from vae_jax.analysis import frechet_curve
 from vae_jax.analysis import gan_curves
 from vae_jax.analysis import plots
 from vae_jax.analysis import runs
@@ -152,8 +153,12 @@ def analyze(
   *,
   seed: int = 0,
   num_metric_samples: int = NUM_METRIC_SAMPLES,
+  curve_samples: int = frechet_curve.NUM_SAMPLES,
 ) -> dict[str, Any]:
-  """Writes the GAN run's WORKDIR/analysis/; returns analysis.json's payload."""
+  """Writes the GAN run's WORKDIR/analysis/; returns analysis.json's payload.
+
+  `curve_samples` per kept checkpoint draw the Fréchet distance over
+  training (`frechet_curve`); 0 skips it."""
   start = time.perf_counter()
   workdir = run.workdir
   report = {
@@ -185,6 +190,18 @@ def analyze(
       )
     )
     report["seconds"]["mnist_metrics"] = time.perf_counter() - clock
+    if curve_samples:
+      clock = time.perf_counter()
+      z, labels = random_inputs(run, curve_samples, seed + 2)
+      (
+        report["frechet_over_training"],
+        figures["frechet_over_training.png"],
+      ) = frechet_curve.analysis_items(
+        run,
+        lambda at_step: sample(at_step, z, labels),
+        title(run, "Fréchet distance over training"),
+      )
+      report["seconds"]["frechet_over_training"] = time.perf_counter() - clock
   report["seconds"]["total"] = time.perf_counter() - start
   outputs.write_analysis(os.path.join(workdir, "analysis"), figures, report)
   return report

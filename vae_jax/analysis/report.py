@@ -15,11 +15,12 @@ each with its reason under "skipped" in analysis.json. On MNIST, the
 project's classifier judges 10,000 samples (`classifier.sample_metrics`):
 the Fréchet distance of its features to the test set's, precision and recall
 in the same features and the samples' sharpness beside the test images'
-(`sample_quality`). GAN and ACGAN runs
-get their own items from `gan_report.analyze`: samples.png, an ACGAN's
-pairs.png, learning curves with the discriminator's accuracies and, on
-MNIST, the accuracy with which the classifier recognizes the conditioning
-digit.
+(`sample_quality`), and frechet_over_training.png draws the distance at
+every kept checkpoint (`frechet_curve`). GAN and ACGAN runs get their own
+items from `gan_report.analyze`: samples.png, an ACGAN's pairs.png,
+learning curves with the discriminator's accuracies and, on MNIST, the
+same sample metrics, the curve, and how often the classifier recognizes
+the conditioning digit, overall and per digit.
 """
 
 import os
@@ -33,6 +34,7 @@ import numpy as np
 from vae_jax import errors
 from vae_jax.analysis import classifier
 from vae_jax.analysis import event_logs
+from vae_jax.analysis import frechet_curve
 from vae_jax.analysis import gan_report
 from vae_jax.analysis import latent_metrics
 from vae_jax.analysis import plots
@@ -313,7 +315,8 @@ def likelihood_of(config: ml_collections.ConfigDict) -> str:
 
 def _check_counts(**counts: int | None) -> None:
   for name, value in counts.items():
-    least = 0 if name == "iwae_k" else 1  # An iwae_k of 0 skips the IWAE.
+    # 0 skips the IWAE estimate, or the Fréchet curve.
+    least = 0 if name in ("iwae_k", "curve_samples") else 1
     if value is not None and value < least:
       raise errors.UserInputError(f"--{name} must be >= {least}, got {value}.")
 
@@ -330,6 +333,7 @@ def analyze(
   iwae_examples: int | None = None,
   num_points: int = 2000,
   seed: int = 0,
+  curve_samples: int = frechet_curve.NUM_SAMPLES,
 ) -> dict[str, Any]:
   """Writes WORKDIR/analysis/ and returns the analysis.json payload.
 
@@ -339,7 +343,11 @@ def analyze(
   """
   start = time.perf_counter()
   _check_counts(
-    num=num, num_points=num_points, iwae_k=iwae_k, iwae_examples=iwae_examples
+    num=num,
+    num_points=num_points,
+    iwae_k=iwae_k,
+    iwae_examples=iwae_examples,
+    curve_samples=curve_samples,
   )
   # Before the slow parts: a --workdir that holds no run, then one whose
   # analysis/ cannot be written (read-only, forbidden, a full disk).
@@ -348,7 +356,7 @@ def analyze(
   outputs.check_writable(out_dir)
   run = runs.load(workdir, step)
   if run.adversarial:
-    return gan_report.analyze(run, seed=seed)
+    return gan_report.analyze(run, seed=seed, curve_samples=curve_samples)
   if iwae_k is None:
     iwae_k = 0 if run.config.input.binarize == "none" else BINARIZED_IWAE_K
   _check_traversal_options(run, dims, traversal_center)
@@ -427,6 +435,23 @@ def analyze(
       )
     )
     report["seconds"]["mnist_metrics"] = time.perf_counter() - clock
+    if curve_samples:
+      clock = time.perf_counter()
+      z = np.asarray(
+        jax.random.normal(
+          jax.random.fold_in(sample_rng, 2),
+          (curve_samples, run.model.latent_size),
+        )
+      )
+      (
+        report["frechet_over_training"],
+        figures["frechet_over_training.png"],
+      ) = frechet_curve.analysis_items(
+        run,
+        lambda at_step: runs.decode(at_step, z),
+        run_title(run, "Fréchet distance over training"),
+      )
+      report["seconds"]["frechet_over_training"] = time.perf_counter() - clock
   clock = time.perf_counter()
   figures["latent_2d.png"], report["class_separation"] = latent_2d_figure(
     run, test_set, label_name, num_points, seed

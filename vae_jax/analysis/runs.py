@@ -92,6 +92,30 @@ def load(workdir: str, step: int | None = None) -> TrainedRun:
     raise errors.UserInputError(f"{workdir!r} holds no checkpoints.")
   data = pipeline.prepare(config.input)
   parts = parts_lib.assemble(config, data.image_shape)
+  return _restore(workdir, config, parts, data, step)
+
+
+def at_step(run: TrainedRun, step: int) -> TrainedRun:
+  """`run` at its checkpoint of `step`, without reading its data again."""
+  return _restore(run.workdir, run.config, run.parts, run.data, step)
+
+
+def kept_steps(workdir: str) -> list[int]:
+  """The steps of the checkpoints in `workdir`, oldest first."""
+  manager = checkpoints.make_manager(workdir, load_config(workdir))
+  try:
+    return sorted(manager.all_steps())
+  finally:
+    manager.close()
+
+
+def _restore(
+  workdir: str,
+  config: ml_collections.ConfigDict,
+  parts: parts_lib.Parts,
+  data: pipeline.PreparedData,
+  step: int | None,
+) -> TrainedRun:
   replicated = sharding.replicated(sharding.make_mesh())
   # Shapes only: restoring fills in the values. The schedule's length is
   # irrelevant, as a loaded state is evaluated, not trained further.
@@ -127,7 +151,6 @@ def load(workdir: str, step: int | None = None) -> TrainedRun:
   )
 
 
-@jax.jit
 def _encode(state: single_network.TrainState, images: jax.Array):
   return state.apply_fn(
     single_network.variables(state), images, method="encode"
