@@ -235,8 +235,9 @@ def dcgan_discriminator_params(
 @pytest.mark.parametrize(
   "name,image_shape,num_classes,expected",
   [
-    ("mnist_gan", (28, 28, 1), 0, (169_489, 10_065)),
-    ("mnist_acgan", (28, 28, 1), 10, (170_129, 25_755)),
+    ("mnist_gan", (28, 28, 1), 0, (533_889, 36_513)),
+    ("mnist_acgan", (28, 28, 1), 10, (534_529, 67_883)),
+    ("mnist_gan_plain", (28, 28, 1), 0, (169_489, 10_065)),
     ("celeba_gan", (64, 64, 3), 0, (3_576_707, 2_765_633)),
     ("celeba_acgan", (64, 64, 3), 2, (3_576_907, 2_782_019)),
   ],
