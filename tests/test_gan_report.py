@@ -112,6 +112,12 @@ def test_frechet_curve_judges_each_kept_checkpoint(acgan_run):
     expected[-1] / expected[best]
   )
   assert curve["num_samples"] == 30
+  assert frechet_curve.summary(curve) == (
+    f"Fréchet distance over 4 checkpoints (30 samples each): best "
+    f"{min(expected):.2f} at step {curve['steps'][best]}, last "
+    f"{expected[-1]:.2f} at step 10 "
+    f"({expected[-1] / expected[best]:.2f}x the best)."
+  )
 
 
 def test_sample_command_generates_a_chosen_class(acgan_run):

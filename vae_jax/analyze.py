@@ -13,6 +13,7 @@ from absl import flags
 
 from vae_jax import cli
 from vae_jax import errors
+from vae_jax.analysis import frechet_curve
 from vae_jax.analysis import report
 
 FLAGS = flags.FLAGS
@@ -89,6 +90,8 @@ def main(argv):
       seed=FLAGS.seed,
       curve_samples=FLAGS.curve_samples,
     )
+  if "frechet_over_training" in payload:
+    print(frechet_curve.summary(payload["frechet_over_training"]))
   print(
     f"Wrote {os.path.join(FLAGS.workdir, 'analysis')} in "
     f"{payload['seconds']['total']:.0f} s."

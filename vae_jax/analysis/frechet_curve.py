@@ -62,6 +62,18 @@ def frechet_over_training(run: runs.TrainedRun, draw: Draw) -> dict[str, Any]:
   }
 
 
+def summary(curve: dict[str, Any]) -> str:
+  """The curve in one line: its best and its last point."""
+  best = curve["steps"].index(curve["best_step"])
+  return (
+    f"Fréchet distance over {len(curve['steps'])} checkpoints "
+    f"({curve['num_samples']} samples each): best "
+    f"{curve['frechet_distance'][best]:.2f} at step {curve['best_step']}, "
+    f"last {curve['frechet_distance'][-1]:.2f} at step {curve['steps'][-1]} "
+    f"({curve['final_over_best']:.2f}x the best)."
+  )
+
+
 def curve_figure(curve: dict[str, Any], title: str) -> mpl_figure.Figure:
   """The distance against the step, the best point marked."""
   fig = mpl_figure.Figure(figsize=(6, 3.5), dpi=100, layout="constrained")
