@@ -4,11 +4,13 @@ r"""An ACGAN on 28x28 MNIST, conditioned on the digit.
         --workdir=/tmp/acgan_mnist
     python -m vae_jax.analyze --workdir=/tmp/acgan_mnist
 
-configs/mnist_gan.py's networks, plus an embedding of the digit that scales
+configs/mnist_gan.py's networks and recipe (the hinge loss, samples from an
+average of the generator), plus an embedding of the digit that scales
 z in the generator and a 10-way class head on the discriminator, trained
 with the class cross-entropy on real and fake images (loss.aux_weight).
 `analyze` measures how often a classifier trained on real MNIST recognizes
-the conditioning digit in samples (pairs.png shows a row per digit).
+the conditioning digit in samples, overall and per digit (pairs.png shows a
+row per digit).
 """
 
 import ml_collections

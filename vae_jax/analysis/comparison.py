@@ -34,6 +34,7 @@ from vae_jax.core import outputs
 _INCHES_PER_IMAGE = 0.6
 # An ACGAN's samples cycle through its classes: MNIST's show rows of 0-9.
 _NUM_COLS = 10
+_PANELS_PER_ROW = 3  # Wider figures shrink each panel below its pixels.
 
 
 def describe(run: runs.TrainedRun) -> str:
@@ -158,7 +159,8 @@ def comparison_figure(
   title: str = "",
   num_cols: int = _NUM_COLS,
 ) -> mpl_figure.Figure:
-  """One panel per (samples, label), side by side, in true pixels."""
+  """One panel per (samples, label), side by side (`_PANELS_PER_ROW` to a
+  row), in true pixels."""
   mosaics = [
     image_grid.make_grid(images, num_cols=min(num_cols, len(images)))
     for images, _ in entries
@@ -166,15 +168,19 @@ def comparison_figure(
   columns = min(num_cols, max(len(images) for images, _ in entries))
   rows = max(-(-len(images) // num_cols) for images, _ in entries)
   title_lines = max(label.count("\n") + 1 for _, label in entries)
+  panel_cols = min(_PANELS_PER_ROW, len(entries))
+  panel_rows = -(-len(entries) // panel_cols)
   fig = mpl_figure.Figure(
     figsize=(
-      len(entries) * max(columns * _INCHES_PER_IMAGE, 3.5),
-      rows * _INCHES_PER_IMAGE + 0.2 * title_lines + 0.5,
+      panel_cols * max(columns * _INCHES_PER_IMAGE, 3.5),
+      panel_rows * (rows * _INCHES_PER_IMAGE + 0.2 * title_lines + 0.3) + 0.3,
     ),
     dpi=100,
     layout="constrained",
   )
-  axes = fig.subplots(1, len(entries), squeeze=False)[0]
+  axes = fig.subplots(panel_rows, panel_cols, squeeze=False).ravel()
+  for ax in axes[len(entries) :]:
+    ax.set_axis_off()
   for ax, mosaic, (_, label) in zip(axes, mosaics, entries):
     if mosaic.shape[-1] == 1:
       ax.imshow(
