@@ -232,6 +232,17 @@ def load_or_train(
   return TrainedClassifier(params, info)
 
 
+def judge_and_test_split(
+  data_dir: str | None, mnist_source: str
+) -> tuple[TrainedClassifier, np.ndarray, np.ndarray]:
+  """The classifier of this MNIST, and its test images and labels."""
+  judge = load_or_train(data_dir, mnist_source=mnist_source)
+  images, labels = load_split(
+    mnist_input_config(data_dir, mnist_source), "test"
+  )
+  return judge, images, labels
+
+
 def sample_metrics(
   samples: np.ndarray,
   labels: np.ndarray | None,
@@ -247,15 +258,15 @@ def sample_metrics(
   distance of as many real training images, the floor set by sampling;
   from the same features and pixels, `sample_quality.quality_metrics`.
   """
-  judge = load_or_train(data_dir, mnist_source=mnist_source)
-  input_config = mnist_input_config(data_dir, mnist_source)
-  test_images, test_labels = load_split(input_config, "test")
+  judge, test_images, test_labels = judge_and_test_split(data_dir, mnist_source)
   test_logits, test_features = logits_and_features(judge.params, test_images)
   sample_pixels = as_input(samples)
   sample_logits, sample_features = logits_and_features(
     judge.params, sample_pixels
   )
-  train_images, _ = load_split(input_config, "train")
+  train_images, _ = load_split(
+    mnist_input_config(data_dir, mnist_source), "train"
+  )
   chosen = np.random.default_rng(0).permutation(len(train_images))[
     : len(samples)
   ]

@@ -30,12 +30,8 @@ def frechet_over_training(run: runs.TrainedRun, draw: Draw) -> dict[str, Any]:
   """{'steps', 'frechet_distance', 'best_step', 'final_over_best',
   'num_samples'} over the kept checkpoints of `run`'s workdir, each from
   the samples `draw` gives at that step."""
-  config = run.config.input
-  judge = classifier.load_or_train(
-    config.data_dir, mnist_source=config.mnist_source
-  )
-  test_images, _ = classifier.load_split(
-    classifier.mnist_input_config(config.data_dir, config.mnist_source), "test"
+  judge, test_images, _ = classifier.judge_and_test_split(
+    run.config.input.data_dir, run.config.input.mnist_source
   )
   _, test_features = classifier.logits_and_features(judge.params, test_images)
   test_statistics = frechet.gaussian_statistics(test_features)
