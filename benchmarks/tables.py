@@ -100,11 +100,40 @@ def train_throughput(figures: dict) -> str:
   return "\n".join(lines)
 
 
+def vectorized_sweeps(figures: dict) -> str:
+  """Studies trained vectorized against sequentially
+  (`vectorized_sweeps.py`)."""
+  lines = [
+    machine_line(figures["machine"]) + "; fp32 matmul peak "
+    f"{number(max(figures['matmul_gflop_per_second']))} GFLOP/s; "
+    f"{figures['num_epochs']} epoch(s) per run.",
+    "",
+    "| study | runs | train s, sequential | train s, vectorized | speed-up "
+    "| of the peak, sequential / vectorized | sweep wall s, sequential "
+    "/ vectorized |",
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+  ]
+  for name, study in figures["studies"].items():
+    sequential, vectorized = study["sequential"], study["vectorized"]
+    lines.append(
+      f"| {name} (`{study['config']}`) | {study['members']} | "
+      f"{number(sequential['train_seconds'])} | "
+      f"{number(vectorized['train_seconds'])} | "
+      f"**{study['train_speedup']:.2f}x** | "
+      f"{sequential['fraction_of_matmul_peak']:.0%} / "
+      f"{vectorized['fraction_of_matmul_peak']:.0%} | "
+      f"{number(sequential['wall_seconds_training'])} / "
+      f"{number(vectorized['wall_seconds_training'])} |"
+    )
+  return "\n".join(lines)
+
+
 TABLES: dict[str, Callable[[dict], str]] = {
   "vs_pytorch": vs_pytorch,
   "vs_pytorch_whole_job": vs_pytorch,
   "iwae_estimator": iwae_estimator,
   "train_throughput": train_throughput,
+  "vectorized_sweeps": vectorized_sweeps,
 }
 
 

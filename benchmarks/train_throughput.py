@@ -37,7 +37,6 @@ import collections
 import functools
 import glob
 import gzip
-import importlib
 import json
 import os
 import platform
@@ -50,13 +49,16 @@ from absl import app
 from absl import flags
 from absl import logging
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
 # The repository's own modules, importable when run as a script.
+from benchmarks.measure import load_config  # noqa: E402
+from benchmarks.measure import matmul_flops_per_second  # noqa: E402
+from benchmarks.measure import median_seconds  # noqa: E402
+from benchmarks.measure import step_flops  # noqa: E402
 from vae_jax.core import checkpoints  # noqa: E402
 from vae_jax.core import sharding  # noqa: E402
 from vae_jax.data import device_held  # noqa: E402
@@ -85,38 +87,6 @@ flags.DEFINE_string(
 )
 flags.DEFINE_string("output", None, "Optional JSON file for the figures.")
 FLAGS = flags.FLAGS
-
-
-def load_config(spec: str):
-  """'configs/name.py[:arg]' -> that module's get_config([arg])."""
-  path, _, arg = spec.partition(":")
-  module_name = os.path.splitext(
-    os.path.relpath(path, REPO_ROOT) if os.path.isabs(path) else path
-  )[0]
-  module = importlib.import_module(module_name.replace(os.sep, "."))
-  return module.get_config(arg) if arg else module.get_config()
-
-
-def median_seconds(fn, repeats: int) -> float:
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(fn())
-    times.append(time.perf_counter() - start)
-  return float(np.median(times))
-
-
-def matmul_flops_per_second(size: int, repeats: int = 10) -> float:
-  """The best of `repeats` fp32 square matmuls: what the machine can do."""
-  a = jax.random.normal(jax.random.PRNGKey(0), (size, size), jnp.float32)
-  matmul = jax.jit(lambda x: x @ x)
-  matmul(a).block_until_ready()
-  seconds = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    matmul(a).block_until_ready()
-    seconds.append(time.perf_counter() - start)
-  return 2 * size**3 / min(seconds)
 
 
 # Kinds of work in a profile, by the HLO op's `op_name` metadata, checked in
@@ -217,13 +187,6 @@ def profile_by_kind(runner, state, num_steps: int, trace_dir: str):
   }
 
 
-def step_flops(jitted_step, *args) -> float:
-  analysis = jitted_step.lower(*args).compile().cost_analysis()
-  if isinstance(analysis, list):  # Older JAX returns one dict per device.
-    analysis = analysis[0]
-  return float(analysis["flops"])
-
-
 class Setup:
   """A config's model, fresh state, jitted steps and host batches."""
 
@@ -320,7 +283,7 @@ def benchmark_config(spec: str) -> dict:
     setup.steps[0],
     setup.mesh,
     setup.local_batch_size,
-    seed=0,
+    seeds=[0],
     rng=setup.rng,
     max_steps=loop_steps,
   )

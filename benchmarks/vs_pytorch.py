@@ -598,7 +598,7 @@ def jax_runner(config, image_shape, batch):
       train_step,
       mesh,
       config.batch_size,
-      seed=0,
+      seeds=[0],
       rng=rng,
       max_steps=SPLIT_BATCHES,
     )

@@ -42,7 +42,7 @@ def run_steps(config, chunk_ends, on_device):
         step,
         mesh,
         config.batch_size,
-        config.seed,
+        [config.seed],
         rng,
         max_steps=3,
       )

@@ -232,18 +232,19 @@ def test_a_sweeps_runs_each_hold_their_own_lock(
   sweep = tmp_path / "sweep"
   held = []
 
-  def training(config, workdir):  # In the workdir train_and_evaluate holds.
+  def training(members):  # In the workdir train_group holds.
+    (workdir,) = members.workdirs
     held.append(sorted(str(p.parent) for p in sweep.rglob("run.lock")))
     with workdir_lock.hold(str(sweep)):  # Runs block neither their parent,
       with workdir_lock.hold(workdir + "_sibling"):  # nor each other.
         outputs.write_json(os.path.join(workdir, "results.json"), {"steps": 1})
-    return {}
+    return [loop.Outcome(results={})]
 
   def analyze(run_dir):
     os.makedirs(os.path.join(run_dir, "analysis"))
     outputs.write_json(os.path.join(run_dir, "analysis", "analysis.json"), {})
 
-  monkeypatch.setattr(loop, "_train_and_evaluate", training)
+  monkeypatch.setattr(loop, "_train_group", training)
   monkeypatch.setattr(runner.report, "analyze", analyze)
   monkeypatch.setattr(
     runner.sweep_report, "summary_figure", lambda *args: figure.Figure()

@@ -22,6 +22,13 @@ flags.DEFINE_multi_string(
   "several --sweep flags form a grid.",
 )
 flags.DEFINE_bool(
+  "vectorize",
+  False,
+  "Train the runs that differ only in numbers the step reads (the seed, "
+  "loss.kl_weight, optimizer.learning_rate, ...) together, as one compiled "
+  "program vmapped over them; the others apart.",
+)
+flags.DEFINE_bool(
   "dry_run",
   False,
   "List the runs and whether each is done, partial or new; train nothing.",
@@ -37,7 +44,12 @@ def main(argv):
     )
   cli.prepare_process()
   cli.run_reporting_errors(
-    runner.run_sweep, FLAGS.config, FLAGS.workdir, FLAGS.sweep, FLAGS.dry_run
+    runner.run_sweep,
+    FLAGS.config,
+    FLAGS.workdir,
+    FLAGS.sweep,
+    FLAGS.dry_run,
+    FLAGS.vectorize,
   )
 
 

@@ -24,11 +24,12 @@ import tensorflow as tf
 from vae_jax import errors
 
 
-def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+  """A config's dict as {dotted field: value}."""
   flat = {}
   for key, value in tree.items():
     if isinstance(value, dict):
-      flat.update(_flatten(value, f"{prefix}{key}."))
+      flat.update(flatten(value, f"{prefix}{key}."))
     else:
       flat[f"{prefix}{key}"] = value
   return flat
@@ -59,8 +60,8 @@ def check_config_change(
   """
   if saved is None:
     return
-  flat_saved = _flatten(json.loads(saved.to_json_best_effort()))
-  flat_new = _flatten(json.loads(config.to_json_best_effort()))
+  flat_saved = flatten(json.loads(saved.to_json_best_effort()))
+  flat_new = flatten(json.loads(config.to_json_best_effort()))
   changed = sorted(
     k
     for k in flat_saved.keys() | flat_new.keys()

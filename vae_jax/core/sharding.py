@@ -67,8 +67,10 @@ def replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, PartitionSpec())
 
 
-def batch_sharded(mesh: Mesh) -> NamedSharding:
-  return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
+def batch_sharded(mesh: Mesh, leading_axes: int = 0) -> NamedSharding:
+  """Batches split over the data axis, after `leading_axes` unsplit ones
+  (a vectorized group's member axis: `trainers.members`)."""
+  return NamedSharding(mesh, PartitionSpec(*[None] * leading_axes, DATA_AXIS))
 
 
 def global_batch_size(config: ml_collections.ConfigDict) -> int:
@@ -143,19 +145,24 @@ def prefetch_to_mesh(
   yield from queue
 
 
-def _step_shardings(mesh: Mesh) -> tuple[NamedSharding, ...]:
+def _step_shardings(
+  mesh: Mesh, leading_axes: int = 0
+) -> tuple[NamedSharding, ...]:
   """A step's (state, batch, rng) shardings: the state and key replicated,
-  batches split over the data axis."""
-  return replicated(mesh), batch_sharded(mesh), replicated(mesh)
+  batches split over the data axis (after `leading_axes`)."""
+  return replicated(mesh), batch_sharded(mesh, leading_axes), replicated(mesh)
 
 
-def jit_train_step(train_step: Callable[..., Any], mesh: Mesh) -> Any:
+def jit_train_step(
+  train_step: Callable[..., Any], mesh: Mesh, leading_axes: int = 0
+) -> Any:
   """A trainer's `(state, batch, rng) -> (state, metrics)` compiled for
-  `mesh`, the state donated (updated in place)."""
+  `mesh`, the state donated (updated in place); batches have
+  `leading_axes` before their own."""
   state_sharding = replicated(mesh)
   return jax.jit(
     train_step,
-    in_shardings=_step_shardings(mesh),
+    in_shardings=_step_shardings(mesh, leading_axes),
     out_shardings=(state_sharding, state_sharding),
     donate_argnums=0,
   )
@@ -170,13 +177,15 @@ def jit_eval_step(eval_step: Callable[..., Any], mesh: Mesh) -> Any:
   )
 
 
-def on_mesh(step: Callable[..., Any], mesh: Mesh) -> Callable[..., Any]:
+def on_mesh(
+  step: Callable[..., Any], mesh: Mesh, leading_axes: int = 0
+) -> Callable[..., Any]:
   """A `(state, batch, rng)` step placed as `jit_train_step` places it, for
   tracing into a larger compiled function (a loop over steps)."""
 
   def placed(state, batch, rng):
     state, batch, rng = jax.lax.with_sharding_constraint(
-      (state, batch, rng), _step_shardings(mesh)
+      (state, batch, rng), _step_shardings(mesh, leading_axes)
     )
     return jax.lax.with_sharding_constraint(
       step(state, batch, rng), replicated(mesh)

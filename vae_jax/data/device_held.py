@@ -119,12 +119,21 @@ def _run_steps(
   *,
   train_step,
   max_steps: int,
+  leading_axes: int,
 ):
-  """`num_steps` steps on rows first_row... of `epoch_indices`, in one loop.
+  """`num_steps` steps on rows first_row... of `epoch_indices` (along axis
+  `leading_axes`: a vectorized group's members each have their own rows),
+  in one loop.
 
   Returns the state and each step's metrics in a buffer of `max_steps`.
   """
-  example = jax.eval_shape(_gather_batch, arrays, epoch_indices[0])
+
+  def row_indices(row):
+    return jax.lax.dynamic_index_in_dim(
+      epoch_indices, row, axis=leading_axes, keepdims=False
+    )
+
+  example = jax.eval_shape(_gather_batch, arrays, row_indices(0))
   metrics_shape = jax.eval_shape(train_step, state, example, rng)[1]
   buffer = jax.tree.map(
     lambda m: jnp.zeros((max_steps, *m.shape), m.dtype), metrics_shape
@@ -132,10 +141,7 @@ def _run_steps(
 
   def body(i, carry):
     state, buffer = carry
-    row = jax.lax.dynamic_index_in_dim(
-      epoch_indices, first_row + i, keepdims=False
-    )
-    batch = _gather_batch(arrays, row)
+    batch = _gather_batch(arrays, row_indices(first_row + i))
     # Names the step's ops apart from the loop's in profiles.
     with jax.named_scope("train_step"):
       state, metrics = train_step(state, batch, rng)
@@ -155,7 +161,10 @@ class DeviceSteps:
   as the model reads them (`pipeline.PreparedData.device_split`).
   `train_step` is a trainer's, uncompiled (`trainers.trainer.Trainer`):
   traced into the loop, placed as `sharding.on_mesh` places it, so the batch
-  stays split over the data axis, and compiled with it.
+  stays split over the data axis, and compiled with it. With one of `seeds`
+  its batches are [B, ...]; with several (`leading_axes` 1: the members of
+  a vectorized group) [N, B, ...], member i's in seed i's order, each
+  gathered from the one copy of the split.
   """
 
   def __init__(
@@ -164,9 +173,10 @@ class DeviceSteps:
     train_step,
     mesh: jax.sharding.Mesh,
     local_batch_size: int,
-    seed: int,
+    seeds: Sequence[int],
     rng: jax.Array,
     max_steps: int,
+    leading_axes: int = 0,
   ):
     self._num_local = len(local_arrays["label"])
     self._arrays, self._offset = put_split(local_arrays, mesh)
@@ -176,18 +186,24 @@ class DeviceSteps:
       sum(x.nbytes for x in self._arrays.values()) / 1e6,
     )
     self._local_batch_size = local_batch_size
-    self._seed = seed
+    self._seeds = seeds
+    self._leading_axes = leading_axes
     self._rng = rng
     replicated = sharding.replicated(mesh)
-    # [steps, global batch]: each process's columns index its own share.
+    # [(members,) steps, global batch]: each process's columns index its own
+    # share.
     self._index_sharding = jax.sharding.NamedSharding(
-      mesh, jax.sharding.PartitionSpec(None, sharding.DATA_AXIS)
+      mesh,
+      jax.sharding.PartitionSpec(
+        *[None] * (leading_axes + 1), sharding.DATA_AXIS
+      ),
     )
     self._run_steps = jax.jit(
       functools.partial(
         _run_steps,
-        train_step=sharding.on_mesh(train_step, mesh),
+        train_step=sharding.on_mesh(train_step, mesh, leading_axes),
         max_steps=max_steps,
+        leading_axes=leading_axes,
       ),
       in_shardings=(
         replicated,
@@ -208,9 +224,13 @@ class DeviceSteps:
     )
     if epoch not in self._epoch_indices:
       self._epoch_indices.clear()
-      local = batching.epoch_batch_indices(
-        self._seed, epoch, self._num_local, self._local_batch_size
-      )
+      local = [
+        batching.epoch_batch_indices(
+          seed, epoch, self._num_local, self._local_batch_size
+        )
+        for seed in self._seeds
+      ]
+      local = np.stack(local) if self._leading_axes else local[0]
       self._epoch_indices[epoch] = jax.make_array_from_process_local_data(
         self._index_sharding, local + self._offset
       )
@@ -237,14 +257,14 @@ class DeviceSteps:
 
 
 def _eval_sums(
-  state, rng: jax.Array, batches: dict[str, jax.Array], *, eval_step
+  state, rng: jax.Array, batches: dict[str, jax.Array], *, eval_step, fold_in
 ) -> dict[str, jax.Array]:
   """`eval_step`'s sums over `batches` ([num_batches, batch, ...]), added
   in the order `loop.evaluate` adds them, with its keys."""
 
   def sums(i):
     batch = jax.tree.map(lambda x: x[i], batches)
-    return eval_step(state, batch, jax.random.fold_in(rng, i))
+    return eval_step(state, batch, fold_in(rng, i))
 
   num_batches = len(next(iter(batches.values())))
   return jax.lax.fori_loop(
@@ -256,13 +276,19 @@ def _eval_sums(
 
 
 def device_evaluator(
-  eval_ds, eval_step, mesh: jax.sharding.Mesh, rng: jax.Array
+  eval_ds,
+  eval_step,
+  mesh: jax.sharding.Mesh,
+  rng: jax.Array,
+  fold_in: Callable[[jax.Array, Any], jax.Array] = jax.random.fold_in,
 ) -> Callable[[Any], dict[str, jax.Array]]:
   """state -> sums of the eval split's terms, from a copy on the devices.
 
   `eval_ds` gives this process's padded batches (`batching.
   eval_dataset`); held on the devices, evaluation is one compiled loop of
   the uncompiled `eval_step` with the same keys and sums as `loop.evaluate`.
+  `fold_in` derives batch i's key from `rng` (for a vectorized group, each
+  member's: `Members.fold_in`).
   """
   local = list(eval_ds.as_numpy_iterator())
   batch_sharding = jax.sharding.NamedSharding(
@@ -276,7 +302,11 @@ def device_evaluator(
   }
   replicated = sharding.replicated(mesh)
   eval_sums = jax.jit(
-    functools.partial(_eval_sums, eval_step=sharding.on_mesh(eval_step, mesh)),
+    functools.partial(
+      _eval_sums,
+      eval_step=sharding.on_mesh(eval_step, mesh),
+      fold_in=fold_in,
+    ),
     in_shardings=(replicated, replicated, batch_sharding),
     out_shardings=replicated,
   )

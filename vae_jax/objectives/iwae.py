@@ -219,6 +219,7 @@ OBJECTIVES = tuple(
     to_images=jax.nn.sigmoid,
     adapt_model=negative_elbo.with_pixel_variance,
     stacked_latents=True,
+    traced_fields=("gaussian_variance",),
   )
   for name in ("iwae", "vae_k")
 )

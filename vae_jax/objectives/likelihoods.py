@@ -52,7 +52,10 @@ def gaussian_nll(
   logits: jax.Array, images: jax.Array, *, gaussian_variance: float, **unused
 ) -> jax.Array:
   """-log N(x; sigmoid(logits), variance I): MSE scaled, plus its constant."""
-  logvar = jnp.full((), math.log(gaussian_variance), logits.dtype)
+  # jnp, not math: the variance may be a traced array (`trainers.members`).
+  logvar = jnp.log(jnp.asarray(gaussian_variance, jnp.float32)).astype(
+    logits.dtype
+  )
   return _gaussian_nll(images, jax.nn.sigmoid(logits), logvar)
 
 

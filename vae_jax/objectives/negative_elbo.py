@@ -91,11 +91,14 @@ def reparameterize(
 def kl_weight_at(
   step: jax.Array, kl_weight: float, kl_warmup_steps: int
 ) -> jax.Array:
-  """β at `step`: ramps linearly from 0 over the warm-up, then stays."""
-  if kl_warmup_steps <= 0:
-    return jnp.asarray(kl_weight, jnp.float32)
-  ramp = jnp.minimum(1.0, step.astype(jnp.float32) / kl_warmup_steps)
-  return kl_weight * ramp
+  """β at `step`: ramps linearly from 0 over the warm-up, then stays.
+
+  Arithmetic only, so that either number may be a traced array.
+  """
+  ramp = jnp.minimum(
+    1.0, step.astype(jnp.float32) / jnp.maximum(kl_warmup_steps, 1)
+  )
+  return kl_weight * jnp.where(jnp.asarray(kl_warmup_steps) > 0, ramp, 1.0)
 
 
 def negative_elbo(
@@ -186,5 +189,6 @@ OBJECTIVES = (
     terms=terms,
     to_images=jax.nn.sigmoid,
     adapt_model=with_pixel_variance,
+    traced_fields=("kl_weight", "kl_warmup_steps", "gaussian_variance"),
   ),
 )

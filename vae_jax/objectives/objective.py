@@ -87,3 +87,7 @@ class Objective:
   # (the model's `stochastic_layers` > 1), not only one with a closed-form
   # KL.
   stacked_latents: bool = False
+  # The `loss` fields its terms read only as numbers, in arithmetic: never
+  # in a shape or a Python branch. Members of a vectorized sweep may differ
+  # in them (`trainers.members`), each member's value a traced array.
+  traced_fields: tuple[str, ...] = ()

@@ -13,10 +13,13 @@ fields are overridden as in `vae_jax.main` (`--config.num_epochs=3`).
 Each run trains in `<workdir>/<field>=<value>/`; with several fields, the
 pairs are joined by commas (`loss.kl_weight=0.5,model.latent_size=16`). In
 values, characters other than letters, digits and `._+-` become `_`, and
-tuples are joined by `-`. Runs go one after another, each then analyzed by
-`vae_jax.analyze`. Rerunning the same command resumes: finished runs are not
-retrained, an interrupted one continues from its newest checkpoint, and
-analyses newer than their run's results.json are kept. The comparison goes to
+tuples are joined by `-`. Runs train one after another, or with
+`--vectorize` in groups of one compiled program each (`trainers.members`:
+runs that differ only in numbers such as β, the seed or the learning rate),
+and are then analyzed by `vae_jax.analyze`. Rerunning the same command
+resumes: finished runs are not retrained, an interrupted one continues from
+its newest checkpoint, and analyses newer than their run's results.json are
+kept. The comparison goes to
 `<workdir>/sweep_summary.json` and `sweep_summary.png`. `--dry_run` lists the
 runs and what is left of each, and trains nothing.
 """
@@ -40,6 +43,7 @@ from vae_jax.core import outputs
 from vae_jax.core import sharding
 from vae_jax.data import pipeline
 from vae_jax.trainers import loop
+from vae_jax.trainers import members as members_lib
 from vae_jax.trainers import run_config as run_config_lib
 
 # Splits values at commas outside parentheses, which hold tuples.
@@ -170,19 +174,73 @@ def _analysis_is_current(run_dir: str) -> bool:
   )
 
 
-def _train_and_analyze(
-  config: ml_collections.ConfigDict, run_dir: str, status: str
-) -> str | None:
-  """Brings one run up to date; returns the error if its training diverged."""
-  if status != "done":
-    try:
-      loop.train_and_evaluate(config, run_dir)
-    except FloatingPointError as e:  # An outcome of the sweep, not a bug.
-      logging.error("Run %s stopped: %s", run_dir, e)
-      return str(e)
-  if not _analysis_is_current(run_dir):
-    report.analyze(run_dir)
-  return None
+def training_groups(
+  configs: list[ml_collections.ConfigDict],
+  run_dirs: list[str],
+  statuses: list[str],
+  vectorize: bool,
+) -> list[list[int]]:
+  """The runs left to train, as groups of indices that train in one loop.
+
+  One run per group, or with `vectorize` every run whose config differs
+  from the others' only in traced fields (`trainers.members`) and that
+  resumes from the same checkpoint step; groups and their runs in grid
+  order.
+  """
+  groups = {}
+  for i, (run_cfg, run_dir, status) in enumerate(
+    zip(configs, run_dirs, statuses)
+  ):
+    if status == "done":
+      continue
+    key = (
+      (members_lib.group_key(run_cfg), tuple(_checkpoint_steps(run_dir)[-1:]))
+      if vectorize
+      else i
+    )
+    groups.setdefault(key, []).append(i)
+  return list(groups.values())
+
+
+def train_runs(
+  configs: list[ml_collections.ConfigDict],
+  run_dirs: list[str],
+  vectorize: bool,
+  analyze: bool = True,
+) -> dict[int, str]:
+  """Trains every run that is not done, in `training_groups`, and with
+  `analyze` analyzes each group's runs as soon as it has trained (and the
+  finished runs whose analysis is older than their results). Returns why
+  each run that stopped early stopped, by index."""
+  statuses = [
+    run_status(run_dir, run_cfg) for run_dir, run_cfg in zip(run_dirs, configs)
+  ]
+  for run_dir, status in zip(run_dirs, statuses):
+    logging.info("Sweep run %s: %s.", run_dir, status)
+  if analyze:
+    analyze_runs([d for d, s in zip(run_dirs, statuses) if s == "done"])
+  failures = {}
+  for group in training_groups(configs, run_dirs, statuses, vectorize):
+    members = (
+      members_lib.Members.alone(configs[group[0]], run_dirs[group[0]])
+      if len(group) == 1
+      else members_lib.Members.group(
+        [configs[i] for i in group], [run_dirs[i] for i in group]
+      )
+    )
+    for i, outcome in zip(group, loop.train_group(members)):
+      if outcome.error is not None:  # An outcome of the sweep, not a bug.
+        failures[i] = outcome.error
+    if analyze:
+      analyze_runs([run_dirs[i] for i in group if i not in failures])
+  return failures
+
+
+def analyze_runs(run_dirs: list[str]) -> None:
+  """`vae_jax.analyze` of each of `run_dirs` whose analysis is not current."""
+  for run_dir in run_dirs:
+    if not _analysis_is_current(run_dir):
+      report.analyze(run_dir)
 
 
 def run_sweep(
@@ -190,8 +248,11 @@ def run_sweep(
   workdir: str,
   sweep_flags: list[str],
   dry_run: bool = False,
+  vectorize: bool = False,
 ) -> dict[str, Any] | None:
   """Trains and analyzes every run of the grid, then writes the summary.
+
+  With `vectorize`, runs that can train together do (`training_groups`).
 
   Every run's config is checked before the first one trains. Returns the
   summary (None for a dry run).
@@ -207,15 +268,9 @@ def run_sweep(
       overrides = " ".join(f"{k}={v!r}" for k, v in run.overrides.items())
       print(f"{run_status(run_dir, run_cfg):<36} {run_dir}  {overrides}")
     return None
-  failures = {}  # Run name: why its training stopped.
-  for i, (run, run_dir, run_cfg) in enumerate(zip(runs, run_dirs, configs)):
-    status = run_status(run_dir, run_cfg)
-    logging.info(
-      "Sweep run %d of %d, %s: %s.", i + 1, len(runs), run.name, status
-    )
-    error = _train_and_analyze(run_cfg, run_dir, status)
-    if error is not None:
-      failures[run.name] = error
+  stopped = train_runs(configs, run_dirs, vectorize)
+  # Run name: why its training stopped.
+  failures = {runs[i].name: error for i, error in stopped.items()}
   summary = sweep_report.summarize(workdir, runs, failures)
   if jax.process_index() == 0:
     outputs.write_json(os.path.join(workdir, "sweep_summary.json"), summary)

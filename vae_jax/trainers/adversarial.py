@@ -148,6 +148,31 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     optimizers.check_config(config.optimizer[network], f"optimizer.{network}")
 
 
+def _optimizers(
+  config: ml_collections.ConfigDict, total_steps: int
+) -> tuple[optax.GradientTransformation, optax.GradientTransformation]:
+  """The generator's and the discriminator's optimizers."""
+  # The generator takes one update per n_critic loop steps; its schedule
+  # spans its own updates.
+  g_steps = max(1, total_steps // config.n_critic)
+  return (
+    optimizers.make_optimizer(config.optimizer.generator, g_steps),
+    optimizers.make_optimizer(config.optimizer.discriminator, total_steps),
+  )
+
+
+def with_optimizers(
+  state: GanState, config: ml_collections.ConfigDict, total_steps: int
+) -> GanState:
+  """`Trainer.with_optimizers`: each network updated by its own section of
+  `config.optimizer`."""
+  g_tx, d_tx = _optimizers(config, total_steps)
+  return state.replace(
+    generator=state.generator.replace(tx=g_tx),
+    discriminator=state.discriminator.replace(tx=d_tx),
+  )
+
+
 def create_train_state(
   config: ml_collections.ConfigDict,
   parts,
@@ -162,19 +187,11 @@ def create_train_state(
     g_rng, jnp.zeros((1, model.latent_size)), jnp.zeros((1,), jnp.int32)
   )
   d_variables = model.discriminator.init(d_rng, jnp.zeros((1, *image_shape)))
-  # The generator takes one update per n_critic loop steps; its schedule
-  # spans its own updates.
-  g_steps = max(1, total_steps // config.n_critic)
+  g_tx, d_tx = _optimizers(config, total_steps)
   fields = dict(
     step=jnp.zeros((), jnp.int32),  # Strongly typed: one compilation.
-    generator=NetworkState.create(
-      g_variables,
-      optimizers.make_optimizer(config.optimizer.generator, g_steps),
-    ),
-    discriminator=NetworkState.create(
-      d_variables,
-      optimizers.make_optimizer(config.optimizer.discriminator, total_steps),
-    ),
+    generator=NetworkState.create(g_variables, g_tx),
+    discriminator=NetworkState.create(d_variables, d_tx),
   )
   if config.generator_ema_decay:
     return EmaGanState(**fields, generator_ema=g_variables["params"])
@@ -508,4 +525,8 @@ TRAINER = trainer.Trainer(
   create_train_state=create_train_state,
   make_steps=make_steps,
   make_image_grids=make_image_grids,
+  with_optimizers=with_optimizers,
+  traced_fields=tuple(
+    f"optimizer.{network}.learning_rate" for network in NETWORKS
+  ),
 )

@@ -35,9 +35,12 @@ class Console:
     steps_per_epoch: int,
     start_step: int,
     batch_size: int,
+    name: str = "",
   ):
     self._total_steps, self._steps_per_epoch = total_steps, steps_per_epoch
     self._batch_size = batch_size
+    # Starts every line: a vectorized group's member, by name.
+    self._prefix = f"{name}: " if name else ""
     self._start = (time.perf_counter(), start_step)
     self._window_start = self._start
     # (time, step) at the end of the first window: the time left is
@@ -57,7 +60,8 @@ class Console:
     self._window_start = (now, step)
     skipped = int(summary.get("nonfinite_steps", 0))
     logging.info(
-      "step %d/%d: %s; %.0f images/s; %s left%s",
+      "%sstep %d/%d: %s; %.0f images/s; %s left%s",
+      self._prefix,
       step,
       self._total_steps,
       _metrics_text(
@@ -72,7 +76,8 @@ class Console:
 
   def epoch(self, step: int, metrics: dict[str, float]) -> None:
     logging.info(
-      "epoch %d/%d: test %s; %s left",
+      "%sepoch %d/%d: test %s; %s left",
+      self._prefix,
       step // self._steps_per_epoch,
       self._total_steps // self._steps_per_epoch,
       _metrics_text(metrics, "test_"),
@@ -83,7 +88,8 @@ class Console:
     self, metrics: dict[str, float], steps_run: int, train_seconds: float
   ) -> None:
     logging.info(
-      "Final test metrics: %s; %d steps in %s.",
+      "%sFinal test metrics: %s; %d steps in %s.",
+      self._prefix,
       _metrics_text(metrics, "test_"),
       steps_run,
       _duration(train_seconds),

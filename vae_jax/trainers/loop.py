@@ -8,12 +8,19 @@ batch. The host acts only at log, checkpoint and epoch boundaries: it logs
 one line per log window, evaluates the test split and draws image grids each
 epoch, saves checkpoints, stops on repeated non-finite steps and on SIGTERM,
 and writes results.json at the end.
+
+`train_group(members)` does the same for a vectorized group
+(`members.Members`): one loop, the host's work done for each member in its
+own workdir. A run alone is a group of one without the member axis.
 """
 
+from collections.abc import Callable
+import contextlib
+import dataclasses
 import functools
 import os
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 from absl import logging
 from clu import metric_writers
@@ -24,6 +31,7 @@ import ml_collections
 import numpy as np
 import tensorflow as tf
 
+from vae_jax import errors
 from vae_jax.core import checkpoints
 from vae_jax.core import outputs
 from vae_jax.core import preemption
@@ -34,6 +42,7 @@ from vae_jax.data import device_held
 from vae_jax.data import pipeline
 from vae_jax.models import registry as models
 from vae_jax.trainers import console as console_lib
+from vae_jax.trainers import members as members_lib
 from vae_jax.trainers import parts as parts_lib
 from vae_jax.trainers import run_config
 
@@ -61,15 +70,14 @@ def evaluate(
   eval_ds: tf.data.Dataset,
   rng: jax.Array,
   data_sharding,
+  fold_in: Callable[[jax.Array, Any], jax.Array] = jax.random.fold_in,
 ) -> dict[str, jax.Array]:
   """Sums of every objective term over the whole eval split, batch by batch
-  from the host."""
+  from the host; batch i's key is `fold_in(rng, i)`."""
   totals = None
   for i, batch in enumerate(eval_ds.as_numpy_iterator()):
     sums = jitted_eval_step(
-      state,
-      sharding.to_global(batch, data_sharding),
-      jax.random.fold_in(rng, i),
+      state, sharding.to_global(batch, data_sharding), fold_in(rng, i)
     )
     totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
   return totals
@@ -110,53 +118,55 @@ def summarize_window(
 def _device_held_steps(
   data,
   eval_ds,
-  train_step,
-  eval_step,
+  steps,
   mesh,
   local_batch_size: int,
-  seed: int,
+  members: members_lib.Members,
   rngs,
   max_steps: int,
 ):
   """A `device_held.StepRunner` and an evaluator (state -> sums) on the
   splits held on the devices, each step chunk one compiled loop of the
-  uncompiled steps."""
+  uncompiled `steps` (train, eval)."""
+  train_step, eval_step = steps
   train_rng, eval_rng = rngs
   run_steps = device_held.DeviceSteps(
     data.device_split(),
     train_step,
     mesh,
     local_batch_size,
-    seed,
+    [config.seed for config in members.configs],
     train_rng,
     max_steps=max_steps,
+    leading_axes=members.leading_axes,
   )
   return run_steps, device_held.device_evaluator(
-    eval_ds, eval_step, mesh, eval_rng
+    eval_ds, eval_step, mesh, eval_rng, members.fold_in
   )
 
 
 def _host_fed_steps(
   data,
   eval_ds,
-  train_step,
-  eval_step,
+  steps,
   mesh,
   local_batch_size: int,
-  seed: int,
+  members: members_lib.Members,
   rngs,
   start_step: int,
 ):
   """A one-step `device_held.StepRunner` on batches from the host, from
   `start_step` on, and an evaluator (state -> sums) batch by batch: the
-  steps compiled for `mesh`."""
+  `steps` (train, eval) compiled for `mesh`."""
+  train_step, eval_step = steps
   train_rng, eval_rng = rngs
-  data_sharding = sharding.batch_sharded(mesh)
+  train_sharding = sharding.batch_sharded(mesh, members.leading_axes)
   run_steps = device_held.host_step_runner(
     sharding.prefetch_to_mesh(
-      data.train_batches(local_batch_size, seed, start_step), data_sharding
+      members.train_batches(data, local_batch_size, start_step),
+      train_sharding,
     ),
-    sharding.jit_train_step(train_step, mesh),
+    sharding.jit_train_step(train_step, mesh, members.leading_axes),
     train_rng,
   )
   return run_steps, functools.partial(
@@ -164,7 +174,8 @@ def _host_fed_steps(
     sharding.jit_eval_step(eval_step, mesh),
     eval_ds=eval_ds,
     rng=eval_rng,
-    data_sharding=data_sharding,
+    data_sharding=sharding.batch_sharded(mesh),
+    fold_in=members.fold_in,
   )
 
 
@@ -185,25 +196,112 @@ def _make_writer(workdir: str) -> metric_writers.MetricWriter:
   return outputs.EventWriter(workdir)
 
 
+class Outcome(NamedTuple):
+  """How one member's training ended: its final metrics, or why it
+  stopped."""
+
+  results: dict[str, Any] | None
+  # The non-finite steps that stopped it before the end; None if it ran to
+  # the end.
+  error: str | None = None
+
+
 def train_and_evaluate(
   config: ml_collections.ConfigDict, workdir: str
 ) -> dict[str, Any]:
   """Trains (or resumes) the run in `workdir`; returns the final metrics.
 
-  The run holds the workdir (`workdir_lock`) from before its data loads to
-  its end: a second run there fails at once, naming this one.
+  Raises FloatingPointError when `config.max_consecutive_nonfinite` steps in
+  a row were skipped.
   """
-  run_config.check_config(config)
-  outputs.check_workdir(workdir)
-  with workdir_lock.hold(workdir):
-    return _train_and_evaluate(config, workdir)
+  (outcome,) = train_group(members_lib.Members.alone(config, workdir))
+  if outcome.error is not None:
+    raise FloatingPointError(outcome.error)
+  return outcome.results
 
 
-def _train_and_evaluate(
-  config: ml_collections.ConfigDict, workdir: str
-) -> dict[str, Any]:
-  """`train_and_evaluate`'s work, in the workdir it holds."""
+def train_group(members: members_lib.Members) -> list[Outcome]:
+  """Trains (or resumes) every member in its workdir, in one loop; returns
+  their outcomes, in order.
+
+  Each member holds its workdir (`workdir_lock`) from before the data loads
+  to the end: a second run there fails at once, naming this one.
+  """
+  for config, workdir in zip(members.configs, members.workdirs):
+    run_config.check_config(config)
+    outputs.check_workdir(workdir)
+  with contextlib.ExitStack() as held:
+    for workdir in members.workdirs:
+      held.enter_context(workdir_lock.hold(workdir))
+    return _train_group(members)
+
+
+@dataclasses.dataclass
+class _MemberRun:
+  """What the host keeps of one member while the loop runs."""
+
+  config: ml_collections.ConfigDict
+  workdir: str
+  writer: metric_writers.MetricWriter
+  console: console_lib.Console
+  manager: Any  # Its Orbax CheckpointManager.
+  image_grids: Callable[[Any], dict[str, np.ndarray]]  # Of its state.
+  nonfinite_streak: int = 0  # Skipped steps in a row, to the last log.
+  nonfinite_steps: int = 0  # Skipped steps since the loop started.
+  eval_metrics: dict[str, float] | None = None  # The newest evaluation's.
+  error: str | None = None  # Set when its non-finite steps stopped it.
+
+
+def _nonfinite_error(run: _MemberRun, step: int) -> str:
+  return (
+    f"the last {run.nonfinite_streak} steps, to step {step}, had a "
+    "non-finite loss or gradient and were skipped; stopping "
+    f"(max_consecutive_nonfinite={run.config.max_consecutive_nonfinite}). "
+    "Skipped updates never reach a checkpoint; the newest is step "
+    f"{run.manager.latest_step()}. Try a lower optimizer.learning_rate or "
+    "optimizer.grad_clip_norm."
+  )
+
+
+def _restore_all(
+  members: members_lib.Members, managers: list[Any], state, rng: jax.Array
+) -> tuple[Any, jax.Array]:
+  """Every member's newest readable checkpoint, stacked; `state` and `rng`
+  as they are where none has one. Members must resume from one step."""
+  restored = [
+    checkpoints.restore(
+      manager,
+      members.take(state, i),
+      members.take(rng, i),
+      set_aside_unreadable=True,
+    )
+    for i, manager in enumerate(managers)
+  ]
+  steps = [
+    None if r is None else int(jax.device_get(r[0].step)) for r in restored
+  ]
+  if len(set(steps)) > 1:
+    raise errors.UserInputError(
+      "members trained together must resume from one step; their newest "
+      "checkpoints are at "
+      + ", ".join(
+        f"{name}: {step or 'none'}"
+        for name, step in zip(members.names(), steps)
+      )
+      + ". Train them apart, or from the same step."
+    )
+  if restored[0] is None:
+    return state, rng
+  return (
+    members.stack([r[0] for r in restored]),
+    members.stack([r[1] for r in restored]),
+  )
+
+
+def _train_group(members: members_lib.Members) -> list[Outcome]:
+  """`train_group`'s work, in the workdirs it holds."""
   run_start = time.perf_counter()
+  config = members.config  # The fields all members share.
   # Data first: a run that cannot read its data leaves no workdir behind
   # (`workdir_lock.hold` removes the one it made).
   data = pipeline.prepare(config.input)
@@ -217,76 +315,85 @@ def _train_and_evaluate(
   )
   image_shape = data.image_shape
   parts = parts_lib.assemble(config, image_shape)  # May reject the config.
+  members = members.checked(parts)
   trainer = parts.trainer
   batch_size = sharding.global_batch_size(config)
   local_batch_size = sharding.local_batch_size(batch_size)
   steps_per_epoch = data.steps_per_epoch(local_batch_size)
   total_steps = steps_per_epoch * config.num_epochs
-  resume.check_config_change(
-    config,
-    run_config.load_saved(workdir),
-    workdir,
-    functools.partial(abstract_train_state, image_shape=image_shape),
-  )
+  for member_config, workdir in zip(members.configs, members.workdirs):
+    resume.check_config_change(
+      member_config,
+      run_config.load_saved(workdir),
+      workdir,
+      functools.partial(abstract_train_state, image_shape=image_shape),
+    )
   if jax.process_count() > 1:  # Process 0 may have moved checkpoints aside.
     multihost_utils.sync_global_devices("vae_jax: config checked")
-  tf.io.gfile.makedirs(workdir)
-  if jax.process_index() == 0:
-    outputs.write_json(
-      os.path.join(workdir, "config.json"), config.to_json_best_effort(indent=2)
-    )
+  for member_config, workdir in zip(members.configs, members.workdirs):
+    tf.io.gfile.makedirs(workdir)
+    if jax.process_index() == 0:
+      outputs.write_json(
+        os.path.join(workdir, "config.json"),
+        member_config.to_json_best_effort(indent=2),
+      )
 
   mesh = sharding.make_mesh()
   replicated = sharding.replicated(mesh)
   # Made inside jit, so that on multi-process runs they are global arrays.
   init_rng, train_rng, eval_rng, sample_rng = jax.jit(
-    lambda: tuple(jax.random.split(jax.random.PRNGKey(config.seed), 4)),
+    members.from_seeds(
+      lambda seed: tuple(jax.random.split(jax.random.PRNGKey(seed), 4))
+    ),
     out_shardings=replicated,
   )()
+  # The first member's optimizers; each member's step rebinds its own.
   state = jax.jit(
-    functools.partial(
-      trainer.create_train_state,
-      config,
-      parts,
-      image_shape,
-      total_steps=total_steps,
+    members.over_members(
+      functools.partial(
+        trainer.create_train_state,
+        config,
+        parts,
+        image_shape,
+        total_steps=total_steps,
+      )
     ),
     out_shardings=replicated,
   )(init_rng)
 
   eval_ds = data.eval_dataset(local_batch_size)
-  image_grids = trainer.make_image_grids(
-    config,
-    parts,
-    data.first_test_images(config.num_image_samples // 2),
-    sample_rng,
-  )
+  test_images = data.first_test_images(config.num_image_samples // 2)
 
   # Orbax's threads start with the manager; under tfds.testing.mock_data,
   # building a dataset swaps the filesystem for every thread, so the tests
   # need the data read first.
-  manager = checkpoints.make_manager(workdir, config)
-  restored = checkpoints.restore(
-    manager, state, train_rng, set_aside_unreadable=True
-  )
-  if restored is not None:
-    state, train_rng = restored
-  start_step = int(jax.device_get(state.step))
+  managers = [
+    checkpoints.make_manager(workdir, member_config)
+    for member_config, workdir in zip(members.configs, members.workdirs)
+  ]
+  state, train_rng = _restore_all(members, managers, state, train_rng)
+  start_step = int(jax.device_get(members.take(state.step, 0)))
   logging.info(
     "%s (%s, %d parameters) trained on %s by the %s trainer; "
     "step %d of %d (%d per epoch).",
     config.model.name,
     parts.family.kind.value,
-    models.count_params(state.params),
+    models.count_params(members.take(state.params, 0)),
     parts.objective.name,
     trainer.name,
     start_step,
     total_steps,
     steps_per_epoch,
   )
+  if members.vectorized:
+    logging.info(
+      "Training %d members together, differing in %s: %s.",
+      len(members),
+      ", ".join(members.traced) or "nothing",
+      ", ".join(members.names()),
+    )
   # Uncompiled: compiled once below, as one step or inside the device loop.
-  train_step, eval_step = trainer.make_steps(config, parts)
-  train_step = data.on_device_input(train_step, config.seed)
+  steps = members.steps(parts, data.on_device_input, total_steps)
   # The host must act at these multiples of steps; between them, a
   # device-resident split runs the steps as one compiled loop.
   periods = (
@@ -306,11 +413,10 @@ def _train_and_evaluate(
     run_steps, eval_sums = _device_held_steps(
       data,
       eval_ds,
-      train_step,
-      eval_step,
+      steps,
       mesh,
       local_batch_size,
-      config.seed,
+      members,
       (train_rng, eval_rng),
       max_steps=min(periods),
     )
@@ -318,100 +424,140 @@ def _train_and_evaluate(
     run_steps, eval_sums = _host_fed_steps(
       data,
       eval_ds,
-      train_step,
-      eval_step,
+      steps,
       mesh,
       local_batch_size,
-      config.seed,
+      members,
       (train_rng, eval_rng),
       start_step,
     )
     periods = (1,)
 
-  writer = _make_writer(workdir)
-  console = console_lib.Console(
-    total_steps, steps_per_epoch, start_step, batch_size
-  )
+  runs = [
+    _MemberRun(
+      config=member_config,
+      workdir=workdir,
+      writer=_make_writer(workdir),
+      console=console_lib.Console(
+        total_steps,
+        steps_per_epoch,
+        start_step,
+        batch_size,
+        name=name if members.vectorized else "",
+      ),
+      manager=manager,
+      image_grids=trainer.make_image_grids(
+        member_config, parts, test_images, members.take(sample_rng, i)
+      ),
+    )
+    for i, (member_config, workdir, name, manager) in enumerate(
+      zip(members.configs, members.workdirs, members.names(), managers)
+    )
+  ]
 
-  def run_eval(state, step: int) -> dict[str, float]:
-    metrics = per_image_means(eval_sums(state))
-    writer.write_scalars(step, metrics)
-    _write_image_grids(writer, workdir, step, image_grids(state))
-    return metrics
+  def active() -> list[tuple[int, _MemberRun]]:
+    return [(i, run) for i, run in enumerate(runs) if run.error is None]
 
-  eval_metrics, eval_seconds = None, 0.0
-  pending_metrics, nonfinite_streak, nonfinite_steps = [], 0, 0
+  def run_eval(state, step: int) -> None:
+    sums = eval_sums(state)
+    for i, run in active():
+      run.eval_metrics = per_image_means(members.take(sums, i))
+      run.writer.write_scalars(step, run.eval_metrics)
+      _write_image_grids(
+        run.writer, run.workdir, step, run.image_grids(members.take(state, i))
+      )
+
+  def save_all(state) -> None:
+    for i, run in active():
+      checkpoints.save(
+        run.manager, members.take(state, i), members.take(train_rng, i)
+      )
+
+  eval_seconds = 0.0
+  pending_metrics = []
   loop_start = time.perf_counter()
   step = start_step
   with preemption.StopRequests() as stop_requests:
-    while step < total_steps:
+    while step < total_steps and active():
       end_step = device_held.next_stop(step, total_steps, periods)
       state, metrics = run_steps(state, step, end_step)
       pending_metrics.append(metrics)
       first_step, step = step + 1, end_step
-      stop = stop_requests.should_stop(manager, first_step, step)
+      stop = stop_requests.should_stop(managers[0], first_step, step)
       save_now = (
         step % config.checkpoint_every_steps == 0 or step == total_steps or stop
       )
       # Host reads happen only here, so the device queue stays full
       # otherwise; before every save too, to stop on non-finite steps first.
       if step % config.log_every_steps == 0 or save_now:
-        summary, nonfinite_streak = summarize_window(
-          device_held.per_step_metrics(pending_metrics), nonfinite_streak
-        )
+        window = device_held.per_step_metrics(pending_metrics)
         pending_metrics = []
-        nonfinite_steps += int(summary["nonfinite_steps"])
-        if nonfinite_streak >= config.max_consecutive_nonfinite:
-          checkpoints.close(manager)
-          raise FloatingPointError(
-            f"the last {nonfinite_streak} steps, to step {step}, had a "
-            "non-finite loss or gradient and were skipped; stopping "
-            f"(max_consecutive_nonfinite={config.max_consecutive_nonfinite}"
-            "). Skipped updates never reach a checkpoint; the newest is "
-            f"step {manager.latest_step()}. Try a lower "
-            "optimizer.learning_rate or optimizer.grad_clip_norm."
+        for i, run in active():
+          summary, run.nonfinite_streak = summarize_window(
+            [members.take(metrics, i) for metrics in window],
+            run.nonfinite_streak,
           )
-        writer.write_scalars(
-          step, {f"train_{k}": v for k, v in summary.items()}
-        )
-        console.window(step, summary)
+          run.nonfinite_steps += int(summary["nonfinite_steps"])
+          if run.nonfinite_streak >= run.config.max_consecutive_nonfinite:
+            run.error = _nonfinite_error(run, step)
+            logging.error("Run %s stopped: %s", run.workdir, run.error)
+            checkpoints.close(run.manager)
+            continue
+          run.writer.write_scalars(
+            step, {f"train_{k}": v for k, v in summary.items()}
+          )
+          run.console.window(step, summary)
+      if not active():
+        break
       if step % steps_per_epoch == 0:
         eval_start = time.perf_counter()
-        eval_metrics = run_eval(state, step)
+        run_eval(state, step)
         eval_seconds += time.perf_counter() - eval_start
-        console.epoch(step, eval_metrics)
+        for _, run in active():
+          run.console.epoch(step, run.eval_metrics)
       if save_now:
-        checkpoints.save(manager, state, train_rng)
+        save_all(state)
       if stop:
-        checkpoints.close(manager)  # Durable before the process exits.
-        writer.flush()
+        for _, run in active():
+          checkpoints.close(run.manager)  # Durable before the process exits.
+          run.writer.flush()
         raise preemption.Preempted(step, stop_requests.signal_name)
   jax.block_until_ready(state)
   train_seconds = time.perf_counter() - loop_start
-  if eval_metrics is None:  # Resumed a finished run: nothing was trained.
-    eval_metrics = run_eval(state, total_steps)
-  checkpoints.close(manager)
-  writer.flush()
+  if any(run.eval_metrics is None for _, run in active()):
+    run_eval(state, total_steps)  # Resumed a finished run: nothing trained.
 
   steps_run = total_steps - start_step
-  results = {
-    **eval_metrics,
-    "num_params": models.count_params(state.params),
-    "steps": total_steps,
-    "start_step": start_step,  # Above 0 when this run resumed another.
-    "nonfinite_steps": nonfinite_steps,  # Skipped updates, since start_step.
-    "train_seconds": train_seconds,
-    # Training throughput, with per-epoch evaluation time left out.
-    "images_per_second": (
-      steps_run * batch_size / max(train_seconds - eval_seconds, 1e-9)
-    ),
-    "total_seconds": time.perf_counter() - run_start,
-    "data_source": data.source,
-    "devices": jax.device_count(),  # The global batch is split over these,
-    "processes": jax.process_count(),  # whose hosts each read a share.
-    "batches_on_device": batches_on_device,  # See input.device_resident.
-  }
-  if jax.process_index() == 0:
-    outputs.write_json(os.path.join(workdir, "results.json"), results)
-  console.final(eval_metrics, steps_run, train_seconds)
-  return results
+  outcomes = []
+  for i, run in enumerate(runs):
+    run.writer.flush()
+    if run.error is not None:
+      outcomes.append(Outcome(results=None, error=run.error))
+      continue
+    checkpoints.close(run.manager)
+    results = {
+      **run.eval_metrics,
+      "num_params": models.count_params(members.take(state.params, i)),
+      "steps": total_steps,
+      "start_step": start_step,  # Above 0 when this run resumed another.
+      "nonfinite_steps": run.nonfinite_steps,  # Skipped, since start_step.
+      # The wall time of the loop, which the members of a group share.
+      "train_seconds": train_seconds,
+      # Training throughput, with per-epoch evaluation time left out.
+      "images_per_second": (
+        steps_run * batch_size / max(train_seconds - eval_seconds, 1e-9)
+      ),
+      "total_seconds": time.perf_counter() - run_start,
+      # Runs trained in this loop: 1 for a run alone, N for the members of
+      # a vectorized group.
+      "trained_together": len(members),
+      "data_source": data.source,
+      "devices": jax.device_count(),  # The global batch is split over these,
+      "processes": jax.process_count(),  # whose hosts each read a share.
+      "batches_on_device": batches_on_device,  # See input.device_resident.
+    }
+    if jax.process_index() == 0:
+      outputs.write_json(os.path.join(run.workdir, "results.json"), results)
+    run.console.final(run.eval_metrics, steps_run, train_seconds)
+    outcomes.append(Outcome(results=results))
+  return outcomes

@@ -41,6 +41,15 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   optimizers.check_config(config.optimizer, "optimizer")
 
 
+def with_optimizers(
+  state: TrainState, config: ml_collections.ConfigDict, total_steps: int
+) -> TrainState:
+  """`Trainer.with_optimizers`: `state` updated by `config.optimizer`."""
+  return state.replace(
+    tx=optimizers.make_optimizer(config.optimizer, total_steps)
+  )
+
+
 def variables(state: TrainState) -> dict[str, Any]:
   return {"params": state.params, "batch_stats": state.batch_stats}
 
@@ -239,4 +248,6 @@ TRAINER = trainer.Trainer(
   create_train_state=create_train_state,
   make_steps=make_steps,
   make_image_grids=make_image_grids,
+  with_optimizers=with_optimizers,
+  traced_fields=("optimizer.learning_rate",),
 )

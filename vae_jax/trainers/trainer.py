@@ -36,6 +36,13 @@ class Trainer(NamedTuple):
   make_steps: Callable[..., tuple[Any, Any]]
   # (config, parts, test_images, rng) -> (state -> {name: uint8 grid}).
   make_image_grids: Callable[..., Callable[[Any], dict[str, np.ndarray]]]
+  # (state, config, total_steps) -> the state, its arrays unchanged, whose
+  # updates follow `config`'s optimizer sections: a member of a vectorized
+  # sweep updates with its own learning rate (`trainers.members`).
+  with_optimizers: Callable[..., Any]
+  # The optimizer fields (dotted) its steps read only as numbers, so that
+  # members of a vectorized sweep may differ in them.
+  traced_fields: tuple[str, ...]
 
 
 def masked_sums(
