@@ -21,5 +21,9 @@ from configs import mnist_gan
 def get_config() -> ml_collections.ConfigDict:
   config = mnist_gan.get_config()
   config.model.name = "acgan"  # The digit's 10 classes come from the data.
+  # 26,236 steps of batch 64: the class loss speeds it up; its samples are
+  # the digit asked for 97.6% of the time here, against 97.9% at 40 epochs
+  # (docs/seed_studies.md, Seed 003).
+  config.num_epochs = 28
   config.loss.aux_weight = 1.0  # ACGAN's: class and source losses equal.
   return config
