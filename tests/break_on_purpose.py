@@ -182,9 +182,9 @@ MUTATIONS = (
   Mutation(
     "non_finite_streak_limit_off_by_one",
     "vae_jax/trainers/loop.py",
-    "nonfinite_streak >= config.max_consecutive_nonfinite",
+    "run.nonfinite_streak >= run.config.max_consecutive_nonfinite",
     # One skipped step more than the limit before the run stops.
-    "nonfinite_streak > config.max_consecutive_nonfinite",
+    "run.nonfinite_streak > run.config.max_consecutive_nonfinite",
     (
       Catch(
         "tests/test_loop.py::"
