@@ -261,7 +261,7 @@ def benchmark_config(spec: str) -> dict:
       )
     return metrics
 
-  host_runner = device_held.host_step_runner(
+  host_runner = device_held.HostSteps(
     sharding.prefetch_to_mesh(setup.host_batches(), setup.data_sharding),
     setup.train_step,
     setup.rng,

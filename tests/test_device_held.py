@@ -47,7 +47,7 @@ def run_steps(config, chunk_ends, on_device):
         max_steps=3,
       )
     else:
-      runner = device_held.host_step_runner(
+      runner = device_held.HostSteps(
         sharding.prefetch_to_mesh(
           data.train_batches(config.batch_size, config.seed),
           sharding.batch_sharded(mesh),

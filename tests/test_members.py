@@ -281,3 +281,43 @@ def test_a_sweep_grid_is_split_into_groups_by_shape(tiny_config, tmp_path):
   assert runner.training_groups(
     configs, run_dirs, ["done"] + ["new"] * 7, False
   ) == [[i] for i in range(1, 8)]
+  # --max_members splits each group in grid order.
+  assert runner.training_groups(
+    configs, run_dirs, ["new"] * 8, True, max_members=3
+  ) == [[0, 1, 2], [3], [4, 5, 6], [7]]
+
+
+def test_a_group_too_large_for_the_devices_is_refused_naming_what_fits(
+  tmp_path, monkeypatch
+):
+  configs = member_configs()
+  # XLA's count for the two members' loop, which the refusal reports.
+  needed = []
+  check_memory = members_lib.Members.check_memory
+
+  def with_too_little_memory(self, lower, available=None):
+    del available
+    stats = lower().compile().memory_analysis()
+    needed.append(
+      stats.argument_size_in_bytes
+      + stats.output_size_in_bytes
+      - stats.alias_size_in_bytes
+      + stats.temp_size_in_bytes
+    )
+    # Room for one member and a half.
+    check_memory(self, lower, available=int(needed[0] * 0.75))
+
+  monkeypatch.setattr(
+    members_lib.Members, "check_memory", with_too_little_memory
+  )
+  with pytest.raises(errors.UserInputError) as e:
+    run_group(group_of(configs, tmp_path))
+  assert str(e.value) == (
+    f"2 members trained together need {needed[0] / 2**20:,.1f} MiB on each "
+    f"device, more than the {int(needed[0] * 0.75) / 2**20:,.1f} MiB free "
+    "there; train at most 1 together (--max_members=1)."
+  )
+  # Refused before any step: nothing was trained or saved.
+  assert not (tmp_path / "member0" / "checkpoints").exists() or not any(
+    (tmp_path / "member0" / "checkpoints").iterdir()
+  )

@@ -28,6 +28,13 @@ flags.DEFINE_bool(
   "loss.kl_weight, optimizer.learning_rate, ...) together, as one compiled "
   "program vmapped over them; the others apart.",
 )
+flags.DEFINE_integer(
+  "max_members",
+  0,
+  "With --vectorize, at most this many runs in one compiled program (0: no "
+  "limit); a group too large for the devices' memory names a number.",
+  lower_bound=0,
+)
 flags.DEFINE_bool(
   "dry_run",
   False,
@@ -50,6 +57,7 @@ def main(argv):
     FLAGS.sweep,
     FLAGS.dry_run,
     FLAGS.vectorize,
+    FLAGS.max_members,
   )
 
 

@@ -313,17 +313,33 @@ def device_evaluator(
   return lambda state: eval_sums(state, rng, batches)
 
 
-def host_step_runner(
-  batches: Iterator[Any], jitted_train_step, rng: jax.Array
-) -> StepRunner:
-  """One step per call, on the next of `batches` (global arrays)."""
+class HostSteps:
+  """A `StepRunner` of one step per call, on the next of `batches` (global
+  arrays)."""
 
-  def run(state, first_step: int, end_step: int):
+  def __init__(self, batches: Iterator[Any], jitted_train_step, rng: jax.Array):
+    self._batches = batches
+    self._jitted_train_step = jitted_train_step
+    self._rng = rng
+    self._next_batch = None  # Drawn early by `lower`, used by the next call.
+
+  def _batch(self) -> Any:
+    if self._next_batch is None:
+      self._next_batch = next(self._batches)
+    return self._next_batch
+
+  def __call__(
+    self, state, first_step: int, end_step: int
+  ) -> tuple[Any, MetricsBlock]:
     del first_step, end_step  # Always one step: batches come in order.
-    state, metrics = jitted_train_step(state, next(batches), rng)
+    batch, self._next_batch = self._batch(), None
+    state, metrics = self._jitted_train_step(state, batch, self._rng)
     return state, (metrics, None)
 
-  return run
+  def lower(self, state, first_step: int, end_step: int):
+    """The step's `jax.stages.Lowered`, on the batch the next call takes."""
+    del first_step, end_step
+    return self._jitted_train_step.lower(state, self._batch(), self._rng)
 
 
 def per_step_metrics(blocks: list[MetricsBlock]) -> list[dict[str, Any]]:

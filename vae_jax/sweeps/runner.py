@@ -179,13 +179,14 @@ def training_groups(
   run_dirs: list[str],
   statuses: list[str],
   vectorize: bool,
+  max_members: int = 0,
 ) -> list[list[int]]:
   """The runs left to train, as groups of indices that train in one loop.
 
   One run per group, or with `vectorize` every run whose config differs
   from the others' only in traced fields (`trainers.members`) and that
-  resumes from the same checkpoint step; groups and their runs in grid
-  order.
+  resumes from the same checkpoint step, `max_members` at most per group
+  (0: no limit); groups and their runs in grid order.
   """
   groups = {}
   for i, (run_cfg, run_dir, status) in enumerate(
@@ -199,7 +200,12 @@ def training_groups(
       else i
     )
     groups.setdefault(key, []).append(i)
-  return list(groups.values())
+  size = max_members or len(configs)
+  return [
+    group[start : start + size]
+    for group in groups.values()
+    for start in range(0, len(group), size)
+  ]
 
 
 def train_runs(
@@ -207,6 +213,7 @@ def train_runs(
   run_dirs: list[str],
   vectorize: bool,
   analyze: bool = True,
+  max_members: int = 0,
 ) -> dict[int, str]:
   """Trains every run that is not done, in `training_groups`, and with
   `analyze` analyzes each group's runs as soon as it has trained (and the
@@ -220,7 +227,9 @@ def train_runs(
   if analyze:
     analyze_runs([d for d, s in zip(run_dirs, statuses) if s == "done"])
   failures = {}
-  for group in training_groups(configs, run_dirs, statuses, vectorize):
+  for group in training_groups(
+    configs, run_dirs, statuses, vectorize, max_members
+  ):
     members = (
       members_lib.Members.alone(configs[group[0]], run_dirs[group[0]])
       if len(group) == 1
@@ -249,10 +258,12 @@ def run_sweep(
   sweep_flags: list[str],
   dry_run: bool = False,
   vectorize: bool = False,
+  max_members: int = 0,
 ) -> dict[str, Any] | None:
   """Trains and analyzes every run of the grid, then writes the summary.
 
-  With `vectorize`, runs that can train together do (`training_groups`).
+  With `vectorize`, runs that can train together do, `max_members` at most
+  in one group (`training_groups`).
 
   Every run's config is checked before the first one trains. Returns the
   summary (None for a dry run).
@@ -268,7 +279,7 @@ def run_sweep(
       overrides = " ".join(f"{k}={v!r}" for k, v in run.overrides.items())
       print(f"{run_status(run_dir, run_cfg):<36} {run_dir}  {overrides}")
     return None
-  stopped = train_runs(configs, run_dirs, vectorize)
+  stopped = train_runs(configs, run_dirs, vectorize, max_members=max_members)
   # Run name: why its training stopped.
   failures = {runs[i].name: error for i, error in stopped.items()}
   summary = sweep_report.summarize(workdir, runs, failures)

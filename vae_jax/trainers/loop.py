@@ -161,7 +161,7 @@ def _host_fed_steps(
   train_step, eval_step = steps
   train_rng, eval_rng = rngs
   train_sharding = sharding.batch_sharded(mesh, members.leading_axes)
-  run_steps = device_held.host_step_runner(
+  run_steps = device_held.HostSteps(
     sharding.prefetch_to_mesh(
       members.train_batches(data, local_batch_size, start_step),
       train_sharding,
@@ -433,6 +433,13 @@ def _train_group(members: members_lib.Members) -> list[Outcome]:
     )
     periods = (1,)
 
+  # Before the first step: a group too large for the devices fails here, in
+  # one line, not in the allocator.
+  members.check_memory(
+    lambda: run_steps.lower(
+      state, start_step, device_held.next_stop(start_step, total_steps, periods)
+    )
+  )
   runs = [
     _MemberRun(
       config=member_config,

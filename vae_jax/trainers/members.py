@@ -83,6 +83,16 @@ def member_config(
   return member
 
 
+def available_device_bytes() -> int:
+  """What one device can still allocate: its allocator's limit less what it
+  holds on accelerators; the host's free memory on CPU, whose devices report
+  no limit."""
+  stats = jax.local_devices()[0].memory_stats()
+  if stats is not None and "bytes_limit" in stats:
+    return stats["bytes_limit"] - stats.get("bytes_in_use", 0)
+  return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
 def _stacked_value(values: list[Any]) -> np.ndarray:
   """[N] float32 or int32: the traced dtypes of config floats and ints."""
   array = np.asarray(values)
@@ -183,6 +193,33 @@ class Members:
   def fold_in(self, keys: jax.Array, data: Any) -> jax.Array:
     """`jax.random.fold_in` of each member's key."""
     return self.over_members(jax.random.fold_in, in_axes=(0, None))(keys, data)
+
+  def check_memory(
+    self, lower: Callable[[], Any], available: int | None = None
+  ) -> None:
+    """Refuses, in one line with the figures, a group whose compiled loop
+    (`lower()`: its `jax.stages.Lowered`) needs more memory on each device
+    than is `available` there (by default `available_device_bytes()`),
+    naming how many members would fit. XLA's own count: arguments (the
+    stacked state, a split held on the devices), outputs and temporaries.
+    A run alone is not checked: it compiles nothing more."""
+    if not self.vectorized:
+      return
+    stats = lower().compile().memory_analysis()
+    needed = (
+      stats.argument_size_in_bytes
+      + stats.output_size_in_bytes
+      - stats.alias_size_in_bytes
+      + stats.temp_size_in_bytes
+    )
+    available = available_device_bytes() if available is None else available
+    if needed > available:
+      fitting = max(1, int(available / (needed / len(self))))
+      raise errors.UserInputError(
+        f"{len(self)} members trained together need {needed / 2**20:,.1f} "
+        f"MiB on each device, more than the {available / 2**20:,.1f} MiB free "
+        f"there; train at most {fitting} together (--max_members={fitting})."
+      )
 
   def from_seeds(self, fn: Callable[[Any], Any]) -> Callable[[], Any]:
     """A function of no arguments: `fn` of each member's seed, stacked.
