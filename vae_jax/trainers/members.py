@@ -261,10 +261,9 @@ class Members:
 
     if not self.vectorized:
       return member_steps(self.config)
+    flats = [resume.flatten(config.to_dict()) for config in self.configs]
     values = {
-      field: _stacked_value(
-        [resume.flatten(c.to_dict())[field] for c in self.configs]
-      )
+      field: _stacked_value([flat[field] for flat in flats])
       for field in self.traced
     }
 
