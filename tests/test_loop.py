@@ -14,6 +14,7 @@ from testbed import assemble
 from testbed import batchnorm_config
 from testbed import initial_state
 from vae_jax import errors
+from vae_jax.analysis import event_logs
 from vae_jax.core import checkpoints
 from vae_jax.core import finite_guard
 from vae_jax.models import registry
@@ -136,6 +137,22 @@ def test_train_and_evaluate_writes_every_output(tiny_config, tmp_path):
   checkpoints = sorted(int(p) for p in os.listdir(tmp_path / "checkpoints"))
   assert checkpoints[-1] == 2 * steps_per_epoch
   assert len(checkpoints) <= tiny_config.max_checkpoints_to_keep
+
+
+def test_evaluates_every_eval_every_epochs_and_at_the_end(
+  tiny_config, tmp_path
+):
+  tiny_config.num_epochs = 3
+  tiny_config.eval_every_epochs = 2
+  run(tiny_config, tmp_path)
+  steps_per_epoch = 40 // tiny_config.batch_size
+  drawn = sorted(p.name for p in tmp_path.glob("samples_*.png"))
+  assert drawn == [
+    f"samples_{step:06d}.png"
+    for step in (2 * steps_per_epoch, 3 * steps_per_epoch)
+  ]
+  test_steps, _ = event_logs.read_scalars(str(tmp_path))["test_loss"]
+  assert list(test_steps) == [2 * steps_per_epoch, 3 * steps_per_epoch]
 
 
 def test_rerun_resumes_from_the_newest_checkpoint(tiny_config, tmp_path):

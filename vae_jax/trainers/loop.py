@@ -5,9 +5,9 @@ model, its objective and its trainer (`parts`), resumes from the newest
 checkpoint, and then compiles the trainer's steps once and runs them: as
 one compiled loop over a split held on the devices, or one step per host
 batch. The host acts only at log, checkpoint and epoch boundaries: it logs
-one line per log window, evaluates the test split and draws image grids each
-epoch, saves checkpoints, stops on repeated non-finite steps and on SIGTERM,
-and writes results.json at the end.
+one line per log window, evaluates the test split and draws image grids
+every `eval_every_epochs` epochs, saves checkpoints, stops on repeated
+non-finite steps and on SIGTERM, and writes results.json at the end.
 
 `train_group(members)` does the same for a vectorized group
 (`members.Members`): one loop, the host's work done for each member in its
@@ -394,12 +394,13 @@ def _train_group(members: members_lib.Members) -> list[Outcome]:
     )
   # Uncompiled: compiled once below, as one step or inside the device loop.
   steps = members.steps(parts, data.on_device_input, total_steps)
+  eval_every_steps = steps_per_epoch * config.eval_every_epochs
   # The host must act at these multiples of steps; between them, a
   # device-resident split runs the steps as one compiled loop.
   periods = (
     config.log_every_steps,
     config.checkpoint_every_steps,
-    steps_per_epoch,
+    eval_every_steps,
   )
   batches_on_device = data.is_device_resident()
   logging.info(
@@ -516,7 +517,7 @@ def _train_group(members: members_lib.Members) -> list[Outcome]:
           run.console.window(step, summary)
       if not active():
         break
-      if step % steps_per_epoch == 0:
+      if step % eval_every_steps == 0 or step == total_steps:
         eval_start = time.perf_counter()
         run_eval(state, step)
         eval_seconds += time.perf_counter() - eval_start

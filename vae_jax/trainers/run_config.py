@@ -31,6 +31,7 @@ _POSITIVE_FIELDS = (
   "num_epochs",
   "log_every_steps",
   "checkpoint_every_steps",
+  "eval_every_epochs",
   "max_checkpoints_to_keep",
   "max_consecutive_nonfinite",
 )
@@ -48,6 +49,10 @@ def _loop_config() -> ml_collections.ConfigDict:
   config.batch_size_per_device = False
   config.log_every_steps = 100  # Train metrics are averaged over this window.
   config.checkpoint_every_steps = 2000  # Also saved at the end of training.
+  # The test split is evaluated, and image grids drawn, after every this
+  # many epochs and at the end of training. More than 1 saves the time of
+  # an evaluation pass where a step is cheap against it (the GANs).
+  config.eval_every_epochs = 1
   config.max_checkpoints_to_keep = 3  # Older checkpoints are deleted.
   config.num_image_samples = 64  # Samples per grid; half as many recons.
   # Updates with a non-finite loss or gradient are skipped; this many in a
