@@ -33,6 +33,25 @@ SMALL_CONV_16 = (
   + convs_params([128, 64, 32, 1], 3, bias=True)
 )
 
+# Burda et al.'s two-layer model: x-200-200-(h1: 100)-100-100-(h2: 50),
+# p(h1|h2) and p(x|h1) mirrored.
+TWO_LAYER = (
+  linear_params([784, 200, 200])
+  + 2 * linear_params([200, 100])
+  + linear_params([100, 100, 100])
+  + 2 * linear_params([100, 50])
+  + linear_params([50, 100, 100])
+  + 2 * linear_params([100, 100])
+  + linear_params([100, 200, 200, 784])
+)
+GATED_MLP = (
+  2 * linear_params([784, 300, 300])
+  + 2 * linear_params([300, 40])
+  + 2 * linear_params([40, 300, 300])
+  + linear_params([300, 784])
+)
+VAMP_PSEUDO_INPUTS = 500 * 784
+
 # (config module, argument, listing's parameter count).
 CONFIGS = [
   (
@@ -72,19 +91,15 @@ CONFIGS = [
     + 2 * linear_params([200, 20])
     + linear_params([20, 200, 400, 784]),
   ),
-  # Burda et al.'s two-layer model: x-200-200-(h1: 100)-100-100-(h2: 50),
-  # p(h1|h2) and p(x|h1) mirrored. Trained end to end on binarized images.
+  # Burda et al.'s two-layer model, trained end to end on binarized images.
   (
     "iwae_paper",
     "iwae,k=5,layers=2",
-    linear_params([784, 200, 200])
-    + 2 * linear_params([200, 100])
-    + linear_params([100, 100, 100])
-    + 2 * linear_params([100, 50])
-    + linear_params([50, 100, 100])
-    + 2 * linear_params([100, 100])
-    + linear_params([100, 200, 200, 784]),
+    TWO_LAYER,
   ),
+  # Tomczak & Welling's gated MLP: each gated layer is two linear ones;
+  # the VampPrior adds its 500 pseudo-images.
+  ("vampprior_paper", "vamp", GATED_MLP + VAMP_PSEUDO_INPUTS),
 ]
 # Configs whose parameter count is checked, but which train as one above.
 COUNTED_ONLY = [
@@ -96,6 +111,8 @@ COUNTED_ONLY = [
     + linear_params([50, 200, 200, 784]),
   ),
   ("mnist_convvae_seed", "16", SMALL_CONV_16),  # mnist_convvae's model.
+  ("vampprior_paper", "standard", GATED_MLP),
+  ("vampprior_paper", "vamp,layers=2", TWO_LAYER + VAMP_PSEUDO_INPUTS),
 ]
 
 

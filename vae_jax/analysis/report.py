@@ -230,10 +230,7 @@ def _variational_items(
   if dims is None:  # The two dims that carry the most information.
     dims = tuple(int(d) for d in np.argsort(-kl)[:2])
   center, center_name = _traversal_center(traversal_center, test_set.codes)
-  samples = runs.decode(
-    run,
-    np.asarray(jax.random.normal(rng, (NUM_SAMPLES, run.model.latent_size))),
-  )
+  samples = runs.decode(run, runs.prior_samples(run, rng, NUM_SAMPLES))
   report["sample_diversity"] = latent_metrics.mean_pairwise_distance(
     samples / 255
   )
@@ -419,11 +416,8 @@ def analyze(
     clock = time.perf_counter()
     samples = runs.decode(
       run,
-      np.asarray(
-        jax.random.normal(
-          jax.random.fold_in(sample_rng, 1),
-          (NUM_METRIC_SAMPLES, run.model.latent_size),
-        )
+      runs.prior_samples(
+        run, jax.random.fold_in(sample_rng, 1), NUM_METRIC_SAMPLES
       ),
     )
     report.update(
@@ -437,18 +431,16 @@ def analyze(
     report["seconds"]["mnist_metrics"] = time.perf_counter() - clock
     if curve_samples:
       clock = time.perf_counter()
-      z = np.asarray(
-        jax.random.normal(
-          jax.random.fold_in(sample_rng, 2),
-          (curve_samples, run.model.latent_size),
-        )
-      )
+      curve_rng = jax.random.fold_in(sample_rng, 2)
       (
         report["frechet_over_training"],
         figures["frechet_over_training.png"],
       ) = frechet_curve.analysis_items(
         run,
-        lambda at_step: runs.decode(at_step, z),
+        # Each step's own prior (a VampPrior's moves), with the same noise.
+        lambda at_step: runs.decode(
+          at_step, runs.prior_samples(at_step, curve_rng, curve_samples)
+        ),
         run_title(run, "Fréchet distance over training"),
       )
       report["seconds"]["frechet_over_training"] = time.perf_counter() - clock

@@ -171,6 +171,14 @@ _reconstruct = jax.jit(
 )
 
 
+_sample_prior = jax.jit(single_network.sample_prior, static_argnames="num")
+
+
+def prior_samples(run: TrainedRun, rng: jax.Array, num: int) -> np.ndarray:
+  """z ~ the run's prior (`models.priors`), [num, D]."""
+  return np.asarray(_sample_prior(run.state, rng, num=num))
+
+
 def decode(run: TrainedRun, codes: np.ndarray) -> np.ndarray:
   """uint8 images [N, H, W, C] of codes [N, D], decoded in fixed batches."""
   batches = []

@@ -46,10 +46,8 @@ def sample_images(
       f"--label needs a conditional model; {run.config.model.name!r} is "
       "unconditional."
     )
-  z = jax.random.normal(
-    jax.random.PRNGKey(seed), (num_samples, run.model.latent_size)
-  )
-  return runs.decode(run, np.asarray(z))
+  z = runs.prior_samples(run, jax.random.PRNGKey(seed), num_samples)
+  return runs.decode(run, z)
 
 
 def sample(

@@ -148,12 +148,7 @@ def _final_images(run_dir: str) -> tuple[np.ndarray, ...]:
   samples = None
   if run.variational:
     samples = runs.decode(
-      run,
-      np.asarray(
-        jax.random.normal(
-          jax.random.PRNGKey(0), (NUM_IMAGES, run.model.latent_size)
-        )
-      ),
+      run, runs.prior_samples(run, jax.random.PRNGKey(0), NUM_IMAGES)
     )
   return image_grid.to_uint8(images), recons, samples
 

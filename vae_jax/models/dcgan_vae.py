@@ -23,6 +23,7 @@ import ml_collections
 
 from vae_jax.models import family
 from vae_jax.models import layers
+from vae_jax.models import priors
 from vae_jax.models import vae
 
 
@@ -87,6 +88,7 @@ def default_config() -> ml_collections.ConfigDict:
   config.channels = (64, 128, 256, 128)  # Encoder convs; mirrored back.
   config.dense_size = 512  # Decoder's first Linear: latent -> 512.
   config.conv_impl = "auto"  # layers.CONV_IMPLS: the conv layers' form.
+  config.prior = priors.default_config()  # p(z): models/priors.py.
   return config
 
 
@@ -102,6 +104,9 @@ def build(
       channels, model_config.dense_size, tuple(image_shape), conv_impl
     ),
     latent_size=model_config.latent_size,
+    prior=priors.build(
+      model_config.prior, model_config.latent_size, image_shape
+    ),
   )
 
 

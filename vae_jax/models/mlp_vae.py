@@ -15,6 +15,7 @@ import ml_collections
 
 from vae_jax import errors
 from vae_jax.models import family
+from vae_jax.models import priors
 from vae_jax.models import vae
 
 ACTIVATIONS = {"relu": nn.relu, "tanh": nn.tanh}
@@ -61,6 +62,7 @@ def default_config() -> ml_collections.ConfigDict:
   config.hidden_sizes = (400, 200)  # Encoder; the decoder mirrors it.
   config.latent_size = 20  # Dimensions of z.
   config.activation = "relu"  # Of the hidden layers: 'relu' or 'tanh'.
+  config.prior = priors.default_config()  # p(z): models/priors.py.
   return config
 
 
@@ -79,6 +81,9 @@ def build(
       hidden_sizes[::-1], tuple(image_shape), model_config.activation
     ),
     latent_size=model_config.latent_size,
+    prior=priors.build(
+      model_config.prior, model_config.latent_size, image_shape
+    ),
   )
 
 

@@ -20,6 +20,7 @@ import ml_collections
 
 from vae_jax.models import family
 from vae_jax.models import layers
+from vae_jax.models import priors
 from vae_jax.models import vae
 
 # Three stride-2 levels: the decoder can only rebuild sizes divisible by 2**3.
@@ -93,6 +94,7 @@ def default_config() -> ml_collections.ConfigDict:
   config.base_channels = 32  # d: convs have d, 2d, 4d channels.
   config.dense_size = 256  # Linear between the convs and the heads.
   config.conv_impl = "auto"  # layers.CONV_IMPLS: the conv layers' form.
+  config.prior = priors.default_config()  # p(z): models/priors.py.
   return config
 
 
@@ -111,6 +113,9 @@ def build(
       base_channels, dense_size, tuple(image_shape), conv_impl
     ),
     latent_size=model_config.latent_size,
+    prior=priors.build(
+      model_config.prior, model_config.latent_size, image_shape
+    ),
   )
 
 

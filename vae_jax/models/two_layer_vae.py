@@ -1,15 +1,16 @@
 """A VAE with two stochastic layers: Burda et al.'s (2016) deeper model.
 
-    q(h1 | x)  = N(MLP_200-200(x))     p(h2)      = N(0, I),     h2: 50
+    q(h1 | x)  = N(MLP_200-200(x))     p(h2)      = N(0, I)*,    h2: 50
     q(h2 | h1) = N(MLP_100-100(h1))    p(h1 | h2) = N(MLP_100-100(h2))
                                        p(x | h1)  = Bernoulli(MLP_200-200(h1))
 
-with h1 of 100 units. Its bounds (`objectives.iwae`) read both layers'
-priors and posteriors through the methods `vae.VAE` describes. The methods
-the analysis and the image grids use act on the top layer h2, whose prior is
-N(0, I): `encode(x)` is q(h2 | mean of q(h1 | x)), and `decode(h2)` decodes
-the mean of p(h1 | h2), so latent maps, traversals and samples from the prior
-work as for a one-layer VAE.
+with h1 of 100 units. (*) Or the VampPrior (`model.prior`), whose
+components are `encode`'s q(h2 | mean of q(h1 | u_k)). Its bounds
+(`objectives.iwae`) read both layers' priors and posteriors through the
+methods `vae.VAE` describes. The methods the analysis and the image grids
+use act on the top layer h2: `encode(x)` is q(h2 | mean of q(h1 | x)), and
+`decode(h2)` decodes the mean of p(h1 | h2), so latent maps, traversals and
+samples from the prior work as for a one-layer VAE.
 """
 
 from collections.abc import Sequence
@@ -22,11 +23,13 @@ import ml_collections
 from vae_jax import errors
 from vae_jax.models import family
 from vae_jax.models import mlp_vae
+from vae_jax.models import priors
 from vae_jax.models import vae
 
 
-class TwoLayerVAE(nn.Module):
-  """x -> h1 -> h2 and back, each stochastic layer Gaussian."""
+class TwoLayerVAE(vae.WithPrior, nn.Module):
+  """x -> h1 -> h2 and back, each stochastic layer Gaussian; p(h2) from
+  `prior`."""
 
   hidden_sizes: Sequence[int]  # Of the MLPs between x and h1.
   upper_hidden_sizes: Sequence[int]  # Of the MLPs between h1 and h2.
@@ -34,6 +37,7 @@ class TwoLayerVAE(nn.Module):
   latent_size: int  # h2, the top: what `encode` and `decode` read.
   image_shape: Sequence[int]
   activation: str
+  prior: nn.Module  # A `priors` module over h2.
 
   def setup(self):
     self.q_h1 = mlp_vae.MlpEncoder(
@@ -80,8 +84,10 @@ class TwoLayerVAE(nn.Module):
     return self.likelihood_logits(h1, train)
 
   def __call__(self, images: jax.Array, train: bool = False) -> jax.Array:
-    """Every parameter's trace: both posteriors, the prior of h1, p(x|h1)."""
-    return self.decode(self.encode(images, train)[0], train)
+    """Every parameter's trace: both posteriors, the priors, p(x|h1)."""
+    h2, _ = self.encode(images, train)
+    self.log_prior(h2)
+    return self.decode(h2, train)
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -93,6 +99,7 @@ def default_config() -> ml_collections.ConfigDict:
   config.upper_hidden_sizes = (100, 100)  # h1 -> h2; p(h1 | h2) mirrors.
   config.latent_size = 50  # Dimensions of h2, the top layer.
   config.activation = "tanh"  # Of the hidden layers: 'relu' or 'tanh'.
+  config.prior = priors.default_config()  # p(h2): models/priors.py.
   return config
 
 
@@ -114,6 +121,9 @@ def build(
     latent_size=model_config.latent_size,
     image_shape=tuple(image_shape),
     activation=model_config.activation,
+    prior=priors.build(
+      model_config.prior, model_config.latent_size, image_shape
+    ),
   )
 
 

@@ -1,9 +1,10 @@
 """The VAE wiring shared by every encoder/decoder family.
 
 A family module supplies an encoder (images -> mu, logvar) and a decoder
-(z -> logits shaped like the images); `VAE` holds them, and the prior is
-N(0, I). Sampling z and the bound it enters are the objectives' (see
-`objectives.negative_elbo`), so a new bound needs no change here.
+(z -> logits shaped like the images); `VAE` holds them with a prior over z
+(`priors`: N(0, I) or the VampPrior, chosen by `model.prior`). Sampling z
+and the bound it enters are the objectives' (see `objectives.negative_elbo`),
+so a new bound needs no change here.
 
 Every latent-variable model also answers the k-sample bounds
 (`objectives.iwae`) through the same three methods, whatever its number of
@@ -11,13 +12,16 @@ stochastic layers h_1..h_L (`stochastic_layers`; h_0 is the image):
 
 - `posterior(l, h_l) -> (mu, logvar)` of q(h_{l+1} | h_l);
 - `conditional_prior(l, h_{l+1}) -> (mu, logvar)` of p(h_l | h_{l+1}) for
-  l = 1..L-1 (the top layer's prior is N(0, I));
+  l = 1..L-1;
 - `likelihood_logits(h_1)`: the logits of p(x | h_1).
 
-For this one-layer VAE they are `encode` and `decode`.
+For this one-layer VAE they are `encode` and `decode`. The top layer's
+prior answers through `WithPrior`'s methods, whatever prior the config
+chose.
 """
 
 from collections.abc import Sequence
+import functools
 
 import flax.linen as nn
 import jax
@@ -27,12 +31,38 @@ import jax.numpy as jnp
 POSTERIOR_LOGVAR_RANGE = (-30.0, 20.0)
 
 
-class VAE(nn.Module):
-  """q(z|x) from `encoder`, p(x|z) from `decoder`, prior N(0, I)."""
+class WithPrior:
+  """The top layer's prior, as methods of a latent-variable model that has
+  a `prior` (a `priors` module) and an `encode(images, train)` to its top
+  layer, which the VampPrior's components come from. Those encode in eval
+  mode, so that pseudo-inputs never move BatchNorm's statistics."""
+
+  def _encode_for_prior(self):
+    return functools.partial(self.encode, train=False)
+
+  def log_prior(self, z: jax.Array) -> jax.Array:
+    """log p(z) per row of z [..., D]."""
+    return self.prior.log_density(z, self._encode_for_prior())
+
+  def sample_prior(self, rng: jax.Array, num: int) -> jax.Array:
+    """`num` draws z ~ p(z), [num, D]."""
+    return self.prior.sample(rng, num, self._encode_for_prior())
+
+  def prior_kl(
+    self, mu: jax.Array, logvar: jax.Array, eps: jax.Array
+  ) -> jax.Array:
+    """The ELBO's KL(q(z|x) || p(z)) per image, at the draw
+    z = mu + exp(logvar / 2) * eps where it has no closed form."""
+    return self.prior.kl(mu, logvar, eps, self._encode_for_prior())
+
+
+class VAE(WithPrior, nn.Module):
+  """q(z|x) from `encoder`, p(x|z) from `decoder`, p(z) from `prior`."""
 
   encoder: nn.Module
   decoder: nn.Module
   latent_size: int
+  prior: nn.Module  # A `priors` module over z.
   # Shape of a learned log-variance of p(x|z) for the 'gaussian_learned'
   # likelihood: () shares one variance, the image shape gives one per pixel.
   # None: the likelihood has no learned parameters.
@@ -70,6 +100,7 @@ class VAE(nn.Module):
 
   def __call__(self, images: jax.Array, train: bool = False) -> jax.Array:
     """The posterior mean's decoding: what `init` traces to make every
-    parameter."""
+    parameter (the prior's too)."""
     mu, _ = self.encode(images, train)
+    self.log_prior(mu)
     return self.decode(mu, train)

@@ -26,11 +26,11 @@ import ml_collections
 
 from vae_jax import errors
 from vae_jax.models import family
+from vae_jax.models import priors
 from vae_jax.objectives import likelihoods
 from vae_jax.objectives import negative_elbo
 from vae_jax.objectives import objective
 
-_LOG_2PI = math.log(2 * math.pi)
 # Draws (k x batch) a training step decodes together. Above it the k draws
 # per image are decoded in chunks of this many rows, so memory stays bounded
 # when k x batch is large (the IWAE paper's k = 50 at batch 20 is 1,000).
@@ -53,21 +53,6 @@ def check_config(loss_config: ml_collections.ConfigDict) -> None:
   negative_elbo.check_likelihood(loss_config)
 
 
-def _log_standard_normal(h: jax.Array) -> jax.Array:
-  return -0.5 * jnp.sum(jnp.square(h) + _LOG_2PI, axis=-1)
-
-
-def _log_normal(h: jax.Array, mu: jax.Array, logvar: jax.Array) -> jax.Array:
-  return -0.5 * jnp.sum(
-    jnp.square(h - mu) * jnp.exp(-logvar) + logvar + _LOG_2PI, axis=-1
-  )
-
-
-def _log_posterior(eps: jax.Array, logvar: jax.Array) -> jax.Array:
-  """`_log_normal` of a reparameterized draw, from its noise `eps`."""
-  return -0.5 * jnp.sum(jnp.square(eps) + logvar + _LOG_2PI, axis=-1)
-
-
 def _tiled(images: jax.Array, num_samples: int) -> jax.Array:
   """`images` [B, ...] repeated `num_samples` times, [k * B, ...]."""
   tiled = jnp.broadcast_to(images[None], (num_samples, *images.shape))
@@ -87,17 +72,17 @@ def draw_latents(
   mu, logvar = vae.posterior(0, images, train)
   h, eps = negative_elbo.reparameterize(rng, mu, logvar, num_samples)
   draws = [h.reshape(-1, mu.shape[-1])]
-  log_q = _log_posterior(eps, logvar[None]).reshape(-1)
+  log_q = priors.log_posterior_at_draw(eps, logvar[None]).reshape(-1)
   for layer in range(1, vae.stochastic_layers):
     mu, logvar = vae.posterior(layer, draws[-1], train)
     h, eps = negative_elbo.reparameterize(
       jax.random.fold_in(rng, layer), mu, logvar
     )
     draws.append(h)
-    log_q += _log_posterior(eps, logvar)
-  log_p = _log_standard_normal(draws[-1])
+    log_q += priors.log_posterior_at_draw(eps, logvar)
+  log_p = vae.log_prior(draws[-1])
   for layer in range(1, vae.stochastic_layers):
-    log_p += _log_normal(
+    log_p += priors.log_normal(
       draws[layer - 1], *vae.conditional_prior(layer, draws[layer], train)
     )
   logits = vae.likelihood_logits(draws[0], train)

@@ -1,9 +1,11 @@
 """The negative ELBO of a VAE, per image, in nats: the whole objective.
 
-    loss = -log p(x|z) + β · KL(q(z|x) || N(0, I)),   z = mu + σ · eps,
+    loss = -log p(x|z) + β · KL(q(z|x) || p(z)),   z = mu + σ · eps,
 
 with z drawn once per image by the reparameterization, so that gradients
-flow through the sample to mu and σ, and the KL in closed form. β
+flow through the sample to mu and σ. The KL is the model's prior's
+(`models.priors`): in closed form for N(0, I), estimated at the same draw
+of z for the VampPrior. β
 (`loss.kl_weight`) is 1 for the true bound; `nelbo` reports the true bound
 whatever β. The likelihoods are in `likelihoods`.
 """
@@ -65,11 +67,6 @@ def check_config(loss_config: ml_collections.ConfigDict) -> None:
   )
 
 
-def kl_to_standard_normal(mu: jax.Array, logvar: jax.Array) -> jax.Array:
-  """KL(N(mu, exp(logvar)) || N(0, I)) per image, in closed form."""
-  return 0.5 * jnp.sum(jnp.exp(logvar) + jnp.square(mu) - 1.0 - logvar, axis=-1)
-
-
 def reparameterize(
   rng: jax.Array,
   mu: jax.Array,
@@ -103,8 +100,7 @@ def kl_weight_at(
 
 def negative_elbo(
   logits: jax.Array,
-  mu: jax.Array,
-  logvar: jax.Array,
+  kl: jax.Array,
   images: jax.Array,
   *,
   likelihood: str,
@@ -121,7 +117,6 @@ def negative_elbo(
     gaussian_variance=gaussian_variance,
     pixel_logvar=pixel_logvar,
   )
-  kl = kl_to_standard_normal(mu, logvar)
   return {
     "loss": recon + kl_weight * kl,
     # The true negative ELBO, whatever β: comparable across runs and epochs.
@@ -134,12 +129,13 @@ def negative_elbo(
 
 def sample_and_decode(
   vae: Any, images: jax.Array, rng: jax.Array, train: bool
-) -> tuple[jax.Array, jax.Array, jax.Array]:
+) -> tuple[jax.Array, jax.Array]:
   """A Flax method of `models.vae.VAE`: logits of p(x|z) for one
-  z ~ q(z|x) per image, and q's mu and log-variance."""
+  z ~ q(z|x) per image, and KL(q(z|x) || p(z)) (at that z where it has no
+  closed form)."""
   mu, logvar = vae.encode(images, train)
-  z, _ = reparameterize(rng, mu, logvar)
-  return vae.decode(z, train), mu, logvar
+  z, eps = reparameterize(rng, mu, logvar)
+  return vae.decode(z, train), vae.prior_kl(mu, logvar, eps)
 
 
 def terms(
@@ -151,7 +147,7 @@ def terms(
   loss_config: ml_collections.ConfigDict,
 ) -> tuple[dict[str, jax.Array], Any]:
   """Per-image terms at one sample of z, and the BatchNorm statistics."""
-  (logits, mu, logvar), batch_stats = objective.apply(
+  (logits, kl), batch_stats = objective.apply(
     vae, images, rng, method=sample_and_decode
   )
   kl_weight = kl_weight_at(
@@ -159,8 +155,7 @@ def terms(
   )
   return negative_elbo(
     logits,
-    mu,
-    logvar,
+    kl,
     images,
     likelihood=loss_config.likelihood,
     kl_weight=kl_weight,

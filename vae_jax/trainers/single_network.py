@@ -171,6 +171,12 @@ def decode_images(
   return to_images(state.apply_fn(variables(state), codes, method="decode"))
 
 
+def sample_prior(state: TrainState, rng: jax.Array, *, num: int) -> jax.Array:
+  """`num` latents z ~ p(z) of a latent-variable model, [num, D]: the
+  model's prior (`models.priors`), which may have parameters."""
+  return state.apply_fn(variables(state), rng, num, method="sample_prior")
+
+
 def reconstruct_images(
   state: TrainState,
   images: jax.Array,
@@ -195,20 +201,19 @@ def make_image_grids(
   """The grids shown each epoch, as a function of the state.
 
   Reconstructions of `test_images`, and for models with a prior decodings
-  of latents drawn once from `rng`: the same images and latents every epoch
-  show progress.
+  of latents drawn from it with `rng`: the same images and noise every
+  epoch show progress.
   """
   kind, to_images = parts.family.kind, parts.objective.to_images
   reconstruct = jax.jit(
     functools.partial(reconstruct_images, kind=kind, to_images=to_images)
   )
   decode = jax.jit(functools.partial(decode_images, to_images=to_images))
-  has_prior = kind == family.Kind.LATENT_VARIABLE
-  fixed_z = (
-    jax.random.normal(rng, (config.num_image_samples, parts.model.latent_size))
-    if has_prior
-    else None
+  # The same key every epoch: the same z where the prior has no parameters.
+  draw = jax.jit(
+    functools.partial(sample_prior, rng=rng, num=config.num_image_samples)
   )
+  has_prior = kind == family.Kind.LATENT_VARIABLE
   originals = (
     test_images if config.input.pixel_range == "unit" else (test_images + 1) / 2
   )
@@ -234,7 +239,7 @@ def make_image_grids(
     }
     if has_prior:
       grids["samples"] = image_grid.make_grid(
-        image_grid.to_uint8(sharding.to_host(decode(state, fixed_z)))
+        image_grid.to_uint8(sharding.to_host(decode(state, draw(state))))
       )
     return grids
 
