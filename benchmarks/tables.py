@@ -128,12 +128,54 @@ def vectorized_sweeps(figures: dict) -> str:
   return "\n".join(lines)
 
 
+def _duration(seconds: float) -> str:
+  minutes = round(seconds / 60)
+  return f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+def reproductions(figures: dict) -> str:
+  """Published test NLLs against this project's runs
+  (`reproductions.py`)."""
+  lines = [
+    machine_line(figures["machine"]) + "; dynamically binarized MNIST, "
+    "test NLL in nats (lower is better).",
+    "",
+    "| model | trained on | obtained | published | epochs here / paper "
+    "| wall time | command |",
+    "| --- | --- | ---: | ---: | --- | ---: | --- |",
+  ]
+  for row in figures["rows"]:
+    published = (
+      f"{row['published']:.2f} ({row['source']})"
+      if row["published"] is not None
+      else row["source"]
+    )
+    run = row["measured"]
+    if run is None:
+      obtained, epochs, wall = "not trained yet", "—", "—"
+    else:
+      obtained = (
+        f"**{run['test_nll']:.2f}** (k = {run['importance_samples']:,}; "
+        f"−ELBO {run['test_nelbo']:.2f})"
+      )
+      epochs = f"{run['epochs']:,}"
+      wall = _duration(run["train_seconds"])
+      if run["resumed_at_step"]:
+        wall += f" (its last part, from step {run['resumed_at_step']:,})"
+    lines.append(
+      f"| {row['model']} | {row['objective']} | {obtained} | {published} | "
+      f"{epochs} / {row['paper_epochs']} | {wall} | `{row['command']}` |"
+    )
+  return "\n".join(lines)
+
+
 TABLES: dict[str, Callable[[dict], str]] = {
   "vs_pytorch": vs_pytorch,
   "vs_pytorch_whole_job": vs_pytorch,
   "iwae_estimator": iwae_estimator,
   "train_throughput": train_throughput,
   "vectorized_sweeps": vectorized_sweeps,
+  "reproductions": reproductions,
 }
 
 

@@ -1,0 +1,77 @@
+"""benchmarks/reproductions.py: the reproduction table is read from the
+runs' own JSON, keeps rows measured before, and never drops a row."""
+
+import json
+import pathlib
+import subprocess
+import sys
+
+from test_docs import tables_module
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+SCRIPT = REPO_ROOT / "benchmarks" / "reproductions.py"
+
+
+def write_run(workdir: pathlib.Path, nll: float, start_step: int = 0):
+  """A trained and analyzed workdir, as main and analyze leave it."""
+  (workdir / "analysis").mkdir(parents=True)
+  (workdir / "config.json").write_text(json.dumps({"num_epochs": 200}))
+  (workdir / "results.json").write_text(
+    json.dumps(
+      {
+        "steps": 120_000,
+        "train_seconds": 5400.0,
+        "start_step": start_step,
+        "devices": 1,
+      }
+    )
+  )
+  (workdir / "analysis" / "analysis.json").write_text(
+    json.dumps(
+      {
+        "iwae_nll_k5000": nll,
+        "iwae_examples_nelbo": nll + 4,
+        "iwae_examples": 10_000,
+        "active_units_by_variance": 30,
+      }
+    )
+  )
+
+
+def gather(root: pathlib.Path, output: pathlib.Path) -> dict:
+  subprocess.run(
+    [sys.executable, str(SCRIPT), f"--root={root}", f"--output={output}"],
+    check=True,
+    capture_output=True,
+    cwd=REPO_ROOT,
+  )
+  return json.loads(output.read_text())
+
+
+def rows_by_name(figures):
+  return {row["name"]: row for row in figures["rows"]}
+
+
+def test_rows_come_from_workdirs_and_stored_rows_are_kept(tmp_path):
+  output = tmp_path / "reproductions_test.json"
+  first_root = tmp_path / "first"
+  write_run(first_root / "vampprior_vamp", 86.25)
+  first = rows_by_name(gather(first_root, output))
+  assert first["vampprior_vamp"]["measured"]["test_nll"] == 86.25
+  assert first["vampprior_standard"]["measured"] is None
+  # A later gathering elsewhere keeps the row it does not find.
+  second_root = tmp_path / "second"
+  write_run(second_root / "vampprior_standard", 89.5, start_step=60_000)
+  second = rows_by_name(gather(second_root, output))
+  assert second["vampprior_vamp"]["measured"]["test_nll"] == 86.25
+  assert second["vampprior_standard"]["measured"]["test_nll"] == 89.5
+  assert set(second) == set(first)  # No row is ever left out.
+
+  table = tables_module().table(str(output))
+  assert "**86.25** (k = 5,000; −ELBO 90.25)" in table
+  assert "85.57 (Tomczak & Welling 2018, Table 2)" in table
+  assert "1 h 30 min (its last part, from step 60,000)" in table
+  untrained = second["iwae_paper_iwae_k50_2layer"]
+  assert untrained["measured"] is None
+  assert f"not trained yet | 82.90 ({untrained['source']})" in table
+  assert untrained["command"] in table
