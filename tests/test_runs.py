@@ -15,6 +15,12 @@ from vae_jax.analysis import runs
 from vae_jax.trainers import loop
 
 NUM_EXAMPLES = 40  # Mock MNIST: 5 steps per epoch of 8, 10 in all.
+# models/priors.py's settings of the VampPrior, unused by N(0, I).
+VAMP_FIELDS = {
+  "num_pseudo_inputs": 500,
+  "pseudo_input_mean": 0.05,
+  "pseudo_input_std": 0.01,
+}
 
 
 @pytest.fixture(scope="module")
@@ -67,16 +73,18 @@ def test_load_picks_an_older_step(run_dir):
 def test_fields_an_old_config_json_lacks_come_from_the_base_config(tmp_path):
   config = make_tiny_config().to_dict()
   del config["input"]["pixel_range"], config["loss"]["learned_variance"]
+  del config["model"]["prior"]  # A run from before priors were chosen.
   (tmp_path / "config.json").write_text(json.dumps(config))
   loaded = runs.load_config(str(tmp_path))
   assert loaded.input.pixel_range == "unit"
   assert loaded.loss.learned_variance == "per_pixel"
-  # Its own sizes, and the family's activation it predates.
+  # Its own sizes, and the family's activation and prior it predates.
   assert loaded.model.to_dict() == {
     "name": "mlp_vae",
     "hidden_sizes": (32, 16),
     "latent_size": 4,
     "activation": "relu",
+    "prior": {"name": "standard_normal", **VAMP_FIELDS},
   }
 
 
