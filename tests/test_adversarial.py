@@ -22,6 +22,7 @@ from vae_jax.objectives import registry as objectives
 from vae_jax.trainers import adversarial
 from vae_jax.trainers import loop
 from vae_jax.trainers import run_config
+from vae_jax.trainers import trainer
 
 IMAGE_SHAPE = (28, 28, 1)
 
@@ -121,9 +122,9 @@ def test_celeb_a_attributes_are_read_as_bits():
     "label": jnp.array([1, 0, 1, 0]),
     "attributes": jnp.array([[1, 0], [0, 1], [1, 1], [0, 0]]),
   }
-  np.testing.assert_array_equal(adversarial.class_labels(batch), [1, 2, 3, 0])
+  np.testing.assert_array_equal(trainer.class_labels(batch), [1, 2, 3, 0])
   np.testing.assert_array_equal(
-    adversarial.class_labels({"label": batch["label"]}), [1, 0, 1, 0]
+    trainer.class_labels({"label": batch["label"]}), [1, 0, 1, 0]
   )
 
 

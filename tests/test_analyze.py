@@ -41,17 +41,24 @@ def autoencoder_config():
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-  """Workdirs of a trained VAE and of an untrained plain autoencoder."""
+  """Workdirs of a trained VAE and conditional VAE, and of an untrained
+  plain autoencoder."""
   workdirs = {
     "vae": tmp_path_factory.mktemp("vae"),
+    "cvae": tmp_path_factory.mktemp("cvae"),
     "autoencoder": tmp_path_factory.mktemp("autoencoder"),
   }
-  config = make_tiny_config()
-  config.num_epochs = 1  # 5 steps: enough to log curves, and quicker.
   # The MNIST classifier that judges samples is cached in the data dir.
-  config.input.data_dir = str(tmp_path_factory.mktemp("tfds"))
-  with tfds.testing.mock_data(num_examples=NUM_EXAMPLES):
-    loop.train_and_evaluate(config, str(workdirs["vae"]))
+  data_dir = str(tmp_path_factory.mktemp("tfds"))
+  for name, base in (
+    ("vae", None),
+    ("cvae", run_config.default_config("conditional_vae")),
+  ):
+    config = make_tiny_config(base=base)
+    config.num_epochs = 1  # 5 steps: enough to log curves, and quicker.
+    config.input.data_dir = data_dir
+    with tfds.testing.mock_data(num_examples=NUM_EXAMPLES):
+      loop.train_and_evaluate(config, str(workdirs[name]))
   save_untrained_run(autoencoder_config(), workdirs["autoencoder"])
   return workdirs
 
@@ -59,6 +66,24 @@ def runs(tmp_path_factory):
 def run_analyze(workdir, **kwargs):
   with tfds.testing.mock_data(num_examples=NUM_EXAMPLES):
     return report_lib.analyze(str(workdir), **kwargs)
+
+
+def test_conditional_vae_analysis_judges_each_class_asked_for(
+  runs, monkeypatch
+):
+  monkeypatch.setattr(report_lib, "NUM_METRIC_SAMPLES", 200)
+  report = run_analyze(runs["cvae"], num=4, iwae_k=3, iwae_examples=10)
+  out_dir = runs["cvae"] / "analysis"
+  for name in (*ALL_FIGURES, "pairs.png"):
+    assert (out_dir / name).stat().st_size > 0, name
+  # 200 samples, every digit in turn: 20 asked for each.
+  per_class = report["conditioning_accuracy_per_class"]
+  assert len(per_class) == 10 and None not in per_class
+  np.testing.assert_allclose(
+    report["conditioning_accuracy"], np.mean(per_class), rtol=1e-6
+  )
+  # The conditional -log p(x | y), from the same draws as its -ELBO.
+  assert report["iwae_nll_k3"] <= report["iwae_examples_nelbo"]
 
 
 def test_vae_analysis_writes_every_figure_and_sane_numbers(runs, monkeypatch):

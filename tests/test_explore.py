@@ -51,6 +51,7 @@ def test_informative_dims_rank_by_kl_then_by_spread():
     labels=np.zeros(4),
     images=None,
     model_images=None,
+    model_labels=None,
   )
   assert explore.informative_dims(split, 2) == [2, 0]
   autoencoder_split = runs.EncodedSplit(
@@ -59,6 +60,7 @@ def test_informative_dims_rank_by_kl_then_by_spread():
     labels=np.zeros(4),
     images=None,
     model_images=None,
+    model_labels=None,
   )
   assert explore.informative_dims(autoencoder_split, 3) == [0, 2, 1]
 

@@ -89,7 +89,11 @@ def latent_shift_figure(
   shifted = code.copy()
   for dim, offset in shifts.items():
     shifted[dim] += offset
-  decoded = runs.decode(run, np.stack([code, shifted]))
+  decoded = runs.decode(
+    run,
+    np.stack([code, shifted]),
+    np.repeat(test_set.model_labels[image_index], 2),
+  )
   moved = [
     f"z[{dim}] {code[dim]:+.2f} → {shifted[dim]:+.2f}"
     for dim, offset in shifts.items()

@@ -10,6 +10,8 @@ and sharpness, as for VAEs). `vae_jax.analyze` calls `analyze`
 for runs of trainer 'gan'.
 """
 
+from collections.abc import Callable
+import functools
 import os
 import time
 from typing import Any
@@ -19,7 +21,6 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from vae_jax import errors
 from vae_jax.analysis import classifier
 from vae_jax.analysis import event_logs
 from vae_jax.analysis import frechet_curve
@@ -29,6 +30,7 @@ from vae_jax.analysis import runs
 from vae_jax.core import image_grid
 from vae_jax.core import outputs
 from vae_jax.trainers import adversarial
+from vae_jax.trainers import trainer
 
 SAMPLE_BATCH = 256  # Latents generated per call, padded: one compilation.
 NUM_SAMPLES = 32  # Images in samples.png.
@@ -57,18 +59,7 @@ def random_inputs(
   z = np.asarray(
     jax.random.normal(jax.random.PRNGKey(seed), (num, run.model.latent_size))
   )
-  if label is not None:
-    if not run.model.num_classes:
-      raise errors.UserInputError(
-        f"--label needs a conditional model; {run.config.model.name!r} is "
-        "unconditional."
-      )
-    if not 0 <= label < run.model.num_classes:
-      raise errors.UserInputError(
-        f"--label must be a class in [0, {run.model.num_classes}), got {label}."
-      )
-    return z, np.full(num, label, np.int32)
-  return z, (np.arange(num) % max(run.model.num_classes, 1)).astype(np.int32)
+  return z, runs.sample_classes(run, num, label)
 
 
 _generate = jax.jit(adversarial.generate_images, static_argnames="settings")
@@ -122,12 +113,21 @@ def samples_figure(run: runs.TrainedRun, seed: int):
   )
 
 
-def pairs_figure(run: runs.TrainedRun, seed: int, num_cols: int = NUM_PAIRS):
-  """An ACGAN's classes as rows over the same z per column (two rows for
-  one CelebA attribute: pairs)."""
+def pairs_figure(
+  run: runs.TrainedRun,
+  seed: int,
+  num_cols: int = NUM_PAIRS,
+  generate: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
+):
+  """A conditional model's classes as rows over the same z per column (two
+  rows for one CelebA attribute: pairs). `generate(z, labels)` gives uint8
+  images: by default an ACGAN's `sample`; a conditional VAE's decodings."""
+  generate = generate or functools.partial(sample, run)
   z, _ = random_inputs(run, num_cols, seed)
-  tiled_z, labels = adversarial.label_grid_inputs(run.model, jnp.asarray(z))
-  images = sample(run, np.asarray(tiled_z), np.asarray(labels))
+  tiled_z, labels = trainer.label_grid_inputs(
+    jnp.asarray(z), run.model.num_classes
+  )
+  images = generate(np.asarray(tiled_z), np.asarray(labels))
   rows = list(
     images.reshape(run.model.num_classes, num_cols, *images.shape[1:])
   )

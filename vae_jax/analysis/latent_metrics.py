@@ -142,8 +142,9 @@ def interpolation_pairs(
   return pairs
 
 
-# log_weights_fn(model, x [B, ...], key, num) -> log w [num, B] of `num`
-# draws z ~ q(z|x): log p(x, z) - log q(z|x).
+# log_weights_fn(model, x, key, num) -> log w [num, B] of `num` draws
+# z ~ q(z|x): log p(x, z) - log q(z|x). x: arrays [B, ...], or a pytree of
+# them (images and their classes).
 LogWeightsFn = Callable[[Any, jax.Array, jax.Array, int], jax.Array]
 
 
@@ -172,7 +173,8 @@ def _batch_estimates(
       total + jnp.sum(jnp.where(valid, weights, 0.0), axis=0),
     )
 
-  start = (jnp.full(x.shape[:1], -jnp.inf), jnp.zeros(x.shape[:1]))
+  batch_shape = jax.tree.leaves(x)[0].shape[:1]
+  start = (jnp.full(batch_shape, -jnp.inf), jnp.zeros(batch_shape))
   return jax.lax.fori_loop(0, num_chunks, add_chunk, start)
 
 
@@ -188,20 +190,22 @@ def _split_estimates(
   num_samples: int,
   chunk_size: int,
 ) -> tuple[jax.Array, jax.Array]:
-  """`_batch_estimates` of every batch of `batches` [num_batches, B, ...],
-  as one compiled loop."""
+  """`_batch_estimates` of every batch of `batches` (arrays [num_batches,
+  B, ...], or a pytree of them), as one compiled loop."""
 
   def one_batch(i):
     return _batch_estimates(
       model,
-      batches[i],
+      jax.tree.map(lambda b: b[i], batches),
       jax.random.fold_in(rng, i),
       log_weights_fn=log_weights_fn,
       num_samples=num_samples,
       chunk_size=chunk_size,
     )
 
-  return jax.lax.map(one_batch, jnp.arange(batches.shape[0]))
+  return jax.lax.map(
+    one_batch, jnp.arange(jax.tree.leaves(batches)[0].shape[0])
+  )
 
 
 def importance_weighted_log_likelihood(
@@ -214,7 +218,8 @@ def importance_weighted_log_likelihood(
   batch_size: int,
   chunk_size: int,
 ) -> tuple[np.ndarray, np.ndarray]:
-  """The K-sample IWAE estimate of log p(x) of every example of `x`, with
+  """The K-sample IWAE estimate of log p(x) of every example of `x` (arrays
+  [N, ...], or a pytree of them: `log_weights_fn`'s input), with
   K = `num_samples`, and the ELBO from the same K draws (the mean log
   weight): the gap between the two is what the K samples gained.
 
@@ -224,18 +229,25 @@ def importance_weighted_log_likelihood(
   draws) whatever K is. `log_weights_fn` is a static argument: pass the same
   function object every call to compile once.
   """
-  num_batches = math.ceil(len(x) / batch_size)
-  padded = np.zeros((num_batches * batch_size, *x.shape[1:]), x.dtype)
-  padded[: len(x)] = x  # Padding images are estimated, then dropped.
+  count = len(jax.tree.leaves(x)[0])
+  num_batches = math.ceil(count / batch_size)
+
+  def batched(array: np.ndarray) -> jax.Array:
+    padded = np.zeros((num_batches * batch_size, *array.shape[1:]), array.dtype)
+    padded[:count] = array  # Padding images are estimated, then dropped.
+    return jnp.asarray(
+      padded.reshape(num_batches, batch_size, *array.shape[1:])
+    )
+
   running, total = _split_estimates(
     model,
-    jnp.asarray(padded.reshape(num_batches, batch_size, *x.shape[1:])),
+    jax.tree.map(batched, x),
     rng,
     log_weights_fn=log_weights_fn,
     num_samples=num_samples,
     chunk_size=min(chunk_size, num_samples),
   )
   return (
-    np.asarray(running).reshape(-1)[: len(x)] - math.log(num_samples),
-    np.asarray(total).reshape(-1)[: len(x)] / num_samples,
+    np.asarray(running).reshape(-1)[:count] - math.log(num_samples),
+    np.asarray(total).reshape(-1)[:count] / num_samples,
   )

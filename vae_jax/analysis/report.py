@@ -20,9 +20,12 @@ every kept checkpoint (`frechet_curve`). GAN and ACGAN runs get their own
 items from `gan_report.analyze`: samples.png, an ACGAN's pairs.png,
 learning curves with the discriminator's accuracies and, on MNIST, the
 same sample metrics, the curve, and how often the classifier recognizes
-the conditioning digit, overall and per digit.
+the conditioning digit, overall and per digit. A conditional VAE gets the
+same: its samples drawn for every class in turn, the conditional accuracy,
+pairs.png, and its k = 5000 estimate is the conditional -log p(x | y).
 """
 
+import functools
 import os
 import time
 from typing import Any
@@ -143,8 +146,11 @@ def interpolation_figure(
       ("linear", latent_metrics.lerp),
       ("slerp", latent_metrics.slerp),
     ):
+      # A conditional model's path keeps the first image's class.
       path_images = runs.decode(
-        run, path(test_set.codes[a], test_set.codes[b], t)
+        run,
+        path(test_set.codes[a], test_set.codes[b], t),
+        np.full(len(t), test_set.model_labels[a], np.int32),
       )
       rows.append(np.concatenate([ends[:1], path_images, ends[1:]]))
       row_labels.append(
@@ -167,7 +173,9 @@ def reconstructions_figure(
 ):
   """The first `num` kept test images over their reconstructions."""
   originals = test_set.images[:num]
-  recons = runs.reconstruct(run, test_set.model_images[:num])
+  recons = runs.reconstruct(
+    run, test_set.model_images[:num], test_set.model_labels[:num]
+  )
   rows, row_labels = [], []
   for start in range(0, len(originals), 16):
     rows += [originals[start : start + 16], recons[start : start + 16]]
@@ -195,7 +203,8 @@ def traversal_figure(
   codes = np.tile(center, (n, n, 1))
   codes[:, :, dims[0]] = TRAVERSAL_VALUES[:, None]
   codes[:, :, dims[1]] = TRAVERSAL_VALUES[None, :]
-  grid = runs.decode(run, codes.reshape(n * n, -1))
+  # A conditional model's grid is all of one class: the first.
+  grid = runs.decode(run, codes.reshape(n * n, -1), np.zeros(n * n, np.int32))
   return plots.traversal(
     grid.reshape(n, n, *grid.shape[1:]),
     TRAVERSAL_VALUES,
@@ -402,6 +411,10 @@ def analyze(
         rng=sample_rng,
       )
     )
+    if run.parts.family.conditional:  # The same z under every class.
+      figures["pairs.png"] = gan_report.pairs_figure(
+        run, seed, generate=functools.partial(runs.decode, run)
+      )
   else:
     for item in (
       "samples.png",
@@ -414,16 +427,20 @@ def analyze(
       report["skipped"][item] = NO_PRIOR
   if run.variational and run.config.input.dataset == "mnist":
     clock = time.perf_counter()
+    # A conditional model's samples: every class in turn, judged by the
+    # classifier for the class asked for.
+    classes = runs.sample_classes(run, NUM_METRIC_SAMPLES)
     samples = runs.decode(
       run,
       runs.prior_samples(
         run, jax.random.fold_in(sample_rng, 1), NUM_METRIC_SAMPLES
       ),
+      classes,
     )
     report.update(
       classifier.sample_metrics(
         samples,
-        None,
+        classes if run.parts.family.conditional else None,
         data_dir=run.config.input.data_dir,
         mnist_source=run.config.input.mnist_source,
       )

@@ -28,11 +28,13 @@ from vae_jax.core import image_grid
 from vae_jax.core import sharding
 from vae_jax.data import pipeline
 from vae_jax.models import family
+from vae_jax.models import vae
 from vae_jax.objectives import iwae
 from vae_jax.trainers import loop
 from vae_jax.trainers import parts as parts_lib
 from vae_jax.trainers import run_config
 from vae_jax.trainers import single_network
+from vae_jax.trainers import trainer
 
 DECODE_BATCH = 256  # Codes decoded per call by `decode`.
 # Output pixels decoded per IWAE chunk: bounds memory whatever K is. A conv
@@ -151,17 +153,23 @@ def _restore(
   )
 
 
-def _encode(state: single_network.TrainState, images: jax.Array):
+@jax.jit
+def _encode(
+  state: single_network.TrainState, images: jax.Array, labels: jax.Array
+):
   return state.apply_fn(
-    single_network.variables(state), images, method="encode"
+    vae.conditioned(single_network.variables(state), labels),
+    images,
+    method="encode",
   )
 
 
 def encode(
-  run: TrainedRun, images: np.ndarray
+  run: TrainedRun, images: np.ndarray, labels: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray | None]:
-  """Posterior means and log-variances; an autoencoder's codes and None."""
-  code = jax.device_get(_encode(run.state, jnp.asarray(images)))
+  """Posterior means and log-variances of `images` of classes `labels`
+  (read by conditional models only); an autoencoder's codes and None."""
+  code = jax.device_get(_encode(run.state, images, labels))
   return code if run.variational else (code, None)
 
 
@@ -179,27 +187,60 @@ def prior_samples(run: TrainedRun, rng: jax.Array, num: int) -> np.ndarray:
   return np.asarray(_sample_prior(run.state, rng, num=num))
 
 
-def decode(run: TrainedRun, codes: np.ndarray) -> np.ndarray:
-  """uint8 images [N, H, W, C] of codes [N, D], decoded in fixed batches."""
+def sample_classes(
+  run: TrainedRun, num: int, label: int | None = None
+) -> np.ndarray:
+  """Classes [num] of samples: `label` for each (a conditional model's
+  class, as `--label` asks), or every class in turn."""
+  if label is None:
+    return trainer.sample_labels(run.parts, num)
+  if not run.parts.family.conditional:
+    raise errors.UserInputError(
+      f"--label needs a conditional model; {run.config.model.name!r} is "
+      "unconditional."
+    )
+  if not 0 <= label < run.model.num_classes:
+    raise errors.UserInputError(
+      f"--label must be a class in [0, {run.model.num_classes}), got {label}."
+    )
+  return np.full((num,), label, np.int32)
+
+
+def decode(
+  run: TrainedRun, codes: np.ndarray, labels: np.ndarray | None = None
+) -> np.ndarray:
+  """uint8 images [N, H, W, C] of codes [N, D], decoded in fixed batches;
+  a conditional model's of classes `labels` (None: every class in turn)."""
+  if labels is None:
+    labels = sample_classes(run, len(codes))
   batches = []
   for start in range(0, len(codes), DECODE_BATCH):
     chunk = codes[start : start + DECODE_BATCH]
     padded = np.zeros((DECODE_BATCH, *codes.shape[1:]), np.float32)
     padded[: len(chunk)] = chunk  # One shape: one compilation.
+    padded_labels = np.zeros((DECODE_BATCH,), np.int32)
+    padded_labels[: len(chunk)] = labels[start : start + DECODE_BATCH]
     images = _decode(
-      run.state, jnp.asarray(padded), to_images=run.parts.objective.to_images
+      run.state,
+      jnp.asarray(padded),
+      jnp.asarray(padded_labels),
+      to_images=run.parts.objective.to_images,
     )
     batches.append(np.asarray(images)[: len(chunk)])
   return image_grid.to_uint8(np.concatenate(batches))
 
 
-def reconstruct(run: TrainedRun, images: np.ndarray) -> np.ndarray:
-  """uint8 reconstructions of images in the model's pixel range."""
+def reconstruct(
+  run: TrainedRun, images: np.ndarray, labels: np.ndarray
+) -> np.ndarray:
+  """uint8 reconstructions of images in the model's pixel range, of
+  classes `labels` (read by conditional models only)."""
   return image_grid.to_uint8(
     np.asarray(
       _reconstruct(
         run.state,
         jnp.asarray(images),
+        jnp.asarray(labels),
         kind=run.parts.family.kind,
         to_images=run.parts.objective.to_images,
       )
@@ -209,19 +250,21 @@ def reconstruct(run: TrainedRun, images: np.ndarray) -> np.ndarray:
 
 def model_log_weights(
   state: single_network.TrainState,
-  images: jax.Array,
+  examples: dict[str, jax.Array],
   rng: jax.Array,
   num_samples: int,
   *,
   likelihood: str,
   gaussian_variance: float,
 ) -> jax.Array:
-  """log w [num_samples, B] of draws from the model's posterior, as its
-  objective (`objectives.iwae`) weighs them: the `log_weights_fn` of
+  """log w [num_samples, B] of draws from the model's posterior for
+  `examples` ({'image', 'label': the classes a conditional model reads}),
+  as its objective (`objectives.iwae`) weighs them: the `log_weights_fn` of
   `latent_metrics` IWAE estimates; bind the keywords with functools.partial.
   """
+  images = examples["image"]
   logits, log_latent_ratio = state.apply_fn(
-    single_network.variables(state),
+    vae.conditioned(single_network.variables(state), examples["label"]),
     images,
     rng,
     train=False,
@@ -249,6 +292,7 @@ class EncodedSplit:
   labels: np.ndarray  # [N]: the dataset's label, or a chosen attribute.
   images: np.ndarray  # [K, H, W, C] uint8, the first K test images.
   model_images: np.ndarray  # The same K, as the model reads them.
+  model_labels: np.ndarray  # [K]: their classes, as a model is conditioned.
 
 
 def encode_split(
@@ -263,10 +307,11 @@ def encode_split(
   `PreparedData.eval_dataset`. Labels are the dataset's, or column
   `attribute_index` of CelebA's attributes.
   """
-  codes, logvars, labels, kept = [], [], [], []
+  codes, logvars, labels, kept, kept_classes = [], [], [], [], []
   for batch in eval_ds.as_numpy_iterator():
     mask = batch["mask"]
-    code, logvar = encode(run, batch["image"])
+    classes = np.asarray(trainer.class_labels(batch))
+    code, logvar = encode(run, batch["image"], classes)
     codes.append(code[mask])
     if logvar is not None:
       logvars.append(logvar[mask])
@@ -277,6 +322,7 @@ def encode_split(
     )
     if sum(map(len, kept)) < num_keep:
       kept.append(batch["image"][mask])
+      kept_classes.append(classes[mask])
   model_images = np.concatenate(kept)[:num_keep]
   unit = (
     model_images
@@ -289,18 +335,26 @@ def encode_split(
     labels=np.concatenate(labels),
     images=image_grid.to_uint8(unit),
     model_images=model_images,
+    model_labels=np.concatenate(kept_classes)[:num_keep],
   )
 
 
-def _first_images(eval_ds: tf.data.Dataset, count: int | None) -> np.ndarray:
-  """The first `count` unpadded images of `eval_ds`; None: all of them."""
-  kept, total = [], 0
+def _first_examples(
+  eval_ds: tf.data.Dataset, count: int | None
+) -> dict[str, np.ndarray]:
+  """The first `count` unpadded images of `eval_ds` (None: all of them), and
+  their classes: {'image', 'label'}."""
+  images, classes, total = [], [], 0
   for batch in eval_ds.as_numpy_iterator():
-    kept.append(batch["image"][batch["mask"]])
-    total += len(kept[-1])
+    images.append(batch["image"][batch["mask"]])
+    classes.append(np.asarray(trainer.class_labels(batch))[batch["mask"]])
+    total += len(images[-1])
     if count is not None and total >= count:
       break
-  return np.concatenate(kept)[:count]
+  return {
+    "image": np.concatenate(images)[:count],
+    "label": np.concatenate(classes)[:count],
+  }
 
 
 def iwae_nll(
@@ -310,8 +364,9 @@ def iwae_nll(
   num_examples: int | None,
   rng: jax.Array,
 ) -> tuple[float, float]:
-  """Means of -log p(x) (IWAE) and of -ELBO over the first `num_examples`
-  test images (None: all), from the same `num_samples` draws per image, as
+  """Means of -log p(x) (IWAE; -log p(x | y) for a conditional model, given
+  each image's class) and of -ELBO over the first `num_examples` test
+  images (None: all), from the same `num_samples` draws per image, as
   one compiled loop (`latent_metrics.importance_weighted_log_likelihood`).
   """
   log_weights_fn = functools.partial(
@@ -319,12 +374,12 @@ def iwae_nll(
     likelihood=run.config.loss.likelihood,
     gaussian_variance=run.config.loss.gaussian_variance,
   )
-  images = _first_images(eval_ds, num_examples)
-  pixels = math.prod(images.shape[1:])
+  examples = _first_examples(eval_ds, num_examples)
+  pixels = math.prod(examples["image"].shape[1:])
   log_px, elbo = latent_metrics.importance_weighted_log_likelihood(
     log_weights_fn,
     run.state,
-    images,
+    examples,
     rng,
     num_samples=num_samples,
     batch_size=IWAE_BATCH,

@@ -41,13 +41,8 @@ def sample_images(
       f"{run.workdir!r} holds a plain autoencoder "
       f"({run.config.model.name}): it has no prior to sample from."
     )
-  if label is not None:
-    raise errors.UserInputError(
-      f"--label needs a conditional model; {run.config.model.name!r} is "
-      "unconditional."
-    )
   z = runs.prior_samples(run, jax.random.PRNGKey(seed), num_samples)
-  return runs.decode(run, z)
+  return runs.decode(run, z, runs.sample_classes(run, num_samples, label))
 
 
 def sample(

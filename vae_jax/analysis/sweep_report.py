@@ -21,6 +21,7 @@ import tensorflow as tf
 from vae_jax.analysis import event_logs
 from vae_jax.analysis import runs
 from vae_jax.core import image_grid
+from vae_jax.trainers import trainer
 
 _UNSAFE_IN_NAMES = re.compile(r"[^A-Za-z0-9._+-]")
 
@@ -142,7 +143,8 @@ def _final_images(run_dir: str) -> tuple[np.ndarray, ...]:
   run = runs.load(run_dir)
   batch = next(run.data.eval_dataset(NUM_IMAGES).as_numpy_iterator())
   images = batch["image"][batch["mask"]]
-  recons = runs.reconstruct(run, images)
+  classes = np.asarray(trainer.class_labels(batch))[batch["mask"]]
+  recons = runs.reconstruct(run, images, classes)
   if run.config.input.pixel_range == "symmetric":
     images = (images + 1) / 2
   samples = None

@@ -187,13 +187,13 @@ def streamed_batches(
     epoch, skip = epoch + 1, 0
 
 
-def first_images(
+def first_examples(
   examples: tf.data.Dataset, count: int, input_config: ml_collections.ConfigDict
-) -> np.ndarray:
-  """The first `count` images of `examples`, unaugmented, as the model
-  reads them."""
-  images = next(examples.batch(count).as_numpy_iterator())["image"]
-  return to_model_pixels(images, input_config)
+) -> dict[str, np.ndarray]:
+  """The first `count` of `examples` as one batch, unaugmented: images as
+  the model reads them, and their labels (and attributes, if any)."""
+  batch = next(examples.batch(count).as_numpy_iterator())
+  return {**batch, "image": to_model_pixels(batch["image"], input_config)}
 
 
 def eval_dataset(

@@ -203,8 +203,9 @@ class PreparedData:
       )
     return self._eval_datasets[local_batch_size]
 
-  def first_test_images(self, count: int) -> np.ndarray:
-    """The first `count` images of the whole test split, unaugmented.
+  def first_test_batch(self, count: int) -> dict[str, np.ndarray]:
+    """The first `count` examples of the whole test split, unaugmented, as
+    one batch.
 
     The same on every process, unlike `eval_dataset`'s shares: image grids
     are computed by all processes together.
@@ -214,7 +215,7 @@ class PreparedData:
       if jax.process_count() == 1
       else self._load("test", per_process=False)
     )
-    return batching.first_images(whole, count, self.config)
+    return batching.first_examples(whole, count, self.config)
 
 
 def prepare(input_config: ml_collections.ConfigDict) -> PreparedData:

@@ -29,6 +29,17 @@ import jax.numpy as jnp
 
 # Bounds of a posterior log-variance: variances from 1e-13 to 5e8.
 POSTERIOR_LOGVAR_RANGE = (-30.0, 20.0)
+# The variable collection a conditional model reads the classes of its
+# inputs from, {'labels': int32 [B]}, beside 'params' and 'batch_stats'.
+# Trainers and the analysis add it (`conditioned`) whatever the model; a
+# model that is not conditional never reads it.
+CONDITION = "condition"
+
+
+def conditioned(variables: dict, labels: jax.Array) -> dict:
+  """`variables` with the class `labels` of the images or latents a
+  conditional model is applied to."""
+  return {**variables, CONDITION: {"labels": labels}}
 
 
 class WithPrior:

@@ -103,14 +103,6 @@ class EmaGanState(GanState):
     return self.generator_ema
 
 
-def class_labels(batch: dict[str, jax.Array]) -> jax.Array:
-  """int32 [B]: the digit, or CelebA's attributes as bits (first lowest)."""
-  if "attributes" in batch:
-    bits = batch["attributes"].astype(jnp.int32)
-    return jnp.sum(bits * (2 ** jnp.arange(bits.shape[-1]))[None, :], axis=-1)
-  return batch["label"].astype(jnp.int32)
-
-
 def default_config() -> ml_collections.ConfigDict:
   """An update schedule and one optimizer per network: DCGAN's Adam."""
   config = ml_collections.ConfigDict()
@@ -273,7 +265,7 @@ def discriminator_step(
   and whether the loss and gradients were finite. The generator is
   unchanged.
   """
-  images, labels = batch["image"], class_labels(batch)
+  images, labels = batch["image"], trainer.class_labels(batch)
   generator = _network(settings, "generator", state.generator, train=True)
   fakes, _ = objective_lib.apply(
     generator, _latents(settings.model, rng, images.shape[0]), labels
@@ -343,7 +335,7 @@ def generator_step(
   settings: Settings,
 ) -> tuple[GanState, dict[str, jax.Array], jax.Array]:
   """One generator update on fresh z for `batch`'s labels; D is unchanged."""
-  labels = class_labels(batch)
+  labels = trainer.class_labels(batch)
   z = _latents(settings.model, rng, labels.shape[0])
   network = state.generator
 
@@ -420,7 +412,7 @@ def eval_step(
 ) -> dict[str, jax.Array]:
   """Sums over the unpadded images of `batch`, and as many fakes of their
   labels, of the discriminator's terms (accuracies, losses)."""
-  images, labels = batch["image"], class_labels(batch)
+  images, labels = batch["image"], trainer.class_labels(batch)
   generator = _sampling_generator(settings, state)
   fakes, _ = objective_lib.apply(
     generator, _latents(settings.model, rng, images.shape[0]), labels
@@ -471,35 +463,22 @@ def generate_images(
   return images
 
 
-def label_grid_inputs(
-  model: gan.Gan, z: jax.Array
-) -> tuple[jax.Array, jax.Array]:
-  """z and labels for one row per class, each row over the same `z`."""
-  num_cols = z.shape[0]
-  # NumPy labels: a process-local jax.Array beside the global state would
-  # not be one value on multi-process runs.
-  return (
-    jnp.tile(z, (model.num_classes, 1)),
-    np.repeat(np.arange(model.num_classes, dtype=np.int32), num_cols),
-  )
-
-
 def make_image_grids(
   config: ml_collections.ConfigDict,
   parts,
-  test_images: np.ndarray,
+  test_batch: dict[str, np.ndarray],
   rng: jax.Array,
 ) -> Callable[[GanState], dict[str, np.ndarray]]:
   """The grids shown each epoch: samples of z drawn once from `rng` (an
   ACGAN's cycle through the classes), and for an ACGAN 'by_label', a row
   per class over the same z, so progress shows on the same images."""
-  del test_images  # A GAN reconstructs nothing.
+  del test_batch  # A GAN reconstructs nothing.
   model = parts.model
   generate = jax.jit(
     functools.partial(generate_images, settings=settings_of(config, parts))
   )
   z = _latents(model, rng, config.num_image_samples)
-  labels = np.arange(z.shape[0], dtype=np.int32) % max(model.num_classes, 1)
+  labels = trainer.sample_labels(parts, z.shape[0])
   num_cols = min(10, z.shape[0])
 
   def image_grids(state: GanState) -> dict[str, np.ndarray]:
@@ -509,7 +488,9 @@ def make_image_grids(
       )
     }
     if model.num_classes:
-      by_label = generate(state, *label_grid_inputs(model, z[:num_cols]))
+      by_label = generate(
+        state, *trainer.label_grid_inputs(z[:num_cols], model.num_classes)
+      )
       grids["by_label"] = image_grid.make_grid(
         image_grid.to_uint8(sharding.to_host(by_label)), num_cols=num_cols
       )

@@ -362,7 +362,7 @@ def _train_group(members: members_lib.Members) -> list[Outcome]:
   )(init_rng)
 
   eval_ds = data.eval_dataset(local_batch_size)
-  test_images = data.first_test_images(config.num_image_samples // 2)
+  test_batch = data.first_test_batch(config.num_image_samples // 2)
 
   # Orbax's threads start with the manager; under tfds.testing.mock_data,
   # building a dataset swaps the filesystem for every thread, so the tests
@@ -455,7 +455,7 @@ def _train_group(members: members_lib.Members) -> list[Outcome]:
       ),
       manager=manager,
       image_grids=trainer.make_image_grids(
-        member_config, parts, test_images, members.take(sample_rng, i)
+        member_config, parts, test_batch, members.take(sample_rng, i)
       ),
     )
     for i, (member_config, workdir, name, manager) in enumerate(

@@ -22,6 +22,7 @@ from vae_jax.core import image_grid
 from vae_jax.core import optimizers
 from vae_jax.core import sharding
 from vae_jax.models import family
+from vae_jax.models import vae
 from vae_jax.objectives import objective
 from vae_jax.trainers import trainer
 
@@ -99,7 +100,10 @@ def train_step(
   def loss_fn(params):
     network = objective.Network(
       module=settings.model,
-      variables={"params": params, "batch_stats": state.batch_stats},
+      variables=vae.conditioned(
+        {"params": params, "batch_stats": state.batch_stats},
+        trainer.class_labels(batch),
+      ),
       train=True,
       compute_dtype=settings.compute_dtype,
     )
@@ -135,7 +139,7 @@ def eval_step(
   """Sums of the per-image terms over the unpadded images of `batch`."""
   network = objective.Network(
     module=settings.model,
-    variables=variables(state),
+    variables=vae.conditioned(variables(state), trainer.class_labels(batch)),
     train=False,
     compute_dtype=settings.compute_dtype,
   )
@@ -163,12 +167,18 @@ def make_steps(
 def decode_images(
   state: TrainState,
   codes: jax.Array,
+  labels: jax.Array,
   *,
   to_images: Callable[[jax.Array], jax.Array],
 ) -> jax.Array:
-  """Mean images in [0, 1] of latents or codes [N, D]; `to_images` is the
+  """Mean images in [0, 1] of latents or codes [N, D], of classes `labels`
+  [N] for a conditional model (others ignore them); `to_images` is the
   objective's."""
-  return to_images(state.apply_fn(variables(state), codes, method="decode"))
+  return to_images(
+    state.apply_fn(
+      vae.conditioned(variables(state), labels), codes, method="decode"
+    )
+  )
 
 
 def sample_prior(state: TrainState, rng: jax.Array, *, num: int) -> jax.Array:
@@ -180,30 +190,39 @@ def sample_prior(state: TrainState, rng: jax.Array, *, num: int) -> jax.Array:
 def reconstruct_images(
   state: TrainState,
   images: jax.Array,
+  labels: jax.Array,
   *,
   kind: family.Kind,
   to_images: Callable[[jax.Array], jax.Array],
 ) -> jax.Array:
-  """Reconstructions in [0, 1]; a latent-variable model decodes its
-  posterior mean (no noise)."""
-  code = state.apply_fn(variables(state), images, method="encode")
+  """Reconstructions in [0, 1] of `images` of classes `labels`; a
+  latent-variable model decodes its posterior mean (no noise)."""
+  code = state.apply_fn(
+    vae.conditioned(variables(state), labels), images, method="encode"
+  )
   if kind == family.Kind.LATENT_VARIABLE:
     code = code[0]
-  return decode_images(state, code, to_images=to_images)
+  return decode_images(state, code, labels, to_images=to_images)
 
 
 def make_image_grids(
   config: ml_collections.ConfigDict,
   parts,
-  test_images: np.ndarray,
+  test_batch: dict[str, np.ndarray],
   rng: jax.Array,
 ) -> Callable[[TrainState], dict[str, np.ndarray]]:
   """The grids shown each epoch, as a function of the state.
 
-  Reconstructions of `test_images`, and for models with a prior decodings
-  of latents drawn from it with `rng`: the same images and noise every
-  epoch show progress.
+  Reconstructions of `test_batch`'s images, and for models with a prior
+  decodings of latents drawn from it with `rng` (a conditional model's
+  of every class in turn, and a row per class over the same z): the same
+  images and noise every epoch show progress.
   """
+  test_images = test_batch["image"]
+  # NumPy inputs: on multi-process runs jit takes them as the same value on
+  # every process, as these test images are.
+  test_labels = np.asarray(trainer.class_labels(test_batch))
+  sampled_labels = trainer.sample_labels(parts, config.num_image_samples)
   kind, to_images = parts.family.kind, parts.objective.to_images
   reconstruct = jax.jit(
     functools.partial(reconstruct_images, kind=kind, to_images=to_images)
@@ -220,9 +239,7 @@ def make_image_grids(
   num_cols = min(16, len(originals))
 
   def image_grids(state: TrainState) -> dict[str, np.ndarray]:
-    # NumPy inputs: on multi-process runs jit takes them as the same value on
-    # every process, as these test images are.
-    recons = sharding.to_host(reconstruct(state, test_images))
+    recons = sharding.to_host(reconstruct(state, test_images, test_labels))
     # Rows alternate: num_cols test images, then their reconstructions.
     rows = [
       part
@@ -238,8 +255,17 @@ def make_image_grids(
       )
     }
     if has_prior:
+      z = draw(state)
       grids["samples"] = image_grid.make_grid(
-        image_grid.to_uint8(sharding.to_host(decode(state, draw(state))))
+        image_grid.to_uint8(sharding.to_host(decode(state, z, sampled_labels)))
+      )
+    if parts.family.conditional:
+      by_label = decode(
+        state,
+        *trainer.label_grid_inputs(z[:num_cols], parts.model.num_classes),
+      )
+      grids["by_label"] = image_grid.make_grid(
+        image_grid.to_uint8(sharding.to_host(by_label)), num_cols=num_cols
       )
     return grids
 

@@ -34,7 +34,8 @@ class Trainer(NamedTuple):
   # sums` of terms over the unpadded images and their 'count'
   # (`masked_sums`).
   make_steps: Callable[..., tuple[Any, Any]]
-  # (config, parts, test_images, rng) -> (state -> {name: uint8 grid}).
+  # (config, parts, test_batch, rng) -> (state -> {name: uint8 grid});
+  # test_batch: the first test examples, 'image' as the model reads them.
   make_image_grids: Callable[..., Callable[[Any], dict[str, np.ndarray]]]
   # (state, config, total_steps) -> the state, its arrays unchanged, whose
   # updates follow `config`'s optimizer sections: a member of a vectorized
@@ -43,6 +44,34 @@ class Trainer(NamedTuple):
   # The optimizer fields (dotted) its steps read only as numbers, so that
   # members of a vectorized sweep may differ in them.
   traced_fields: tuple[str, ...]
+
+
+def class_labels(batch: dict[str, jax.Array]) -> jax.Array:
+  """int32 [B]: the digit, or CelebA's attributes as bits (first lowest)."""
+  if "attributes" in batch:
+    bits = batch["attributes"].astype(jnp.int32)
+    return jnp.sum(bits * (2 ** jnp.arange(bits.shape[-1]))[None, :], axis=-1)
+  return batch["label"].astype(jnp.int32)
+
+
+def sample_labels(parts, num: int) -> np.ndarray:
+  """Classes for `num` samples of `parts.model`: every class in turn for a
+  conditional model, class 0 (which others ignore) otherwise."""
+  num_classes = parts.model.num_classes if parts.family.conditional else 1
+  return np.arange(num, dtype=np.int32) % num_classes
+
+
+def label_grid_inputs(
+  z: jax.Array, num_classes: int
+) -> tuple[jax.Array, np.ndarray]:
+  """z and labels for one row per class, each row over the same `z`."""
+  num_cols = z.shape[0]
+  # NumPy labels: a process-local jax.Array beside the global state would
+  # not be one value on multi-process runs.
+  return (
+    jnp.tile(z, (num_classes, 1)),
+    np.repeat(np.arange(num_classes, dtype=np.int32), num_cols),
+  )
 
 
 def masked_sums(
