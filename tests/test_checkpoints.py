@@ -40,7 +40,11 @@ def test_batchnorm_model_evaluates_the_same_after_restore(
   state = fresh
   step = jax.jit(train_step)
   for i in range(3):
-    state, _ = step(state, {"image": images(i)}, jax.random.PRNGKey(1))
+    state, _ = step(
+      state,
+      {"image": images(i), "label": np.zeros(8, np.int32)},
+      jax.random.PRNGKey(1),
+    )
   # Training moved the running statistics away from their initial values.
   assert not all(
     np.allclose(a, b)
@@ -49,7 +53,11 @@ def test_batchnorm_model_evaluates_the_same_after_restore(
     )
   )
 
-  eval_batch = {"image": images(10), "mask": np.ones(8, bool)}
+  eval_batch = {
+    "image": images(10),
+    "label": np.zeros(8, np.int32),
+    "mask": np.ones(8, bool),
+  }
   evaluate = functools.partial(
     jax.jit(eval_step), batch=eval_batch, rng=jax.random.PRNGKey(2)
   )

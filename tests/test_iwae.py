@@ -55,7 +55,13 @@ def eval_terms(config, rng=3):
   _, eval_step = single_network.make_steps(config, parts)
   x = images()
   sums = jax.jit(eval_step)(
-    state, {"image": x, "mask": np.ones(len(x), bool)}, jax.random.PRNGKey(rng)
+    state,
+    {
+      "image": x,
+      "label": np.zeros(len(x), np.int32),
+      "mask": np.ones(len(x), bool),
+    },
+    jax.random.PRNGKey(rng),
   )
   return {k: float(v) / len(x) for k, v in sums.items() if k != "count"}, state
 

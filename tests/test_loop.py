@@ -212,7 +212,11 @@ def test_non_finite_step_keeps_the_batchnorm_statistics(tiny_config):
   images = images.astype(np.float32)
   poisoned = images.copy()
   poisoned[0, 0, 0, 0] = np.nan
-  skipped, metrics = step(state, {"image": poisoned}, jax.random.PRNGKey(1))
+  skipped, metrics = step(
+    state,
+    {"image": poisoned, "label": np.zeros(len(poisoned), np.int32)},
+    jax.random.PRNGKey(1),
+  )
   assert not bool(metrics["finite"])
   flat = jax.tree_util.tree_flatten_with_path
   assert flat(state.batch_stats)[0]  # The model has BatchNorm statistics.
@@ -222,7 +226,11 @@ def test_non_finite_step_keeps_the_batchnorm_statistics(tiny_config):
     assert np.array_equal(before, after), (
       f"batch_stats{jax.tree_util.keystr(path)} changed by a skipped step"
     )
-  applied, metrics = step(skipped, {"image": images}, jax.random.PRNGKey(1))
+  applied, metrics = step(
+    skipped,
+    {"image": images, "label": np.zeros(len(images), np.int32)},
+    jax.random.PRNGKey(1),
+  )
   assert bool(metrics["finite"])
   assert not all(
     np.array_equal(before, after)

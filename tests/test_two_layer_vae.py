@@ -46,7 +46,15 @@ def bound_and_state(config, x, rng):
   terms, _ = parts.objective.terms(
     network, x, rng, state.step, loss_config=config.loss
   )
-  sums = eval_step(state, {"image": x, "mask": np.ones(len(x), bool)}, rng)
+  sums = eval_step(
+    state,
+    {
+      "image": x,
+      "label": np.zeros(len(x), np.int32),
+      "mask": np.ones(len(x), bool),
+    },
+    rng,
+  )
   np.testing.assert_allclose(
     float(sums["loss"]), float(jnp.sum(terms["loss"])), rtol=1e-6
   )

@@ -29,7 +29,8 @@ class Trainer(NamedTuple):
   # `.step` and `.params`; jit it to initialize on devices.
   create_train_state: Callable[..., Any]
   # (config, parts) -> (train_step, eval_step), uncompiled: the train step
-  # `(state, batch, rng) -> (state, metrics)`, its metrics per-step means
+  # `(state, batch, rng) -> (state, metrics)` on a batch {'image', 'label'
+  # (and CelebA's 'attributes'): `class_labels`}, its metrics per-step means
   # with a 'loss' and a bool 'finite'; the eval step `(state, batch, rng) ->
   # sums` of terms over the unpadded images and their 'count'
   # (`masked_sums`).
