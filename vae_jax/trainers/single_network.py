@@ -228,10 +228,7 @@ def make_image_grids(
     functools.partial(reconstruct_images, kind=kind, to_images=to_images)
   )
   decode = jax.jit(functools.partial(decode_images, to_images=to_images))
-  # The same key every epoch: the same z where the prior has no parameters.
-  draw = jax.jit(
-    functools.partial(sample_prior, rng=rng, num=config.num_image_samples)
-  )
+  draw = jax.jit(functools.partial(sample_prior, num=config.num_image_samples))
   has_prior = kind == family.Kind.LATENT_VARIABLE
   originals = (
     test_images if config.input.pixel_range == "unit" else (test_images + 1) / 2
@@ -255,7 +252,9 @@ def make_image_grids(
       )
     }
     if has_prior:
-      z = draw(state)
+      # The same key every epoch: the same z where the prior has no
+      # parameters.
+      z = draw(state, rng)
       grids["samples"] = image_grid.make_grid(
         image_grid.to_uint8(sharding.to_host(decode(state, z, sampled_labels)))
       )
