@@ -97,13 +97,13 @@ CONFIGS = [
     "iwae,k=5,layers=2",
     TWO_LAYER,
   ),
-  # The seed's MLP VAE, the one-hot digit beside x and beside z.
+  # The seed's MLP VAE, latent 8, the one-hot digit beside x and beside z.
   (
     "mnist_cvae",
     None,
     linear_params([784 + 10, 400, 200])
-    + 2 * linear_params([200, 20])
-    + linear_params([20 + 10, 200, 400, 784]),
+    + 2 * linear_params([200, 8])
+    + linear_params([8 + 10, 200, 400, 784]),
   ),
   # Tomczak & Welling's gated MLP: each gated layer is two linear ones;
   # the VampPrior adds its 500 pseudo-images.

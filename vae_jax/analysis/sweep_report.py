@@ -59,6 +59,9 @@ _TABLE_COLUMNS = (
   ("analysis", "active_units"),
   ("analysis", "class_separation.knn_accuracy"),
   ("analysis", "sample_diversity"),
+  ("analysis", "frechet_distance_classifier_features"),  # MNIST runs.
+  ("analysis", "recall_classifier_features"),
+  ("analysis", "conditioning_accuracy"),  # Conditional models.
   ("results", "train_seconds"),
 )
 NUM_IMAGES = 8  # Test images and samples per run in the summary figure.
