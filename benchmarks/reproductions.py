@@ -48,7 +48,8 @@ def _iwae_row(objective: str, k: int, layers: int, published: float) -> Row:
   trained_as = "IWAE" if objective == "iwae" else "VAE"
   return Row(
     name=f"iwae_paper_{objective}_k{k}_{layers}layer",
-    model=f"Burda et al.'s MLP, {layers} stochastic layer(s)",
+    model=f"Burda et al.'s MLP, {layers} stochastic "
+    + ("layer" if layers == 1 else "layers"),
     objective=f"{trained_as} bound, k = {k}",
     config=f"configs/iwae_paper.py:{objective},k={k},layers={layers},"
     "schedule=cpu",
@@ -65,7 +66,7 @@ ROWS = (
     objective="ELBO, KL warm-up",
     config="configs/vampprior_paper.py:standard",
     published=88.56,
-    source=TOMCZAK + " (not rechecked against the paper here)",
+    source=TOMCZAK + ", not rechecked here",
     paper_epochs="≤ 2,000 (early stopping)",
   ),
   Row(

@@ -152,7 +152,7 @@ def reproductions(figures: dict) -> str:
     )
     run = row["measured"]
     if run is None:
-      obtained, epochs, wall = "not trained yet", "—", "—"
+      obtained, epochs, wall = "not measured yet", "—", "—"
     else:
       obtained = (
         f"**{run['test_nll']:.2f}** (k = {run['importance_samples']:,}; "

@@ -73,5 +73,5 @@ def test_rows_come_from_workdirs_and_stored_rows_are_kept(tmp_path):
   assert "1 h 30 min (its last part, from step 60,000)" in table
   untrained = second["iwae_paper_iwae_k50_2layer"]
   assert untrained["measured"] is None
-  assert f"not trained yet | 82.90 ({untrained['source']})" in table
+  assert f"not measured yet | 82.90 ({untrained['source']})" in table
   assert untrained["command"] in table
