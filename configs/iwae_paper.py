@@ -37,19 +37,19 @@ FAMILIES = {1: "mlp_vae", 2: "two_layer_vae"}
 SCHEDULES = {"paper": 3280, "cpu": 800}  # Epochs.
 
 
-def _parse(argument: str) -> dict[str, str]:
-  objective, *pairs = argument.split(",")
-  settings = {
-    "objective": objective,
-    "k": "1",
-    "layers": "1",
-    "schedule": "paper",
-  }
+def parse(
+  argument: str, first: str, defaults: dict[str, str], file_name: str
+) -> dict[str, str]:
+  """'value,key=value,...' as {first: value, key: value, ...}, the keys
+  one of `defaults`' (which fill those not given)."""
+  value, *pairs = argument.split(",")
+  settings = {first: value, **defaults}
   for pair in pairs:
     key, sep, value = pair.partition("=")
     errors.require(
-      sep and key in settings,
-      f"iwae_paper.py: {pair!r} is not one of k=, layers=, schedule=.",
+      sep and key in defaults,
+      f"{file_name}: {pair!r} is not one of "
+      f"{', '.join(f'{name}=' for name in defaults)}.",
     )
     settings[key] = value
   return settings
@@ -58,7 +58,12 @@ def _parse(argument: str) -> dict[str, str]:
 def get_config(
   argument: str = "iwae,k=5,layers=1",
 ) -> ml_collections.ConfigDict:
-  settings = _parse(argument)
+  settings = parse(
+    argument,
+    "objective",
+    {"k": "1", "layers": "1", "schedule": "paper"},
+    "iwae_paper.py",
+  )
   errors.require_choice(
     settings["objective"], OBJECTIVES, "iwae_paper.py's objective"
   )

@@ -12,7 +12,7 @@ mnist_linear.py. `analyze` judges samples drawn for every digit in turn
 with the project's classifier (the conditional accuracy, overall and per
 digit), and draws pairs.png: each column one z, each row the digit it is
 decoded as. The latent size and the length are chosen from the comparison
-in docs/seed_studies.md (the conditional VAE).
+in docs/reproductions.md (the conditional VAE).
 """
 
 import ml_collections

@@ -34,6 +34,7 @@ gradient before Adam; this config does not). The paper's test NLL (k =
 
 import ml_collections
 
+from configs import iwae_paper
 from vae_jax import errors
 from vae_jax.trainers import run_config
 
@@ -42,21 +43,10 @@ SCHEDULES = {"paper": (2000, 100), "cpu": (200, 10)}  # Epochs, warm-up's.
 STEPS_PER_EPOCH = 600  # 60,000 training images in batches of 100.
 
 
-def _parse(argument: str) -> dict[str, str]:
-  prior, *pairs = argument.split(",")
-  settings = {"prior": prior, "layers": "1", "schedule": "cpu"}
-  for pair in pairs:
-    key, sep, value = pair.partition("=")
-    errors.require(
-      sep and key in settings,
-      f"vampprior_paper.py: {pair!r} is not one of layers=, schedule=.",
-    )
-    settings[key] = value
-  return settings
-
-
 def get_config(argument: str = "vamp") -> ml_collections.ConfigDict:
-  settings = _parse(argument)
+  settings = iwae_paper.parse(
+    argument, "prior", {"layers": "1", "schedule": "cpu"}, "vampprior_paper.py"
+  )
   errors.require_choice(settings["prior"], PRIORS, "vampprior_paper.py's prior")
   errors.require_choice(
     settings["schedule"], SCHEDULES, "vampprior_paper.py's schedule"

@@ -17,6 +17,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from test_models import TWO_LAYER_PARAMS
 from test_models import convs_params
 from test_models import dcgan_listing_params
 from test_models import linear_params
@@ -33,17 +34,6 @@ SMALL_CONV_16 = (
   + convs_params([128, 64, 32, 1], 3, bias=True)
 )
 
-# Burda et al.'s two-layer model: x-200-200-(h1: 100)-100-100-(h2: 50),
-# p(h1|h2) and p(x|h1) mirrored.
-TWO_LAYER = (
-  linear_params([784, 200, 200])
-  + 2 * linear_params([200, 100])
-  + linear_params([100, 100, 100])
-  + 2 * linear_params([100, 50])
-  + linear_params([50, 100, 100])
-  + 2 * linear_params([100, 100])
-  + linear_params([100, 200, 200, 784])
-)
 GATED_MLP = (
   2 * linear_params([784, 300, 300])
   + 2 * linear_params([300, 40])
@@ -95,7 +85,7 @@ CONFIGS = [
   (
     "iwae_paper",
     "iwae,k=5,layers=2",
-    TWO_LAYER,
+    TWO_LAYER_PARAMS,
   ),
   # The seed's MLP VAE, latent 8, the one-hot digit beside x and beside z.
   (
@@ -120,7 +110,7 @@ COUNTED_ONLY = [
   ),
   ("mnist_convvae_seed", "16", SMALL_CONV_16),  # mnist_convvae's model.
   ("vampprior_paper", "standard", GATED_MLP),
-  ("vampprior_paper", "vamp,layers=2", TWO_LAYER + VAMP_PSEUDO_INPUTS),
+  ("vampprior_paper", "vamp,layers=2", TWO_LAYER_PARAMS + VAMP_PSEUDO_INPUTS),
 ]
 
 

@@ -19,6 +19,19 @@ def linear_params(sizes):
   return sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
 
 
+# Burda et al.'s two-layer model: x-200-200-(h1: 100)-100-100-(h2: 50),
+# p(h1|h2) and p(x|h1) mirrored.
+TWO_LAYER_PARAMS = (
+  linear_params([784, 200, 200])
+  + 2 * linear_params([200, 100])
+  + linear_params([100, 100, 100])
+  + 2 * linear_params([100, 50])
+  + linear_params([50, 100, 100])
+  + 2 * linear_params([100, 100])
+  + linear_params([100, 200, 200, 784])
+)
+
+
 def compiled(model):
   """`model`'s init and apply, each compiled whole: op by op, a conv VAE's
   hundreds of small ops took 17 s to compile one at a time."""
