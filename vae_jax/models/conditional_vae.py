@@ -91,12 +91,8 @@ class ConditionalVAE(vae.VAE):
 
 def default_config() -> ml_collections.ConfigDict:
   """The seed's MNIST MLP VAE, conditioned on the digit."""
-  config = ml_collections.ConfigDict()
+  config = mlp_vae.default_config()  # Its fields, each commented there.
   config.name = "conditional_vae"  # vae_jax/models/conditional_vae.py.
-  config.hidden_sizes = (400, 200)  # Encoder; the decoder mirrors it.
-  config.latent_size = 20  # Dimensions of z.
-  config.activation = "relu"  # Of the hidden layers: 'relu' or 'tanh'.
-  config.prior = priors.default_config()  # p(z): N(0, I) only, see build.
   return config
 
 
