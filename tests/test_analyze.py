@@ -2,6 +2,8 @@
 
 import json
 import math
+import os
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -14,8 +16,11 @@ from testbed import make_tiny_config
 from testbed import save_untrained_run
 from vae_jax import errors
 from vae_jax.analysis import latent_metrics
+from vae_jax.analysis import pretrained
 from vae_jax.analysis import report as report_lib
 from vae_jax.analysis import runs as runs_lib
+from vae_jax.core import provenance
+from vae_jax.core import weights_file
 from vae_jax.trainers import loop
 from vae_jax.trainers import run_config
 
@@ -346,3 +351,72 @@ def test_iwae_converges_to_the_exact_log_likelihood():
   # 5000 samples pin the ELBO down; a single sample scatters around it.
   # (A 100-image mean of single draws scatters by ~0.9 nats around 9.7 here.)
   np.testing.assert_allclose(np.mean(exact - elbo), errors[1], rtol=0.25)
+
+
+def test_exported_model_loads_as_its_run_and_checks_its_card(
+  runs, tmp_path, monkeypatch
+):
+  monkeypatch.setattr(report_lib, "NUM_METRIC_SAMPLES", 200)
+  monkeypatch.setattr(pretrained, "CHECK_EXAMPLES", 16)
+  monkeypatch.setattr(pretrained, "CHECK_IMPORTANCE_SAMPLES", 5)
+  run_analyze(runs["cvae"], iwae_k=3, iwae_examples=8, curve_samples=0)
+  folder = tmp_path / "pretrained" / "tiny_cvae"
+  with tfds.testing.mock_data(num_examples=NUM_EXAMPLES):
+    card = pretrained.export(str(runs["cvae"]), str(folder), command="train")
+    trained = runs_lib.load(str(runs["cvae"]))
+    exported = runs_lib.load(str(folder))
+  assert sorted(os.listdir(tmp_path / "pretrained")) == ["tiny_cvae"]
+  # The weights, BatchNorm statistics and step; no optimizer state.
+  names = set(weights_file.read(str(folder)))
+  assert "step" in names and any(n.startswith("params.") for n in names)
+  assert not any("opt_state" in name for name in names)
+  assert exported.step == trained.step == card["steps"]
+  jax.tree.map(
+    np.testing.assert_array_equal,
+    jax.device_get(exported.state.params),
+    jax.device_get(trained.state.params),
+  )
+  codes = np.random.default_rng(0).normal(size=(6, 4)).astype(np.float32)
+  np.testing.assert_array_equal(
+    runs_lib.decode(exported, codes), runs_lib.decode(trained, codes)
+  )
+  # The card: provenance the run recorded, and check figures that the
+  # folder's own weights and images give again.
+  results = json.loads((runs["cvae"] / "results.json").read_text())
+  assert card["commit"] == {
+    "value": provenance.source_commit(),
+    "source": "recorded by the run",
+  }
+  assert card["hardware"]["value"] == results["hardware"]
+  assert card == json.loads((folder / "card.json").read_text())
+  assert card["check"]["examples"] == 16
+  again = pretrained.check_figures(
+    exported, pretrained.read_check_examples(str(folder))
+  )
+  assert {name: pretrained.printed(v) for name, v in again.items()} == {
+    name: card["check"][name] for name in again
+  }
+  assert (folder / "README.md").read_text() == pretrained.card_markdown(
+    "tiny_cvae", card
+  )
+  # A folder whose config does not fit its weights names the difference.
+  config = json.loads((folder / "config.json").read_text())
+  config["model"]["latent_size"] = 5
+  (folder / "config.json").write_text(json.dumps(config))
+  with tfds.testing.mock_data(num_examples=NUM_EXAMPLES):
+    with pytest.raises(errors.UserInputError, match="does not fit the config"):
+      runs_lib.load(str(folder))
+
+
+def test_export_refuses_a_model_without_likelihood_and_writes_nothing(
+  runs, tmp_path
+):
+  workdir = tmp_path / "autoencoder"
+  shutil.copytree(runs["autoencoder"], workdir)
+  (workdir / "results.json").write_text('{"steps": 0}')
+  (workdir / "analysis").mkdir(exist_ok=True)
+  (workdir / "analysis" / "analysis.json").write_text("{}")
+  with tfds.testing.mock_data(num_examples=NUM_EXAMPLES):
+    with pytest.raises(errors.UserInputError, match="has no likelihood"):
+      pretrained.export(str(workdir), str(tmp_path / "out"), command="train")
+  assert sorted(os.listdir(tmp_path)) == ["autoencoder"]

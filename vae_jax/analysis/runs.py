@@ -2,13 +2,15 @@
 
 `load(workdir)` gives the config the run wrote to config.json, its model (and
 what declares it: family, objective, trainer), its data and the train state
-of its newest checkpoint (or of a chosen step), so analysis, sampling and
+of its newest checkpoint (or of a chosen step), or of the weights of a
+pretrained model's folder (`core.weights_file`), so analysis, sampling and
 sweeps share one way of reading runs. It needs nothing but the workdir: the
 fields a config.json lacks take the defaults of the pieces that read them.
 `encode`, `decode` and `reconstruct` apply the loaded model to host arrays;
 `encode_split` and `iwae_nll` run it over a dataset.
 """
 
+from collections.abc import Callable
 import dataclasses
 import functools
 import math
@@ -26,6 +28,7 @@ from vae_jax.analysis import latent_metrics
 from vae_jax.core import checkpoints
 from vae_jax.core import image_grid
 from vae_jax.core import sharding
+from vae_jax.core import weights_file
 from vae_jax.data import pipeline
 from vae_jax.models import family
 from vae_jax.models import vae
@@ -90,7 +93,10 @@ def load(workdir: str, step: int | None = None) -> TrainedRun:
   The run's dataset must be readable (see `data.pipeline.prepare`).
   """
   config = load_config(workdir)
-  if not tf.io.gfile.isdir(os.path.join(workdir, "checkpoints")):
+  if not (
+    weights_file.holds_weights(workdir)
+    or tf.io.gfile.isdir(os.path.join(workdir, "checkpoints"))
+  ):
     raise errors.UserInputError(f"{workdir!r} holds no checkpoints.")
   data = pipeline.prepare(config.input)
   parts = parts_lib.assemble(config, data.image_shape)
@@ -103,12 +109,39 @@ def at_step(run: TrainedRun, step: int) -> TrainedRun:
 
 
 def kept_steps(workdir: str) -> list[int]:
-  """The steps of the checkpoints in `workdir`, oldest first."""
+  """The steps of the checkpoints in `workdir`, oldest first (a pretrained
+  model's: the one its weights are of)."""
+  if weights_file.holds_weights(workdir):
+    return [weights_file.saved_step(workdir)]
   manager = checkpoints.make_manager(workdir, load_config(workdir))
   try:
     return sorted(manager.all_steps())
   finally:
     manager.close()
+
+
+def _from_checkpoint(
+  workdir: str,
+  config: ml_collections.ConfigDict,
+  init: Callable[[jax.Array], Any],
+  rng: jax.Array,
+  replicated: jax.sharding.Sharding,
+  step: int | None,
+) -> Any:
+  """The state of checkpoint `step` (None: the newest readable one), into
+  the shapes `init` gives."""
+  abstract_state = jax.eval_shape(init, rng)
+  manager = checkpoints.make_manager(workdir, config)
+  try:
+    restored = checkpoints.restore(
+      manager, abstract_state, jax.device_put(rng, replicated), step=step
+    )
+  finally:
+    manager.close()
+  if restored is None:
+    raise errors.UserInputError(f"{workdir!r} holds no checkpoints.")
+  state, _ = restored
+  return state
 
 
 def _restore(
@@ -119,7 +152,8 @@ def _restore(
   step: int | None,
 ) -> TrainedRun:
   replicated = sharding.replicated(sharding.make_mesh())
-  # Shapes only: restoring fills in the values. The schedule's length is
+  # A checkpoint fills in its shapes; pretrained weights fill a fresh state
+  # (with the optimizer states they lack). The schedule's length is
   # irrelevant, as a loaded state is evaluated, not trained further.
   init = jax.jit(
     functools.partial(
@@ -132,17 +166,15 @@ def _restore(
     out_shardings=replicated,
   )
   rng = jax.random.PRNGKey(0)
-  abstract_state = jax.eval_shape(init, rng)
-  manager = checkpoints.make_manager(workdir, config)
-  try:
-    restored = checkpoints.restore(
-      manager, abstract_state, jax.device_put(rng, replicated), step=step
-    )
-  finally:
-    manager.close()
-  if restored is None:
-    raise errors.UserInputError(f"{workdir!r} holds no checkpoints.")
-  state, _ = restored
+  if weights_file.holds_weights(workdir):
+    saved_step = weights_file.saved_step(workdir)
+    if step not in (None, saved_step):
+      raise errors.UserInputError(
+        f"{workdir!r} holds the weights of step {saved_step} only."
+      )
+    state = jax.device_put(weights_file.restore(workdir, init(rng)), replicated)
+  else:
+    state = _from_checkpoint(workdir, config, init, rng, replicated, step)
   return TrainedRun(
     workdir=workdir,
     config=config,
@@ -339,7 +371,7 @@ def encode_split(
   )
 
 
-def _first_examples(
+def first_examples(
   eval_ds: tf.data.Dataset, count: int | None
 ) -> dict[str, np.ndarray]:
   """The first `count` unpadded images of `eval_ds` (None: all of them), and
@@ -369,12 +401,24 @@ def iwae_nll(
   images (None: all), from the same `num_samples` draws per image, as
   one compiled loop (`latent_metrics.importance_weighted_log_likelihood`).
   """
+  return examples_nll(
+    run, first_examples(eval_ds, num_examples), num_samples, rng
+  )
+
+
+def examples_nll(
+  run: TrainedRun,
+  examples: dict[str, np.ndarray],
+  num_samples: int,
+  rng: jax.Array,
+) -> tuple[float, float]:
+  """`iwae_nll` of `examples` ({'image' as the model reads them, 'label':
+  their classes})."""
   log_weights_fn = functools.partial(
     model_log_weights,
     likelihood=run.config.loss.likelihood,
     gaussian_variance=run.config.loss.gaussian_variance,
   )
-  examples = _first_examples(eval_ds, num_examples)
   pixels = math.prod(examples["image"].shape[1:])
   log_px, elbo = latent_metrics.importance_weighted_log_likelihood(
     log_weights_fn,

@@ -35,6 +35,7 @@ from vae_jax import errors
 from vae_jax.core import checkpoints
 from vae_jax.core import outputs
 from vae_jax.core import preemption
+from vae_jax.core import provenance
 from vae_jax.core import resume
 from vae_jax.core import sharding
 from vae_jax.core import workdir_lock
@@ -301,6 +302,7 @@ def _restore_all(
 def _train_group(members: members_lib.Members) -> list[Outcome]:
   """`train_group`'s work, in the workdirs it holds."""
   run_start = time.perf_counter()
+  commit = provenance.source_commit()  # At the start: the code that runs.
   config = members.config  # The fields all members share.
   # Data first: a run that cannot read its data leaves no workdir behind
   # (`workdir_lock.hold` removes the one it made).
@@ -563,6 +565,8 @@ def _train_group(members: members_lib.Members) -> list[Outcome]:
       "devices": jax.device_count(),  # The global batch is split over these,
       "processes": jax.process_count(),  # whose hosts each read a share.
       "batches_on_device": batches_on_device,  # See input.device_resident.
+      "commit": commit,  # The code's (`core.provenance`); None: unknown.
+      "hardware": provenance.hardware(),
     }
     if jax.process_index() == 0:
       outputs.write_json(os.path.join(run.workdir, "results.json"), results)
