@@ -136,8 +136,9 @@ def test_quickstart_trains_and_shows_its_figures(
   results = json.loads((workdir / "results.json").read_text())
   assert results["steps"] == tiny_mnist.NUM_TRAIN // 8
   assert f"test_nelbo: {results['test_nelbo']:.4f}" in printed(notebook)
-  # Learning curves, reconstructions, samples, latent map, traversal grid.
-  assert len(outputs_of(notebook, "image/png")) == 5
+  # The pretrained model's samples, then the run's learning curves,
+  # reconstructions, samples, latent map and traversal grid.
+  assert len(outputs_of(notebook, "image/png")) == 6
 
 
 # Both read the sweep, built once: a module's tests share a worker

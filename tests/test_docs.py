@@ -24,7 +24,7 @@ DOCS = sorted(
   [REPO_ROOT / "README.md", *(REPO_ROOT / "docs").glob("*.md")]
   + [REPO_ROOT / d / "README.md" for d in ("benchmarks", "launch", "colabs")]
 )
-COMMANDS = ("main", "sweep", "analyze", "sample", "compare")
+COMMANDS = ("main", "sweep", "analyze", "sample", "compare", "export")
 _FENCE = re.compile(r"^```.*?^```", re.M | re.S)
 _INLINE_CODE = re.compile(r"`[^`\n]*`")
 _LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")

@@ -1,9 +1,10 @@
 """The pretrained models in pretrained/: they load, and their weights give
 their cards' check figures again; and the provenance their cards quote.
 
-A folder needs its dataset only for the image shape, so mock MNIST stands in
-for it; the check figures are computed on the real test images each folder
-holds (check_examples.npz).
+A folder needs its dataset only for the image shape, so a tiny random-pixel
+MNIST stands in for it (in a data dir of its own: a folder's config reads
+MNIST from wherever it finds it, `tiny_mnist`); the check figures are
+computed on the real test images each folder holds (check_examples.npz).
 """
 
 import glob
@@ -11,9 +12,9 @@ import os
 import subprocess
 
 import pytest
-import tensorflow_datasets as tfds
 
 from conftest import REPO_ROOT
+import tiny_mnist
 from vae_jax.analysis import pretrained
 from vae_jax.analysis import runs
 from vae_jax.core import provenance
@@ -40,10 +41,9 @@ def test_pretrained_models_exist_within_their_size_limits():
 
 
 @pytest.mark.parametrize("folder", FOLDERS, ids=os.path.basename)
-def test_pretrained_model_gives_its_cards_check_figures(folder):
+def test_pretrained_model_gives_its_cards_check_figures(folder, tmp_path):
   card = pretrained.read_card(folder)
-  with tfds.testing.mock_data(num_examples=8):
-    run = runs.load(folder)
+  run = runs.load(folder, data_dir=tiny_mnist.write(str(tmp_path)))
   assert run.step == card["steps"]
   figures = pretrained.check_figures(
     run, pretrained.read_check_examples(folder)

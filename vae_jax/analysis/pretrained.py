@@ -17,7 +17,6 @@ take the folder as their --workdir. Beside them:
 match the card's to the printed digits.
 """
 
-import io
 import json
 import os
 from typing import Any
@@ -168,10 +167,7 @@ def export(
   with tf.io.gfile.GFile(os.path.join(workdir, "config.json")) as f:
     outputs.write_json(os.path.join(partial, "config.json"), f.read())
   weights_file.save(partial, run.state)
-  buffer = io.BytesIO()
-  np.savez_compressed(buffer, **examples)
-  with outputs.atomic_open(os.path.join(partial, CHECK_FILE), "wb") as f:
-    f.write(buffer.getvalue())
+  outputs.write_npz(os.path.join(partial, CHECK_FILE), examples)
   card["weights_bytes"] = tf.io.gfile.stat(weights_file.path_in(partial)).length
   outputs.write_json(os.path.join(partial, CARD_FILE), card)
   with outputs.atomic_open(os.path.join(partial, "README.md")) as f:
@@ -216,8 +212,9 @@ def card_markdown(name: str, card: dict[str, Any]) -> str:
     "| figure | value |",
     "| --- | ---: |",
     *(
-      f"| {name} | {round(value, 4)} |"
-      for name, value in card["figures"].items()
+      f"| {name} | {round(card['figures'][name], 4)} |"
+      for name in ANALYSIS_FIGURES  # card.json's keys are sorted.
+      if name in card["figures"]
     ),
     "",
     "## Check",

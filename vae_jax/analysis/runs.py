@@ -87,12 +87,18 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
   return config
 
 
-def load(workdir: str, step: int | None = None) -> TrainedRun:
+def load(
+  workdir: str, step: int | None = None, *, data_dir: str | None = None
+) -> TrainedRun:
   """The run in `workdir` at its newest checkpoint, or at exactly `step`.
 
-  The run's dataset must be readable (see `data.pipeline.prepare`).
+  The run's dataset must be readable (see `data.pipeline.prepare`), from
+  `data_dir` where given (a pretrained model's, trained elsewhere), else
+  from the config's `input.data_dir`.
   """
   config = load_config(workdir)
+  if data_dir is not None:
+    config.input.data_dir = data_dir
   if not (
     weights_file.holds_weights(workdir)
     or tf.io.gfile.isdir(os.path.join(workdir, "checkpoints"))

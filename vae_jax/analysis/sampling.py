@@ -13,8 +13,6 @@ generates class --label (MNIST's digit; CelebA attributes as bits, the first
 lowest), or every class in turn. Plain autoencoders have no prior to sample.
 """
 
-import io
-
 import jax
 import numpy as np
 
@@ -65,8 +63,4 @@ def sample(
 
 def write_samples(path: str, images: np.ndarray) -> None:
   """`images` as the `images` array of the .npz file `path`, atomically."""
-  # zipfile reads back what it wrote, which a GFile open for writing can't.
-  buffer = io.BytesIO()
-  np.savez(buffer, images=images)
-  with outputs.atomic_open(path, "wb") as f:
-    f.write(buffer.getvalue())
+  outputs.write_npz(path, {"images": images})

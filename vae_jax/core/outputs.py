@@ -154,6 +154,15 @@ def write_png(path: str, image: np.ndarray) -> None:
     f.write(tf.io.encode_png(image).numpy())
 
 
+def write_npz(path: str, arrays: Mapping[str, np.ndarray]) -> None:
+  """`arrays` as the named arrays of the compressed .npz file `path`."""
+  # zipfile reads back what it wrote, which a GFile open for writing can't.
+  buffer = io.BytesIO()
+  np.savez_compressed(buffer, **arrays)
+  with atomic_open(path, "wb") as f:
+    f.write(buffer.getvalue())
+
+
 def figure_png(figure) -> bytes:
   """A matplotlib figure as PNG bytes, as `save_figure` writes it."""
   buffer = io.BytesIO()
