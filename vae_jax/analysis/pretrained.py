@@ -150,7 +150,7 @@ def export(
   }
   examples = runs.first_examples(runs.test_batches(run), CHECK_EXAMPLES)
   card["check"] = {
-    "examples": CHECK_EXAMPLES,
+    "examples": len(examples["image"]),
     "importance_samples": CHECK_IMPORTANCE_SAMPLES,
     "seed": CHECK_SEED,
     **{
@@ -222,7 +222,9 @@ def card_markdown(name: str, card: dict[str, Any]) -> str:
     f"On the {check['examples']} test images of {CHECK_FILE}, with "
     f"{check['importance_samples']:,} importance samples seeded by "
     f"{check['seed']}: test NLL {check['nll']}, −ELBO {check['nelbo']} "
-    "(nats). tests/test_pretrained.py recomputes both from the weights.",
+    "(nats), which `vae_jax.analysis.pretrained.check_figures` recomputes "
+    "from the weights (tests/test_pretrained.py, for every folder of "
+    "pretrained/).",
     "",
   ]
   return "\n".join(lines)
