@@ -6,13 +6,16 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+import tensorflow_datasets as tfds
 
 from testbed import assemble
 from testbed import make_tiny_config
 from vae_jax import errors
+from vae_jax.analysis import runs
 from vae_jax.models import vae
 from vae_jax.objectives import negative_elbo
 from vae_jax.objectives import objective
+from vae_jax.trainers import loop
 from vae_jax.trainers import run_config
 from vae_jax.trainers import single_network
 
@@ -125,3 +128,31 @@ def test_a_vamp_prior_is_refused_for_the_conditional_vae():
   config.model.prior.name = "vamp"
   with pytest.raises(errors.ConfigError, match="pseudo-inputs have no class"):
     assemble(config)
+
+
+def test_celeb_a_attributes_condition_a_trained_cvae(tmp_path):
+  """CelebA's listed attributes are the classes, as for the ACGAN: each
+  combination one class (`trainer.class_labels`), sampled by --label."""
+  config = cvae_config()
+  config.input.update(
+    dataset="celeb_a",
+    download="always",
+    attributes=("Smiling", "Male"),
+    image_size=16,
+  )
+  config.num_epochs = 1
+  with tfds.testing.mock_data(num_examples=16):
+    loop.train_and_evaluate(config, str(tmp_path))
+    run = runs.load(str(tmp_path))
+  assert run.model.num_classes == 4
+  codes = np.zeros((4, LATENT), np.float32)
+  by_class = runs.decode(run, codes, runs.sample_classes(run, 4))
+  assert by_class.shape == (4, 16, 16, 3)
+  # The same z decodes differently under each combination of attributes.
+  assert len({image.tobytes() for image in by_class}) == 4
+  np.testing.assert_array_equal(
+    runs.decode(run, codes, runs.sample_classes(run, 4, label=3)),
+    np.repeat(by_class[3:], 4, axis=0),
+  )
+  with pytest.raises(errors.UserInputError, match=r"in \[0, 4\)"):
+    runs.sample_classes(run, 4, label=4)
