@@ -1,5 +1,5 @@
-r"""A row of Table 2 of Tomczak & Welling, "VAE with a VampPrior" (AISTATS
-2018): a VAE with the standard prior or the VampPrior, on dynamically
+r"""A row of the MNIST results of Tomczak & Welling, "VAE with a VampPrior"
+(AISTATS 2018): a VAE with the standard prior or the VampPrior, on dynamically
 binarized MNIST.
 
     python -m vae_jax.main --config=configs/vampprior_paper.py:vamp \
@@ -29,7 +29,8 @@ The argument is comma-separated: the prior ('vamp': K = 500 pseudo-inputs;
 
 Batch 100 and Adam at 5e-4, as in the paper's code (which normalizes each
 gradient before Adam; this config does not). The paper's test NLL (k =
-5000): 88.56 with the standard prior, 85.57 with the VampPrior (one layer).
+5000) with the VampPrior (one layer): 85.57, as pythae quotes it; 88.56
+with the standard prior is unconfirmed (docs/reproductions.md).
 """
 
 import ml_collections
