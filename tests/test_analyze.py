@@ -399,6 +399,10 @@ def test_exported_model_loads_as_its_run_and_checks_its_card(
   assert (folder / "README.md").read_text() == pretrained.card_markdown(
     "tiny_cvae", card
   )
+  # analyze reads the folder as a run: one kept step, the one it holds.
+  report = run_analyze(folder, iwae_k=3, iwae_examples=8, curve_samples=16)
+  assert report["step"] == trained.step
+  assert report["frechet_over_training"]["steps"] == [trained.step]
   # A folder whose config does not fit its weights names the difference.
   config = json.loads((folder / "config.json").read_text())
   config["model"]["latent_size"] = 5
