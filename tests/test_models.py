@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from testbed import assemble
 from vae_jax import errors
@@ -364,3 +365,45 @@ def test_extreme_posterior_log_variances_stay_finite(tiny_config):
   assert low <= float(logvar.min()) and float(logvar.max()) <= high
   assert np.any((logvar == low) | (logvar == high))  # Clipped, not small.
   assert np.isfinite(float(priors.kl_to_standard_normal(mu, logvar).sum()))
+
+
+def test_disentanglement_conv_vae_param_count_equals_disentanglement_lib():
+  # disentanglement_lib's conv_encoder on 64x64x1: convs 1->32->32 (4x4)
+  # and 32->64->64 (2x2), Dense 4*4*64 -> 256, means and log_var 256 -> 10;
+  # deconv_decoder: Dense 10 -> 256 -> 1024, transposed convs
+  # 64 -> 64 -> 32 -> 32 -> 1 (4x4); biases throughout.
+  expected = (
+    convs_params([1, 32, 32], 4, bias=True)
+    + convs_params([32, 64, 64], 2, bias=True)
+    + linear_params([4 * 4 * 64, 256])
+    + 2 * linear_params([256, 10])
+    + linear_params([10, 256, 1024])
+    + convs_params([64, 64, 32, 32, 1], 4, bias=True)
+  )
+  config = family_config("disentanglement_conv_vae")
+  assert count_listing_params(config, (64, 64, 1)) == expected
+
+
+@pytest.mark.parametrize("conv_impl", ["matmul", "xla"])
+def test_disentanglement_conv_vae_pads_as_tensorflows_same(conv_impl):
+  """Its convs are TensorFlow's stride-2 'same' convs, as
+  disentanglement_lib's: the encoder's mu against tf.nn.conv2d's."""
+  config = family_config(
+    "disentanglement_conv_vae", latent_size=3, conv_impl=conv_impl
+  )
+  model = build(config, (64, 64, 1))
+  _, variables = check_vae_shapes(model, (64, 64, 1), 3)
+  images = jax.random.uniform(jax.random.PRNGKey(5), (2, 64, 64, 1))
+  encoder = variables["params"]["encoder"]
+  h = np.asarray(images)
+  for index in range(4):
+    conv = encoder[f"StridedConv_{index}"]
+    h = tf.nn.relu(
+      tf.nn.conv2d(h, np.asarray(conv["kernel"]), 2, "SAME")
+      + np.asarray(conv["bias"])
+    ).numpy()
+  dense, mu = jax.device_get((encoder["Dense_0"], encoder["mu"]))
+  h = np.maximum(h.reshape(2, -1) @ dense["kernel"] + dense["bias"], 0)
+  expected_mu = h @ mu["kernel"] + mu["bias"]
+  actual_mu, _ = model.apply(variables, images, method="encode")
+  np.testing.assert_allclose(actual_mu, expected_mu, rtol=1e-4, atol=1e-5)
