@@ -154,15 +154,7 @@ def terms(
   # logsumexps over the batch need its precision.
   parts = mws_decomposition(*draw, dataset_size=loss_config.dataset_size)
   weight = negative_elbo.kl_weight_at(step, 1.0, loss_config.kl_warmup_steps)
-  elbo = negative_elbo.negative_elbo(
-    logits,
-    kl,
-    images,
-    likelihood=loss_config.likelihood,
-    kl_weight=weight,
-    gaussian_variance=loss_config.gaussian_variance,
-    pixel_logvar=vae.variables["params"].get("pixel_logvar"),
-  )
+  elbo = negative_elbo.configured(vae, logits, kl, images, weight, loss_config)
   extra_tc = (loss_config.tc_weight - 1.0) * parts["total_correlation"]
   return {
     **elbo,

@@ -80,14 +80,8 @@ def terms(
   kl_weight = negative_elbo.kl_weight_at(
     step, loss_config.kl_weight, loss_config.kl_warmup_steps
   )
-  elbo = negative_elbo.negative_elbo(
-    logits,
-    kl,
-    images,
-    likelihood=loss_config.likelihood,
-    kl_weight=kl_weight,
-    gaussian_variance=loss_config.gaussian_variance,
-    pixel_logvar=vae.variables["params"].get("pixel_logvar"),
+  elbo = negative_elbo.configured(
+    vae, logits, kl, images, kl_weight, loss_config
   )
   off_diagonal, diagonal = covariance_penalties(mu)
   penalty = (

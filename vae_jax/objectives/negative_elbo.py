@@ -153,6 +153,22 @@ def terms(
   kl_weight = kl_weight_at(
     step, loss_config.kl_weight, loss_config.kl_warmup_steps
   )
+  return configured(vae, logits, kl, images, kl_weight, loss_config), (
+    batch_stats
+  )
+
+
+def configured(
+  vae: objective.Network,
+  logits: jax.Array,
+  kl: jax.Array,
+  images: jax.Array,
+  kl_weight: jax.Array,
+  loss_config: ml_collections.ConfigDict,
+) -> dict[str, jax.Array]:
+  """`negative_elbo` with `loss_config`'s likelihood and the network's
+  learned pixel variance, if it has one: what objectives built on the ELBO
+  share."""
   return negative_elbo(
     logits,
     kl,
@@ -161,7 +177,7 @@ def terms(
     kl_weight=kl_weight,
     gaussian_variance=loss_config.gaussian_variance,
     pixel_logvar=vae.variables["params"].get("pixel_logvar"),
-  ), batch_stats
+  )
 
 
 def with_pixel_variance(
