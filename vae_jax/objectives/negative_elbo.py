@@ -153,9 +153,8 @@ def terms(
   kl_weight = kl_weight_at(
     step, loss_config.kl_weight, loss_config.kl_warmup_steps
   )
-  return configured(vae, logits, kl, images, kl_weight, loss_config), (
-    batch_stats
-  )
+  elbo = configured(vae, logits, kl, images, kl_weight, loss_config)
+  return elbo, batch_stats
 
 
 def configured(
