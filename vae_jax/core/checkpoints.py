@@ -5,6 +5,7 @@ statistics, step) and the run's base RNG key. Restoring against an abstract
 target that carries shardings lets a run resume on any device count.
 """
 
+from collections.abc import Mapping, Sequence
 import contextlib
 import os
 import re
@@ -136,15 +137,26 @@ def _difference(
     return None
   saved = ocp.tree.to_flat_dict(metadata, sep=".")
   wanted = ocp.tree.to_flat_dict(target, sep=".")
+  return shape_difference(
+    {name: leaf.shape for name, leaf in saved.items()},
+    {name: leaf.shape for name, leaf in wanted.items()},
+  )
+
+
+def shape_difference(
+  saved: Mapping[str, Sequence[int]], wanted: Mapping[str, Sequence[int]]
+) -> str | None:
+  """How saved arrays (name -> shape) differ from those a config's state
+  wants, in words; None where they match."""
   for name in sorted(saved.keys() | wanted.keys()):
     if name not in wanted:
       return f"it holds {name}, which this config's state lacks"
     if name not in saved:
       return f"it lacks this config's {name}"
-    if tuple(saved[name].shape) != tuple(wanted[name].shape):
+    if tuple(saved[name]) != tuple(wanted[name]):
       return (
-        f"its {name} has shape {tuple(saved[name].shape)}, this config's "
-        f"{tuple(wanted[name].shape)}"
+        f"its {name} has shape {tuple(saved[name])}, this config's "
+        f"{tuple(wanted[name])}"
       )
   return None
 

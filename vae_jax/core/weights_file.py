@@ -18,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from vae_jax import errors
+from vae_jax.core import checkpoints
 from vae_jax.core import outputs
 
 FILE_NAME = "weights.msgpack"
@@ -72,18 +73,11 @@ def restore(directory: str, state: Any) -> Any:
   host; its optimizer states stay as initialized."""
   saved = read(directory)
   wanted = _named_leaves(state)
-  for name in sorted(saved.keys() | wanted.keys()):
-    if name not in wanted:
-      problem = f"it holds {name}, which this config's model lacks"
-    elif name not in saved:
-      problem = f"it lacks this config's {name}"
-    elif saved[name].shape != wanted[name].shape:
-      problem = (
-        f"its {name} has shape {saved[name].shape}, this config's "
-        f"{wanted[name].shape}"
-      )
-    else:
-      continue
+  problem = checkpoints.shape_difference(
+    {name: array.shape for name, array in saved.items()},
+    {name: array.shape for name, array in wanted.items()},
+  )
+  if problem:
     raise errors.UserInputError(
       f"{path_in(directory)} does not fit the config beside it: {problem}."
     )
