@@ -27,6 +27,12 @@ flags.DEFINE_string(
   "benchmarks/results/reproductions_cpu_2cores.json",
   "The results file: updated with the rows found under --root.",
 )
+flags.DEFINE_string(
+  "pretrained",
+  os.path.join(os.path.dirname(os.path.dirname(__file__)), "pretrained"),
+  "The folder of pretrained models: a row whose name is a folder there "
+  "links to it.",
+)
 FLAGS = flags.FLAGS
 
 BURDA = "Burda et al. 2016, Table 1"
@@ -147,8 +153,9 @@ def measured(workdir: str) -> dict | None:
   }
 
 
-def gather(root: str, stored: dict) -> dict:
-  """Every row: measured under `root`, else as `stored`, else untrained."""
+def gather(root: str, stored: dict, pretrained: str) -> dict:
+  """Every row: measured under `root`, else as `stored`, else untrained;
+  with its folder's name if `pretrained` holds its exported model."""
   stored_rows = {row["name"]: row for row in stored.get("rows", [])}
   rows = []
   for row in ROWS:
@@ -156,7 +163,14 @@ def gather(root: str, stored: dict) -> dict:
     figures = measured(os.path.join(root, row.name))
     if figures is None:
       figures = stored_rows.get(row.name, {}).get("measured")
-    rows.append({**entry, "measured": figures})
+    exported = os.path.isdir(os.path.join(pretrained, row.name))
+    rows.append(
+      {
+        **entry,
+        "measured": figures,
+        "pretrained": row.name if exported else None,
+      }
+    )
   return {
     "machine": stored.get("machine")
     or {
@@ -171,7 +185,7 @@ def gather(root: str, stored: dict) -> dict:
 def main(argv):
   del argv
   stored = _read_json(FLAGS.output) or {}
-  figures = gather(FLAGS.root, stored)
+  figures = gather(FLAGS.root, stored, FLAGS.pretrained)
   with open(FLAGS.output, "w") as f:
     json.dump(figures, f, indent=2)
     f.write("\n")

@@ -141,8 +141,8 @@ def reproductions(figures: dict) -> str:
     "test NLL in nats (lower is better).",
     "",
     "| model | trained on | obtained | published | epochs here / paper "
-    "| wall time | command |",
-    "| --- | --- | ---: | ---: | --- | ---: | --- |",
+    "| wall time | pretrained | command |",
+    "| --- | --- | ---: | ---: | --- | ---: | --- | --- |",
   ]
   for row in figures["rows"]:
     published = (
@@ -162,9 +162,16 @@ def reproductions(figures: dict) -> str:
       wall = _duration(run["train_seconds"])
       if run["resumed_at_step"]:
         wall += f" (its last part, from step {run['resumed_at_step']:,})"
+    # docs/reproductions.md shows the table: its links start in docs/.
+    pretrained = (
+      f"[card](../pretrained/{row['pretrained']}/README.md)"
+      if row.get("pretrained")
+      else "—"
+    )
     lines.append(
       f"| {row['model']} | {row['objective']} | {obtained} | {published} | "
-      f"{epochs} / {row['paper_epochs']} | {wall} | `{row['command']}` |"
+      f"{epochs} / {row['paper_epochs']} | {wall} | {pretrained} | "
+      f"`{row['command']}` |"
     )
   return "\n".join(lines)
 

@@ -38,9 +38,17 @@ def write_run(workdir: pathlib.Path, nll: float, start_step: int = 0):
   )
 
 
-def gather(root: pathlib.Path, output: pathlib.Path) -> dict:
+def gather(
+  root: pathlib.Path, output: pathlib.Path, pretrained: pathlib.Path
+) -> dict:
   subprocess.run(
-    [sys.executable, str(SCRIPT), f"--root={root}", f"--output={output}"],
+    [
+      sys.executable,
+      str(SCRIPT),
+      f"--root={root}",
+      f"--output={output}",
+      f"--pretrained={pretrained}",
+    ],
     check=True,
     capture_output=True,
     cwd=REPO_ROOT,
@@ -54,15 +62,17 @@ def rows_by_name(figures):
 
 def test_rows_come_from_workdirs_and_stored_rows_are_kept(tmp_path):
   output = tmp_path / "reproductions_test.json"
+  pretrained = tmp_path / "pretrained"
+  (pretrained / "vampprior_standard").mkdir(parents=True)
   first_root = tmp_path / "first"
   write_run(first_root / "vampprior_vamp", 86.25)
-  first = rows_by_name(gather(first_root, output))
+  first = rows_by_name(gather(first_root, output, pretrained))
   assert first["vampprior_vamp"]["measured"]["test_nll"] == 86.25
   assert first["vampprior_standard"]["measured"] is None
   # A later gathering elsewhere keeps the row it does not find.
   second_root = tmp_path / "second"
   write_run(second_root / "vampprior_standard", 89.5, start_step=60_000)
-  second = rows_by_name(gather(second_root, output))
+  second = rows_by_name(gather(second_root, output, pretrained))
   assert second["vampprior_vamp"]["measured"]["test_nll"] == 86.25
   assert second["vampprior_standard"]["measured"]["test_nll"] == 89.5
   assert set(second) == set(first)  # No row is ever left out.
@@ -76,3 +86,8 @@ def test_rows_come_from_workdirs_and_stored_rows_are_kept(tmp_path):
   assert untrained["measured"] is None
   assert f"not measured yet | 82.90 ({untrained['source']})" in table
   assert untrained["command"] in table
+  # A row with an exported model links to its card; the others do not.
+  assert second["vampprior_standard"]["pretrained"] == "vampprior_standard"
+  assert second["vampprior_vamp"]["pretrained"] is None
+  assert table.count("[card](../pretrained/vampprior_standard/README.md)") == 1
+  assert table.count("](../pretrained/") == 1
