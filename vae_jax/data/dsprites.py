@@ -40,6 +40,7 @@ import shutil
 import tempfile
 
 import numpy as np
+import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from vae_jax import errors
@@ -257,6 +258,26 @@ def _examples(indices: np.ndarray | None) -> Iterator[tuple[int, dict]]:
         example[f"label_{name}"] = classes[row, column]
         example[f"value_{name}"] = values[row, column]
       yield int(index), example
+
+
+def example_factors(example: dict) -> tf.Tensor:
+  """int32 [6]: the factor classes of a TFDS example, color's (always 0)
+  included, in FACTOR_NAMES' order, as `index_of` and the metrics read
+  them."""
+  return tf.stack(
+    [tf.constant(0, tf.int64)]
+    + [tf.cast(example[f"label_{name}"], tf.int64) for name in FACTOR_NAMES[1:]]
+  )
+
+
+def ensure(data_dir: str | None) -> str:
+  """Makes 'dsprites_procedural' readable in `data_dir` (None: TFDS's
+  default), generating it there the first time; returns the source."""
+  data_dir = data_dir or tfds.core.constants.get_default_data_dir()
+  if os.path.isdir(os.path.join(data_dir, NAME, VERSION)):
+    return "tfds_data_dir"
+  generate(data_dir)
+  return "generated"
 
 
 def generate(data_dir: str, indices: np.ndarray | None = None) -> str:

@@ -17,10 +17,17 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from vae_jax import errors
+from vae_jax.data import dsprites
 from vae_jax.data import image_folder
 from vae_jax.data import mnist_mirror
 
-DATASETS = ("mnist", "stanford_dogs", "celeb_a", "image_folder")
+DATASETS = (
+  "mnist",
+  "stanford_dogs",
+  "celeb_a",
+  "image_folder",
+  dsprites.NAME,  # Generated the first time (`data.dsprites`).
+)
 DOWNLOAD_MODES = ("auto", "always", "never")
 # CelebA's aligned faces are 218x178; the 140x140 square around the center
 # keeps the face and little background. It is the usual crop before the
@@ -142,6 +149,8 @@ def prepare(input_config: ml_collections.ConfigDict) -> str:
     return mnist_mirror.ensure_mnist(
       input_config.data_dir, input_config.mnist_source
     )
+  if input_config.dataset == dsprites.NAME:
+    return dsprites.ensure(input_config.data_dir)
   if input_config.dataset == "image_folder":
     image_folder.check(
       input_config.folder_path,
@@ -209,6 +218,10 @@ def _preprocess(example, input_config: ml_collections.ConfigDict):
       ]
     )
     return {"image": image, "label": attributes[0], "attributes": attributes}
+  if name == dsprites.NAME:
+    # The shape is the class plots color by; the metrics read every factor.
+    factors = tf.cast(dsprites.example_factors(example), tf.int32)
+    return {"image": image, "label": factors[1], "factors": factors}
   # Other TFDS datasets may come without labels; plots then use one color.
   label = example.get("label", tf.constant(0))
   return {"image": image, "label": tf.cast(label, tf.int32)}
