@@ -17,7 +17,6 @@ take the folder as their --workdir. Beside them:
 match the card's to the printed digits.
 """
 
-import json
 import os
 from typing import Any
 
@@ -27,6 +26,7 @@ import tensorflow as tf
 
 from vae_jax import errors
 from vae_jax.analysis import runs
+from vae_jax.analysis import sweep_report
 from vae_jax.core import outputs
 from vae_jax.core import weights_file
 
@@ -49,15 +49,8 @@ ANALYSIS_FIGURES = (
 )
 
 
-def _read_json(path: str) -> dict[str, Any] | None:
-  if not tf.io.gfile.exists(path):
-    return None
-  with tf.io.gfile.GFile(path) as f:
-    return json.load(f)
-
-
 def read_card(folder: str) -> dict[str, Any]:
-  card = _read_json(os.path.join(folder, CARD_FILE))
+  card = sweep_report.read_json(os.path.join(folder, CARD_FILE))
   if card is None:
     raise errors.UserInputError(f"{folder!r} holds no {CARD_FILE}.")
   return card
@@ -113,8 +106,10 @@ def export(
   `command` is the one that trained and analyzed it; `commit` and
   `hardware` are needed only where its results.json lacks them.
   """
-  results = _read_json(os.path.join(workdir, "results.json"))
-  analysis = _read_json(os.path.join(workdir, "analysis", "analysis.json"))
+  results = sweep_report.read_json(os.path.join(workdir, "results.json"))
+  analysis = sweep_report.read_json(
+    os.path.join(workdir, "analysis", "analysis.json")
+  )
   if results is None or analysis is None:
     raise errors.UserInputError(
       f"{workdir!r} needs results.json and analysis/analysis.json: export "

@@ -126,16 +126,16 @@ def mws_decomposition(
   }
 
 
-def sample_and_decode(
+def sample_decode_and_score(
   vae: Any, images: jax.Array, rng: jax.Array, train: bool
-) -> tuple[jax.Array, jax.Array, tuple[jax.Array, ...]]:
-  """A Flax method of `models.vae.VAE`: `negative_elbo.sample_and_decode`'s
-  logits and KL (the same draw of z for the same rng), and that draw's z,
-  eps, mu, logvar and log p(z), for `mws_decomposition`."""
-  mu, logvar = vae.encode(images, train)
-  z, eps = negative_elbo.reparameterize(rng, mu, logvar)
-  draw = (z, eps, mu, logvar, vae.log_prior(z))
-  return vae.decode(z, train), vae.prior_kl(mu, logvar, eps), draw
+) -> tuple[jax.Array, jax.Array, negative_elbo.Draw, jax.Array]:
+  """A Flax method of `models.vae.VAE`:
+  `negative_elbo.sample_decode_and_draw`, and log p(z) at the draw, for
+  `mws_decomposition`."""
+  logits, kl, draw = negative_elbo.sample_decode_and_draw(
+    vae, images, rng, train
+  )
+  return logits, kl, draw, vae.log_prior(draw.z)
 
 
 def terms(
@@ -147,12 +147,14 @@ def terms(
   loss_config: ml_collections.ConfigDict,
 ) -> tuple[dict[str, jax.Array], Any]:
   """Per-image terms at one sample of z, and the BatchNorm statistics."""
-  (logits, kl, draw), batch_stats = objective.apply(
-    vae, images, rng, method=sample_and_decode
+  (logits, kl, draw, log_prior), batch_stats = objective.apply(
+    vae, images, rng, method=sample_decode_and_score
   )
   # Outside the model, so in float32 whatever the compute dtype: the
   # logsumexps over the batch need its precision.
-  parts = mws_decomposition(*draw, dataset_size=loss_config.dataset_size)
+  parts = mws_decomposition(
+    *draw, log_prior, dataset_size=loss_config.dataset_size
+  )
   weight = negative_elbo.kl_weight_at(step, 1.0, loss_config.kl_warmup_steps)
   elbo = negative_elbo.configured(vae, logits, kl, images, weight, loss_config)
   extra_tc = (loss_config.tc_weight - 1.0) * parts["total_correlation"]

@@ -54,17 +54,6 @@ def covariance_penalties(mu: jax.Array) -> tuple[jax.Array, jax.Array]:
   return off_diagonal, jnp.sum(jnp.square(diagonal - 1.0))
 
 
-def sample_and_decode(
-  vae: Any, images: jax.Array, rng: jax.Array, train: bool
-) -> tuple[jax.Array, jax.Array, jax.Array]:
-  """A Flax method of `models.vae.VAE`: `negative_elbo.sample_and_decode`'s
-  logits and KL (the same draw of z for the same rng), and the posterior
-  means."""
-  mu, logvar = vae.encode(images, train)
-  z, eps = negative_elbo.reparameterize(rng, mu, logvar)
-  return vae.decode(z, train), vae.prior_kl(mu, logvar, eps), mu
-
-
 def terms(
   vae: objective.Network,
   images: jax.Array,
@@ -74,8 +63,8 @@ def terms(
   loss_config: ml_collections.ConfigDict,
 ) -> tuple[dict[str, jax.Array], Any]:
   """Per-image terms at one sample of z, and the BatchNorm statistics."""
-  (logits, kl, mu), batch_stats = objective.apply(
-    vae, images, rng, method=sample_and_decode
+  (logits, kl, draw), batch_stats = objective.apply(
+    vae, images, rng, method=negative_elbo.sample_decode_and_draw
   )
   kl_weight = negative_elbo.kl_weight_at(
     step, loss_config.kl_weight, loss_config.kl_warmup_steps
@@ -83,7 +72,7 @@ def terms(
   elbo = negative_elbo.configured(
     vae, logits, kl, images, kl_weight, loss_config
   )
-  off_diagonal, diagonal = covariance_penalties(mu)
+  off_diagonal, diagonal = covariance_penalties(draw.mu)
   penalty = (
     loss_config.lambda_off_diagonal * off_diagonal
     + loss_config.lambda_diagonal * diagonal

@@ -11,7 +11,7 @@ whatever β. The likelihoods are in `likelihoods`.
 """
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -127,15 +127,34 @@ def negative_elbo(
   }
 
 
+class Draw(NamedTuple):
+  """One z ~ q(z|x) per image, [B, D] each, and the posterior it came from:
+  z = mu + exp(logvar / 2) * eps."""
+
+  z: jax.Array
+  eps: jax.Array
+  mu: jax.Array
+  logvar: jax.Array
+
+
+def sample_decode_and_draw(
+  vae: Any, images: jax.Array, rng: jax.Array, train: bool
+) -> tuple[jax.Array, jax.Array, Draw]:
+  """A Flax method of `models.vae.VAE`: logits of p(x|z) for one
+  z ~ q(z|x) per image, KL(q(z|x) || p(z)) (at that z where it has no
+  closed form), and the draw, for objectives that read more of it."""
+  mu, logvar = vae.encode(images, train)
+  z, eps = reparameterize(rng, mu, logvar)
+  kl = vae.prior_kl(mu, logvar, eps)
+  return vae.decode(z, train), kl, Draw(z=z, eps=eps, mu=mu, logvar=logvar)
+
+
 def sample_and_decode(
   vae: Any, images: jax.Array, rng: jax.Array, train: bool
 ) -> tuple[jax.Array, jax.Array]:
-  """A Flax method of `models.vae.VAE`: logits of p(x|z) for one
-  z ~ q(z|x) per image, and KL(q(z|x) || p(z)) (at that z where it has no
-  closed form)."""
-  mu, logvar = vae.encode(images, train)
-  z, eps = reparameterize(rng, mu, logvar)
-  return vae.decode(z, train), vae.prior_kl(mu, logvar, eps)
+  """`sample_decode_and_draw`'s logits and KL."""
+  logits, kl, _ = sample_decode_and_draw(vae, images, rng, train)
+  return logits, kl
 
 
 def terms(
