@@ -102,6 +102,9 @@ def test_vae_analysis_writes_every_figure_and_sane_numbers(runs, monkeypatch):
     json.dumps(report)
   )
   assert report["skipped"] == {}
+  # MNIST has no factor grid: nothing to score disentanglement against.
+  assert "disentanglement" not in report
+  assert not (out_dir / "traversal_per_unit.png").exists()
   assert report["step"] == 5 and report["model"] == "mlp_vae"
   assert report["num_test_images"] == NUM_EXAMPLES
   for key in (

@@ -110,6 +110,51 @@ def test_mig_matches_plug_in_entropies():
   assert mig["mig_factor_2"] == pytest.approx(np.log(20) / np.log(40), abs=0.02)
 
 
+def test_mutual_information_is_migs_plug_in_matrix():
+  """Each unit one factor's raw class, plus a copy of factor 3's and a unit
+  of noise: the matrix holds the plug-in I(f; binned unit) and H(f) that
+  MIG divides, with zeros for the factor of one value."""
+  factor_sizes = (1, 3, 6, 5)
+  seen = []
+
+  def units(factors):
+    seen.append(factors)
+    noise = np.random.default_rng(1).standard_normal(len(factors))
+    return np.column_stack([factors[:, 1:], factors[:, 3], noise])
+
+  information, entropy = disentanglement.mutual_information(
+    units, factor_sizes, **MIG_POINTS
+  )
+  (factors,) = seen
+  binned = disentanglement.discretize(units(factors))
+
+  def plug_in_entropy(*columns):
+    _, counts = np.unique(np.stack(columns), axis=1, return_counts=True)
+    return stats.entropy(counts)
+
+  assert information.shape == (5, 4) and entropy.shape == (4,)
+  assert not information[:, 0].any() and entropy[0] == 0.0
+  for f in (1, 2, 3):
+    assert entropy[f] == pytest.approx(plug_in_entropy(factors[:, f]))
+    for d in range(5):
+      expected = (
+        plug_in_entropy(factors[:, f])
+        + plug_in_entropy(binned[:, d])
+        - plug_in_entropy(factors[:, f], binned[:, d])
+      )
+      assert information[d, f] == pytest.approx(expected, abs=1e-12)
+  # A unit that is its factor holds all of its entropy; noise only the
+  # plug-in bias, about (20 bins - 1)(classes - 1) / 2N: 0.024 for 6 classes.
+  np.testing.assert_allclose(np.diag(information[:3, 1:]), entropy[1:])
+  assert information[4, 1:].max() < 0.04
+  # Two units of factor 3: MIG's gap is 0 there, as the matrix says.
+  mig = disentanglement.mig(units, factor_sizes, **MIG_POINTS)
+  assert mig["mig_factor_3"] == 0.0
+  assert mig["mig_factor_1"] == pytest.approx(
+    (information[0, 1] - np.sort(information[:, 1])[-2]) / entropy[1]
+  )
+
+
 def test_a_copied_factor_lowers_mig_only():
   def copied(factors):
     codes = standardized(factors)

@@ -172,21 +172,30 @@ def test_generate_round_trips_through_tfds(tmp_path):
   rng = np.random.default_rng(3)
   indices = np.sort(rng.choice(dsprites.NUM_IMAGES, size=48, replace=False))
   target = dsprites.generate(str(tmp_path), indices=indices)
-  assert target == os.path.join(tmp_path, "dsprites_procedural", "1.0.0")
+  assert target == os.path.join(
+    tmp_path, "dsprites_procedural", dsprites.VERSION
+  )
   builder = tfds.builder("dsprites_procedural", data_dir=str(tmp_path))
   features = builder.info.features
   assert features["label_orientation"].num_classes == 40
   assert features["image"].shape == (64, 64, 1)
-  examples = list(
-    tfds.as_numpy(
-      tfds.load(
-        "dsprites_procedural",
-        split="train",
-        data_dir=str(tmp_path),
-        shuffle_files=False,
+  examples, test_examples = (
+    list(
+      tfds.as_numpy(
+        tfds.load(
+          "dsprites_procedural",
+          split=split,
+          data_dir=str(tmp_path),
+          shuffle_files=False,
+        )
       )
     )
+    for split in ("train", "test")
   )
+  # A subset is written as both splits.
+  assert [e["label_orientation"] for e in test_examples] == [
+    e["label_orientation"] for e in examples
+  ]
   classes = dsprites.classes_of(indices)
   values = dsprites.factor_values(classes)
   assert len(examples) == len(indices)
@@ -204,6 +213,21 @@ def test_generate_round_trips_through_tfds(tmp_path):
       assert example[f"value_{name}"] == np.float32(values[i, column])
   # A dataset in place is kept, not written again.
   assert dsprites.generate(str(tmp_path)) == target
+
+
+def test_test_split_is_a_fixed_sample_of_every_factor_value():
+  indices = dsprites.test_indices()
+  assert len(indices) == dsprites.TEST_SIZE
+  assert np.all(np.diff(indices) > 0)  # Sorted, no repeats.
+  assert 0 <= indices[0] and indices[-1] < dsprites.NUM_IMAGES
+  np.testing.assert_array_equal(indices, dsprites.test_indices())
+  classes = dsprites.classes_of(indices)
+  for column, size in enumerate(dsprites.FACTOR_SIZES):
+    counts = np.bincount(classes[:, column], minlength=size)
+    # Uniform draws: every value, each about TEST_SIZE / size times.
+    expected = dsprites.TEST_SIZE / size
+    assert counts.min() > 0.5 * expected, (column, counts)
+    assert counts.max() < 1.5 * expected, (column, counts)
 
 
 def test_generate_refuses_images_that_do_not_match_the_digest(
@@ -226,7 +250,7 @@ def test_runs_read_it_with_every_factor_and_train_on_it(tmp_path):
   config.input.update(
     dataset=dsprites.NAME,
     data_dir=data_dir,
-    test_split="train[:16]",
+    test_split="test[:16]",
   )
   data = pipeline.prepare(config.input)
   assert data.image_shape == (64, 64, 1)

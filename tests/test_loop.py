@@ -19,6 +19,7 @@ from vae_jax.core import checkpoints
 from vae_jax.core import finite_guard
 from vae_jax.models import registry
 from vae_jax.trainers import loop
+from vae_jax.trainers import run_config
 from vae_jax.trainers import single_network
 
 
@@ -153,6 +154,20 @@ def test_evaluates_every_eval_every_epochs_and_at_the_end(
   ]
   test_steps, _ = event_logs.read_scalars(str(tmp_path))["test_loss"]
   assert list(test_steps) == [2 * steps_per_epoch, 3 * steps_per_epoch]
+
+
+def test_num_steps_trains_that_many_steps_across_epochs(tiny_config, tmp_path):
+  """num_steps, when set, replaces num_epochs: here 1.4 epochs, evaluated
+  at the end of the first and at the last step."""
+  steps_per_epoch = 40 // tiny_config.batch_size
+  tiny_config.num_steps = steps_per_epoch + 2
+  results = run(tiny_config, tmp_path)
+  assert results["steps"] == steps_per_epoch + 2
+  test_steps, _ = event_logs.read_scalars(str(tmp_path))["test_loss"]
+  assert list(test_steps) == [steps_per_epoch, steps_per_epoch + 2]
+  tiny_config.num_steps = -1
+  with pytest.raises(errors.ConfigError, match="num_steps must be >= 0"):
+    run_config.check_config(tiny_config)
 
 
 def test_rerun_resumes_from_the_newest_checkpoint(tiny_config, tmp_path):

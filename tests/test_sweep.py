@@ -5,11 +5,13 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from conftest import REPO_ROOT
 from test_configs import write_png_folder
 from vae_jax import errors
+from vae_jax.analysis import sweep_report
 from vae_jax.core import outputs
 from vae_jax.sweeps import runner
 
@@ -295,3 +297,96 @@ def test_a_killed_sweep_resumes_where_it_stopped(png_folder, tmp_path):
   assert summary["runs"][0]["analysis"] == {"stand_in": True}
   assert summary["runs"][1]["analysis"]["step"] == 4  # report.analyze's.
   assert "loss.kl_weight" in resumed.stdout  # The table's header.
+
+
+def test_the_config_field_sweeps_the_config_files_argument(tiny_config):
+  """`config=A,B` runs start from the file's config for each argument, with
+  the other fields' overrides on top."""
+  built = []
+
+  def config_for_argument(argument):
+    built.append(argument)
+    config = tiny_config.copy_and_resolve_references()
+    config.model.latent_size = {"small": 2, "large": 8}[argument]
+    return config
+
+  runs = runner.make_runs(tiny_config, ["config=small,large", "seed=0,1"])
+  assert [run.name for run in runs] == [
+    "config=small,seed=0",
+    "config=small,seed=1",
+    "config=large,seed=0",
+    "config=large,seed=1",
+  ]
+  configs = [
+    runner.run_config(tiny_config, run.overrides, config_for_argument)
+    for run in runs
+  ]
+  assert [c.model.latent_size for c in configs] == [2, 2, 8, 8]
+  assert [c.seed for c in configs] == [0, 1, 0, 1]
+  assert built == ["small", "small", "large", "large"]
+  with pytest.raises(errors.ConfigError, match="config file to read again"):
+    runner.run_config(tiny_config, runs[0].overrides)
+
+
+@pytest.mark.slow
+def test_the_sweep_command_reads_the_config_file_for_each_argument(
+  tmp_path,
+):
+  """`vae_jax.sweep --sweep=config=...` with a command-line override: the
+  dry run lists each argument's run; an unknown argument is one line."""
+
+  def dry_run(models):
+    return subprocess.run(
+      [
+        sys.executable,
+        "-m",
+        "vae_jax.sweep",
+        "--config=configs/dsprites_disentanglement.py",
+        f"--workdir={tmp_path / 'study'}",
+        f"--sweep=config={models}",
+        "--config.num_steps=7",
+        "--dry_run",
+      ],
+      check=False,
+      cwd=REPO_ROOT,
+      capture_output=True,
+      text=True,
+      timeout=120,
+    )
+
+  done = dry_run("vae,factor_vae")
+  assert done.returncode == 0, done.stderr
+  assert done.stdout.count("new ") == 2
+  assert "config=vae" in done.stdout and "config=factor_vae" in done.stdout
+  done = dry_run("vae,beta_vea")
+  assert done.returncode != 0
+  assert "beta_vea" in done.stderr.strip().splitlines()[-1]
+
+
+def test_across_seeds_averages_each_setting_over_its_seeds():
+  table = {
+    "columns": ["config", "seed", "mig", "test_kl"],
+    "rows": [
+      ["vae", 0, 0.1, 20.0],
+      ["vae", 1, 0.3, 22.0],
+      ["vae", 2, None, 27.0],
+      ["beta_vae", 0, 0.5, 10.0],
+    ],
+  }
+  spread = sweep_report.across_seeds(["config", "seed"], table)
+  assert spread["columns"] == ["config", "seeds", "mig", "test_kl"]
+  vae, beta_vae = spread["rows"]
+  assert vae[:2] == ["vae", 3]
+  assert vae[2] == pytest.approx(
+    {"mean": np.mean([0.1, 0.3]), "std": np.std([0.1, 0.3], ddof=1)}
+  )
+  assert vae[3] == pytest.approx(
+    {"mean": np.mean([20, 22, 27]), "std": np.std([20, 22, 27], ddof=1)}
+  )
+  assert beta_vae[2] == {"mean": 0.5, "std": None}
+  text = sweep_report.format_across_seeds(spread)
+  assert "0.2 ± 0.14" in text and "23 ± 3.6" in text
+  figure = sweep_report.seed_spread_figure(
+    {"fields": ["config", "seed"], "table": table}, "study"
+  )
+  assert [ax.get_title() for ax in figure.axes] == ["mig", "test_kl"]

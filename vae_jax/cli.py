@@ -12,6 +12,7 @@ errors a short one (`ConsoleFormatter`).
 from collections.abc import Callable, Iterator
 import contextlib
 import errno
+import importlib.util
 import logging as python_logging
 import os
 import sys
@@ -19,6 +20,7 @@ from typing import Any
 
 from absl import flags
 from absl import logging
+import ml_collections
 from ml_collections import config_flags
 import tensorflow as tf
 
@@ -211,6 +213,21 @@ def prepare_process() -> None:
       sharding.initialize_distributed(*cluster)
     except errors.UserInputError as e:
       raise SystemExit(f"{ERROR_PREFIX}{e}") from None
+
+
+def config_with_argument(argument: str) -> ml_collections.ConfigDict:
+  """The --config file's `get_config(argument)`, with the fields the
+  command line overrode: a sweep over the file's argument (`vae_jax.sweep
+  --sweep=config=A,B`)."""
+  path = config_flags.get_config_filename(FLAGS["config"])
+  spec = importlib.util.spec_from_file_location("swept_config", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config(argument)
+  config.update_from_flattened_dict(
+    config_flags.get_override_values(FLAGS["config"])
+  )
+  return config
 
 
 def log_config(workdir: str) -> None:

@@ -19,7 +19,8 @@ flags.DEFINE_multi_string(
   "sweep",
   None,
   "FIELD=VALUE,VALUE,...: a config field and its values; "
-  "several --sweep flags form a grid.",
+  "several --sweep flags form a grid. FIELD 'config' sweeps the config "
+  "file's argument.",
 )
 flags.DEFINE_bool(
   "vectorize",
@@ -58,6 +59,7 @@ def main(argv):
     FLAGS.dry_run,
     FLAGS.vectorize,
     FLAGS.max_members,
+    cli.config_with_argument,
   )
 
 

@@ -102,6 +102,38 @@ def discretize(codes: np.ndarray, num_bins: int = NUM_BINS) -> np.ndarray:
   )
 
 
+def mutual_information(
+  codes_of: CodesOf,
+  factor_sizes: Sequence[int],
+  *,
+  num_points: int = MIG_NUM_POINTS,
+  num_bins: int = NUM_BINS,
+  seed: int = SEED,
+) -> tuple[np.ndarray, np.ndarray]:
+  """What MIG scores: (information [D, F], entropy [F]), in nats.
+
+  information[d, f] is the plug-in mutual information of code dimension d,
+  discretized into num_bins equal-width bins, with factor f, on num_points
+  uniform draws of the factors; entropy[f] is factor f's plug-in entropy on
+  the same draws. Both are 0 for a factor of one value. `mig` with the same
+  arguments scores these very numbers.
+  """
+  informative = _informative_factors(factor_sizes)
+  factors = _sample_factors(
+    factor_sizes, num_points, np.random.default_rng(seed)
+  )
+  binned = discretize(_codes(codes_of, factors), num_bins)
+  information = np.zeros((binned.shape[1], len(factor_sizes)))
+  entropy = np.zeros(len(factor_sizes))
+  for index in informative:
+    factor = factors[:, index]
+    information[:, index] = [
+      metrics.mutual_info_score(factor, code) for code in binned.T
+    ]
+    entropy[index] = metrics.mutual_info_score(factor, factor)
+  return information, entropy
+
+
 def mig(
   codes_of: CodesOf,
   factor_sizes: Sequence[int],
@@ -118,20 +150,14 @@ def mig(
   A factor of more than num_bins values shares bins between values, so even
   the factor's own value as a code scores below 1.
   """
-  informative = _informative_factors(factor_sizes)
-  factors = _sample_factors(
-    factor_sizes, num_points, np.random.default_rng(seed)
+  information, entropy = mutual_information(
+    codes_of, factor_sizes, num_points=num_points, num_bins=num_bins, seed=seed
   )
-  binned = discretize(_codes(codes_of, factors), num_bins)
   gaps = {}
-  for index in informative:
-    factor = factors[:, index]
-    information = np.sort(
-      [metrics.mutual_info_score(factor, code) for code in binned.T]
-    )
-    entropy = metrics.mutual_info_score(factor, factor)
+  for index in _informative_factors(factor_sizes):
+    ranked = np.sort(information[:, index])
     gaps[f"mig_factor_{index}"] = float(
-      (information[-1] - information[-2]) / entropy
+      (ranked[-1] - ranked[-2]) / entropy[index]
     )
   return {"mig": float(np.mean(list(gaps.values()))), **gaps}
 

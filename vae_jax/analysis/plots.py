@@ -51,11 +51,15 @@ def _mosaic_figure(
 
 
 def image_rows(
-  rows: Sequence[np.ndarray], row_labels: Sequence[str] | None, title: str
+  rows: Sequence[np.ndarray],
+  row_labels: Sequence[str] | None,
+  title: str,
+  column_labels: Sequence[str] | None = None,
 ) -> mpl_figure.Figure:
-  """Rows of images, each row labeled on the left (or unlabeled)."""
+  """Rows of images, each row labeled on the left (or unlabeled), and each
+  column below (or not)."""
   num_cols = max(len(row) for row in rows)
-  height = rows[0].shape[1]
+  height, width = rows[0].shape[1:3]
   mosaic = _mosaic(
     np.concatenate([_pad_row(row, num_cols) for row in rows]), num_cols
   )
@@ -64,7 +68,11 @@ def image_rows(
   )
   ax = fig.add_subplot()
   _show(ax, mosaic)
-  ax.set_xticks([])
+  if column_labels:
+    ax.set_xticks(_centers(num_cols, width), column_labels)
+    ax.tick_params(axis="x", length=0)
+  else:
+    ax.set_xticks([])
   if row_labels:
     ax.set_yticks(_centers(len(rows), height), row_labels)
     ax.tick_params(axis="y", length=0)

@@ -62,8 +62,14 @@ _TABLE_COLUMNS = (
   ("analysis", "frechet_distance_classifier_features"),  # MNIST runs.
   ("analysis", "recall_classifier_features"),
   ("analysis", "conditioning_accuracy"),  # Conditional models.
+  # Data with ground-truth factors (dSprites).
+  ("analysis", "disentanglement.mig"),
+  ("analysis", "disentanglement.factor_vae_score"),
+  ("analysis", "disentanglement.dci_disentanglement"),
   ("results", "train_seconds"),
 )
+# The sweep field whose runs `across_seeds` averages over.
+SEED_FIELD = "seed"
 NUM_IMAGES = 8  # Test images and samples per run in the summary figure.
 
 
@@ -108,7 +114,45 @@ def summarize(
       for run, entry in zip(sweep_runs, entries)
     ],
   }
-  return {"fields": fields, "runs": entries, "table": table}
+  summary = {"fields": fields, "runs": entries, "table": table}
+  if SEED_FIELD in fields:
+    summary["across_seeds"] = across_seeds(fields, table)
+  return summary
+
+
+def across_seeds(
+  fields: list[str], table: dict[str, list[Any]]
+) -> dict[str, list[Any]]:
+  """`table`'s figures averaged over the seeds of each setting of the other
+  fields: per figure its mean and its standard deviation across seeds
+  (ddof 1; None for one seed), over the runs that have it, and their
+  number ('seeds')."""
+  others = [i for i, field in enumerate(fields) if field != SEED_FIELD]
+  figures = range(len(fields), len(table["columns"]))
+  settings = {}  # The other fields' values -> their rows, in grid order.
+  for row in table["rows"]:
+    settings.setdefault(tuple(row[i] for i in others), []).append(row)
+  rows = []
+  for setting, setting_rows in settings.items():
+    cells = []
+    for column in figures:
+      values = np.array(
+        [row[column] for row in setting_rows if row[column] is not None],
+        np.float64,
+      )
+      cells.append(
+        {
+          "mean": float(values.mean()) if len(values) else None,
+          "std": float(values.std(ddof=1)) if len(values) > 1 else None,
+        }
+      )
+    rows.append([*setting, len(setting_rows), *cells])
+  return {
+    "columns": [fields[i] for i in others]
+    + ["seeds"]
+    + [table["columns"][i] for i in figures],
+    "rows": rows,
+  }
 
 
 def format_table(table: dict[str, list[Any]]) -> str:
@@ -125,6 +169,71 @@ def format_table(table: dict[str, list[Any]]) -> str:
     "  ".join(text.rjust(width) for text, width in zip(row, widths))
     for row in cells
   )
+
+
+def format_across_seeds(table: dict[str, list[Any]]) -> str:
+  """`across_seeds`' table as aligned plain text, each figure 'mean ± std'."""
+  num_settings = table["columns"].index("seeds") + 1
+
+  def spread(cell: dict[str, float | None]) -> str | None:
+    if cell["mean"] is None:
+      return None
+    if cell["std"] is None:
+      return f"{cell['mean']:.4g}"
+    return f"{cell['mean']:.4g} ± {cell['std']:.2g}"
+
+  return format_table(
+    {
+      "columns": table["columns"],
+      "rows": [
+        row[:num_settings] + [spread(cell) for cell in row[num_settings:]]
+        for row in table["rows"]
+      ],
+    }
+  )
+
+
+# The figures `seed_spread_figure` plots, where the sweep has them.
+SPREAD_FIGURES = (
+  "mig",
+  "factor_vae_score",
+  "dci_disentanglement",
+  "test_recon",
+  "test_kl",
+)
+
+
+def seed_spread_figure(summary: dict[str, Any], title: str):
+  """Each figure of SPREAD_FIGURES that the runs have, one panel each: a
+  point per seed of every setting of the other fields, and their mean."""
+  table, fields = summary["table"], summary["fields"]
+  figures = table["columns"][len(fields) :]
+  columns = [c for c in SPREAD_FIGURES if c in figures] or figures[:4]
+  others = [i for i, field in enumerate(fields) if field != SEED_FIELD]
+  settings = list(
+    dict.fromkeys(tuple(row[i] for i in others) for row in table["rows"])
+  )
+  labels = [", ".join(value_text(v) for v in setting) for setting in settings]
+  fig = mpl_figure.Figure(
+    figsize=(3.2 * len(columns), 3.6), dpi=100, layout="constrained"
+  )
+  fig.suptitle(title)
+  for panel, column in enumerate(columns):
+    ax = fig.add_subplot(1, len(columns), panel + 1)
+    index = table["columns"].index(column)
+    for x, setting in enumerate(settings):
+      values = [
+        row[index]
+        for row in table["rows"]
+        if tuple(row[i] for i in others) == setting and row[index] is not None
+      ]
+      ax.plot([x] * len(values), values, "o", color=f"C{x}", alpha=0.6)
+      if values:
+        ax.plot([x - 0.25, x + 0.25], [np.mean(values)] * 2, "-", color="k")
+    ax.set_xticks(range(len(settings)), labels, rotation=45, ha="right")
+    ax.set_title(column)
+    ax.grid(alpha=0.3)
+  return fig
 
 
 def _label(run: Run) -> str:
@@ -185,9 +294,15 @@ def figure_title(config: ml_collections.ConfigDict, fields: list[str]) -> str:
     )
     if field not in fields
   )
-  epochs = "" if "num_epochs" in fields else f"{config.num_epochs} epochs"
+  length = (
+    f"{config.num_steps:,} steps"
+    if config.num_steps
+    else f"{config.num_epochs} epochs"
+  )
+  if {"num_epochs", "num_steps"} & set(fields):
+    length = ""
   return f"Sweep of {', '.join(fields)}: " + ", ".join(
-    part for part in (model, epochs) if part
+    part for part in (model, length) if part
   )
 
 

@@ -47,8 +47,8 @@ from vae_jax import errors
 
 # The TFDS name: not TFDS's 'dsprites', whose images these are not.
 NAME = "dsprites_procedural"
-# Bump with every change to the images (and so to SHA256).
-VERSION = "1.0.0"
+# Bump with every change to the images (and so to SHA256) or the splits.
+VERSION = "1.1.0"
 # The factors, in the original's order (its `latents_names`, with TFDS's
 # names for the positions) and with its numbers of values.
 FACTOR_NAMES = (
@@ -97,6 +97,13 @@ _ELLIPSE_SEMI_AXES = (12.8, 7.2)
 # the bottom), joined by lines at 45 degrees down to the tip.
 _HEART_LOBE_RADIUS = 5.4
 _HEART_LOBE_CENTRE = (4.5, -3.8)
+# The 'test' split: this many grid points, drawn uniformly without
+# replacement with seed 0 (`test_indices`), in index order. They are also in
+# 'train': dSprites is the whole grid, and disentanglement_lib trains and
+# scores on all of it. 'test' gives the loop's evaluation a fixed sample of
+# the training distribution; a slice of 'train' would be one corner of the
+# grid (the squares at the smallest scale), since 'train' is in index order.
+TEST_SIZE = 10_000
 # Examples per chunk of `chunks`: 128 MiB of images.
 _CHUNK = 32_768
 
@@ -260,6 +267,12 @@ def _examples(indices: np.ndarray | None) -> Iterator[tuple[int, dict]]:
       yield int(index), example
 
 
+def test_indices() -> np.ndarray:
+  """int64 [TEST_SIZE]: the grid points of the 'test' split, sorted."""
+  rng = np.random.default_rng(0)
+  return np.sort(rng.choice(NUM_IMAGES, size=TEST_SIZE, replace=False))
+
+
 def example_factors(example: dict) -> tf.Tensor:
   """int32 [6]: the factor classes of a TFDS example, color's (always 0)
   included, in FACTOR_NAMES' order, as `index_of` and the metrics read
@@ -283,9 +296,10 @@ def ensure(data_dir: str | None) -> str:
 def generate(data_dir: str, indices: np.ndarray | None = None) -> str:
   """Writes 'dsprites_procedural' into `data_dir`; returns its folder.
 
-  One 'train' split, in index order (read it with shuffle_files=False). The
-  whole grid is checked against SHA256 first (`verify`, seconds); `indices`
-  (for tests) writes those images only, unchecked. Builds in a
+  Two splits in index order (read them with shuffle_files=False): 'train',
+  the whole grid, and 'test', `test_indices`' points. The grid is checked
+  against SHA256 first (`verify`, seconds); `indices` (for tests) writes
+  those images only, unchecked, as both splits. Builds in a
   scratch folder beside the target and renames it into place, so a crash or
   a concurrent process never leaves a half-written dataset; a dataset
   already in place is kept.
@@ -302,7 +316,10 @@ def generate(data_dir: str, indices: np.ndarray | None = None) -> str:
       name=NAME,
       version=VERSION,
       features=_features(),
-      split_datasets={"train": _examples(indices)},
+      split_datasets={
+        "train": _examples(indices),
+        "test": _examples(test_indices() if indices is None else indices),
+      },
       data_dir=scratch,
       description=(
         "A procedural dSprites (vae_jax.data.dsprites): the original's "

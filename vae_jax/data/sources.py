@@ -3,9 +3,12 @@
 `load` gives examples {'image': uint8 [H, W, C], 'label': int32} (celeb_a adds
 'attributes': int32 [n]) after cropping, resizing and grayscale. Resized
 pixels are rounded back to uint8, as the seed's PIL transforms did, which
-keeps in-memory copies small.
+keeps in-memory copies small. `factor_grid` gives the ground-truth factors of
+the datasets rendered from them, which the disentanglement metrics read.
 """
 
+from collections.abc import Callable
+import dataclasses
 import difflib
 import functools
 import os
@@ -13,6 +16,7 @@ import urllib.parse
 
 import jax
 import ml_collections
+import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
@@ -34,6 +38,43 @@ DOWNLOAD_MODES = ("auto", "always", "never")
 # resize to 64x64 for DCGAN-style VAEs and autoencoders (WAE, RAE);
 # carpedm20's DCGAN-tensorflow crops 108x108 instead.
 CELEB_A_CROP = 140
+
+
+@dataclasses.dataclass(frozen=True)
+class FactorGrid:
+  """A dataset's ground-truth factors: an image for every point of the
+  product grid of their values."""
+
+  names: tuple[str, ...]  # One per factor.
+  sizes: tuple[int, ...]  # Each factor's number of values.
+  # Factor classes [N, F] int -> uint8 images [N, H, W, C], as `load`
+  # gives them.
+  images: Callable[[np.ndarray], np.ndarray]
+
+
+# The datasets rendered from known factors, with their renderers' images.
+FACTOR_GRIDS = {
+  dsprites.NAME: FactorGrid(
+    names=dsprites.FACTOR_NAMES,
+    sizes=dsprites.FACTOR_SIZES,
+    images=dsprites.images,
+  ),
+}
+
+
+def factor_grid(input_config: ml_collections.ConfigDict) -> FactorGrid | None:
+  """The factors of input.dataset, its images resized as `load` resizes
+  them (input.image_size); None for a dataset without known factors."""
+  grid = FACTOR_GRIDS.get(input_config.dataset)
+  if grid is None:
+    return None
+
+  def preprocessed(classes: np.ndarray) -> np.ndarray:
+    return np.asarray(
+      _resize_and_gray(tf.constant(grid.images(classes)), input_config)
+    )
+
+  return dataclasses.replace(grid, images=preprocessed)
 
 
 def check_config(input_config: ml_collections.ConfigDict) -> None:

@@ -78,6 +78,11 @@ class VAE(WithPrior, nn.Module):
   # likelihood: () shares one variance, the image shape gives one per pixel.
   # None: the likelihood has no learned parameters.
   pixel_logvar_shape: Sequence[int] | None = None
+  # A network its objective trains beside it, set by the objective's
+  # `adapt_model`: FactorVAE's discriminator on latents. Its parameters are
+  # params['objective_network'], which the objective may declare updated by
+  # an optimizer of their own (`Objective.optimized_apart`).
+  objective_network: nn.Module | None = None
 
   def setup(self):
     if self.pixel_logvar_shape is not None:
@@ -111,7 +116,9 @@ class VAE(WithPrior, nn.Module):
 
   def __call__(self, images: jax.Array, train: bool = False) -> jax.Array:
     """The posterior mean's decoding: what `init` traces to make every
-    parameter (the prior's too)."""
+    parameter (the prior's and the objective network's too)."""
     mu, _ = self.encode(images, train)
     self.log_prior(mu)
+    if self.objective_network is not None:
+      self.objective_network(mu)
     return self.decode(mu, train)

@@ -91,3 +91,11 @@ class Objective:
   # in a shape or a Python branch. Members of a vectorized sweep may differ
   # in them (`trainers.members`), each member's value a traced array.
   traced_fields: tuple[str, ...] = ()
+  # Parameters that an optimizer of their own updates: pairs (a top-level
+  # key of the params, the dotted field of `loss` that holds its optimizer
+  # section, `core.optimizers`), as FactorVAE's
+  # (("objective_network", "discriminator_optimizer"),). `config.optimizer`
+  # updates every other parameter. The trainer differentiates the summed
+  # 'loss' once, so the terms must stop gradients such that each part
+  # receives the gradient of its own loss alone.
+  optimized_apart: tuple[tuple[str, str], ...] = ()

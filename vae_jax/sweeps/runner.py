@@ -7,8 +7,12 @@ The library of the command
 
 `--sweep=FIELD=V1,V2,...` names any config field and its values, parsed to
 the field's type (tuples in parentheses: `model.hidden_sizes=(400,200),(64,)`);
-several `--sweep` flags form a grid, the first varying slowest. Other config
-fields are overridden as in `vae_jax.main` (`--config.num_epochs=3`).
+several `--sweep` flags form a grid, the first varying slowest. The field
+`config` sweeps the config file's argument instead (`--sweep=config=vae,
+beta_vae` runs `configs/dsprites_disentanglement.py:vae` and `:beta_vae`):
+for files that build a variant per argument, such as another objective.
+Other config fields are overridden as in `vae_jax.main`
+(`--config.num_epochs=3`).
 
 Each run trains in `<workdir>/<field>=<value>/`; with several fields, the
 pairs are joined by commas (`loss.kl_weight=0.5,model.latent_size=16`). In
@@ -25,6 +29,7 @@ runs and what is left of each, and trains nothing.
 """
 
 import ast
+from collections.abc import Callable
 import copy
 import itertools
 import os
@@ -48,6 +53,11 @@ from vae_jax.trainers import run_config as run_config_lib
 
 # Splits values at commas outside parentheses, which hold tuples.
 _VALUE_SEPARATOR = re.compile(r",(?![^(]*\))")
+# The sweep field that names the config file's argument, not a config field.
+CONFIG_ARGUMENT = "config"
+# argument -> the config file's config for that argument, with the command
+# line's field overrides (`cli.config_with_argument`).
+ConfigForArgument = Callable[[str], ml_collections.ConfigDict]
 
 
 def _parent_and_leaf(
@@ -92,6 +102,8 @@ def parse_sweep_flag(
   field = field.strip()
   if not field or not values_text.strip():
     raise errors.ConfigError(f"--sweep={text!r} is not FIELD=VALUE,VALUE,...")
+  if field == CONFIG_ARGUMENT:
+    return field, [value.strip() for value in values_text.split(",")]
   parent, leaf = _parent_and_leaf(config, field)
   field_type = parent.get_type(leaf)  # Also a placeholder's (None) type.
   return field, [
@@ -125,9 +137,20 @@ def make_runs(
 
 
 def run_config(
-  config: ml_collections.ConfigDict, overrides: dict[str, Any]
+  config: ml_collections.ConfigDict,
+  overrides: dict[str, Any],
+  config_for_argument: ConfigForArgument | None = None,
 ) -> ml_collections.ConfigDict:
-  """A copy of `config` with `overrides` (dotted fields) applied."""
+  """A copy of `config` with `overrides` (dotted fields) applied; an
+  override of CONFIG_ARGUMENT starts from `config_for_argument`'s config
+  instead."""
+  overrides = dict(overrides)
+  if CONFIG_ARGUMENT in overrides:
+    errors.require(
+      config_for_argument is not None,
+      "--sweep=config=... needs the config file to read again.",
+    )
+    config = config_for_argument(overrides.pop(CONFIG_ARGUMENT))
   config = copy.deepcopy(config)
   for field, value in overrides.items():
     parent, leaf = _parent_and_leaf(config, field)
@@ -136,8 +159,11 @@ def run_config(
 
 
 def _total_steps(config: ml_collections.ConfigDict) -> int:
-  return config.num_epochs * pipeline.prepare(config.input).steps_per_epoch(
-    sharding.local_batch_size(sharding.global_batch_size(config))
+  return run_config_lib.total_steps(
+    config,
+    pipeline.prepare(config.input).steps_per_epoch(
+      sharding.local_batch_size(sharding.global_batch_size(config))
+    ),
   )
 
 
@@ -259,18 +285,22 @@ def run_sweep(
   dry_run: bool = False,
   vectorize: bool = False,
   max_members: int = 0,
+  config_for_argument: ConfigForArgument | None = None,
 ) -> dict[str, Any] | None:
   """Trains and analyzes every run of the grid, then writes the summary.
 
   With `vectorize`, runs that can train together do, `max_members` at most
-  in one group (`training_groups`).
+  in one group (`training_groups`). `config_for_argument` reads the config
+  file for another argument, for a sweep of CONFIG_ARGUMENT.
 
   Every run's config is checked before the first one trains. Returns the
   summary (None for a dry run).
   """
   outputs.check_workdir(workdir)
   runs = make_runs(config, sweep_flags)
-  configs = [run_config(config, run.overrides) for run in runs]
+  configs = [
+    run_config(config, run.overrides, config_for_argument) for run in runs
+  ]
   for run_cfg in configs:
     run_config_lib.check_config(run_cfg)
   run_dirs = [os.path.join(workdir, run.name) for run in runs]
@@ -294,7 +324,19 @@ def run_sweep(
         sweep_report.figure_title(config, summary["fields"]),
       ),
     )
+    if "across_seeds" in summary:
+      outputs.save_figure(
+        os.path.join(workdir, "sweep_seeds.png"),
+        sweep_report.seed_spread_figure(
+          summary,
+          "Across seeds: "
+          + sweep_report.figure_title(config, summary["fields"]),
+        ),
+      )
   table = sweep_report.format_table(summary["table"])
+  if "across_seeds" in summary:
+    table += "\n\nAcross seeds (mean ± standard deviation):\n"
+    table += sweep_report.format_across_seeds(summary["across_seeds"])
   logging.info("Sweep summary:\n%s", table)
   print(table)
   return summary

@@ -322,7 +322,7 @@ def _train_group(members: members_lib.Members) -> list[Outcome]:
   batch_size = sharding.global_batch_size(config)
   local_batch_size = sharding.local_batch_size(batch_size)
   steps_per_epoch = data.steps_per_epoch(local_batch_size)
-  total_steps = steps_per_epoch * config.num_epochs
+  total_steps = run_config.total_steps(config, steps_per_epoch)
   for member_config, workdir in zip(members.configs, members.workdirs):
     resume.check_config_change(
       member_config,

@@ -41,6 +41,9 @@ def _loop_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.seed = 0  # Seeds parameters, sampling noise and data order.
   config.num_epochs = 30  # Passes over the training split.
+  # Train steps instead, when positive: for data too large to pass over
+  # often (dSprites' 737,280 images; disentanglement_lib counts steps).
+  config.num_steps = 0
   config.batch_size = 128  # Global batch, split over all devices.
   # True: batch_size is each device's share instead, so the global batch is
   # batch_size × device count and grows with the slice (per-step work per
@@ -85,12 +88,20 @@ def default_config(
   return config
 
 
+def total_steps(config: ml_collections.ConfigDict, steps_per_epoch: int) -> int:
+  """The train steps of a run: `num_steps`, or `num_epochs` passes."""
+  return config.num_steps or config.num_epochs * steps_per_epoch
+
+
 def check_config(config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError for values no run could use, before any work."""
   for field in _POSITIVE_FIELDS:
     errors.require(
       config[field] > 0, f"{field} must be positive, got {config[field]}."
     )
+  errors.require(
+    config.num_steps >= 0, f"num_steps must be >= 0, got {config.num_steps}."
+  )
   errors.require(
     config.num_image_samples >= 2,  # Half are reconstructed.
     f"num_image_samples must be >= 2, got {config.num_image_samples}.",

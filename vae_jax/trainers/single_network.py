@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import optax
 
 from vae_jax.core import finite_guard
 from vae_jax.core import image_grid
@@ -24,6 +25,7 @@ from vae_jax.core import sharding
 from vae_jax.models import family
 from vae_jax.models import vae
 from vae_jax.objectives import objective
+from vae_jax.objectives import registry as objectives
 from vae_jax.trainers import trainer
 
 
@@ -40,15 +42,43 @@ def default_config() -> ml_collections.ConfigDict:
 
 def check_config(config: ml_collections.ConfigDict) -> None:
   optimizers.check_config(config.optimizer, "optimizer")
+  for _, field in objectives.get(config.loss.objective).optimized_apart:
+    optimizers.check_config(config.loss[field], f"loss.{field}")
+
+
+def make_optimizer(
+  config: ml_collections.ConfigDict, total_steps: int
+) -> optax.GradientTransformation:
+  """`config.optimizer`'s optimizer, for every parameter but those the
+  objective declares optimized apart (`Objective.optimized_apart`), which
+  their own section of `config.loss` updates."""
+  whole = optimizers.make_optimizer(config.optimizer, total_steps)
+  apart = dict(objectives.get(config.loss.objective).optimized_apart)
+  if not apart:
+    # The plain optimizer, not a one-part multi_transform: the optimizer
+    # state keeps the structure that existing checkpoints hold.
+    return whole
+  # Each part is labelled with the config section that updates it.
+  transforms = {
+    f"loss.{field}": optimizers.make_optimizer(config.loss[field], total_steps)
+    for field in apart.values()
+  }
+
+  def labels(params: dict[str, Any]) -> dict[str, str]:
+    return {
+      key: f"loss.{apart[key]}" if key in apart else "optimizer"
+      for key in params
+    }
+
+  return optax.multi_transform({"optimizer": whole, **transforms}, labels)
 
 
 def with_optimizers(
   state: TrainState, config: ml_collections.ConfigDict, total_steps: int
 ) -> TrainState:
-  """`Trainer.with_optimizers`: `state` updated by `config.optimizer`."""
-  return state.replace(
-    tx=optimizers.make_optimizer(config.optimizer, total_steps)
-  )
+  """`Trainer.with_optimizers`: `state` updated by `config.optimizer`, and
+  the parameters the objective optimizes apart by their own sections."""
+  return state.replace(tx=make_optimizer(config, total_steps))
 
 
 def variables(state: TrainState) -> dict[str, Any]:
@@ -69,7 +99,7 @@ def create_train_state(
     apply_fn=parts.model.apply,
     params=initial["params"],
     batch_stats=initial.get("batch_stats", {}),
-    tx=optimizers.make_optimizer(config.optimizer, total_steps),
+    tx=make_optimizer(config, total_steps),
   )
   # A weakly typed Python 0 would become strong int32 after one update and
   # make the jitted step compile a second time.

@@ -39,8 +39,10 @@ class Trainer(NamedTuple):
   # test_batch: the first test examples, 'image' as the model reads them.
   make_image_grids: Callable[..., Callable[[Any], dict[str, np.ndarray]]]
   # (state, config, total_steps) -> the state, its arrays unchanged, whose
-  # updates follow `config`'s optimizer sections: a member of a vectorized
-  # sweep updates with its own learning rate (`trainers.members`).
+  # updates follow `config`'s optimizer sections (with those `loss` holds
+  # for parameters its objective optimizes apart,
+  # `Objective.optimized_apart`): a member of a vectorized sweep updates
+  # with its own learning rates (`trainers.members`).
   with_optimizers: Callable[..., Any]
   # The optimizer fields (dotted) its steps read only as numbers, so that
   # members of a vectorized sweep may differ in them.
