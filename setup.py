@@ -18,7 +18,9 @@ INSTALL_REQUIRES = [
   "numpy>=1.26",
   "optax>=0.2.4",
   "orbax-checkpoint>=0.11.5",
-  "scikit-learn>=1.4",  # t-SNE and the latent-space class metrics.
+  # t-SNE, the latent-space class metrics, the disentanglement metrics.
+  "scikit-learn>=1.4",
+  "joblib>=1.2",  # DCI's classifiers fitted in parallel.
   "tensorboard>=2.16",
   # TensorFlow is only used for tf.data and TensorBoard summaries, so the
   # CPU build is enough (and avoids pulling CUDA libraries next to JAX's).

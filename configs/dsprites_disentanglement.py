@@ -66,7 +66,7 @@ def get_config(argument: str = "beta_vae") -> ml_collections.ConfigDict:
   config.optimizer.learning_rate = 1e-4  # Adam, b1 0.9, b2 0.999, eps 1e-8.
   # disentanglement_lib: 300,000 steps. Here the study's budget: 15 runs in
   # about four hours on 2 cores (docs/disentanglement.md).
-  config.num_steps = 20_000
+  config.num_steps = 8_000
   config.log_every_steps = 500
-  config.checkpoint_every_steps = 5_000
+  config.checkpoint_every_steps = 2_000
   return config
