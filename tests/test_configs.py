@@ -18,6 +18,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from test_models import TWO_LAYER_PARAMS
+from test_models import conv_params
 from test_models import convs_params
 from test_models import dcgan_listing_params
 from test_models import linear_params
@@ -41,6 +42,20 @@ GATED_MLP = (
   + linear_params([300, 784])
 )
 VAMP_PSEUDO_INPUTS = 500 * 784
+# Sonnet's VQ-VAE example at widths 32, 64, residual 32, D = 16: an 'ema'
+# codebook is statistics, not parameters.
+VQ_RESIDUAL_BLOCK = conv_params(64, 32, 3, bias=True) + conv_params(
+  32, 64, 1, bias=True
+)
+VQ_VAE = (
+  convs_params([1, 32, 64], 4, bias=True)
+  + conv_params(64, 64, 3, bias=True)
+  + 2 * VQ_RESIDUAL_BLOCK
+  + conv_params(64, 16, 1, bias=True)  # To the codes.
+  + conv_params(16, 64, 3, bias=True)
+  + 2 * VQ_RESIDUAL_BLOCK
+  + convs_params([64, 32, 1], 4, bias=True)
+)
 
 # (config module, argument, listing's parameter count).
 CONFIGS = [
@@ -98,6 +113,7 @@ CONFIGS = [
   # Tomczak & Welling's gated MLP: each gated layer is two linear ones;
   # the VampPrior adds its 500 pseudo-images.
   ("vampprior_paper", "vamp", GATED_MLP + VAMP_PSEUDO_INPUTS),
+  ("mnist_vqvae", None, VQ_VAE),
 ]
 # Configs whose parameter count is checked, but which train as one above.
 COUNTED_ONLY = [

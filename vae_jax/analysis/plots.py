@@ -150,8 +150,10 @@ def _curve_panels(
       ),
     ]
   else:
+    # An autoencoder's loss is the MSE on [-1, 1] pixels; a VQ-VAE's its
+    # reconstruction and latent terms.
     quantities = [
-      ("loss: MSE on [-1, 1] pixels", "loss"),
+      ("loss: the objective trained", "loss"),
       ("MSE on [0, 1] pixels", "mse"),
     ]
   panels = []
@@ -192,10 +194,10 @@ def learning_curves(
 ) -> mpl_figure.Figure | None:
   """Train and test curves of a run's scalars (`event_logs.read_scalars`).
 
-  A VAE gets reconstruction, KL and total panels; an autoencoder its loss
-  and MSE. Panels have their own y scales: reconstruction and KL differ by
-  ~3x on MNIST and more elsewhere. A dashed line marks `step` when the
-  curves go past it. None when no panel has data.
+  A VAE gets reconstruction, KL and total panels; an autoencoder or a
+  VQ-VAE its loss and MSE. Panels have their own y scales: reconstruction
+  and KL differ by ~3x on MNIST and more elsewhere. A dashed line marks
+  `step` when the curves go past it. None when no panel has data.
   """
   panels = _curve_panels(scalars, variational)
   if not panels:

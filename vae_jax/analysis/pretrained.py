@@ -134,7 +134,8 @@ def export(
     "commit": _provenance(results, "commit", commit, "commit"),
     "hardware": _provenance(results, "hardware", hardware, "hardware"),
     "steps": run.step,
-    "epochs": run.config.num_epochs,
+    # None for a run of `num_steps`, which counts no epochs.
+    "epochs": None if run.config.num_steps else run.config.num_epochs,
     "resumed_at_step": results["start_step"],  # Wall times: since then.
     "train_seconds": results["train_seconds"],
     "num_params": results["num_params"],
@@ -194,7 +195,9 @@ def card_markdown(name: str, card: dict[str, Any]) -> str:
     "",
     f"- Commit: `{card['commit']['value']}` ({card['commit']['source']}).",
     f"- Hardware: {card['hardware']['value']} ({card['hardware']['source']}).",
-    f"- {card['epochs']} epochs, {card['steps']:,} steps, "
+    "- "
+    + ("" if card["epochs"] is None else f"{card['epochs']} epochs, ")
+    + f"{card['steps']:,} steps, "
     f"{card['num_params']:,} parameters; training took {minutes:.0f} min"
     + (
       f" since it resumed at step {card['resumed_at_step']:,}."

@@ -10,9 +10,11 @@ metrics, per-dimension KL, active units, class separation of the codes, sample
 diversity and an importance-weighted estimate of -log p(x): by default
 for binarized runs at k = 5000 over the whole test split (the literature's
 test NLL), as one compiled loop, and with --iwae_k for any VAE.
-Plain autoencoders have no prior, so the sampling-based items are skipped,
-each with its reason under "skipped" in analysis.json. On MNIST, the
-project's classifier judges 10,000 samples (`classifier.sample_metrics`):
+Plain autoencoders have no prior, nor VQ-VAEs yet, so the sampling-based
+items are skipped, each with its reason under "skipped" in analysis.json; a
+VQ-VAE's codes are its grids before quantization, flat, each interpolated
+point quantized before it is decoded. On MNIST, the project's classifier
+judges 10,000 samples (`classifier.sample_metrics`):
 the Fréchet distance of its features to the test set's, precision and recall
 in the same features and the samples' sharpness beside the test images'
 (`sample_quality`), and frechet_over_training.png draws the distance at
@@ -51,13 +53,21 @@ from vae_jax.core import sharding
 from vae_jax.data import binarize
 from vae_jax.data import pipeline
 from vae_jax.data import sources
+from vae_jax.models import family
+from vae_jax.models import registry as models
 
 NUM_SAMPLES = 32  # Images in samples.png and in the diversity measure.
 # Samples the MNIST classifier judges (Fréchet distance, precision, recall).
 NUM_METRIC_SAMPLES = gan_report.NUM_METRIC_SAMPLES
 TRAVERSAL_VALUES = np.linspace(-3.0, 3.0, 9)
 INTERPOLATION_STEPS = 10
-NO_PRIOR = "a plain autoencoder has no prior to sample from"
+# Why the items that sample a prior are skipped, for the kinds without one.
+NO_PRIOR = {
+  family.Kind.AUTOENCODER: "a plain autoencoder has no prior to sample from",
+  family.Kind.VECTOR_QUANTIZED: (
+    "a VQ-VAE alone has no prior over its codes to sample from"
+  ),
+}
 
 
 def run_title(run: runs.TrainedRun, what: str) -> str:
@@ -68,6 +78,12 @@ def run_title(run: runs.TrainedRun, what: str) -> str:
       f"β={config.loss.kl_weight:g}"
       if "kl_weight" in config.loss
       else f"{config.loss.objective}, k={config.loss.num_samples}"
+    )
+  elif run.vector_quantized:
+    height, width, dim = run.model.grid_shape
+    model = (
+      f"{height}x{width} codes of {run.model.codebook_size} entries "
+      f"(D={dim}), {config.loss.likelihood}"
     )
   else:
     model = f"code {run.model.code_size}, MSE"
@@ -127,6 +143,15 @@ def _traversal_center(center: str, mu: np.ndarray) -> tuple[np.ndarray, str]:
   return mu[int(center)], f"the posterior mean of test image {center}"
 
 
+def code_name(run: runs.TrainedRun) -> str:
+  """What the run's codes (`runs.encode`'s) are, for titles."""
+  if run.variational:
+    return "posterior means"
+  if run.vector_quantized:
+    return "pre-quantization grids"
+  return "codes"
+
+
 def default_pairs(test_set: runs.EncodedSplit) -> list[tuple[int, int]]:
   """Pairs of kept test images to interpolate, mostly of different classes."""
   return latent_metrics.interpolation_pairs(
@@ -160,14 +185,15 @@ def interpolation_figure(
       row_labels.append(
         f"{label_name} {test_set.labels[a]}→{test_set.labels[b]}, {path_name}"
       )
-  code = "posterior means" if run.variational else "codes"
+  quantized = ", each quantized" if run.vector_quantized else ""
   return plots.image_rows(
     rows,
     row_labels,
     run_title(
       run,
-      f"Interpolation between the {code} of two test images (first and "
-      f"last column), decoded at {INTERPOLATION_STEPS} points",
+      f"Interpolation between the {code_name(run)} of two test images "
+      f"(first and last column), decoded at {INTERPOLATION_STEPS} "
+      f"points{quantized}",
     ),
   )
 
@@ -303,8 +329,9 @@ def latent_2d_figure(
     **latent_metrics.class_separation(codes, labels, seed),
   }
   coords, method = latent_metrics.embed_2d(codes, seed)
-  code = "posterior means" if run.variational else "codes"
-  title = run_title(run, f"{method} of the {code} of {len(codes)} test images")
+  title = run_title(
+    run, f"{method} of the {code_name(run)} of {len(codes)} test images"
+  )
   return (
     plots.latent_scatter(coords, labels, label_name, title, method),
     separation,
@@ -328,6 +355,11 @@ BINARIZED_IWAE_K = 5000
 
 def likelihood_of(config: ml_collections.ConfigDict) -> str:
   """What the run's likelihood figures measure, in words for analysis.json."""
+  if models.get(config.model.name).kind == family.Kind.VECTOR_QUANTIZED:
+    return (
+      "no likelihood: test_recon is -log p(x | z_q) at each image's own "
+      "codes, no bound on -log p(x) without a prior over the codes"
+    )
   if config.input.binarize != "none":
     return (
       "binarized test images (one fixed draw, the same for every run: "
@@ -462,7 +494,7 @@ def analyze(
       "active_units",
       "iwae",
     ):
-      report["skipped"][item] = NO_PRIOR
+      report["skipped"][item] = NO_PRIOR[run.parts.family.kind]
   if run.variational and run.config.input.dataset == "mnist":
     clock = time.perf_counter()
     # A conditional model's samples: every class in turn, judged by the

@@ -75,6 +75,12 @@ class TrainedRun:
     """Whether the model is a GAN (its declared kind)."""
     return self.parts.family.kind == family.Kind.GAN
 
+  @property
+  def vector_quantized(self) -> bool:
+    """Whether the model quantizes a grid to a codebook (its declared kind):
+    its codes are the grids before quantization, flat."""
+    return self.parts.family.kind == family.Kind.VECTOR_QUANTIZED
+
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
   """The config the run in `workdir` was trained with (its config.json), as
@@ -206,9 +212,11 @@ def encode(
   run: TrainedRun, images: np.ndarray, labels: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray | None]:
   """Posterior means and log-variances of `images` of classes `labels`
-  (read by conditional models only); an autoencoder's codes and None."""
+  (read by conditional models only); an autoencoder's codes, or a
+  vector-quantized model's grids before quantization, flat [N, h*w*D],
+  and None."""
   code = jax.device_get(_encode(run.state, images, labels))
-  return code if run.variational else (code, None)
+  return code if run.variational else (code.reshape(len(code), -1), None)
 
 
 _decode = jax.jit(single_network.decode_images, static_argnames="to_images")
@@ -218,6 +226,7 @@ _reconstruct = jax.jit(
 
 
 _sample_prior = jax.jit(single_network.sample_prior, static_argnames="num")
+_quantized_grids = jax.jit(single_network.quantized_grids)
 
 
 def prior_samples(run: TrainedRun, rng: jax.Array, num: int) -> np.ndarray:
@@ -248,7 +257,8 @@ def decode(
   run: TrainedRun, codes: np.ndarray, labels: np.ndarray | None = None
 ) -> np.ndarray:
   """uint8 images [N, H, W, C] of codes [N, D], decoded in fixed batches;
-  a conditional model's of classes `labels` (None: every class in turn)."""
+  a conditional model's of classes `labels` (None: every class in turn); a
+  vector-quantized model's codes (`encode`'s) are quantized first."""
   if labels is None:
     labels = sample_classes(run, len(codes))
   batches = []
@@ -258,9 +268,12 @@ def decode(
     padded[: len(chunk)] = chunk  # One shape: one compilation.
     padded_labels = np.zeros((DECODE_BATCH,), np.int32)
     padded_labels[: len(chunk)] = labels[start : start + DECODE_BATCH]
+    decoder_input = jnp.asarray(padded)
+    if run.vector_quantized:
+      decoder_input = _quantized_grids(run.state, decoder_input)
     images = _decode(
       run.state,
-      jnp.asarray(padded),
+      decoder_input,
       jnp.asarray(padded_labels),
       to_images=run.parts.objective.to_images,
     )
@@ -325,7 +338,9 @@ def model_log_weights(
 class EncodedSplit:
   """A split's codes and labels, and its first images."""
 
-  codes: np.ndarray  # [N, D]: posterior means, or an autoencoder's codes.
+  # [N, D]: posterior means, an autoencoder's codes, or a vector-quantized
+  # model's grids before quantization, flat.
+  codes: np.ndarray
   logvar: np.ndarray | None  # [N, D] posterior log-variances of a VAE.
   labels: np.ndarray  # [N]: the dataset's label, or a chosen attribute.
   images: np.ndarray  # [K, H, W, C] uint8, the first K test images.

@@ -36,8 +36,8 @@ def sample_images(
     )
   if not run.variational:
     raise errors.UserInputError(
-      f"{run.workdir!r} holds a plain autoencoder "
-      f"({run.config.model.name}): it has no prior to sample from."
+      f"{run.workdir!r} holds {run.config.model.name} (a model of kind "
+      f"{run.parts.family.kind.value!r}): it has no prior to sample from."
     )
   z = runs.prior_samples(run, jax.random.PRNGKey(seed), num_samples)
   return runs.decode(run, z, runs.sample_classes(run, num_samples, label))

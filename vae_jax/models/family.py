@@ -25,6 +25,13 @@ class Kind(enum.Enum):
   AUTOENCODER = "autoencoder"
   # A generator and a discriminator, trained apart (`models.gan.Gan`).
   GAN = "gan"
+  # A grid of codebook entries (`models.vq_vae`): `encode(images) -> grid`
+  # [B, h, w, D] before quantization, `quantize(grid) -> (quantized,
+  # indices, codes)` (a `vq_vae.Quantization`: the nearest entries, passed
+  # straight through, their indices [B, h, w] and the entries themselves),
+  # `decode(quantized) -> logits`, its `codebook_size` K and `grid_shape`
+  # (h, w, D). No prior over the codes yet: nothing to sample.
+  VECTOR_QUANTIZED = "vector_quantized"
 
 
 @dataclasses.dataclass(frozen=True)

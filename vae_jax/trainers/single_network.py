@@ -226,13 +226,27 @@ def reconstruct_images(
   to_images: Callable[[jax.Array], jax.Array],
 ) -> jax.Array:
   """Reconstructions in [0, 1] of `images` of classes `labels`; a
-  latent-variable model decodes its posterior mean (no noise)."""
+  latent-variable model decodes its posterior mean (no noise), a
+  vector-quantized one its grid's nearest codebook entries."""
   code = state.apply_fn(
     vae.conditioned(variables(state), labels), images, method="encode"
   )
   if kind == family.Kind.LATENT_VARIABLE:
     code = code[0]
+  if kind == family.Kind.VECTOR_QUANTIZED:
+    code = quantized_grids(state, code)
   return decode_images(state, code, labels, to_images=to_images)
+
+
+def _quantize_flat(model: Any, codes: jax.Array) -> jax.Array:
+  return model.quantize(codes.reshape(-1, *model.grid_shape)).quantized
+
+
+def quantized_grids(state: TrainState, codes: jax.Array) -> jax.Array:
+  """A vector-quantized model's decoder input [N, h, w, D]: the nearest
+  codebook entries of pre-quantization grids `codes`, [N, h, w, D] or flat
+  [N, h*w*D] (as code-space tools hold them)."""
+  return state.apply_fn(variables(state), codes, method=_quantize_flat)
 
 
 def make_image_grids(
@@ -244,9 +258,10 @@ def make_image_grids(
   """The grids shown each epoch, as a function of the state.
 
   Reconstructions of `test_batch`'s images, and for models with a prior
-  decodings of latents drawn from it with `rng` (a conditional model's
-  of every class in turn, and a row per class over the same z): the same
-  images and noise every epoch show progress.
+  (latent-variable ones: a vector-quantized model has no prior over its
+  codes yet) decodings of latents drawn from it with `rng` (a conditional
+  model's of every class in turn, and a row per class over the same z):
+  the same images and noise every epoch show progress.
   """
   test_images = test_batch["image"]
   # NumPy inputs: on multi-process runs jit takes them as the same value on
