@@ -7,7 +7,7 @@ import importlib
 
 import pytest
 
-from test_models import convs_params
+from test_models import DISENTANGLEMENT_CONV_PARAMS
 from test_models import linear_params
 from vae_jax.data import dsprites
 from vae_jax.models import registry
@@ -16,16 +16,6 @@ from vae_jax.trainers import run_config
 
 study = importlib.import_module("configs.dsprites_disentanglement")
 
-# disentanglement_lib's conv_encoder and deconv_decoder on 64x64x1
-# (test_models checks the family against the same listing).
-CONV_VAE_PARAMS = (
-  convs_params([1, 32, 32], 4, bias=True)
-  + convs_params([32, 64, 64], 2, bias=True)
-  + linear_params([4 * 4 * 64, 256])
-  + 2 * linear_params([256, 10])
-  + linear_params([10, 256, 1024])
-  + convs_params([64, 64, 32, 32, 1], 4, bias=True)
-)
 # fc_discriminator: 10 -> 1000 (x6) -> 2.
 DISCRIMINATOR_PARAMS = linear_params([10] + [1000] * 6 + [2])
 
@@ -59,7 +49,9 @@ def test_each_model_is_its_objective_at_the_studys_strength(argument):
   assert config.loss.likelihood == "bernoulli"
   state = loop.abstract_train_state(config, (64, 64, 1))
   extra = DISCRIMINATOR_PARAMS if objective == "factor_vae" else 0
-  assert registry.count_params(state.params) == CONV_VAE_PARAMS + extra
+  assert (
+    registry.count_params(state.params) == DISENTANGLEMENT_CONV_PARAMS + extra
+  )
 
 
 def test_an_unknown_model_is_refused():

@@ -116,6 +116,31 @@ def final_test_metrics(workdir):
   return {k: v for k, v in results.items() if k.startswith("test_")}
 
 
+def check_sigterm_then_rerun_is_exact(run, make_config, tmp_path, part):
+  """`run(make_config(), workdir)`, a 10-step run, once whole and once
+  stopped by SIGTERM after step 3 and rerun: the same test metrics and the
+  same checkpointed arrays, bit for bit, among them one whose name holds
+  `part` (the state the caller is about). Returns the whole run's
+  results."""
+  reference, resumed = tmp_path / "reference", tmp_path / "resumed"
+  results = run(make_config(), reference)
+  assert results["steps"] == 10 and results["nonfinite_steps"] == 0
+  with (
+    sigterm_after(3),
+    pytest.raises(preemption.Preempted, match="after step 4;"),
+  ):
+    run(make_config(), resumed)
+  assert run(make_config(), resumed)["start_step"] == 4
+  assert final_test_metrics(resumed) == final_test_metrics(reference)
+  arrays = testbed.checkpoint_arrays(resumed, checkpoint_steps(resumed)[-1])
+  expected = testbed.checkpoint_arrays(reference, 10)
+  assert arrays.keys() == expected.keys()
+  assert any(part in name for name in arrays), part
+  for name, value in expected.items():
+    np.testing.assert_array_equal(arrays[name], value, err_msg=name)
+  return results
+
+
 @pytest.mark.usefixtures("optimized_xla")
 @pytest.mark.parametrize("case", CASES)
 def test_sigterm_then_rerun_equals_the_uninterrupted_run(case, tmp_path):

@@ -12,16 +12,13 @@ import pytest
 from scipy import special
 import tensorflow_datasets as tfds
 
-from test_exact_resume import checkpoint_steps
-from test_exact_resume import final_test_metrics
-from test_exact_resume import sigterm_after
+from test_exact_resume import check_sigterm_then_rerun_is_exact
 from test_members import assert_trees_close
 from test_members import random_batches
 from test_members import vectorized_step_and_states
 import testbed
 from vae_jax import errors
 from vae_jax.core import optimizers
-from vae_jax.core import preemption
 from vae_jax.models import vae as vae_lib
 from vae_jax.objectives import factor_vae
 from vae_jax.objectives import negative_elbo
@@ -261,25 +258,11 @@ def run(config, workdir):
 @pytest.mark.slow
 def test_sigterm_then_rerun_equals_the_uninterrupted_run(tmp_path):
   """Both optimizers' states, and D, continue exactly."""
-  reference, resumed = tmp_path / "reference", tmp_path / "resumed"
-  results = run(tiny_run_config(), reference)
-  assert results["steps"] == 10
-  assert results["nonfinite_steps"] == 0
+  results = check_sigterm_then_rerun_is_exact(
+    run, tiny_run_config, tmp_path, DISCRIMINATOR
+  )
   for term in ("loss", "nelbo", "total_correlation", "discriminator_loss"):
     assert np.isfinite(results[f"test_{term}"]), term
-  with (
-    sigterm_after(3),
-    pytest.raises(preemption.Preempted, match="after step 4;"),
-  ):
-    run(tiny_run_config(), resumed)
-  assert run(tiny_run_config(), resumed)["start_step"] == 4
-  assert final_test_metrics(resumed) == final_test_metrics(reference)
-  arrays = testbed.checkpoint_arrays(resumed, checkpoint_steps(resumed)[-1])
-  expected = testbed.checkpoint_arrays(reference, 10)
-  assert arrays.keys() == expected.keys()
-  assert any(DISCRIMINATOR in name for name in arrays)
-  for name, value in expected.items():
-    np.testing.assert_array_equal(arrays[name], value, err_msg=name)
 
 
 def test_a_vectorized_pair_equals_each_members_own_steps(tmp_path):

@@ -136,6 +136,20 @@ def convs_params(channels, kernel_size, bias):
   )
 
 
+# disentanglement_lib's conv_encoder on 64x64x1: convs 1->32->32 (4x4) and
+# 32->64->64 (2x2), Dense 4*4*64 -> 256, means and log_var 256 -> 10;
+# deconv_decoder: Dense 10 -> 256 -> 1024, transposed convs
+# 64 -> 64 -> 32 -> 32 -> 1 (4x4); biases throughout.
+DISENTANGLEMENT_CONV_PARAMS = (
+  convs_params([1, 32, 32], 4, bias=True)
+  + convs_params([32, 64, 64], 2, bias=True)
+  + linear_params([4 * 4 * 64, 256])
+  + 2 * linear_params([256, 10])
+  + linear_params([10, 256, 1024])
+  + convs_params([64, 64, 32, 32, 1], 4, bias=True)
+)
+
+
 def count_listing_params(model_config, image_shape):
   model = build(model_config, image_shape)
   variables = jax.eval_shape(
@@ -368,20 +382,10 @@ def test_extreme_posterior_log_variances_stay_finite(tiny_config):
 
 
 def test_disentanglement_conv_vae_param_count_equals_disentanglement_lib():
-  # disentanglement_lib's conv_encoder on 64x64x1: convs 1->32->32 (4x4)
-  # and 32->64->64 (2x2), Dense 4*4*64 -> 256, means and log_var 256 -> 10;
-  # deconv_decoder: Dense 10 -> 256 -> 1024, transposed convs
-  # 64 -> 64 -> 32 -> 32 -> 1 (4x4); biases throughout.
-  expected = (
-    convs_params([1, 32, 32], 4, bias=True)
-    + convs_params([32, 64, 64], 2, bias=True)
-    + linear_params([4 * 4 * 64, 256])
-    + 2 * linear_params([256, 10])
-    + linear_params([10, 256, 1024])
-    + convs_params([64, 64, 32, 32, 1], 4, bias=True)
-  )
   config = family_config("disentanglement_conv_vae")
-  assert count_listing_params(config, (64, 64, 1)) == expected
+  assert (
+    count_listing_params(config, (64, 64, 1)) == DISENTANGLEMENT_CONV_PARAMS
+  )
 
 
 @pytest.mark.parametrize("conv_impl", ["matmul", "xla"])

@@ -8,12 +8,9 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from test_exact_resume import checkpoint_steps
-from test_exact_resume import final_test_metrics
-from test_exact_resume import sigterm_after
+from test_exact_resume import check_sigterm_then_rerun_is_exact
 import testbed
 from vae_jax.analysis import report as report_lib
-from vae_jax.core import preemption
 from vae_jax.models import vq_vae as vq_model
 from vae_jax.objectives import objective as objective_lib
 from vae_jax.objectives import vq_vae as vq_objective
@@ -319,19 +316,6 @@ def test_analyze_reconstructs_and_skips_what_needs_a_prior(tiny_run):
 @pytest.mark.slow
 def test_sigterm_then_rerun_equals_the_uninterrupted_run(tmp_path):
   """The EMA codebook and the restart counters continue exactly."""
-  reference, resumed = tmp_path / "reference", tmp_path / "resumed"
-  results = run(tiny_run_config(), reference)
-  assert results["steps"] == 10 and results["nonfinite_steps"] == 0
-  with (
-    sigterm_after(3),
-    pytest.raises(preemption.Preempted, match="after step 4;"),
-  ):
-    run(tiny_run_config(), resumed)
-  assert run(tiny_run_config(), resumed)["start_step"] == 4
-  assert final_test_metrics(resumed) == final_test_metrics(reference)
-  arrays = testbed.checkpoint_arrays(resumed, checkpoint_steps(resumed)[-1])
-  expected = testbed.checkpoint_arrays(reference, 10)
-  assert arrays.keys() == expected.keys()
-  assert any("steps_unused" in name for name in arrays)
-  for name, value in expected.items():
-    np.testing.assert_array_equal(arrays[name], value, err_msg=name)
+  check_sigterm_then_rerun_is_exact(
+    run, tiny_run_config, tmp_path, "steps_unused"
+  )
