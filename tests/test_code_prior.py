@@ -41,16 +41,16 @@ def random_codes(seed, num, grid_shape=GRID_SHAPE, num_codes=NUM_CODES):
 
 
 def test_default_config_builds_the_vq_vae_grid_prior():
-  prior = code_prior.build(code_prior.default_config(), (7, 7), 64)
+  prior = code_prior.build(code_prior.default_config(), (7, 7))
   codes = jnp.asarray(random_codes(0, 2, (7, 7), 64))
   variables = prior.init(jax.random.PRNGKey(0), codes)
   assert prior.apply(variables, codes).shape == (2, 7, 7, 64)
-  with pytest.raises(errors.ConfigError, match="grid_shape is"):
-    code_prior.build(code_prior.default_config(), (7, 7, 16), 64)
+  with pytest.raises(errors.ConfigError, match="reads code grids"):
+    code_prior.build(code_prior.default_config(), (7, 7, 16))
   config = code_prior.default_config()
   config.num_heads = 3
   with pytest.raises(errors.ConfigError, match="must divide model.width"):
-    code_prior.build(config, (7, 7), 64)
+    code_prior.build(config, (7, 7))
 
 
 @pytest.mark.parametrize("position", [0, 3, 4, 7, 11])

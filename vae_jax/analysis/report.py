@@ -41,6 +41,7 @@ import numpy as np
 
 from vae_jax import errors
 from vae_jax.analysis import classifier
+from vae_jax.analysis import code_prior_report
 from vae_jax.analysis import event_logs
 from vae_jax.analysis import factor_report
 from vae_jax.analysis import frechet_curve
@@ -426,6 +427,8 @@ def analyze(
   run = runs.load(workdir, step)
   if run.adversarial:
     return gan_report.analyze(run, seed=seed, curve_samples=curve_samples)
+  if run.code_prior:
+    return code_prior_report.analyze(run, seed=seed)
   if iwae_k is None:
     iwae_k = 0 if run.config.input.binarize == "none" else BINARIZED_IWAE_K
   _check_traversal_options(run, dims, traversal_center)

@@ -10,11 +10,9 @@ fields a config.json lacks take the defaults of the pieces that read them.
 `encode_split` and `iwae_nll` run it over a dataset.
 """
 
-from collections.abc import Callable
 import dataclasses
 import functools
 import math
-import os
 from typing import Any
 
 import jax
@@ -30,12 +28,14 @@ from vae_jax.core import image_grid
 from vae_jax.core import sharding
 from vae_jax.core import weights_file
 from vae_jax.data import pipeline
+from vae_jax.models import code_prior
 from vae_jax.models import family
 from vae_jax.models import vae
 from vae_jax.objectives import iwae
+from vae_jax.trainers import code_grids
 from vae_jax.trainers import loop
 from vae_jax.trainers import parts as parts_lib
-from vae_jax.trainers import run_config
+from vae_jax.trainers import saved_runs
 from vae_jax.trainers import single_network
 from vae_jax.trainers import trainer
 
@@ -44,6 +44,9 @@ DECODE_BATCH = 256  # Codes decoded per call by `decode`.
 # decoder's activations are ~1 KB per output pixel (dcgan_vae, 32x32: 1.2 GB).
 IWAE_PIXELS_PER_CHUNK = 2**20
 IWAE_BATCH = 8  # Images whose draws are decoded together.
+# Code grids a prior draws together: each of its h * w passes runs the
+# whole network on them.
+SAMPLE_GRIDS_BATCH = 1000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,21 +79,19 @@ class TrainedRun:
     return self.parts.family.kind == family.Kind.GAN
 
   @property
+  def code_prior(self) -> bool:
+    """Whether the model is a prior over a VQ-VAE run's code grids (its
+    declared kind); `quantizer_run` gives that run."""
+    return self.parts.family.kind == family.Kind.CODE_PRIOR
+
+  @property
   def vector_quantized(self) -> bool:
     """Whether the model quantizes a grid to a codebook (its declared kind):
     its codes are the grids before quantization, flat."""
     return self.parts.family.kind == family.Kind.VECTOR_QUANTIZED
 
 
-def load_config(workdir: str) -> ml_collections.ConfigDict:
-  """The config the run in `workdir` was trained with (its config.json), as
-  `run_config.load_saved` reads it back."""
-  config = run_config.load_saved(workdir)
-  if config is None:
-    raise errors.UserInputError(
-      f"{workdir!r} holds no config.json; is it the --workdir of a run?"
-    )
-  return config
+load_config = saved_runs.load_config
 
 
 def load(
@@ -105,12 +106,8 @@ def load(
   config = load_config(workdir)
   if data_dir is not None:
     config.input.data_dir = data_dir
-  if not (
-    weights_file.holds_weights(workdir)
-    or tf.io.gfile.isdir(os.path.join(workdir, "checkpoints"))
-  ):
-    raise errors.UserInputError(f"{workdir!r} holds no checkpoints.")
-  data = pipeline.prepare(config.input)
+  saved_runs.check_has_state(workdir)
+  data = code_grids.prepare_data(config)
   parts = parts_lib.assemble(config, data.image_shape)
   return _restore(workdir, config, parts, data, step)
 
@@ -118,6 +115,39 @@ def load(
 def at_step(run: TrainedRun, step: int) -> TrainedRun:
   """`run` at its checkpoint of `step`, without reading its data again."""
   return _restore(run.workdir, run.config, run.parts, run.data, step)
+
+
+def quantizer_run(run: TrainedRun) -> TrainedRun:
+  """The VQ-VAE run whose code grids a code prior `run` models, as loaded
+  for its data (`trainers.code_grids`)."""
+  source = run.data.quantizer_run
+  return TrainedRun(
+    workdir=source.workdir,
+    config=source.config,
+    parts=source.parts,
+    data=source.data,
+    state=source.state,
+    step=source.step,
+  )
+
+
+def sample_code_grids(run: TrainedRun, rng: jax.Array, num: int) -> np.ndarray:
+  """int32 [num, h, w]: grids drawn ancestrally from a code prior `run`, in
+  batches of at most SAMPLE_GRIDS_BATCH (batch i keyed by fold_in(rng, i))."""
+  batch = min(num, SAMPLE_GRIDS_BATCH)
+  grids = [
+    np.asarray(
+      code_prior.sample(
+        run.model,
+        single_network.variables(run.state),
+        jax.random.fold_in(rng, index),
+        batch,
+        run.model.grid_shape,
+      )
+    )
+    for index in range(math.ceil(num / batch))
+  ]
+  return np.concatenate(grids)[:num]
 
 
 def kept_steps(workdir: str) -> list[int]:
@@ -132,30 +162,6 @@ def kept_steps(workdir: str) -> list[int]:
     manager.close()
 
 
-def _from_checkpoint(
-  workdir: str,
-  config: ml_collections.ConfigDict,
-  init: Callable[[jax.Array], Any],
-  rng: jax.Array,
-  replicated: jax.sharding.Sharding,
-  step: int | None,
-) -> Any:
-  """The state of checkpoint `step` (None: the newest readable one), into
-  the shapes `init` gives."""
-  abstract_state = jax.eval_shape(init, rng)
-  manager = checkpoints.make_manager(workdir, config)
-  try:
-    restored = checkpoints.restore(
-      manager, abstract_state, jax.device_put(rng, replicated), step=step
-    )
-  finally:
-    manager.close()
-  if restored is None:
-    raise errors.UserInputError(f"{workdir!r} holds no checkpoints.")
-  state, _ = restored
-  return state
-
-
 def _restore(
   workdir: str,
   config: ml_collections.ConfigDict,
@@ -163,30 +169,9 @@ def _restore(
   data: pipeline.PreparedData,
   step: int | None,
 ) -> TrainedRun:
-  replicated = sharding.replicated(sharding.make_mesh())
-  # A checkpoint fills in its shapes; pretrained weights fill a fresh state
-  # (with the optimizer states they lack). The schedule's length is
-  # irrelevant, as a loaded state is evaluated, not trained further.
-  init = jax.jit(
-    functools.partial(
-      parts.trainer.create_train_state,
-      config,
-      parts,
-      data.image_shape,
-      total_steps=1,
-    ),
-    out_shardings=replicated,
+  state = saved_runs.restore_state(
+    workdir, config, parts, data.image_shape, step
   )
-  rng = jax.random.PRNGKey(0)
-  if weights_file.holds_weights(workdir):
-    saved_step = weights_file.saved_step(workdir)
-    if step not in (None, saved_step):
-      raise errors.UserInputError(
-        f"{workdir!r} holds the weights of step {saved_step} only."
-      )
-    state = jax.device_put(weights_file.restore(workdir, init(rng)), replicated)
-  else:
-    state = _from_checkpoint(workdir, config, init, rng, replicated, step)
   return TrainedRun(
     workdir=workdir,
     config=config,

@@ -8,7 +8,8 @@ The library of the command
         --label=7 --output=/tmp/sevens.npz
 
 The file holds `images`, uint8 [N, H, W, C]: decoded means of z ~ N(0, I),
-or a GAN generator's images of z, the same for the same --seed. An ACGAN
+a GAN generator's images of z, or a code prior's grids decoded by the
+VQ-VAE run it models, the same for the same --seed. An ACGAN
 generates class --label (MNIST's digit; CelebA attributes as bits, the first
 lowest), or every class in turn. Plain autoencoders have no prior to sample.
 """
@@ -19,7 +20,9 @@ import numpy as np
 from vae_jax import errors
 from vae_jax.analysis import gan_report
 from vae_jax.analysis import runs
+from vae_jax.core import image_grid
 from vae_jax.core import outputs
+from vae_jax.trainers import code_grids
 
 
 def sample_images(
@@ -33,6 +36,12 @@ def sample_images(
   if run.adversarial:
     return gan_report.sample(
       run, *gan_report.random_inputs(run, num_samples, seed, label)
+    )
+  if run.code_prior:
+    runs.sample_classes(run, num_samples, label)  # Refuses a --label.
+    grids = runs.sample_code_grids(run, jax.random.PRNGKey(seed), num_samples)
+    return image_grid.to_uint8(
+      code_grids.decode_grids(run.data.quantizer_run, grids)
     )
   if not run.variational:
     raise errors.UserInputError(

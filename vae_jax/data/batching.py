@@ -22,7 +22,10 @@ from vae_jax.core import sharding
 from vae_jax.data import augment
 
 # The pixel ranges images are given to a model in: [0, 1] or [-1, 1].
-PIXEL_RANGES = ("unit", "symmetric")
+# How a model reads its data's "image": 'unit' pixels in [0, 1], 'symmetric'
+# in [-1, 1], or 'codes', integers kept as int32 (a VQ-VAE run's code grids,
+# read by a prior over them).
+PIXEL_RANGES = ("unit", "symmetric", "codes")
 
 
 def _epoch_seed(seed: int, epoch: int, *stream: int) -> int:
@@ -49,6 +52,13 @@ def _to_unit_range(images: tf.Tensor) -> tf.Tensor:
   return tf.cast(images, tf.float32) / 255.0
 
 
+def _tf_model_pixels(images: tf.Tensor, input_config) -> tf.Tensor:
+  """`to_model_pixels` in TF."""
+  if input_config.pixel_range == "codes":
+    return tf.cast(images, tf.int32)
+  return _to_pixel_range(_to_unit_range(images), input_config)
+
+
 def _to_pixel_range(unit_images, input_config: ml_collections.ConfigDict):
   """[0, 1] images as the model sees them: [0, 1] or, 'symmetric', [-1, 1].
 
@@ -71,11 +81,13 @@ def _finish_train_batch(
   input_config: ml_collections.ConfigDict,
 ):
   """Batch `index` of an epoch, augmented with key (augment_seed, index)."""
-  images = _to_unit_range(batch["image"])
-  if augment.is_enabled(input_config):
-    images = augment.augment_batch(
-      images, tf.stack([augment_seed, index]), input_config
-    )
+  if not augment.is_enabled(input_config):
+    return {**batch, "image": _tf_model_pixels(batch["image"], input_config)}
+  images = augment.augment_batch(
+    _to_unit_range(batch["image"]),
+    tf.stack([augment_seed, index]),
+    input_config,
+  )
   return {**batch, "image": _to_pixel_range(images, input_config)}
 
 
@@ -108,13 +120,16 @@ def epoch_batch_indices(
 def to_model_pixels(
   images: np.ndarray, input_config: ml_collections.ConfigDict
 ) -> np.ndarray:
-  """uint8 images as the model sees them: float32 in [0, 1] or [-1, 1].
+  """uint8 images as the model sees them: float32 in [0, 1] or [-1, 1];
+  codes as int32.
 
   Looked up in a table of the 256 levels, each converted as a pixel is
   elsewhere (the same floats): for a whole split (MNIST's: 188 MB) one pass
   and one new array, where converting and then dividing wrote two, and
   faulting in their fresh pages took most of a second.
   """
+  if input_config.pixel_range == "codes":
+    return images.astype(np.int32)
   levels = np.arange(256, dtype=np.float32)
   return _to_pixel_range(levels / 255.0, input_config)[images]
 
@@ -211,7 +226,7 @@ def eval_dataset(
     lambda ex: {
       **ex,
       "mask": tf.constant(True),
-      "image": _to_pixel_range(_to_unit_range(ex["image"]), input_config),
+      "image": _tf_model_pixels(ex["image"], input_config),
     }
   )
   # The shares' sizes, not the split's size over the process count: a

@@ -87,6 +87,11 @@ def default_config() -> ml_collections.ConfigDict:
   # binarized MNIST); 'static' draws the training split once. Either
   # evaluates on one fixed binarization of the test split (`data.binarize`).
   config.binarize = "none"
+  # A finished VQ-VAE run's workdir: train on its code grids of its own
+  # dataset, encoded once at the start (`trainers.code_grids`), instead of
+  # on images; the fields above are then that run's. Needs pixel_range
+  # 'codes', which the priors over codes read.
+  config.codes_of = config_dict.placeholder(str)
   return config
 
 
@@ -94,6 +99,11 @@ def check_config(input_config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError for input settings no run could use."""
   errors.require_choice(
     input_config.pixel_range, batching.PIXEL_RANGES, "input.pixel_range"
+  )
+  errors.require(
+    (input_config.codes_of is None) == (input_config.pixel_range != "codes"),
+    "input.pixel_range='codes' reads the code grids of a VQ-VAE run, and only "
+    "those: set both it and input.codes_of=WORKDIR, or neither.",
   )
   sources.check_config(input_config)
   augment.check_config(input_config)
@@ -107,12 +117,16 @@ class PreparedData:
   def __init__(self, input_config: ml_collections.ConfigDict):
     self.config = input_config
     # Where it came from ('tfds_data_dir', 'registry_mirror', ...).
-    self.source = sources.prepare(input_config)
+    self.source = self._prepare_source()
     self._train = self._load("train", drop_remainder=True)
     self.image_shape = sources.image_shape(self._train)
     # This process's share; the shares of several processes may differ.
     self.num_train_examples = batching.num_examples(self._train)
     self._eval_datasets = {}  # By local batch size.
+
+  def _prepare_source(self) -> str:
+    """Makes the examples readable; says where they come from."""
+    return sources.prepare(self.config)
 
   def _load(self, split: str, **kwargs) -> tf.data.Dataset:
     """`sources.load`, with the fixed binarizations drawn."""
@@ -123,6 +137,18 @@ class PreparedData:
     if split == "train" and mode == "static":
       return binarize.fixed_draw(examples, binarize.STATIC_TRAIN_DRAW)
     return examples
+
+  def fixed_split(self, split: str) -> dict[str, np.ndarray]:
+    """The whole `split` ('train' or 'test'), unaugmented, in memory: uint8
+    images, binarized (when the run binarizes) by that split's fixed draw,
+    which for a dynamically binarized training split is the static one."""
+    examples = sources.load(self.config, split, per_process=False)
+    if self.config.binarize != "none":
+      draw = (
+        binarize.TEST_DRAW if split == "test" else binarize.STATIC_TRAIN_DRAW
+      )
+      examples = binarize.fixed_draw(examples, draw)
+    return batching.load_in_memory(examples)
 
   @functools.cached_property
   def _test(self) -> tf.data.Dataset:

@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from vae_jax import errors
+from vae_jax.models import family
 
 
 class Block(nn.Module):
@@ -35,20 +36,15 @@ class Block(nn.Module):
   width: int
   num_heads: int
   mlp_ratio: int
-  dropout: float
 
   @nn.compact
-  def __call__(self, x: jax.Array, mask: jax.Array, train: bool) -> jax.Array:
+  def __call__(self, x: jax.Array, mask: jax.Array) -> jax.Array:
     attended = nn.MultiHeadDotProductAttention(
-      num_heads=self.num_heads,
-      qkv_features=self.width,
-      dropout_rate=self.dropout,
-      deterministic=not train,
+      num_heads=self.num_heads, qkv_features=self.width
     )(nn.LayerNorm()(x), mask=mask)
-    x = x + nn.Dropout(self.dropout, deterministic=not train)(attended)
+    x = x + attended
     hidden = nn.gelu(nn.Dense(self.mlp_ratio * self.width)(nn.LayerNorm()(x)))
-    update = nn.Dense(self.width)(hidden)
-    return x + nn.Dropout(self.dropout, deterministic=not train)(update)
+    return x + nn.Dense(self.width)(hidden)
 
 
 class CodePrior(nn.Module):
@@ -62,10 +58,10 @@ class CodePrior(nn.Module):
   num_layers: int
   num_heads: int
   mlp_ratio: int
-  dropout: float = 0.0
 
   @nn.compact
   def __call__(self, codes: jax.Array, train: bool = False) -> jax.Array:
+    del train  # The same in training and evaluation: no dropout, no BatchNorm.
     if tuple(codes.shape[1:]) != tuple(self.grid_shape):
       raise ValueError(
         f"codes of shape {codes.shape} do not hold [B, h, w] grids of "
@@ -73,7 +69,8 @@ class CodePrior(nn.Module):
       )
     batch_size = codes.shape[0]
     num_positions = self.grid_shape[0] * self.grid_shape[1]
-    flat_codes = codes.reshape(batch_size, num_positions)
+    # Integers of any dtype (a trainer initializes on float zeros).
+    flat_codes = codes.reshape(batch_size, num_positions).astype(jnp.int32)
     # Index K is the start token; shifting by one position keeps each
     # position's own code out of its input.
     start = jnp.full((batch_size, 1), self.codebook_size, flat_codes.dtype)
@@ -87,12 +84,9 @@ class CodePrior(nn.Module):
       (num_positions, self.width),
     )
     x = x + position_embedding[None]
-    x = nn.Dropout(self.dropout, deterministic=not train)(x)
     mask = nn.make_causal_mask(inputs)
     for _ in range(self.num_layers):
-      x = Block(self.width, self.num_heads, self.mlp_ratio, self.dropout)(
-        x, mask, train
-      )
+      x = Block(self.width, self.num_heads, self.mlp_ratio)(x, mask)
     logits = nn.Dense(self.codebook_size, name="logits")(nn.LayerNorm()(x))
     return logits.reshape(*codes.shape, self.codebook_size)
 
@@ -164,29 +158,32 @@ def default_config() -> ml_collections.ConfigDict:
   """A small Transformer, quick on CPUs, for 7x7 grids of 64 codes."""
   config = ml_collections.ConfigDict()
   config.name = "code_prior"  # vae_jax/models/code_prior.py.
+  # K, the codebook's entries: the input.codes_of run's, checked there.
+  config.codebook_size = 64
   config.width = 128  # The embeddings' and residual stream's size.
   config.num_layers = 4  # Transformer blocks.
   config.num_heads = 4  # Attention heads per block; they divide `width`.
   config.mlp_ratio = 4  # Each block's MLP hidden size, in `width`s.
-  config.dropout = 0.0  # On embeddings, attention and residual updates.
   return config
 
 
 def build(
-  model_config: ml_collections.ConfigDict,
-  grid_shape: tuple[int, int],
-  codebook_size: int,
+  model_config: ml_collections.ConfigDict, image_shape: tuple[int, ...]
 ) -> CodePrior:
-  """The prior over grids of `grid_shape` (h, w) of codes in
-  [0, `codebook_size`)."""
+  """The prior over code grids of shape `image_shape` (h, w): the data's
+  'image', int32 indices in [0, model.codebook_size)."""
   errors.require(
-    len(grid_shape) == 2,
-    f"the code prior's grid_shape is (h, w), got {tuple(grid_shape)}.",
+    len(image_shape) == 2,
+    f"model 'code_prior' reads code grids [h, w], got data of shape "
+    f"{tuple(image_shape)}; train it with input.codes_of=<a VQ-VAE run>.",
   )
-  errors.require(
-    codebook_size > 0, f"codebook_size must be positive, got {codebook_size}."
-  )
-  for field in ("width", "num_layers", "num_heads", "mlp_ratio"):
+  for field in (
+    "codebook_size",
+    "width",
+    "num_layers",
+    "num_heads",
+    "mlp_ratio",
+  ):
     errors.require(
       model_config[field] > 0,
       f"model.{field} must be positive, got {model_config[field]}.",
@@ -196,16 +193,24 @@ def build(
     f"model.num_heads ({model_config.num_heads}) must divide model.width "
     f"({model_config.width}).",
   )
-  errors.require(
-    0 <= model_config.dropout < 1,
-    f"model.dropout must be in [0, 1), got {model_config.dropout}.",
-  )
   return CodePrior(
-    codebook_size=codebook_size,
-    grid_shape=tuple(grid_shape),
+    codebook_size=model_config.codebook_size,
+    grid_shape=tuple(image_shape),
     width=model_config.width,
     num_layers=model_config.num_layers,
     num_heads=model_config.num_heads,
     mlp_ratio=model_config.mlp_ratio,
-    dropout=model_config.dropout,
   )
+
+
+FAMILIES = (
+  family.Family(
+    name="code_prior",
+    kind=family.Kind.CODE_PRIOR,
+    build=build,
+    default_config=default_config,
+    pixel_range=family.reads("codes"),
+    objective="code_log_loss",
+    trainer="single_network",
+  ),
+)

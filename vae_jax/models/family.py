@@ -30,8 +30,13 @@ class Kind(enum.Enum):
   # indices, codes)` (a `vq_vae.Quantization`: the nearest entries, passed
   # straight through, their indices [B, h, w] and the entries themselves),
   # `decode(quantized) -> logits`, its `codebook_size` K and `grid_shape`
-  # (h, w, D). No prior over the codes yet: nothing to sample.
+  # (h, w, D). A prior over its codes is a model of its own (CODE_PRIOR).
   VECTOR_QUANTIZED = "vector_quantized"
+  # An autoregressive model of a VECTOR_QUANTIZED run's code grids
+  # (`models.code_prior`), trained on them as its data (`input.codes_of`):
+  # `__call__(codes) -> logits` [B, h, w, K], each position's distribution
+  # given the codes before it, and its `codebook_size` K and `grid_shape`.
+  CODE_PRIOR = "code_prior"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,8 +50,9 @@ class Family:
   build: Callable[[ml_collections.ConfigDict, Sequence[int]], Any]
   # () -> the config.model section with every field the family reads.
   default_config: Callable[[], ml_collections.ConfigDict]
-  # model_config -> the pixel range it reads: 'unit' ([0, 1]) or
-  # 'symmetric' ([-1, 1]), one of `data.batching.PIXEL_RANGES`.
+  # model_config -> the pixel range it reads: 'unit' ([0, 1]),
+  # 'symmetric' ([-1, 1]) or 'codes' (a VQ-VAE's code grids, as int32), one
+  # of `data.batching.PIXEL_RANGES`.
   pixel_range: Callable[[ml_collections.ConfigDict], str]
   objective: str  # The objective module trained unless loss.objective says.
   trainer: str  # 'single_network' or 'adversarial'.

@@ -209,6 +209,12 @@ class VectorQuantizer(nn.Module):
       codes=codes,
     )
 
+  def codebook(self) -> jax.Array:
+    """[K, D]: the entries as trained (read; `__call__` creates them)."""
+    if self.codebook_update == "loss":
+      return self.get_variable("params", "codebook")
+    return self.get_variable("batch_stats", "embeddings")
+
 
 def _conv(features: int, size: int, conv_impl: str, **kwargs) -> nn.Module:
   """A stride-1 'same' convolution (size 1 or 3)."""
@@ -291,7 +297,7 @@ class Decoder(nn.Module):
 
 class VQVAE(nn.Module):
   """The `family.Kind.VECTOR_QUANTIZED` contract: `encode`, `quantize`,
-  `decode`, `codebook_size` and `grid_shape`."""
+  `decode`, `codebook_size` and `grid_shape`; and `decode_indices`."""
 
   encoder: nn.Module
   quantizer: VectorQuantizer
@@ -312,6 +318,11 @@ class VQVAE(nn.Module):
 
   def decode(self, quantized: jax.Array, train: bool = False) -> jax.Array:
     return self.decoder(quantized, train=train)
+
+  def decode_indices(self, indices: jax.Array) -> jax.Array:
+    """The decoder's outputs for grids of codebook indices [B, h, w]: what
+    a prior's samples decode through."""
+    return self.decode(jnp.take(self.quantizer.codebook(), indices, axis=0))
 
   def __call__(self, images: jax.Array, train: bool = False) -> jax.Array:
     quantization = self.quantize(self.encode(images, train), train)

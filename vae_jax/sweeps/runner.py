@@ -46,7 +46,7 @@ from vae_jax.analysis import report
 from vae_jax.analysis import sweep_report
 from vae_jax.core import outputs
 from vae_jax.core import sharding
-from vae_jax.data import pipeline
+from vae_jax.trainers import code_grids
 from vae_jax.trainers import loop
 from vae_jax.trainers import members as members_lib
 from vae_jax.trainers import run_config as run_config_lib
@@ -161,7 +161,7 @@ def run_config(
 def _total_steps(config: ml_collections.ConfigDict) -> int:
   return run_config_lib.total_steps(
     config,
-    pipeline.prepare(config.input).steps_per_epoch(
+    code_grids.prepare_data(config).steps_per_epoch(
       sharding.local_batch_size(sharding.global_batch_size(config))
     ),
   )

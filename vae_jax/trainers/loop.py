@@ -40,8 +40,8 @@ from vae_jax.core import resume
 from vae_jax.core import sharding
 from vae_jax.core import workdir_lock
 from vae_jax.data import device_held
-from vae_jax.data import pipeline
 from vae_jax.models import registry as models
+from vae_jax.trainers import code_grids
 from vae_jax.trainers import console as console_lib
 from vae_jax.trainers import members as members_lib
 from vae_jax.trainers import parts as parts_lib
@@ -306,7 +306,7 @@ def _train_group(members: members_lib.Members) -> list[Outcome]:
   config = members.config  # The fields all members share.
   # Data first: a run that cannot read its data leaves no workdir behind
   # (`workdir_lock.hold` removes the one it made).
-  data = pipeline.prepare(config.input)
+  data = code_grids.prepare_data(config)
   data.read_into_memory()
   logging.info(
     "Reading %s (source: %s): %d training images of shape %s.",

@@ -263,6 +263,10 @@ def make_image_grids(
   model's of every class in turn, and a row per class over the same z):
   the same images and noise every epoch show progress.
   """
+  if parts.family.kind == family.Kind.CODE_PRIOR:
+    # Its grids are drawn as images by the VQ-VAE run whose codes it
+    # models, which training does not load: `sample` and `analyze` do.
+    return lambda state: {}
   test_images = test_batch["image"]
   # NumPy inputs: on multi-process runs jit takes them as the same value on
   # every process, as these test images are.
