@@ -7,7 +7,9 @@ beside the figure a run here obtained, read from the runs' own JSON.
 
 Every row of `ROWS` is a workdir under --root, named by the row, and the
 command that trains it there (`command`); `vae_jax.analyze` on that workdir
-writes the figure (analysis/analysis.json's `iwae_nll_k5000`). A row found
+writes the figure (analysis/analysis.json's `iwae_nll_k5000`; for a prior
+over a VQ-VAE's codes, whose VQ-VAE trains first into <row>_vq_vae, the
+pair's bound `nll_bound`). A row found
 under --root replaces its stored figures in --output; a row not found keeps
 the ones stored before, or is listed with its command as not trained. No
 row is ever left out, and no figure is typed by hand.
@@ -48,6 +50,9 @@ class Row:
   published: float | None  # Test NLL in nats; None: no published figure.
   source: str  # Where `published` comes from, or why there is none.
   paper_epochs: str
+  # A VQ-VAE config trained first, into <name>_vq_vae under --root: the row's
+  # config is a prior over its code grids (`input.codes_of`).
+  vq_vae_config: str | None = None
 
 
 def _iwae_row(objective: str, k: int, layers: int, published: float) -> Row:
@@ -109,16 +114,34 @@ ROWS = (
   _iwae_row("vae", 1, 2, 85.33),
   _iwae_row("iwae", 5, 2, 83.89),
   _iwae_row("iwae", 50, 2, 82.90),
+  Row(
+    name="vqvae_prior",
+    model="VQ-VAE (7x7 codes, K = 64), causal Transformer prior",
+    objective="VQ-VAE loss; then the prior's log-loss",
+    config="configs/mnist_vqvae_prior.py",
+    published=None,
+    source="none on MNIST (the paper's: 4.67 bits/dim on CIFAR-10)",
+    paper_epochs="—",
+    vq_vae_config="configs/mnist_vqvae.py",
+  ),
 )
 IMPORTANCE_SAMPLES = 5000  # analyze's default for binarized runs.
 
 
+def _vq_vae_workdir(root: str, row: Row) -> str:
+  return os.path.join(root, f"{row.name}_vq_vae")
+
+
 def command(row: Row, root: str) -> str:
   workdir = os.path.join(root, row.name)
-  return (
-    f"python -m vae_jax.main --config={row.config} --workdir={workdir} && "
-    f"python -m vae_jax.analyze --workdir={workdir}"
-  )
+  train = f"python -m vae_jax.main --config={row.config} --workdir={workdir}"
+  if row.vq_vae_config is not None:
+    codes_of = _vq_vae_workdir(root, row)
+    train = (
+      f"python -m vae_jax.main --config={row.vq_vae_config} "
+      f"--workdir={codes_of} && {train} --config.input.codes_of={codes_of}"
+    )
+  return f"{train} && python -m vae_jax.analyze --workdir={workdir}"
 
 
 def _read_json(path: str) -> dict | None:
@@ -128,21 +151,22 @@ def _read_json(path: str) -> dict | None:
     return json.load(f)
 
 
-def measured(workdir: str) -> dict | None:
-  """The figures of a trained and analyzed workdir, or None if it lacks
-  either."""
+def _training(workdir: str) -> tuple[dict, dict] | None:
+  """(results.json, config.json) of a trained workdir, or None."""
   results = _read_json(os.path.join(workdir, "results.json"))
-  analysis = _read_json(os.path.join(workdir, "analysis", "analysis.json"))
   config = _read_json(os.path.join(workdir, "config.json"))
-  key = f"iwae_nll_k{IMPORTANCE_SAMPLES}"
-  if results is None or analysis is None or key not in analysis:
+  return None if results is None or config is None else (results, config)
+
+
+def measured(workdir: str, vq_vae_workdir: str | None = None) -> dict | None:
+  """The figures of a trained and analyzed workdir (and of the VQ-VAE whose
+  codes it models), or None if it lacks either."""
+  trained = _training(workdir)
+  analysis = _read_json(os.path.join(workdir, "analysis", "analysis.json"))
+  if trained is None or analysis is None:
     return None
-  return {
-    "test_nll": analysis[key],
-    "test_nelbo": analysis["iwae_examples_nelbo"],
-    "importance_samples": IMPORTANCE_SAMPLES,
-    "test_images": analysis["iwae_examples"],
-    "active_units": analysis.get("active_units_by_variance"),
+  results, config = trained
+  figures = {
     "epochs": config["num_epochs"],
     "steps": results["steps"],
     # The last segment's wall time: a resumed run's earlier ones are not
@@ -150,6 +174,30 @@ def measured(workdir: str) -> dict | None:
     "train_seconds": results["train_seconds"],
     "resumed_at_step": results["start_step"],
     "devices": results["devices"],
+  }
+  if vq_vae_workdir is not None:
+    first_stage = _training(vq_vae_workdir)
+    if first_stage is None or "nll_bound" not in analysis:
+      return None
+    vq_results, vq_config = first_stage
+    return {
+      **figures,
+      "test_nll_bound": analysis["nll_bound"],
+      "bound_terms": analysis["nll_bound_terms"],
+      "vq_vae_epochs": vq_config["num_epochs"],
+      "vq_vae_train_seconds": vq_results["train_seconds"],
+      "vq_vae_resumed_at_step": vq_results["start_step"],
+    }
+  key = f"iwae_nll_k{IMPORTANCE_SAMPLES}"
+  if key not in analysis:
+    return None
+  return {
+    **figures,
+    "test_nll": analysis[key],
+    "test_nelbo": analysis["iwae_examples_nelbo"],
+    "importance_samples": IMPORTANCE_SAMPLES,
+    "test_images": analysis["iwae_examples"],
+    "active_units": analysis.get("active_units_by_variance"),
   }
 
 
@@ -160,7 +208,10 @@ def gather(root: str, stored: dict, pretrained: str) -> dict:
   rows = []
   for row in ROWS:
     entry = {**dataclasses.asdict(row), "command": command(row, root)}
-    figures = measured(os.path.join(root, row.name))
+    figures = measured(
+      os.path.join(root, row.name),
+      None if row.vq_vae_config is None else _vq_vae_workdir(root, row),
+    )
     if figures is None:
       figures = stored_rows.get(row.name, {}).get("measured")
     exported = os.path.isdir(os.path.join(pretrained, row.name))

@@ -153,6 +153,16 @@ def reproductions(figures: dict) -> str:
     run = row["measured"]
     if run is None:
       obtained, epochs, wall = "not measured yet", "—", "—"
+    elif "test_nll_bound" in run:  # A VQ-VAE and its prior: two runs.
+      terms = run["bound_terms"]
+      obtained = (
+        f"≤ **{run['test_nll_bound']:.2f}** (a bound: reconstruction "
+        f"{terms['reconstruction']:.2f} + codes {terms['code_log_loss']:.2f})"
+      )
+      epochs = f"{run['vq_vae_epochs']:,} + {run['epochs']:,}"
+      wall = _duration(run["vq_vae_train_seconds"] + run["train_seconds"])
+      if run["resumed_at_step"] or run["vq_vae_resumed_at_step"]:
+        wall += " (their last parts)"
     else:
       obtained = (
         f"**{run['test_nll']:.2f}** (k = {run['importance_samples']:,}; "

@@ -31,7 +31,7 @@ def get_config() -> ml_collections.ConfigDict:
   # command above. Its dataset, binarization and splits are the prior's.
   config.input.codes_of = "/tmp/vqvae_mnist"
   config.model.codebook_size = 64  # mnist_vqvae's K; checked against the run.
-  config.num_epochs = 20  # 9,360 steps of batch 128.
+  config.num_epochs = 10  # 4,680 steps of batch 128.
   config.batch_size = 128
   config.optimizer.learning_rate = 3e-4  # Adam, as is usual for Transformers.
   config.checkpoint_every_steps = 2340  # Every 5 epochs.

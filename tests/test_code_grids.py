@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
+from configs import mnist_vqvae_prior
 from test_exact_resume import check_sigterm_then_rerun_is_exact
 from test_vq_vae import NUM_EXAMPLES
 from test_vq_vae import tiny_run_config as tiny_vq_vae_config
@@ -20,6 +21,7 @@ from vae_jax.core import image_grid
 from vae_jax.data import binarize
 from vae_jax.data import sources
 from vae_jax.models import code_prior
+from vae_jax.models import registry
 from vae_jax.trainers import code_grids
 from vae_jax.trainers import loop
 from vae_jax.trainers import run_config
@@ -223,3 +225,30 @@ def test_sample_decodes_the_priors_grids_through_the_vq_vae(prior_run):
   assert images.shape == (5, 28, 28, 1) and images.dtype == np.uint8
   np.testing.assert_array_equal(images, again)
   np.testing.assert_array_equal(images, image_grid.to_uint8(expected))
+
+
+def transformer_params(width, layers, mlp_ratio, codebook_size, positions):
+  """A GPT-style prior's parameter count, layer by layer."""
+  layer_norm = 2 * width
+  dense = lambda inputs, outputs: inputs * outputs + outputs  # noqa: E731
+  block = (
+    2 * layer_norm
+    + 4 * dense(width, width)  # Query, key, value, output.
+    + dense(width, mlp_ratio * width)
+    + dense(mlp_ratio * width, width)
+  )
+  return (
+    (codebook_size + 1) * width  # Codes and the start token.
+    + positions * width
+    + layers * block
+    + layer_norm
+    + dense(width, codebook_size)
+  )
+
+
+def test_the_configs_prior_has_the_listed_params():
+  config = mnist_vqvae_prior.get_config()
+  state = loop.abstract_train_state(config, image_shape=(7, 7))
+  assert registry.count_params(state.params) == transformer_params(
+    128, 4, 4, 64, 49
+  )

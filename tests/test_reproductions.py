@@ -12,10 +12,17 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 SCRIPT = REPO_ROOT / "benchmarks" / "reproductions.py"
 
 
-def write_run(workdir: pathlib.Path, nll: float, start_step: int = 0):
-  """A trained and analyzed workdir, as main and analyze leave it."""
+def write_run(
+  workdir: pathlib.Path,
+  nll: float,
+  start_step: int = 0,
+  analysis: dict | None = None,
+  num_epochs: int = 200,
+):
+  """A trained and analyzed workdir, as main and analyze leave it: by
+  default an IWAE estimate's analysis."""
   (workdir / "analysis").mkdir(parents=True)
-  (workdir / "config.json").write_text(json.dumps({"num_epochs": 200}))
+  (workdir / "config.json").write_text(json.dumps({"num_epochs": num_epochs}))
   (workdir / "results.json").write_text(
     json.dumps(
       {
@@ -26,16 +33,14 @@ def write_run(workdir: pathlib.Path, nll: float, start_step: int = 0):
       }
     )
   )
-  (workdir / "analysis" / "analysis.json").write_text(
-    json.dumps(
-      {
-        "iwae_nll_k5000": nll,
-        "iwae_examples_nelbo": nll + 4,
-        "iwae_examples": 10_000,
-        "active_units_by_variance": 30,
-      }
-    )
-  )
+  if analysis is None:
+    analysis = {
+      "iwae_nll_k5000": nll,
+      "iwae_examples_nelbo": nll + 4,
+      "iwae_examples": 10_000,
+      "active_units_by_variance": 30,
+    }
+  (workdir / "analysis" / "analysis.json").write_text(json.dumps(analysis))
 
 
 def gather(
@@ -91,3 +96,25 @@ def test_rows_come_from_workdirs_and_stored_rows_are_kept(tmp_path):
   assert second["vampprior_vamp"]["pretrained"] is None
   assert table.count("[card](../pretrained/vampprior_standard/README.md)") == 1
   assert table.count("](../pretrained/") == 1
+
+
+def test_a_vq_vae_rows_bound_needs_both_of_its_runs(tmp_path):
+  """The VQ-VAE row reads the prior's bound and both runs' lengths, and is
+  not measured while its VQ-VAE's workdir is missing."""
+  output = tmp_path / "reproductions_test.json"
+  terms = {"reconstruction": 30.0, "code_log_loss": 128.125}
+  bound = {"nll_bound": 158.125, "nll_bound_terms": terms}
+  write_run(tmp_path / "alone" / "vqvae_prior", 0, analysis=bound)
+  alone = rows_by_name(gather(tmp_path / "alone", output, tmp_path))
+  assert alone["vqvae_prior"]["measured"] is None
+  output.unlink()
+  write_run(tmp_path / "both" / "vqvae_prior", 0, analysis=bound, num_epochs=20)
+  write_run(tmp_path / "both" / "vqvae_prior_vq_vae", 0, num_epochs=6)
+  row = rows_by_name(gather(tmp_path / "both", output, tmp_path))["vqvae_prior"]
+  assert row["measured"]["test_nll_bound"] == 158.125
+  codes_of = tmp_path / "both" / "vqvae_prior_vq_vae"
+  assert f"--workdir={codes_of} && " in row["command"]
+  assert f"--config.input.codes_of={codes_of} && " in row["command"]
+  table = tables_module().table(str(output))
+  assert "≤ **158.12** (a bound: reconstruction 30.00 + codes 128.12)" in table
+  assert "| 6 + 20 / — | 3 h 00 min |" in table

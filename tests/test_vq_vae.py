@@ -10,6 +10,8 @@ import tensorflow_datasets as tfds
 
 from test_exact_resume import check_sigterm_then_rerun_is_exact
 import testbed
+from vae_jax.analysis import event_logs
+from vae_jax.analysis import plots
 from vae_jax.analysis import report as report_lib
 from vae_jax.models import vq_vae as vq_model
 from vae_jax.objectives import objective as objective_lib
@@ -319,3 +321,24 @@ def test_sigterm_then_rerun_equals_the_uninterrupted_run(tmp_path):
   check_sigterm_then_rerun_is_exact(
     run, tiny_run_config, tmp_path, "steps_unused"
   )
+
+
+def test_learning_curves_show_the_codebooks_use(tiny_run):
+  """Panels of the entries in use and the perplexity, from the run's own
+  logged scalars, beside its loss and MSE."""
+  workdir, _ = tiny_run
+  scalars = event_logs.read_scalars(str(workdir))
+  figure = plots.learning_curves(scalars, False, "title", step=5)
+  titles = [ax.get_title() for ax in figure.axes]
+  assert titles == [
+    "loss: the objective trained",
+    "MSE on [0, 1] pixels",
+    "codebook entries in use",
+    "codebook perplexity",
+  ]
+  steps, values = scalars["test_codes_used"]
+  (test_line,) = [
+    line for line in figure.axes[2].get_lines() if line.get_label() == "test"
+  ]
+  np.testing.assert_array_equal(test_line.get_xdata(), steps)
+  np.testing.assert_array_equal(test_line.get_ydata(), values)

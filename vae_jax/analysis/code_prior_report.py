@@ -75,8 +75,8 @@ def analyze(
   report = {
     "workdir": os.path.abspath(run.workdir),
     "model": run.config.model.name,
-    "dataset": quantizer.config.input.dataset,
-    "binarize": quantizer.config.input.binarize,
+    "dataset": run.images_input.dataset,
+    "binarize": run.images_input.binarize,
     "step": run.step,
     "codes_of": os.path.abspath(quantizer.workdir),
     "codes_of_step": quantizer.step,
@@ -110,14 +110,14 @@ def analyze(
     "samples": codebook_use(metric_grids, run.model.codebook_size),
   }
   report["seconds"]["sampling"] = time.perf_counter() - clock
-  if quantizer.config.input.dataset == "mnist":
+  if run.images_input.dataset == "mnist":
     clock = time.perf_counter()
     report.update(
       classifier.sample_metrics(
         metric_images,
         None,
-        data_dir=quantizer.config.input.data_dir,
-        mnist_source=quantizer.config.input.mnist_source,
+        data_dir=run.images_input.data_dir,
+        mnist_source=run.images_input.mnist_source,
       )
     )
     report["seconds"]["mnist_metrics"] = time.perf_counter() - clock

@@ -41,7 +41,7 @@ def describe(run: runs.TrainedRun) -> str:
   """The run in words: "mlp_vae on mnist, run 'vae_mnist', step 14040"."""
   name = os.path.basename(os.path.normpath(run.workdir))
   return (
-    f"{run.config.model.name} on {run.config.input.dataset}, "
+    f"{run.config.model.name} on {run.images_input.dataset}, "
     f"run {name!r}, step {run.step}"
   )
 
@@ -70,10 +70,10 @@ def sample_metrics(
   `classifier.sample_metrics`: the Fréchet distance of its features to the
   test set's, and for an ACGAN how often it recognizes the digit asked for.
   """
-  if run.config.input.dataset != "mnist":
+  if run.images_input.dataset != "mnist":
     raise errors.UserInputError(
       f"the classifier judges MNIST samples; {run.workdir!r} was trained "
-      f"on {run.config.input.dataset}."
+      f"on {run.images_input.dataset}."
     )
   labels = None
   if run.adversarial:
@@ -86,8 +86,8 @@ def sample_metrics(
   return classifier.sample_metrics(
     images,
     labels,
-    data_dir=run.config.input.data_dir,
-    mnist_source=run.config.input.mnist_source,
+    data_dir=run.images_input.data_dir,
+    mnist_source=run.images_input.mnist_source,
   )
 
 
@@ -229,7 +229,7 @@ def compare(
   for workdir, step in zip(workdirs, steps):
     run = runs.load(workdir, step)
     images, label = labelled_samples(run, num_samples, seed)
-    if num_metric_samples and run.config.input.dataset == "mnist":
+    if num_metric_samples and run.images_input.dataset == "mnist":
       metrics = sample_metrics(run, num_metric_samples, seed)
       label += "\n" + _summary(metrics)
       judged.append(

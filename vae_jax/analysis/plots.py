@@ -132,39 +132,47 @@ def traversal(
   return fig
 
 
+NATS = "nats per image"
+
+
 def _curve_panels(
   scalars: dict[str, tuple[np.ndarray, np.ndarray]], variational: bool
-) -> list[tuple[str, dict[str, tuple]]]:
-  """(quantity, {'train'/'test': (steps, values)}) for each logged quantity."""
+) -> list[tuple[str, str, dict[str, tuple]]]:
+  """(quantity, its unit, {'train'/'test': (steps, values)}) for each
+  logged quantity."""
   if variational:
     # Runs written before test_nelbo existed logged only the β-weighted loss.
     total = "nelbo" if "train_nelbo" in scalars else "loss"
     quantities = [
-      ("reconstruction: −log p(x|z)", "recon"),
-      ("KL(q(z|x) ‖ p(z))", "kl"),
+      ("reconstruction: −log p(x|z)", "recon", NATS),
+      ("KL(q(z|x) ‖ p(z))", "kl", NATS),
       (
         "negative ELBO"
         if total == "nelbo"
         else "loss: β-weighted negative ELBO",
         total,
+        NATS,
       ),
     ]
   else:
     # An autoencoder's loss is the MSE on [-1, 1] pixels; a VQ-VAE's its
-    # reconstruction and latent terms.
+    # reconstruction and latent terms, and its codebook's use over training
+    # shows dead entries (a batch's, or the test pass's mean over batches).
     quantities = [
-      ("loss: the objective trained", "loss"),
-      ("MSE on [0, 1] pixels", "mse"),
+      ("loss: the objective trained", "loss", NATS),
+      ("MSE on [0, 1] pixels", "mse", "MSE"),
+      ("codebook entries in use", "codes_used", "entries chosen in a batch"),
+      ("codebook perplexity", "perplexity", "exp(entropy of the codes)"),
     ]
   panels = []
-  for quantity, key in quantities:
+  for quantity, key, unit in quantities:
     series = {
       split: scalars[f"{split}_{key}"]
       for split in ("train", "test")
       if f"{split}_{key}" in scalars
     }
     if series:
-      panels.append((quantity, series))
+      panels.append((quantity, unit, series))
   return panels
 
 
@@ -195,7 +203,8 @@ def learning_curves(
   """Train and test curves of a run's scalars (`event_logs.read_scalars`).
 
   A VAE gets reconstruction, KL and total panels; an autoencoder or a
-  VQ-VAE its loss and MSE. Panels have their own y scales: reconstruction
+  VQ-VAE its loss and MSE, and a VQ-VAE its codebook's use (entries in use,
+  perplexity). Panels have their own y scales: reconstruction
   and KL differ by ~3x on MNIST and more elsewhere. A dashed line marks
   `step` when the curves go past it. None when no panel has data.
   """
@@ -206,7 +215,7 @@ def learning_curves(
     figsize=(4.4 * len(panels), 3.6), dpi=100, layout="constrained"
   )
   axes = fig.subplots(1, len(panels), squeeze=False)[0]
-  for ax, (quantity, series) in zip(axes, panels):
+  for ax, (quantity, unit, series) in zip(axes, panels):
     for name, (steps, ys) in series.items():
       style = {"marker": "o", "markersize": 3} if name == "test" else {}
       ax.plot(steps, ys, label=name, linewidth=1.2, **style)
@@ -222,7 +231,7 @@ def learning_curves(
     ax.xaxis.set_major_locator(ticker.MaxNLocator(5))
     ax.set_title(quantity, fontsize=10)
     ax.set_xlabel("training step")
-    ax.set_ylabel("MSE" if "MSE" in quantity else "nats per image")
+    ax.set_ylabel(unit)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
   fig.suptitle(title, fontsize=10)

@@ -85,6 +85,14 @@ class TrainedRun:
     return self.parts.family.kind == family.Kind.CODE_PRIOR
 
   @property
+  def images_input(self) -> ml_collections.ConfigDict:
+    """The input section of the images the model's samples are of: its own,
+    or for a code prior that of the VQ-VAE run whose codes it models."""
+    if self.code_prior:
+      return self.data.quantizer_run.config.input
+    return self.config.input
+
+  @property
   def vector_quantized(self) -> bool:
     """Whether the model quantizes a grid to a codebook (its declared kind):
     its codes are the grids before quantization, flat."""
