@@ -142,7 +142,7 @@ def tempered(probs, temperature):
 def test_sampling_reproduces_a_markov_chain(temperature):
   num = 3000
   grids = np.asarray(
-    code_prior.sample(
+    code_prior.sample_by_recomputing(
       chain_module(CHAIN_INITIAL, CHAIN_TRANSITIONS),
       {},
       jax.random.PRNGKey(4),
@@ -176,7 +176,7 @@ def test_samples_are_a_function_of_the_rng(tiny_variables):
   def draw(seed):
     return np.asarray(
       code_prior.sample(
-        TINY_PRIOR, tiny_variables, jax.random.PRNGKey(seed), 4, GRID_SHAPE
+        TINY_PRIOR, tiny_variables["params"], jax.random.PRNGKey(seed), 4
       )
     )
 
@@ -195,13 +195,50 @@ def test_zero_temperature_takes_the_greedy_path(tiny_variables):
     greedy[:, row, column] = np.argmax(logits[:, row, column], axis=-1)
   sampled = code_prior.sample(
     TINY_PRIOR,
-    tiny_variables,
+    tiny_variables["params"],
     jax.random.PRNGKey(7),
     num,
-    GRID_SHAPE,
     temperature=0.0,
   )
   np.testing.assert_array_equal(sampled, greedy)
+
+
+def test_cached_decoding_gives_the_whole_networks_logits(tiny_variables):
+  """Fed a grid's codes one position at a time, the decode mode's logits
+  are those the whole network gives at each position."""
+  codes = random_codes(8, 5)
+  whole = np.asarray(TINY_PRIOR.apply(tiny_variables, codes)).reshape(
+    5, -1, NUM_CODES
+  )
+  decoder = TINY_PRIOR.clone(decode=True)
+  flat = codes.reshape(5, -1)
+  cache = decoder.init(jax.random.PRNGKey(0), flat)["cache"]
+  cache = jax.tree.map(jnp.zeros_like, cache)
+  inputs = np.concatenate([np.full((5, 1), NUM_CODES), flat[:, :-1]], axis=1)
+  for position in range(flat.shape[1]):
+    logits, updated = decoder.apply(
+      {**tiny_variables, "cache": cache},
+      inputs[:, position : position + 1],
+      mutable=["cache"],
+    )
+    cache = updated["cache"]
+    np.testing.assert_allclose(
+      logits[:, 0], whole[:, position], rtol=1e-5, atol=1e-5, err_msg=position
+    )
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_cached_sampling_draws_what_recomputing_draws(
+  tiny_variables, temperature
+):
+  rng = jax.random.PRNGKey(11)
+  cached = code_prior.sample(
+    TINY_PRIOR, tiny_variables["params"], rng, 64, temperature
+  )
+  recomputed = code_prior.sample_by_recomputing(
+    TINY_PRIOR, tiny_variables, rng, 64, GRID_SHAPE, temperature
+  )
+  np.testing.assert_array_equal(cached, recomputed)
 
 
 def draw_chain(rng, num, initial, transitions, num_positions):

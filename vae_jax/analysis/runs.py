@@ -146,11 +146,7 @@ def sample_code_grids(run: TrainedRun, rng: jax.Array, num: int) -> np.ndarray:
   grids = [
     np.asarray(
       code_prior.sample(
-        run.model,
-        single_network.variables(run.state),
-        jax.random.fold_in(rng, index),
-        batch,
-        run.model.grid_shape,
+        run.model, run.state.params, jax.random.fold_in(rng, index), batch
       )
     )
     for index in range(math.ceil(num / batch))

@@ -14,9 +14,11 @@ the n = h * w positions, nothing at a 7x7 grid.
 
 Position i reads the code at i - 1 (a start token at i = 0) plus a learned
 embedding of i, and attends to positions ≤ i, so its logits depend on the
-codes before i only. `sample` fills the grid one position at a time,
-re-running the whole network each step: O(n) passes, exact, without a
-key-value cache.
+codes before i only. `sample` fills the grid one position at a time
+with a key-value cache (`CodePrior.decode`): each position costs one
+position's pass. `sample_by_recomputing` re-runs the whole network at each
+position instead, for any causal model: the reference the cache is tested
+against.
 """
 
 import functools
@@ -36,11 +38,12 @@ class Block(nn.Module):
   width: int
   num_heads: int
   mlp_ratio: int
+  decode: bool = False  # Attend through the key-value cache (`CodePrior`).
 
   @nn.compact
-  def __call__(self, x: jax.Array, mask: jax.Array) -> jax.Array:
+  def __call__(self, x: jax.Array, mask: jax.Array | None) -> jax.Array:
     attended = nn.MultiHeadDotProductAttention(
-      num_heads=self.num_heads, qkv_features=self.width
+      num_heads=self.num_heads, qkv_features=self.width, decode=self.decode
     )(nn.LayerNorm()(x), mask=mask)
     x = x + attended
     hidden = nn.gelu(nn.Dense(self.mlp_ratio * self.width)(nn.LayerNorm()(x)))
@@ -50,7 +53,14 @@ class Block(nn.Module):
 class CodePrior(nn.Module):
   """codes int32 [B, h, w] -> logits [B, h, w, K]: at (r, c), the
   distribution of the code at (r, c) given every code before it in raster
-  order."""
+  order.
+
+  With `decode`, it instead reads the input tokens of the next positions,
+  [B, L] (the start token K, then each drawn code), and gives their logits
+  [B, L, K], keeping each attention's keys and values, and the position
+  reached, in the 'cache' collection: ancestral sampling one position per
+  call. Its parameters are the same.
+  """
 
   codebook_size: int  # K.
   grid_shape: tuple[int, int]  # (h, w).
@@ -58,10 +68,13 @@ class CodePrior(nn.Module):
   num_layers: int
   num_heads: int
   mlp_ratio: int
+  decode: bool = False
 
   @nn.compact
   def __call__(self, codes: jax.Array, train: bool = False) -> jax.Array:
     del train  # The same in training and evaluation: no dropout, no BatchNorm.
+    if self.decode:
+      return self._next_logits(codes)
     if tuple(codes.shape[1:]) != tuple(self.grid_shape):
       raise ValueError(
         f"codes of shape {codes.shape} do not hold [B, h, w] grids of "
@@ -75,20 +88,40 @@ class CodePrior(nn.Module):
     # position's own code out of its input.
     start = jnp.full((batch_size, 1), self.codebook_size, flat_codes.dtype)
     inputs = jnp.concatenate([start, flat_codes[:, :-1]], axis=1)
+    logits = self._network(inputs, 0, nn.make_causal_mask(inputs))
+    return logits.reshape(*codes.shape, self.codebook_size)
+
+  def _network(
+    self, inputs: jax.Array, first_position: jax.Array, mask: jax.Array | None
+  ) -> jax.Array:
+    """Logits [B, L, K] of input tokens [B, L] at positions from
+    `first_position` on."""
     x = nn.Embed(self.codebook_size + 1, self.width, name="token_embedding")(
       inputs
     )
     position_embedding = self.param(
       "position_embedding",
       nn.initializers.normal(0.02),
-      (num_positions, self.width),
+      (self.grid_shape[0] * self.grid_shape[1], self.width),
     )
-    x = x + position_embedding[None]
-    mask = nn.make_causal_mask(inputs)
+    x = x + jax.lax.dynamic_slice_in_dim(
+      position_embedding, first_position, inputs.shape[1]
+    )[None]
     for _ in range(self.num_layers):
-      x = Block(self.width, self.num_heads, self.mlp_ratio)(x, mask)
-    logits = nn.Dense(self.codebook_size, name="logits")(nn.LayerNorm()(x))
-    return logits.reshape(*codes.shape, self.codebook_size)
+      x = Block(self.width, self.num_heads, self.mlp_ratio, self.decode)(
+        x, mask
+      )
+    return nn.Dense(self.codebook_size, name="logits")(nn.LayerNorm()(x))
+
+  def _next_logits(self, inputs: jax.Array) -> jax.Array:
+    # Initializing, the inputs are a whole grid's, which sizes the caches;
+    # after that, one position per call.
+    initialized = self.has_variable("cache", "position")
+    position = self.variable("cache", "position", jnp.zeros, (), jnp.int32)
+    logits = self._network(inputs.astype(jnp.int32), position.value, None)
+    if initialized:
+      position.value = position.value + inputs.shape[1]
+    return logits
 
 
 def log_likelihood(logits: jax.Array, codes: jax.Array) -> jax.Array:
@@ -99,8 +132,23 @@ def log_likelihood(logits: jax.Array, codes: jax.Array) -> jax.Array:
   return jnp.sum(chosen, axis=(1, 2, 3))
 
 
+def _draw(
+  logits: jax.Array, rng: jax.Array, temperature: jax.Array
+) -> jax.Array:
+  """int32 [B]: one code per row of `logits` [B, K] at `temperature` (0:
+  the most likely)."""
+  logits = logits.astype(jnp.float32)
+  # The maximum only keeps the division finite at temperature 0, where the
+  # draw is discarded for the argmax.
+  drawn = jax.random.categorical(rng, logits / jnp.maximum(temperature, 1e-30))
+  greedy = jnp.argmax(logits, axis=-1)
+  return jnp.where(temperature > 0, drawn, greedy).astype(jnp.int32)
+
+
 @functools.partial(jax.jit, static_argnames=("module", "num", "grid_shape"))
-def _sample(module, variables, rng, temperature, *, num, grid_shape):
+def _sample_by_recomputing(
+  module, variables, rng, temperature, *, num, grid_shape
+):
   height, width = grid_shape
   num_positions = height * width
 
@@ -108,15 +156,10 @@ def _sample(module, variables, rng, temperature, *, num, grid_shape):
     logits = module.apply(variables, flat_codes.reshape(num, height, width))
     position_logits = jax.lax.dynamic_index_in_dim(
       logits.reshape(num, num_positions, -1), position, axis=1, keepdims=False
-    ).astype(jnp.float32)
-    drawn = jax.random.categorical(
-      jax.random.fold_in(rng, position),
-      # The maximum only keeps the division finite at temperature 0, where
-      # the draw is discarded for the argmax.
-      position_logits / jnp.maximum(temperature, 1e-30),
     )
-    greedy = jnp.argmax(position_logits, axis=-1)
-    chosen = jnp.where(temperature > 0, drawn, greedy).astype(jnp.int32)
+    chosen = _draw(
+      position_logits, jax.random.fold_in(rng, position), temperature
+    )
     return jax.lax.dynamic_update_index_in_dim(
       flat_codes, chosen, position, axis=1
     )
@@ -129,7 +172,57 @@ def _sample(module, variables, rng, temperature, *, num, grid_shape):
   return flat_codes.reshape(num, height, width)
 
 
+@functools.partial(jax.jit, static_argnames=("module", "num"))
+def _sample_cached(module, params, rng, temperature, *, num):
+  decoder = module.clone(decode=True)
+  height, width = module.grid_shape
+  num_positions = height * width
+  whole_grid = jnp.zeros((num, num_positions), jnp.int32)
+  cache = jax.tree.map(
+    lambda shape: jnp.zeros(shape.shape, shape.dtype),
+    jax.eval_shape(decoder.init, jax.random.PRNGKey(0), whole_grid)["cache"],
+  )
+
+  def fill_position(position, carry):
+    cache, previous, flat_codes = carry
+    logits, updated = decoder.apply(
+      {"params": params, "cache": cache}, previous[:, None], mutable=["cache"]
+    )
+    chosen = _draw(logits[:, 0], jax.random.fold_in(rng, position), temperature)
+    flat_codes = jax.lax.dynamic_update_index_in_dim(
+      flat_codes, chosen, position, axis=1
+    )
+    return updated["cache"], chosen, flat_codes
+
+  start = jnp.full((num,), module.codebook_size, jnp.int32)
+  _, _, flat_codes = jax.lax.fori_loop(
+    0, num_positions, fill_position, (cache, start, whole_grid)
+  )
+  return flat_codes.reshape(num, height, width)
+
+
+def _check_temperature(temperature: float) -> None:
+  errors.require(
+    temperature >= 0, f"temperature must be >= 0, got {temperature}."
+  )
+
+
 def sample(
+  module: CodePrior,
+  params,
+  rng: jax.Array,
+  num: int,
+  temperature: float = 1.0,
+) -> jax.Array:
+  """int32 [num, h, w]: `num` grids drawn ancestrally from the prior
+  `module` with `params`, a pure function of `rng`, through its key-value
+  cache. Each logit is divided by `temperature`; 0 takes the most likely
+  code at each position (the greedy path)."""
+  _check_temperature(temperature)
+  return _sample_cached(module, params, rng, jnp.float32(temperature), num=num)
+
+
+def sample_by_recomputing(
   module: nn.Module,
   variables,
   rng: jax.Array,
@@ -137,14 +230,11 @@ def sample(
   grid_shape: tuple[int, int],
   temperature: float = 1.0,
 ) -> jax.Array:
-  """int32 [num, h, w]: `num` grids drawn ancestrally from `module` (any
-  module whose `apply(variables, codes)` gives causal logits [B, h, w, K]),
-  a pure function of `rng`. Each logit is divided by `temperature`; 0 takes
-  the most likely code at each position (the greedy path)."""
-  errors.require(
-    temperature >= 0, f"temperature must be >= 0, got {temperature}."
-  )
-  return _sample(
+  """`sample` of any module whose `apply(variables, codes)` gives causal
+  logits [B, h, w, K], re-running it whole at each position: the same
+  draws from the same `rng`, n times the work."""
+  _check_temperature(temperature)
+  return _sample_by_recomputing(
     module,
     variables,
     rng,
