@@ -186,6 +186,38 @@ def reproductions(figures: dict) -> str:
   return "\n".join(lines)
 
 
+def _optional(value: float | None, form: str) -> str:
+  return "—" if value is None else form.format(value)
+
+
+def vq_vae_comparison(figures: dict) -> str:
+  """The VQ-VAE and its prior against VAEs (`vq_vae_comparison.py`)."""
+  lines = [
+    machine_line(figures["machine"]) + "; MNIST test split; samples: "
+    "10,000 judged by the project's classifier.",
+    "",
+    "| model | trained on | test MSE | test NLL, nats | Fréchet distance "
+    "| precision | recall | sharpness/test | epochs | training |",
+    "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+  ]
+  for run in figures["rows"]:
+    nll = f"{run['nll']:.2f} ({run['nll_kind']})" if "nll" in run else "—"
+    wall = _duration(run["train_seconds"])
+    if run["resumed"]:
+      wall += " (last parts)"
+    lines.append(
+      f"| {run['model']} | "
+      f"{'binarized' if run['binarized'] else 'grey levels'} | "
+      f"{_optional(run['test_mse'], '{:.5f}')} | {nll} | "
+      f"{_optional(run['frechet_distance_classifier_features'], '{:.1f}')} | "
+      f"{_optional(run['precision_classifier_features'], '{:.3f}')} | "
+      f"{_optional(run['recall_classifier_features'], '{:.3f}')} | "
+      f"{_optional(run['relative_sharpness'], '{:.2f}')} | "
+      f"{' + '.join(map(str, run['epochs']))} | {wall} |"
+    )
+  return "\n".join(lines)
+
+
 TABLES: dict[str, Callable[[dict], str]] = {
   "vs_pytorch": vs_pytorch,
   "vs_pytorch_whole_job": vs_pytorch,
@@ -193,6 +225,7 @@ TABLES: dict[str, Callable[[dict], str]] = {
   "train_throughput": train_throughput,
   "vectorized_sweeps": vectorized_sweeps,
   "reproductions": reproductions,
+  "vq_vae_comparison": vq_vae_comparison,
 }
 
 

@@ -118,3 +118,82 @@ def test_a_vq_vae_rows_bound_needs_both_of_its_runs(tmp_path):
   table = tables_module().table(str(output))
   assert "≤ **158.12** (a bound: reconstruction 30.00 + codes 128.12)" in table
   assert "| 6 + 20 / — | 3 h 00 min |" in table
+
+
+def write_files(workdir: pathlib.Path, config: dict, results: dict, analysis):
+  (workdir / "analysis").mkdir(parents=True)
+  (workdir / "config.json").write_text(json.dumps(config))
+  (workdir / "results.json").write_text(
+    json.dumps({"train_seconds": 1800.0, "start_step": 0, **results})
+  )
+  if analysis is not None:
+    (workdir / "analysis" / "analysis.json").write_text(json.dumps(analysis))
+
+
+def test_vq_vae_comparison_reads_the_pair_through_its_prior(tmp_path):
+  """The prior's row takes the bound and samples from its analysis, the
+  MSE its analysis took from the VQ-VAE, and both runs' epochs and time; a
+  run never analyzed gives its reconstruction alone."""
+  samples = {
+    "frechet_distance_classifier_features": 12.5,
+    "precision_classifier_features": 0.5,
+    "recall_classifier_features": 0.25,
+    "relative_sharpness": 0.75,
+  }
+  vq_vae, prior, plain = (tmp_path / name for name in ("vq", "prior", "ae"))
+  write_files(
+    vq_vae,
+    {
+      "num_epochs": 6,
+      "model": {"name": "vq_vae"},
+      "input": {"binarize": "dynamic"},
+    },
+    {"test_mse": 0.5},
+    None,
+  )
+  write_files(
+    prior,
+    {
+      "num_epochs": 10,
+      "model": {"name": "code_prior"},
+      "input": {"binarize": "none"},
+    },
+    {},
+    {
+      "nll_bound": 150.25,
+      "codes_of": str(vq_vae),
+      "test_mse": 0.0125,
+      "binarize": "dynamic",
+      **samples,
+    },
+  )
+  write_files(
+    plain,
+    {
+      "num_epochs": 3,
+      "model": {"name": "vq_vae"},
+      "input": {"binarize": "none"},
+    },
+    {"test_mse": 0.00625},
+    None,
+  )
+  output = tmp_path / "vq_vae_comparison_test.json"
+  subprocess.run(
+    [
+      sys.executable,
+      str(REPO_ROOT / "benchmarks" / "vq_vae_comparison.py"),
+      f"--workdirs={prior},{plain}",
+      f"--output={output}",
+    ],
+    check=True,
+    capture_output=True,
+    cwd=REPO_ROOT,
+  )
+  table = tables_module().table(str(output)).splitlines()
+  assert table[-2] == (
+    "| vq_vae + code_prior | binarized | 0.01250 | 150.25 (bound) | 12.5 | "
+    "0.500 | 0.250 | 0.75 | 6 + 10 | 1 h 00 min |"
+  )
+  assert table[-1] == (
+    "| vq_vae | grey levels | 0.00625 | — | — | — | — | — | 3 | 0 h 30 min |"
+  )
