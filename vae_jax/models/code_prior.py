@@ -104,9 +104,12 @@ class CodePrior(nn.Module):
       nn.initializers.normal(0.02),
       (self.grid_shape[0] * self.grid_shape[1], self.width),
     )
-    x = x + jax.lax.dynamic_slice_in_dim(
-      position_embedding, first_position, inputs.shape[1]
-    )[None]
+    x = (
+      x
+      + jax.lax.dynamic_slice_in_dim(
+        position_embedding, first_position, inputs.shape[1]
+      )[None]
+    )
     for _ in range(self.num_layers):
       x = Block(self.width, self.num_heads, self.mlp_ratio, self.decode)(
         x, mask
