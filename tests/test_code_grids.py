@@ -252,3 +252,15 @@ def test_the_configs_prior_has_the_listed_params():
   assert registry.count_params(state.params) == transformer_params(
     128, 4, 4, 64, 49
   )
+
+
+def test_codes_step_pins_the_vq_vae_checkpoint(vq_vae_run):
+  """The grids of an older checkpoint differ from the newest one's, and
+  the source names the step."""
+  with mock_data():
+    newest = code_grids.CodeGrids(prior_config(vq_vae_run).input)
+    pinned = code_grids.CodeGrids(
+      prior_config(vq_vae_run, {"input.codes_step": 3}).input
+    )
+  assert pinned.source == f"codes of {vq_vae_run} at step 3"
+  assert (pinned.grids("test") != newest.grids("test")).any()

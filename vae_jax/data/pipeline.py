@@ -92,6 +92,9 @@ def default_config() -> ml_collections.ConfigDict:
   # on images; the fields above are then that run's. Needs pixel_range
   # 'codes', which the priors over codes read.
   config.codes_of = config_dict.placeholder(str)
+  # That run's checkpoint step to encode with; None: its newest. Pin it
+  # when that run may train on while this one resumes.
+  config.codes_step = config_dict.placeholder(int)
   return config
 
 

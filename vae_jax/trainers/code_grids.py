@@ -3,13 +3,14 @@
 A prior over codes (`models.code_prior`) trains on the grids of codebook
 indices a trained VQ-VAE assigns to its dataset's images. With
 `input.codes_of=WORKDIR` (and `input.pixel_range='codes'`), `prepare_data`
-loads that run at its newest checkpoint and encodes its training and test
-splits once, on the devices. Where the VQ-VAE binarizes, the images encoded
-are its fixed draws: the static draw of the training split, and the test
-split's draw that every binarized run evaluates on, so the prior's test
-codes are those of the VQ-VAE's own test images. The grids, int32 [h, w],
-are then served through `pipeline.PreparedData`'s interface: the loop, the
-device-held path and the analysis read them as they read images.
+loads that run at its newest checkpoint (or at `input.codes_step`) and
+encodes its training and test splits once, on the devices. Where the
+VQ-VAE binarizes, the images encoded are its fixed draws: the static draw
+of the training split, and the test split's draw that every binarized run
+evaluates on, so the prior's test codes are those of the VQ-VAE's own test
+images. The grids, int32 [h, w], are then served through
+`pipeline.PreparedData`'s interface: the loop, the device-held path and the
+analysis read them as they read images.
 """
 
 from collections.abc import Callable
@@ -45,9 +46,9 @@ class QuantizerRun:
   data: pipeline.PreparedData  # Its images.
 
 
-def load_quantizer_run(workdir: str) -> QuantizerRun:
-  """The VQ-VAE run in `workdir` at its newest checkpoint; UserInputError
-  when it is not a vector-quantized model's run."""
+def load_quantizer_run(workdir: str, step: int | None = None) -> QuantizerRun:
+  """The VQ-VAE run in `workdir` at checkpoint `step` (None: its newest);
+  UserInputError when it is not a vector-quantized model's run."""
   config = saved_runs.load_config(workdir)
   saved_runs.check_has_state(workdir)
   images = pipeline.prepare(config.input)
@@ -59,7 +60,7 @@ def load_quantizer_run(workdir: str) -> QuantizerRun:
       "no code grids."
     )
   state = saved_runs.restore_state(
-    workdir, config, parts, images.image_shape, step=None
+    workdir, config, parts, images.image_shape, step
   )
   return QuantizerRun(
     workdir=workdir,
@@ -135,7 +136,9 @@ class CodeGrids(pipeline.PreparedData):
   VQ-VAE run's dataset (its 'label' and any attributes kept)."""
 
   def __init__(self, input_config: ml_collections.ConfigDict):
-    self.quantizer_run = load_quantizer_run(input_config.codes_of)
+    self.quantizer_run = load_quantizer_run(
+      input_config.codes_of, input_config.codes_step
+    )
     self._grids = {}
     for split in ("train", "test"):
       examples = self.quantizer_run.data.fixed_split(split)
