@@ -44,8 +44,8 @@ DECODE_BATCH = 256  # Codes decoded per call by `decode`.
 # decoder's activations are ~1 KB per output pixel (dcgan_vae, 32x32: 1.2 GB).
 IWAE_PIXELS_PER_CHUNK = 2**20
 IWAE_BATCH = 8  # Images whose draws are decoded together.
-# Code grids a prior draws together: each of its h * w passes runs the
-# whole network on them.
+# Code grids a prior draws per compiled call, its key-value caches held
+# for all of them.
 SAMPLE_GRIDS_BATCH = 1000
 
 

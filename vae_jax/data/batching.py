@@ -21,7 +21,6 @@ from vae_jax import errors
 from vae_jax.core import sharding
 from vae_jax.data import augment
 
-# The pixel ranges images are given to a model in: [0, 1] or [-1, 1].
 # How a model reads its data's "image": 'unit' pixels in [0, 1], 'symmetric'
 # in [-1, 1], or 'codes', integers kept as int32 (a VQ-VAE run's code grids,
 # read by a prior over them).

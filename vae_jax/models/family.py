@@ -29,8 +29,9 @@ class Kind(enum.Enum):
   # [B, h, w, D] before quantization, `quantize(grid) -> (quantized,
   # indices, codes)` (a `vq_vae.Quantization`: the nearest entries, passed
   # straight through, their indices [B, h, w] and the entries themselves),
-  # `decode(quantized) -> logits`, its `codebook_size` K and `grid_shape`
-  # (h, w, D). A prior over its codes is a model of its own (CODE_PRIOR).
+  # `decode(quantized) -> logits`, `decode_indices(indices) -> logits`, its
+  # `codebook_size` K and `grid_shape` (h, w, D). A prior over its codes is
+  # a model of its own (CODE_PRIOR).
   VECTOR_QUANTIZED = "vector_quantized"
   # An autoregressive model of a VECTOR_QUANTIZED run's code grids
   # (`models.code_prior`), trained on them as its data (`input.codes_of`):
