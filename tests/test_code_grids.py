@@ -206,6 +206,8 @@ def test_analyze_reports_the_bound_as_its_two_terms_by_hand(
   np.testing.assert_allclose(terms["reconstruction"], reconstruction, rtol=1e-5)
   np.testing.assert_allclose(terms["code_log_loss"], code_log_loss, rtol=1e-5)
   assert report["nll_bound"] == terms["reconstruction"] + terms["code_log_loss"]
+  assert report["likelihood_of"].startswith("nll_bound, an upper bound")
+  assert "binarized-MNIST literature" in report["likelihood_of"]
   assert report["codebook_use"]["test"]["codes_used"] == len(np.unique(grids))
   assert 1 <= report["codebook_use"]["samples"]["codes_used"] <= 8
   assert report["frechet_num_samples"] == 20

@@ -80,6 +80,8 @@ def analyze(
     "step": run.step,
     "codes_of": os.path.abspath(quantizer.workdir),
     "codes_of_step": quantizer.step,
+    "likelihood_of": "nll_bound, an upper bound on -log p(x), of "
+    + runs.pixels_likelihood(quantizer.config),
     "seconds": {},
   }
   clock = time.perf_counter()

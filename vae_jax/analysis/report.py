@@ -51,7 +51,6 @@ from vae_jax.analysis import plots
 from vae_jax.analysis import runs
 from vae_jax.core import outputs
 from vae_jax.core import sharding
-from vae_jax.data import binarize
 from vae_jax.data import pipeline
 from vae_jax.data import sources
 from vae_jax.models import family
@@ -359,28 +358,12 @@ def likelihood_of(config: ml_collections.ConfigDict) -> str:
   if models.get(config.model.name).kind == family.Kind.VECTOR_QUANTIZED:
     return (
       "no likelihood: test_recon is -log p(x | z_q) at each image's own "
-      "codes, no bound on -log p(x) without a prior over the codes"
+      "codes; a prior over the codes (input.codes_of) gives the pair's "
+      "bound on -log p(x)"
     )
-  if config.input.binarize != "none":
-    return (
-      "binarized test images (one fixed draw, the same for every run: "
-      f"data.binarize.TEST_DRAW = {binarize.TEST_DRAW}): a test NLL in "
-      "nats, comparable with the binarized-MNIST literature"
-    )
-  likelihood = config.loss.get("likelihood")
-  if likelihood is None:  # An autoencoder's objective.
+  if config.loss.get("likelihood") is None:  # An autoencoder's objective.
     return "no likelihood: the test loss is a reconstruction error"
-  if likelihood == "bernoulli":
-    return (
-      "grey-level pixels read as Bernoulli means: a cross-entropy in "
-      "nats, not the likelihood of any data, so not comparable with "
-      "published NLLs"
-    )
-  return (
-    f"grey-level pixels under the {likelihood} likelihood "
-    "(loss.likelihood): a density of continuous pixels in nats, not "
-    "comparable with published NLLs of discrete data"
-  )
+  return runs.pixels_likelihood(config)
 
 
 def _check_counts(**counts: int | None) -> None:

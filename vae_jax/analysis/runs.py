@@ -27,6 +27,7 @@ from vae_jax.core import checkpoints
 from vae_jax.core import image_grid
 from vae_jax.core import sharding
 from vae_jax.core import weights_file
+from vae_jax.data import binarize
 from vae_jax.data import pipeline
 from vae_jax.models import code_prior
 from vae_jax.models import family
@@ -152,6 +153,29 @@ def sample_code_grids(run: TrainedRun, rng: jax.Array, num: int) -> np.ndarray:
     for index in range(math.ceil(num / batch))
   ]
   return np.concatenate(grids)[:num]
+
+
+def pixels_likelihood(config: ml_collections.ConfigDict) -> str:
+  """What a likelihood of a run's test images measures, in words for
+  analysis.json: comparable with published NLLs on binarized images only."""
+  if config.input.binarize != "none":
+    return (
+      "binarized test images (one fixed draw, the same for every run: "
+      f"data.binarize.TEST_DRAW = {binarize.TEST_DRAW}): a test NLL in "
+      "nats, comparable with the binarized-MNIST literature"
+    )
+  likelihood = config.loss.likelihood
+  if likelihood == "bernoulli":
+    return (
+      "grey-level pixels read as Bernoulli means: a cross-entropy in "
+      "nats, not the likelihood of any data, so not comparable with "
+      "published NLLs"
+    )
+  return (
+    f"grey-level pixels under the {likelihood} likelihood "
+    "(loss.likelihood): a density of continuous pixels in nats, not "
+    "comparable with published NLLs of discrete data"
+  )
 
 
 def kept_steps(workdir: str) -> list[int]:
