@@ -453,3 +453,55 @@ def test_celeba_configs_train_end_to_end(name, tmp_path):
   if name == "celeba_acgan":
     assert np.isfinite(results["test_aux_real_accuracy"])
     assert (tmp_path / "by_label_000002.png").exists()
+
+
+def test_reusing_the_fakes_is_a_generator_step_on_the_same_z():
+  """One generator forward pass, kept by `jax.vjp` and pulled back after the
+  discriminator's update, gives what the discriminator step followed by a
+  generator step on the same z gives: both networks, their BatchNorm
+  statistics, optimizer states and the generator's average."""
+  config = tiny_gan_config()
+  config.model.discriminator_batch_norm = True
+  config.generator_ema_decay = 0.9
+  config.generator_reuses_fakes = True
+  settings, state = make_state(config)
+  batch, rng = random_batch(seed=5), jax.random.PRNGKey(2)
+  reused, terms, finite = jax.jit(
+    functools.partial(
+      adversarial._both_updates_on_one_batch_of_fakes,  # pylint: disable=protected-access
+      settings=settings,
+    )
+  )(state, batch, rng)
+  after_discriminator, expected_terms, _ = adversarial.discriminator_step(
+    state, batch, rng, settings
+  )
+  expected, _, _ = adversarial.generator_step(
+    after_discriminator, batch, rng, settings
+  )
+  assert bool(finite)
+  for name, value in expected_terms.items():
+    np.testing.assert_allclose(terms[name], value, rtol=1e-6, err_msg=name)
+  for got, want in zip(
+    jax.tree.leaves(reused), jax.tree.leaves(expected), strict=True
+  ):
+    np.testing.assert_allclose(got, want, rtol=2e-5, atol=1e-6)
+  assert_changed(state.generator, reused.generator)
+  # The loop's step takes that path, on the step's discriminator key.
+  step = adversarial.make_steps(config, assemble(config, IMAGE_SHAPE))[0]
+  stepped, _ = jax.jit(step)(state, batch, rng)
+  d_rng, _ = jax.random.split(jax.random.fold_in(rng, state.step))
+  direct, _, _ = adversarial.discriminator_step(state, batch, d_rng, settings)
+  direct, _, _ = adversarial.generator_step(direct, batch, d_rng, settings)
+  np.testing.assert_allclose(
+    jax.tree.leaves(stepped.generator.params)[0],
+    jax.tree.leaves(direct.generator.params)[0],
+    rtol=2e-5,
+    atol=1e-6,
+  )
+
+
+def test_reusing_the_fakes_needs_one_critic_update():
+  config = tiny_gan_config()
+  config.generator_reuses_fakes, config.n_critic = True, 2
+  with pytest.raises(errors.ConfigError, match="needs n_critic=1"):
+    adversarial.check_config(config)

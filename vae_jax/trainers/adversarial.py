@@ -116,6 +116,11 @@ def default_config() -> ml_collections.ConfigDict:
   # updated after each generator update; samples and evaluation use it.
   # 0 is off (the state then holds no average); 0.999 is usual.
   config.generator_ema_decay = 0.0
+  # True: the generator's update backpropagates through the fakes the
+  # discriminator has just judged (one generator forward pass a step, as
+  # PyTorch's DCGAN example does); False: through fresh fakes of new z.
+  # With n_critic 1 only.
+  config.generator_reuses_fakes = False
   config.optimizer = ml_collections.ConfigDict()
   for network in NETWORKS:
     optimizer = optimizers.default_config()
@@ -131,6 +136,12 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   )
   errors.require(
     config.r1_weight >= 0, f"r1_weight must be >= 0, got {config.r1_weight}."
+  )
+  errors.require(
+    not config.generator_reuses_fakes or config.n_critic == 1,
+    "generator_reuses_fakes needs n_critic=1: with more discriminator "
+    f"updates per generator update (n_critic={config.n_critic}) there is "
+    "no single batch of fakes to reuse.",
   )
   errors.require(
     0 <= config.generator_ema_decay < 1,
@@ -199,6 +210,7 @@ class Settings(NamedTuple):
   compute_dtype: str  # The networks' arithmetic (`core.precision`).
   r1_weight: float  # 0: no R1 penalty.
   ema_decay: float  # 0: no average of the generator (a plain GanState).
+  reuse_fakes: bool  # The generator learns from the discriminator's fakes.
 
 
 def _network(
@@ -265,12 +277,38 @@ def discriminator_step(
   and whether the loss and gradients were finite. The generator is
   unchanged.
   """
-  images, labels = batch["image"], trainer.class_labels(batch)
-  generator = _network(settings, "generator", state.generator, train=True)
-  fakes, _ = objective_lib.apply(
-    generator, _latents(settings.model, rng, images.shape[0]), labels
+  labels = trainer.class_labels(batch)
+  fakes, _ = _generate(settings, state.generator, rng, labels)
+  return _discriminator_update(
+    state, batch, jax.lax.stop_gradient(fakes), settings
   )
-  fakes = jax.lax.stop_gradient(fakes)
+
+
+def _generate(
+  settings: Settings,
+  generator: NetworkState,
+  rng: jax.Array,
+  labels: jax.Array,
+  params: Any = None,
+) -> tuple[jax.Array, Any]:
+  """Fakes of z drawn with `rng`, one per label, by the training-mode
+  generator with `params` (by default its own), and its BatchNorm
+  statistics."""
+  return objective_lib.apply(
+    _network(settings, "generator", generator, train=True, params=params),
+    _latents(settings.model, rng, labels.shape[0]),
+    labels,
+  )
+
+
+def _discriminator_update(
+  state: GanState,
+  batch: dict[str, jax.Array],
+  fakes: jax.Array,
+  settings: Settings,
+) -> tuple[GanState, dict[str, jax.Array], jax.Array]:
+  """`discriminator_step` on given `fakes` (no gradient flows into them)."""
+  images, labels = batch["image"], trainer.class_labels(batch)
   network = state.discriminator
 
   def judge_real(params, x):
@@ -336,26 +374,37 @@ def generator_step(
 ) -> tuple[GanState, dict[str, jax.Array], jax.Array]:
   """One generator update on fresh z for `batch`'s labels; D is unchanged."""
   labels = trainer.class_labels(batch)
-  z = _latents(settings.model, rng, labels.shape[0])
-  network = state.generator
 
   def objective(params):
-    fakes, stats = objective_lib.apply(
-      _network(settings, "generator", network, train=True, params=params),
-      z,
-      labels,
-    )
-    # The discriminator as it judged fakes in its own update (batch
-    # statistics); its updated running averages are dropped.
-    fake, _ = objective_lib.apply(
-      _network(settings, "discriminator", state.discriminator, train=True),
-      fakes,
-    )
-    terms = settings.terms.generator(fake, labels, settings.loss_config)
-    terms = {name: value.mean() for name, value in terms.items()}
-    return terms["g_loss"], (terms, stats)
+    fakes, stats = _generate(settings, state.generator, rng, labels, params)
+    loss, terms = _judged(settings, state.discriminator, fakes, labels)
+    return loss, (terms, stats)
 
-  network, terms, finite = _update(network, objective)
+  network, terms, finite = _update(state.generator, objective)
+  return _with_generator(state, network, settings), terms, finite
+
+
+def _judged(
+  settings: Settings,
+  discriminator: NetworkState,
+  fakes: jax.Array,
+  labels: jax.Array,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """The generator's loss and mean terms, for `fakes` of `labels`."""
+  # The discriminator as it judged fakes in its own update (batch
+  # statistics); its updated running averages are dropped.
+  fake, _ = objective_lib.apply(
+    _network(settings, "discriminator", discriminator, train=True), fakes
+  )
+  terms = settings.terms.generator(fake, labels, settings.loss_config)
+  terms = {name: value.mean() for name, value in terms.items()}
+  return terms["g_loss"], terms
+
+
+def _with_generator(
+  state: GanState, network: NetworkState, settings: Settings
+) -> GanState:
+  """`state` with the updated generator `network`, and its average."""
   state = state.replace(generator=network)
   if settings.ema_decay:
     state = state.replace(
@@ -363,7 +412,35 @@ def generator_step(
         state.generator_ema, network.params, settings.ema_decay
       )
     )
-  return state, terms, finite
+  return state
+
+
+def _both_updates_on_one_batch_of_fakes(
+  state: GanState,
+  batch: dict[str, jax.Array],
+  rng: jax.Array,
+  settings: Settings,
+) -> tuple[GanState, dict[str, jax.Array], jax.Array]:
+  """`discriminator_step`, then a generator update through the very fakes
+  it judged: the generator's forward pass is kept (`jax.vjp`) and pulled
+  back once the updated discriminator has judged them. The same update as
+  `generator_step` on z drawn with `rng`, with one forward pass fewer."""
+  labels = trainer.class_labels(batch)
+  fakes, pullback, stats = jax.vjp(
+    lambda params: _generate(settings, state.generator, rng, labels, params),
+    state.generator.params,
+    has_aux=True,
+  )
+  state, terms, finite = _discriminator_update(
+    state, batch, jax.lax.stop_gradient(fakes), settings
+  )
+  (loss, _), fakes_gradient = jax.value_and_grad(
+    lambda f: _judged(settings, state.discriminator, f, labels), has_aux=True
+  )(fakes)
+  (grads,) = pullback(fakes_gradient)
+  network = state.generator.apply_gradients(grads, stats)
+  finite = finite & finite_guard.all_finite(loss, grads)
+  return _with_generator(state, network, settings), terms, finite
 
 
 def train_step(
@@ -374,28 +451,34 @@ def train_step(
   settings: Settings,
   n_critic: int,
 ) -> tuple[GanState, dict[str, jax.Array]]:
-  """A discriminator update, then a generator update every n_critic-th step.
+  """A discriminator update, then a generator update every n_critic-th step
+  (on fresh fakes; with `reuse_fakes`, on those the discriminator judged).
 
   `rng` is the run's base key, folded with the step. Metrics are the
   discriminator update's; 'loss' is its loss.
   """
   d_rng, g_rng = jax.random.split(jax.random.fold_in(rng, state.step))
-  updated, terms, finite = discriminator_step(state, batch, d_rng, settings)
-
-  def update_generator(s):
-    s, _, g_finite = generator_step(s, batch, g_rng, settings)
-    return s, g_finite
-
-  if n_critic == 1:
-    updated, g_finite = update_generator(updated)
-  else:
-    updated, g_finite = jax.lax.cond(
-      (state.step + 1) % n_critic == 0,
-      update_generator,
-      lambda s: (s, jnp.array(True)),
-      updated,
+  if settings.reuse_fakes:
+    updated, terms, finite = _both_updates_on_one_batch_of_fakes(
+      state, batch, d_rng, settings
     )
-  finite = finite & g_finite
+  else:
+    updated, terms, finite = discriminator_step(state, batch, d_rng, settings)
+
+    def update_generator(s):
+      s, _, g_finite = generator_step(s, batch, g_rng, settings)
+      return s, g_finite
+
+    if n_critic == 1:
+      updated, g_finite = update_generator(updated)
+    else:
+      updated, g_finite = jax.lax.cond(
+        (state.step + 1) % n_critic == 0,
+        update_generator,
+        lambda s: (s, jnp.array(True)),
+        updated,
+      )
+    finite = finite & g_finite
   next_step = state.step + 1
   state = finite_guard.keep_if_finite(
     finite, updated.replace(step=next_step), state.replace(step=next_step)
@@ -436,6 +519,7 @@ def settings_of(config: ml_collections.ConfigDict, parts) -> Settings:
     compute_dtype=config.compute_dtype,
     r1_weight=config.r1_weight,
     ema_decay=config.generator_ema_decay,
+    reuse_fakes=config.generator_reuses_fakes,
   )
 
 
